@@ -1,0 +1,362 @@
+//! `Agent::builder()`: configuration with documented defaults, environment variables, and start-up.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::runtime::Handle;
+use vigil_gpu::{GpuMode, GpuSource};
+
+use crate::collectors::{
+    AllocCollector, Collector, GpuCollector, ProbeConfig, ProbeThread, ProcessCollector,
+    RuntimeCollector, SchedCollector,
+};
+use crate::duration::{DURATION_SYNTAX, parse_duration};
+use crate::{AgentHandle, Error, Sampler};
+
+/// Default listen address of the HTTP endpoint.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9464));
+/// Default tick.
+pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
+/// Default pause between scheduler probes.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(25);
+/// Default stall threshold.
+pub const DEFAULT_STALL_THRESHOLD: Duration = Duration::from_millis(100);
+
+const TICK_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(3600));
+const PROBE_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(60));
+const STALL_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(60));
+
+/// Entry point: `vigil::Agent::builder()`.
+#[derive(Debug)]
+pub struct Agent;
+
+impl Agent {
+    /// A builder with the defaults: listen on `127.0.0.1:9464`, tick every second, GPU `auto`, a
+    /// scheduler probe every 25 ms, stalls above 100 ms.
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder::default()
+    }
+}
+
+/// Consuming builder for the agent. Every setter has a documented default; setters that validate return
+/// `Result`. See `docs/CONFIG.md` for the environment variables [`AgentBuilder::from_env`] reads.
+#[must_use = "an AgentBuilder does nothing until `.start(&handle)` is called"]
+pub struct AgentBuilder {
+    listen: SocketAddr,
+    tick: Duration,
+    gpu: GpuMode,
+    gpu_source: Option<Box<dyn GpuSource>>,
+    probe: ProbeConfig,
+}
+
+impl std::fmt::Debug for AgentBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentBuilder")
+            .field("listen", &self.listen)
+            .field("tick", &self.tick)
+            .field("gpu", &self.gpu)
+            .field("gpu_source", &self.gpu_source.as_ref().map(|s| s.kind()))
+            .field("probe", &self.probe)
+            .finish()
+    }
+}
+
+impl Default for AgentBuilder {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN,
+            tick: DEFAULT_TICK,
+            gpu: GpuMode::Auto,
+            gpu_source: None,
+            probe: ProbeConfig {
+                interval: DEFAULT_PROBE_INTERVAL,
+                stall_threshold: DEFAULT_STALL_THRESHOLD,
+            },
+        }
+    }
+}
+
+fn check_range(
+    setting: &'static str,
+    d: Duration,
+    (lo, hi): (Duration, Duration),
+) -> Result<Duration, Error> {
+    if d < lo || d > hi {
+        return Err(Error::Config {
+            setting,
+            message: format!("{d:?} is outside the accepted range {lo:?} to {hi:?}"),
+        });
+    }
+    Ok(d)
+}
+
+impl AgentBuilder {
+    /// Address of the HTTP endpoint (`/metrics`, `/healthz`). Default `127.0.0.1:9464`; port 0 picks a free
+    /// port ([`AgentHandle::local_addr`] tells which).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// How often the agent samples. Default 1 s; accepted 10 ms to 1 h.
+    pub fn tick(mut self, tick: Duration) -> Result<Self, Error> {
+        self.tick = check_range("tick", tick, TICK_RANGE)?;
+        Ok(self)
+    }
+
+    /// How to find GPUs. Default [`GpuMode::Auto`].
+    pub fn gpu(mut self, mode: GpuMode) -> Self {
+        self.gpu = mode;
+        self
+    }
+
+    /// Uses this GPU source instead of the one [`AgentBuilder::gpu`] would open (a scripted
+    /// [`vigil_gpu::FakeGpu`] in tests and fault-injection runs).
+    pub fn gpu_source(mut self, source: impl GpuSource + 'static) -> Self {
+        self.gpu_source = Some(Box::new(source));
+        self
+    }
+
+    /// Pause between scheduler probes. Default 25 ms (40 tiny tasks a second); accepted 1 ms to 60 s.
+    pub fn probe_interval(mut self, interval: Duration) -> Result<Self, Error> {
+        self.probe.interval = check_range("probe_interval", interval, PROBE_RANGE)?;
+        Ok(self)
+    }
+
+    /// A probe not polled within this time counts as a stall. Default 100 ms; accepted 1 ms to 60 s.
+    pub fn stall_threshold(mut self, threshold: Duration) -> Result<Self, Error> {
+        self.probe.stall_threshold = check_range("stall_threshold", threshold, STALL_RANGE)?;
+        Ok(self)
+    }
+
+    /// Applies the `VIGIL_*` environment variables that are set (see `docs/CONFIG.md`). An empty variable
+    /// counts as unset. A bad value is an [`Error::Env`] naming the variable and what it accepts.
+    pub fn from_env(self) -> Result<Self, Error> {
+        self.from_lookup(|var| std::env::var_os(var))
+    }
+
+    /// [`AgentBuilder::from_env`] over any lookup function (for tests and config layers).
+    pub fn from_lookup(
+        mut self,
+        lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, Error> {
+        let get = |var: &'static str| -> Result<Option<String>, Error> {
+            match lookup(var) {
+                None => Ok(None),
+                Some(v) => match v.into_string() {
+                    Ok(s) if s.trim().is_empty() => Ok(None),
+                    Ok(s) => Ok(Some(s)),
+                    Err(raw) => Err(Error::Env {
+                        var,
+                        value: raw.to_string_lossy().into_owned(),
+                        expected: "valid UTF-8",
+                    }),
+                },
+            }
+        };
+        let duration = |var: &'static str, s: String| {
+            parse_duration(&s).ok_or(Error::Env {
+                var,
+                value: s,
+                expected: DURATION_SYNTAX,
+            })
+        };
+        // Range errors from env values also name the variable.
+        let in_range = |var: &'static str, value: String, d: Duration, range: (Duration, Duration)| {
+            check_range(var, d, range).map_err(|_| Error::Env {
+                var,
+                value,
+                expected: match var {
+                    "VIGIL_TICK" => "a duration from 10ms to 1h",
+                    _ => "a duration from 1ms to 60s",
+                },
+            })
+        };
+        if let Some(s) = get("VIGIL_LISTEN")? {
+            self.listen = s.trim().parse().map_err(|_| Error::Env {
+                var: "VIGIL_LISTEN",
+                value: s.clone(),
+                expected: "an IP address and port such as 127.0.0.1:9464 or [::1]:9464",
+            })?;
+        }
+        if let Some(s) = get("VIGIL_TICK")? {
+            let d = duration("VIGIL_TICK", s.clone())?;
+            self.tick = in_range("VIGIL_TICK", s, d, TICK_RANGE)?;
+        }
+        if let Some(s) = get("VIGIL_GPU")? {
+            self.gpu = GpuMode::parse(&s).ok_or(Error::Env {
+                var: "VIGIL_GPU",
+                value: s,
+                expected: "auto, off or nvml",
+            })?;
+        }
+        if let Some(s) = get("VIGIL_PROBE_INTERVAL")? {
+            let d = duration("VIGIL_PROBE_INTERVAL", s.clone())?;
+            self.probe.interval = in_range("VIGIL_PROBE_INTERVAL", s, d, PROBE_RANGE)?;
+        }
+        if let Some(s) = get("VIGIL_STALL_THRESHOLD")? {
+            let d = duration("VIGIL_STALL_THRESHOLD", s.clone())?;
+            self.probe.stall_threshold = in_range("VIGIL_STALL_THRESHOLD", s, d, STALL_RANGE)?;
+        }
+        Ok(self)
+    }
+
+    /// Builds the collectors and the sampler without starting any thread or socket, except the
+    /// scheduler probe thread (returned; dropping it stops it). For hosts that drive ticks themselves,
+    /// and for benchmarks.
+    pub fn build_sampler(
+        &mut self,
+        handle: &Handle,
+    ) -> Result<(Sampler, Registry, ProbeGuard), Error> {
+        let mut registry = Registry::default();
+        let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
+        collectors.push(Box::new(RuntimeCollector::new(handle, &mut registry)));
+        let (sched, probe) = SchedCollector::start(handle, self.probe, &mut registry)
+            .map_err(|source| Error::Spawn {
+                what: "scheduler probe thread",
+                source,
+            })?;
+        collectors.push(Box::new(sched));
+        if crate::alloc::alloc_tracking_enabled() {
+            collectors.push(Box::new(AllocCollector::new(&mut registry)));
+        } else {
+            tracing::info!(
+                "vigil::CountingAlloc is not the global allocator: allocation signals are off"
+            );
+        }
+        match ProcessCollector::new(&mut registry) {
+            Ok(c) => collectors.push(Box::new(c)),
+            Err(e) => tracing::warn!("process signals are off: {e}"),
+        }
+        let source = match self.gpu_source.take() {
+            Some(s) => s,
+            None => {
+                let (source, reason) = vigil_gpu::open(self.gpu)?;
+                if let Some(reason) = reason {
+                    tracing::info!("no GPU signals: {reason}");
+                }
+                source
+            }
+        };
+        collectors.push(Box::new(GpuCollector::new(source, &mut registry)));
+        let sampler = Sampler::new(collectors, &mut registry)?;
+        Ok((sampler, registry, ProbeGuard(probe)))
+    }
+
+    /// Binds the HTTP endpoint, builds every collector and starts the agent on its own named OS thread
+    /// (`vigil-agent`, with its own current-thread runtime) plus the scheduler probe thread
+    /// (`vigil-probe`). `handle` is the host runtime to monitor.
+    ///
+    /// Errors: a bad setting, a port that cannot be bound, `VIGIL_GPU=nvml` without NVML, or the OS
+    /// refusing a thread. Nothing keeps running after an error.
+    pub fn start(mut self, handle: &Handle) -> Result<AgentHandle, Error> {
+        let listener = std::net::TcpListener::bind(self.listen).map_err(|source| Error::Bind {
+            addr: self.listen,
+            source,
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| Error::Bind {
+                addr: self.listen,
+                source,
+            })?;
+        let (sampler, registry, probe) = self.build_sampler(handle)?;
+        AgentHandle::spawn(listener, self.tick, sampler, Arc::new(registry), probe)
+    }
+}
+
+/// Keeps the scheduler probe thread running; dropping it stops the thread.
+#[must_use = "dropping the guard stops the scheduler probe"]
+pub struct ProbeGuard(pub(crate) ProbeThread);
+
+impl std::fmt::Debug for ProbeGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProbeGuard")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let map: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn env_values_override_defaults() {
+        let b = Agent::builder()
+            .from_lookup(env(&[
+                ("VIGIL_LISTEN", "0.0.0.0:9999"),
+                ("VIGIL_TICK", "500ms"),
+                ("VIGIL_GPU", "off"),
+                ("VIGIL_PROBE_INTERVAL", "10ms"),
+                ("VIGIL_STALL_THRESHOLD", "250ms"),
+            ]))
+            .unwrap();
+        assert_eq!(b.listen, "0.0.0.0:9999".parse().unwrap());
+        assert_eq!(b.tick, Duration::from_millis(500));
+        assert_eq!(b.gpu, GpuMode::Off);
+        assert_eq!(b.probe.interval, Duration::from_millis(10));
+        assert_eq!(b.probe.stall_threshold, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn unset_and_empty_variables_keep_defaults() {
+        let b = Agent::builder()
+            .from_lookup(env(&[("VIGIL_TICK", "  ")]))
+            .unwrap();
+        assert_eq!(b.tick, DEFAULT_TICK);
+        assert_eq!(b.listen, DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable_and_what_it_accepts() {
+        let cases = [
+            ("VIGIL_LISTEN", "localhost", "IP address and port"),
+            ("VIGIL_LISTEN", "127.0.0.1", "IP address and port"),
+            ("VIGIL_TICK", "fast", "duration"),
+            ("VIGIL_TICK", "1ms", "10ms to 1h"),
+            ("VIGIL_TICK", "-1s", "duration"),
+            ("VIGIL_GPU", "cuda", "auto, off or nvml"),
+            ("VIGIL_PROBE_INTERVAL", "0s", "1ms to 60s"),
+            ("VIGIL_STALL_THRESHOLD", "10 parsecs", "duration"),
+        ];
+        for (var, value, expected) in cases {
+            let err = Agent::builder()
+                .from_lookup(env(&[(var, value)]))
+                .unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(var), "{var}={value}: {msg}");
+            assert!(msg.contains(expected), "{var}={value}: {msg}");
+            assert!(matches!(err, Error::Env { .. }));
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_values_are_errors_not_panics() {
+        use std::os::unix::ffi::OsStringExt;
+        let err = Agent::builder()
+            .from_lookup(|k| (k == "VIGIL_GPU").then(|| OsString::from_vec(vec![0xff, 0xfe])))
+            .unwrap_err();
+        assert!(err.to_string().contains("VIGIL_GPU"), "{err}");
+    }
+
+    #[test]
+    fn setters_validate_ranges() {
+        let err = Agent::builder().tick(Duration::from_secs(7200)).unwrap_err();
+        assert!(err.to_string().contains("tick"), "{err}");
+        assert!(Agent::builder().stall_threshold(Duration::ZERO).is_err());
+        assert!(Agent::builder().probe_interval(Duration::from_millis(5)).is_ok());
+    }
+}

@@ -1,0 +1,81 @@
+//! Allocation counters from [`crate::CountingAlloc`].
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use vigil_features::{SignalSpec, Unit};
+
+use super::{CollectError, Collector, fill};
+use crate::alloc::{AllocStats, alloc_stats};
+use crate::metrics::{self as m, FGauge};
+
+/// Sums the allocator shards each tick. Only built when `CountingAlloc` is the global allocator, so
+/// hosts without it get no allocation series rather than misleading zeros.
+pub(crate) struct AllocCollector {
+    prev: AllocStats,
+    allocations: Counter,
+    frees: Counter,
+    bytes: Counter,
+    freed_bytes: Counter,
+    live: FGauge,
+}
+
+impl AllocCollector {
+    pub(crate) fn new(registry: &mut Registry) -> Self {
+        let c = Self {
+            prev: AllocStats::default(),
+            allocations: Counter::default(),
+            frees: Counter::default(),
+            bytes: Counter::default(),
+            freed_bytes: Counter::default(),
+            live: FGauge::default(),
+        };
+        m::ALLOC_ALLOCATIONS.register(registry, c.allocations.clone());
+        m::ALLOC_FREES.register(registry, c.frees.clone());
+        m::ALLOC_BYTES.register(registry, c.bytes.clone());
+        m::ALLOC_FREED_BYTES.register(registry, c.freed_bytes.clone());
+        m::ALLOC_LIVE_BYTES.register(registry, c.live.clone());
+        c
+    }
+}
+
+impl Collector for AllocCollector {
+    fn name(&self) -> &'static str {
+        "alloc"
+    }
+
+    fn signals(&self) -> Vec<SignalSpec> {
+        vec![
+            SignalSpec::counter("alloc_allocations", Unit::Count),
+            SignalSpec::counter("alloc_frees", Unit::Count),
+            SignalSpec::counter("alloc_bytes_allocated", Unit::Bytes),
+            SignalSpec::counter("alloc_bytes_freed", Unit::Bytes),
+            SignalSpec::gauge("alloc_live_bytes", Unit::Bytes),
+        ]
+    }
+
+    fn collect(&mut self, out: &mut [f64]) -> Result<(), CollectError> {
+        let now = alloc_stats();
+        // Totals are monotonic; the exported counters advance by the delta since the last tick.
+        self.allocations
+            .inc_by(now.allocations.saturating_sub(self.prev.allocations));
+        self.frees.inc_by(now.frees.saturating_sub(self.prev.frees));
+        self.bytes
+            .inc_by(now.bytes_allocated.saturating_sub(self.prev.bytes_allocated));
+        self.freed_bytes
+            .inc_by(now.bytes_freed.saturating_sub(self.prev.bytes_freed));
+        self.live.set(now.live_bytes() as f64);
+        self.prev = now;
+        fill(
+            out,
+            0,
+            &[
+                now.allocations as f64,
+                now.frees as f64,
+                now.bytes_allocated as f64,
+                now.bytes_freed as f64,
+                now.live_bytes() as f64,
+            ],
+        );
+        Ok(())
+    }
+}

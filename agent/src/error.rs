@@ -1,0 +1,52 @@
+//! The agent's error type.
+
+use std::net::SocketAddr;
+
+/// Everything that can go wrong while configuring or starting the agent. Run-time problems never come
+/// back as errors: they are counted (`vigil_agent_collector_errors_total`), logged and survived.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An environment variable holds a value the agent cannot use.
+    #[error("environment variable {var}={value:?} is invalid: expected {expected}")]
+    Env {
+        /// The variable, e.g. `VIGIL_TICK`.
+        var: &'static str,
+        /// What it held.
+        value: String,
+        /// What it accepts.
+        expected: &'static str,
+    },
+    /// A builder setting is out of range.
+    #[error("invalid agent setting `{setting}`: {message}")]
+    Config {
+        /// The setting, e.g. `tick`.
+        setting: &'static str,
+        /// What is wrong and what is accepted.
+        message: String,
+    },
+    /// The HTTP endpoint could not bind.
+    #[error(
+        "cannot listen on {addr}: {source}. Is another process (or a second agent) using the port? \
+         Set VIGIL_LISTEN to a free address, e.g. 127.0.0.1:0 for any free port"
+    )]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// GPU monitoring was required (`VIGIL_GPU=nvml`) but is not available.
+    #[error("{0}. Set VIGIL_GPU=auto to run without GPU signals")]
+    Gpu(#[from] vigil_gpu::GpuError),
+    /// A thread or the agent's own runtime could not be created.
+    #[error("cannot start the agent's {what}: {source}")]
+    Spawn {
+        /// Which part: `agent thread`, `probe thread`, `runtime`.
+        what: &'static str,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,175 @@
+//! The agent's HTTP endpoint: `GET /metrics`, `GET /healthz`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+/// OpenMetrics content type served when the scraper asks for it.
+pub(crate) const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub(crate) struct HttpState {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) started: Instant,
+    /// Milliseconds after `started` at which the last tick finished; `u64::MAX` before the first.
+    pub(crate) last_tick_ms: AtomicU64,
+    pub(crate) ticks: AtomicU64,
+    pub(crate) tick: Duration,
+}
+
+impl HttpState {
+    pub(crate) fn mark_tick(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_tick_ms.store(ms, Ordering::Relaxed);
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<HttpState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!("vigil HTTP endpoint stopped: {e}");
+    }
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    let body = format!("{{\"error\":{}}}", json_string(message));
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A JSON string literal (quotes and escapes) without pulling in serde for two fields.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"))
+}
+
+/// Encodes the registry as Prometheus text 0.0.4, or OpenMetrics 1.0 when `openmetrics`.
+pub(crate) fn encode(registry: &Registry, openmetrics: bool) -> Result<String, std::fmt::Error> {
+    let mut body = String::with_capacity(16 * 1024);
+    if openmetrics {
+        prometheus_client::encoding::text::encode(&mut body, registry)?;
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut body, registry)?;
+    }
+    Ok(body)
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    let openmetrics = wants_openmetrics(&headers);
+    match encode(&state.registry, openmetrics) {
+        Ok(body) => {
+            let content_type = if openmetrics {
+                OPENMETRICS_CONTENT_TYPE
+            } else {
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE
+            };
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        Err(_) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding the metrics failed; this is a bug in vigil, please report it",
+        ),
+    }
+}
+
+/// 200 while ticks keep coming; 503 when the last tick is older than three ticks plus a second (the
+/// agent thread is wedged) or no tick has completed yet.
+async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
+    let last = state.last_tick_ms.load(Ordering::Relaxed);
+    let ticks = state.ticks.load(Ordering::Relaxed);
+    let now_ms = u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let limit_ms =
+        u64::try_from((state.tick * 3 + Duration::from_secs(1)).as_millis()).unwrap_or(u64::MAX);
+    let (status, healthy, age) = if last == u64::MAX {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting", f64::NAN)
+    } else {
+        let age_ms = now_ms.saturating_sub(last);
+        let age = age_ms as f64 / 1000.0;
+        if age_ms > limit_ms {
+            (StatusCode::SERVICE_UNAVAILABLE, "stalled", age)
+        } else {
+            (StatusCode::OK, "ok", age)
+        }
+    };
+    let age = if age.is_finite() {
+        format!("{age:.3}")
+    } else {
+        "null".to_owned()
+    };
+    let body = format!(
+        "{{\"status\":\"{healthy}\",\"ticks\":{ticks},\"last_tick_age_seconds\":{age}}}"
+    );
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn not_found() -> Response {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; the agent serves GET /metrics and GET /healthz",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+
+    #[test]
+    fn openmetrics_is_chosen_only_when_asked_for() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_openmetrics(&h));
+        h.insert(
+            header::ACCEPT,
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+                .parse()
+                .unwrap(),
+        );
+        assert!(wants_openmetrics(&h));
+    }
+}

@@ -1,0 +1,45 @@
+//! The Vigil agent: an in-process runtime anomaly agent for tokio-based inference services.
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static ALLOC: vigil_agent::CountingAlloc = vigil_agent::CountingAlloc::system();
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+//!     let agent = vigil_agent::Agent::builder().from_env()?.start(rt.handle())?;
+//!     rt.block_on(async { /* serve inference */ });
+//!     agent.shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The agent runs on its own OS thread (`vigil-agent`, with a current-thread runtime that serves HTTP and
+//! ticks) plus a scheduler probe thread (`vigil-probe`). Every tick it runs the collectors (tokio runtime,
+//! scheduler latency, allocations, process, GPU), fills one [`vigil_features::Sample`] and updates the
+//! Prometheus registry served at `GET /metrics`.
+
+mod alloc;
+mod builder;
+mod collectors;
+#[cfg(feature = "console")]
+mod console;
+mod duration;
+mod error;
+mod handle;
+mod http;
+mod metrics;
+mod sampler;
+
+pub use alloc::{AllocStats, CountingAlloc, SHARDS, alloc_stats, alloc_tracking_enabled};
+pub use builder::{
+    Agent, AgentBuilder, DEFAULT_LISTEN, DEFAULT_PROBE_INTERVAL, DEFAULT_STALL_THRESHOLD,
+    DEFAULT_TICK, ProbeGuard,
+};
+pub use collectors::{CollectError, Collector};
+#[cfg(feature = "console")]
+pub use console::console_layer;
+pub use error::Error;
+pub use handle::AgentHandle;
+pub use metrics::{CATALOGUE, MetricDef, MetricType, metrics_markdown};
+pub use sampler::Sampler;
+pub use vigil_gpu::GpuMode;

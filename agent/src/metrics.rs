@@ -1,0 +1,227 @@
+//! The catalogue of every metric the agent exports.
+//!
+//! Each metric is described once here; the same description is registered with the Prometheus registry
+//! (its HELP text) and rendered into `docs/METRICS.md` by [`metrics_markdown`], which a test compares
+//! against the committed file. Regenerate with `cargo run -- metrics-doc > docs/METRICS.md`.
+
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Metric, Registry};
+use std::sync::atomic::AtomicU64;
+
+/// A gauge holding an `f64` (the registry's default gauge is an integer).
+pub(crate) type FGauge = Gauge<f64, AtomicU64>;
+
+/// Prometheus metric type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    /// Monotonic total; the exposition name ends in `_total`.
+    Counter,
+    /// A level.
+    Gauge,
+    /// Cumulative buckets with `_bucket`, `_sum`, `_count` series.
+    Histogram,
+}
+
+impl MetricType {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+        }
+    }
+}
+
+/// One exported metric.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    /// Exposition name (counters include `_total`).
+    pub name: &'static str,
+    /// Metric type.
+    pub kind: MetricType,
+    /// Label names; every label has a bounded set of values.
+    pub labels: &'static [&'static str],
+    /// One-sentence description; the registry appends the final period.
+    pub help: &'static str,
+    /// When the series exists.
+    pub present: &'static str,
+}
+
+impl MetricDef {
+    /// Registers `metric` under this definition's name and help.
+    pub(crate) fn register(&self, registry: &mut Registry, metric: impl Metric) {
+        let name = match self.kind {
+            // prometheus-client appends `_total` to counters itself.
+            MetricType::Counter => self.name.strip_suffix("_total").unwrap_or(self.name),
+            _ => self.name,
+        };
+        registry.register(name, self.help, metric);
+    }
+}
+
+const ALWAYS: &str = "always";
+const UNSTABLE: &str = "built with `--cfg tokio_unstable`";
+const ALLOC: &str = "`vigil::CountingAlloc` is the global allocator";
+const GPU: &str = "one series per GPU the source reports";
+
+macro_rules! defs {
+    ($($id:ident = $name:literal, $kind:ident, [$($label:literal),*], $present:expr, $help:literal;)*) => {
+        $(
+            #[doc = $help]
+            pub(crate) const $id: MetricDef = MetricDef {
+                name: $name,
+                kind: MetricType::$kind,
+                labels: &[$($label),*],
+                help: $help,
+                present: $present,
+            };
+        )*
+        /// Every metric the agent can export, in documentation order.
+        pub const CATALOGUE: &[MetricDef] = &[$($id),*];
+    };
+}
+
+defs! {
+    TOKIO_WORKERS = "vigil_tokio_workers", Gauge, [], ALWAYS,
+        "Worker threads of the monitored tokio runtime";
+    TOKIO_ALIVE_TASKS = "vigil_tokio_alive_tasks", Gauge, [], ALWAYS,
+        "Tasks spawned on the runtime and not yet completed; a steady climb under steady load is a task leak";
+    TOKIO_GLOBAL_QUEUE_DEPTH = "vigil_tokio_global_queue_depth", Gauge, [], ALWAYS,
+        "Tasks waiting in the runtime's injection queue at the end of the tick; persistent depth means workers cannot keep up";
+    TOKIO_BUSY_RATIO = "vigil_tokio_busy_ratio", Gauge, [], ALWAYS,
+        "Busy time of all workers over the tick divided by (tick length x workers), 0 to 1; near 1 means saturated";
+    TOKIO_PARKS = "vigil_tokio_worker_parks_total", Counter, [], ALWAYS,
+        "Times a worker went idle (parked); a falling park rate with rising busy ratio means saturation";
+    TOKIO_SPAWNED = "vigil_tokio_spawned_tasks_total", Counter, [], UNSTABLE,
+        "Tasks spawned on the runtime";
+    TOKIO_POLLS = "vigil_tokio_polls_total", Counter, [], UNSTABLE,
+        "Task polls performed by all workers";
+    TOKIO_STEALS = "vigil_tokio_steals_total", Counter, [], UNSTABLE,
+        "Tasks stolen by one worker from another's local queue";
+    TOKIO_LOCAL_QUEUE_DEPTH = "vigil_tokio_local_queue_depth", Gauge, [], UNSTABLE,
+        "Tasks waiting in all workers' local queues at the end of the tick";
+    TOKIO_BLOCKING_THREADS = "vigil_tokio_blocking_threads", Gauge, [], UNSTABLE,
+        "Threads in the runtime's blocking pool (spawn_blocking)";
+    TOKIO_MEAN_POLL = "vigil_tokio_mean_poll_duration_seconds", Gauge, [], UNSTABLE,
+        "Mean duration of a task poll over the tick; long polls block workers";
+    TOKIO_FORCED_YIELDS = "vigil_tokio_budget_forced_yields_total", Counter, [], UNSTABLE,
+        "Times a task was forced to yield because it used up its cooperative budget";
+    SCHED_LATENCY = "vigil_sched_latency_seconds", Histogram, [], ALWAYS,
+        "Time from spawning a no-op probe task from the agent's own thread to its first poll: how long a newly woken task waits for a worker";
+    SCHED_LATENCY_MAX = "vigil_sched_latency_max_seconds", Gauge, [], ALWAYS,
+        "Largest probe latency seen during the last tick, including a probe still waiting at the end of the tick";
+    SCHED_STALLS = "vigil_sched_stalls_total", Counter, [], ALWAYS,
+        "Probes not polled within the stall threshold (default 100 ms): every worker was busy or blocked";
+    ALLOC_ALLOCATIONS = "vigil_alloc_allocations_total", Counter, [], ALLOC,
+        "Heap allocations by the process (a realloc counts as one allocation and one free)";
+    ALLOC_FREES = "vigil_alloc_frees_total", Counter, [], ALLOC,
+        "Heap deallocations by the process";
+    ALLOC_BYTES = "vigil_alloc_bytes_total", Counter, [], ALLOC,
+        "Bytes requested by heap allocations";
+    ALLOC_FREED_BYTES = "vigil_alloc_freed_bytes_total", Counter, [], ALLOC,
+        "Bytes released by heap deallocations";
+    ALLOC_LIVE_BYTES = "vigil_alloc_live_bytes", Gauge, [], ALLOC,
+        "Bytes allocated and not yet freed (excludes allocator overhead); a steady climb is a leak";
+    PROCESS_CPU_RATIO = "vigil_process_cpu_ratio", Gauge, [], ALWAYS,
+        "CPU time used by the process during the tick divided by the tick length (1 = one core fully busy)";
+    PROCESS_CPU_SECONDS = "vigil_process_cpu_seconds_total", Counter, [], ALWAYS,
+        "CPU time (user + system) used by the process since the agent started";
+    PROCESS_RSS = "vigil_process_resident_memory_bytes", Gauge, [], ALWAYS,
+        "Resident set size of the process";
+    PROCESS_VIRTUAL = "vigil_process_virtual_memory_bytes", Gauge, [], ALWAYS,
+        "Virtual memory size of the process";
+    PROCESS_THREADS = "vigil_process_threads", Gauge, [], ALWAYS,
+        "OS threads of the process";
+    PROCESS_OPEN_FDS = "vigil_process_open_fds", Gauge, [], "Linux (/proc)",
+        "Open file descriptors of the process";
+    GPU_AVAILABLE = "vigil_gpu_available", Gauge, [], ALWAYS,
+        "1 when a GPU source with at least one device is active, 0 when running without GPU signals";
+    GPU_MEMORY_USED = "vigil_gpu_memory_used_bytes", Gauge, ["gpu", "uuid"], GPU,
+        "Device framebuffer memory in use (like DCGM_FI_DEV_FB_USED x 2^20)";
+    GPU_MEMORY_FREE = "vigil_gpu_memory_free_bytes", Gauge, ["gpu", "uuid"], GPU,
+        "Device framebuffer memory free";
+    GPU_MEMORY_TOTAL = "vigil_gpu_memory_total_bytes", Gauge, ["gpu", "uuid"], GPU,
+        "Device framebuffer memory installed";
+    GPU_UTILIZATION = "vigil_gpu_utilization_ratio", Gauge, ["gpu", "uuid"], GPU,
+        "Fraction of the driver's sample period in which a kernel ran, 0 to 1";
+    GPU_MEMORY_UTILIZATION = "vigil_gpu_memory_utilization_ratio", Gauge, ["gpu", "uuid"], GPU,
+        "Fraction of the driver's sample period in which device memory was read or written, 0 to 1";
+    GPU_TEMPERATURE = "vigil_gpu_temperature_celsius", Gauge, ["gpu", "uuid"], GPU,
+        "Device core temperature";
+    GPU_POWER = "vigil_gpu_power_watts", Gauge, ["gpu", "uuid"], GPU,
+        "Device power draw";
+    GPU_PROCESS_MEMORY = "vigil_gpu_process_memory_bytes", Gauge, ["gpu", "uuid"], GPU,
+        "Device memory used by this process (0 when the driver lists no such process, e.g. PID namespaces)";
+    AGENT_TICK_DURATION = "vigil_agent_tick_duration_seconds", Histogram, [], ALWAYS,
+        "Time the agent spent collecting one tick (all collectors)";
+    AGENT_TICKS = "vigil_agent_ticks_total", Counter, [], ALWAYS,
+        "Ticks the agent has completed";
+    AGENT_COLLECTOR_ERRORS = "vigil_agent_collector_errors_total", Counter, ["collector"], ALWAYS,
+        "Ticks on which a collector failed; its signals are missing for that tick and the others go on";
+}
+
+/// Renders `docs/METRICS.md` from [`CATALOGUE`].
+pub fn metrics_markdown() -> String {
+    let mut out = String::from(
+        "# Metrics\n\n\
+         Generated from `agent/src/metrics.rs` by `cargo run -- metrics-doc > docs/METRICS.md`; a test fails \
+         when this file and the code differ. Every series is served at `GET /metrics` on the agent's \
+         listen address (default `127.0.0.1:9464`), as Prometheus text 0.0.4, or OpenMetrics 1.0 when the \
+         scraper asks for it with `Accept: application/openmetrics-text`. Values that cannot be read in a \
+         tick are exported as `NaN`, never as zero.\n\n\
+         | name | type | labels | present when | description |\n\
+         |---|---|---|---|---|\n",
+    );
+    for d in CATALOGUE {
+        let labels = if d.labels.is_empty() {
+            String::from("—")
+        } else {
+            d.labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {}. |\n",
+            d.name,
+            d.kind.as_str(),
+            labels,
+            d.present,
+            d.help
+        ));
+    }
+    out.push_str(
+        "\nLabels: `gpu` is the NVML device index and `uuid` the device UUID, so both are bounded by the \
+         number of GPUs; `collector` is one of `tokio`, `sched`, `alloc`, `process`, `gpu`.\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_names_are_unique_and_follow_conventions() {
+        let mut names: Vec<_> = CATALOGUE.iter().map(|d| d.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CATALOGUE.len(), "duplicate metric name");
+        for d in CATALOGUE {
+            assert!(d.name.starts_with("vigil_"), "{}", d.name);
+            assert_eq!(d.kind == MetricType::Counter, d.name.ends_with("_total"), "{}", d.name);
+            assert!(!d.help.ends_with('.'), "{}: the registry appends the period", d.name);
+        }
+    }
+
+    #[test]
+    fn committed_metrics_doc_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/METRICS.md");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == metrics_markdown(),
+            "docs/METRICS.md is out of date: run `cargo run -- metrics-doc > docs/METRICS.md`"
+        );
+    }
+}

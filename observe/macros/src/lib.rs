@@ -1,0 +1,1 @@
+//! The `#[vigil::observe]` attribute macro. Filled by the observe issue; empty until then.

@@ -1,0 +1,1 @@
+//! Runtime of the `#[vigil::observe]` attribute. Filled by the observe issue; empty until then.
