@@ -1,0 +1,3 @@
+//! Subcommands of the `vigil` binary.
+
+pub(crate) mod demo;

@@ -1,0 +1,35 @@
+//! Vigil: a runtime anomaly agent for tokio-based AI inference services.
+//!
+//! Link it into the inference binary, optionally install [`CountingAlloc`] as the global allocator, and
+//! start the agent on the host runtime:
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static ALLOC: vigil::CountingAlloc = vigil::CountingAlloc::system();
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let agent = vigil::Agent::builder().from_env()?.start(&tokio::runtime::Handle::current())?;
+//!     // ... serve inference; scrape http://127.0.0.1:9464/metrics ...
+//!     agent.shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The agent samples the process's own runtime every tick (tokio runtime, scheduler latency measured from
+//! its own thread, allocations, CPU and memory, NVIDIA GPUs through NVML) and exports it to Prometheus.
+//! See `docs/ARCHITECTURE.md` for how the pieces fit and `docs/METRICS.md` for every series.
+
+pub use vigil_agent::{
+    Agent, AgentBuilder, AgentHandle, AllocStats, CountingAlloc, Error, GpuMode, Sampler,
+    alloc_stats, alloc_tracking_enabled,
+};
+#[cfg(feature = "console")]
+pub use vigil_agent::console_layer;
+
+/// The agent crate, for collectors, the metric catalogue and defaults.
+pub use vigil_agent as agent;
+/// Raw samples and signal descriptions.
+pub use vigil_features as features;
+/// GPU sources: NVML, a scripted fake, none.
+pub use vigil_gpu as gpu;

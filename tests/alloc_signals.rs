@@ -1,0 +1,77 @@
+//! Allocation signals with `vigil::CountingAlloc` installed as this test binary's global allocator.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::hint::black_box;
+
+use support::*;
+
+#[global_allocator]
+static ALLOC: vigil::CountingAlloc = vigil::CountingAlloc::system();
+
+const MB: f64 = 1_000_000.0;
+
+#[test]
+fn holding_ten_thousand_kib_raises_live_bytes_and_freeing_lowers_it() {
+    let rt = host_runtime();
+    let agent = fast_agent(100).start(rt.handle()).unwrap();
+    let base = signal(&next_samples(&agent, 2)[1], "alloc_live_bytes");
+
+    let held: Vec<Vec<u8>> = (0..10_000).map(|i| vec![i as u8; 1024]).collect();
+    let during = signal(&next_samples(&agent, 2)[1], "alloc_live_bytes");
+    assert!(
+        during - base >= 10.0 * MB,
+        "live bytes rose by {} only",
+        during - base
+    );
+    let scraped = scrape(agent.local_addr()).value("vigil_alloc_live_bytes");
+    assert!(scraped - base >= 10.0 * MB, "/metrics live bytes {scraped}");
+
+    drop(black_box(held));
+    let after = signal(&next_samples(&agent, 2)[1], "alloc_live_bytes");
+    assert!(after < base + MB, "live bytes {after} did not fall back to ~{base}");
+
+    let s = scrape(agent.local_addr());
+    assert!(s.value("vigil_alloc_allocations_total") >= 10_000.0);
+    assert!(s.value("vigil_alloc_frees_total") >= 10_000.0);
+    assert!(s.value("vigil_alloc_bytes_total") >= 10_240_000.0);
+    assert!(s.value("vigil_alloc_freed_bytes_total") >= 10_240_000.0);
+}
+
+#[test]
+fn counts_are_exact_for_one_thread_and_survive_thread_churn() {
+    assert!(vigil::alloc_tracking_enabled());
+    // Far more short-lived threads than shards: slots are released on exit and reused, and nothing a
+    // dead thread counted is lost.
+    let threads = vigil::agent::SHARDS * 3;
+    let before = vigil::alloc_stats();
+    for _ in 0..threads {
+        std::thread::spawn(|| {
+            let v: Vec<Box<[u8; 4096]>> = (0..10).map(|_| Box::new([7u8; 4096])).collect();
+            black_box(v);
+        })
+        .join()
+        .unwrap();
+    }
+    let after = vigil::alloc_stats();
+    let allocs = after.allocations - before.allocations;
+    let bytes = after.bytes_allocated - before.bytes_allocated;
+    assert!(allocs >= threads as u64 * 10, "{allocs} allocations counted");
+    assert!(bytes >= threads as u64 * 40_960, "{bytes} bytes counted");
+
+    // Exact accounting for work on one thread: 100 boxes of 1 KiB allocated and freed.
+    let (a, b) = std::thread::spawn(|| {
+        let s0 = vigil::alloc_stats();
+        let v: Vec<Box<[u8; 1024]>> = (0..100).map(|_| Box::new([1u8; 1024])).collect();
+        let s1 = vigil::alloc_stats();
+        drop(black_box(v));
+        let s2 = vigil::alloc_stats();
+        (s1.bytes_allocated - s0.bytes_allocated, s2.bytes_freed - s1.bytes_freed)
+    })
+    .join()
+    .unwrap();
+    // The outer Vec (100 pointers) plus 100 KiB of boxes; other test threads may add a little.
+    assert!(a >= 100 * 1024 + 800, "{a}");
+    assert!(b >= 100 * 1024 + 800, "{b}");
+}

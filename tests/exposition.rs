@@ -1,0 +1,87 @@
+//! The exposition as Prometheus tooling sees it: `promtool check metrics` accepts it, and every series
+//! the agent exports is documented in the catalogue (and therefore in docs/METRICS.md).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use support::*;
+use vigil::gpu::FakeGpu;
+
+fn promtool_check(body: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(
+            "promtool not found: install it with `apt-get install -y prometheus` \
+             (scripts/test does this on a fresh machine)",
+        );
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn promtool_accepts_the_metrics_endpoint() {
+    let rt = host_runtime();
+    let agent = fast_agent(100)
+        .gpu_source(FakeGpu::steady(16 << 30, 4 << 30))
+        .start(rt.handle())
+        .unwrap();
+    next_samples(&agent, 2);
+    let body = get(agent.local_addr(), "/metrics", &[]).body;
+    let (ok, report) = promtool_check(&body);
+    // promtool prints lint findings (and exits non-zero) for naming or HELP problems.
+    assert!(ok && report.trim().is_empty(), "promtool: {report}\n---\n{body}");
+}
+
+#[test]
+fn promtool_rejects_a_broken_exposition() {
+    // The check above can fail: promtool flags a counter without the _total suffix.
+    let (ok, report) = promtool_check("# HELP foo Foo.\n# TYPE foo counter\nfoo 1\n");
+    assert!(!ok || !report.trim().is_empty(), "promtool accepted a bad counter");
+}
+
+#[test]
+fn every_exported_series_is_in_the_catalogue() {
+    let rt = host_runtime();
+    let agent = fast_agent(100)
+        .gpu_source(FakeGpu::steady(16 << 30, 4 << 30))
+        .start(rt.handle())
+        .unwrap();
+    next_samples(&agent, 1);
+    let names = scrape(agent.local_addr()).names();
+    let catalogue: Vec<&str> = vigil::agent::CATALOGUE.iter().map(|d| d.name).collect();
+    for n in &names {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                n.strip_suffix(suffix)
+                    .filter(|base| catalogue.contains(base))
+            })
+            .unwrap_or(n);
+        assert!(catalogue.contains(&family), "{n} is exported but not in the catalogue");
+    }
+    // And everything the catalogue calls "always" is there.
+    for d in vigil::agent::CATALOGUE.iter().filter(|d| d.present == "always") {
+        let found = names
+            .iter()
+            .any(|n| n == d.name || n.starts_with(&format!("{}_", d.name)));
+        assert!(found, "{} is documented as always present but missing", d.name);
+    }
+    // This binary has no CountingAlloc: allocation series are absent rather than zero.
+    assert!(!names.iter().any(|n| n.starts_with("vigil_alloc_")));
+    // The unstable extras follow the build flag.
+    let unstable = names.iter().any(|n| n == "vigil_tokio_polls_total");
+    assert_eq!(unstable, cfg!(tokio_unstable));
+}

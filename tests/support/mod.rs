@@ -1,0 +1,166 @@
+//! Shared harness for the integration tests: a monitored host runtime, an HTTP scraper and a tiny parser
+//! for the Prometheus text format.
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigil::features::Sample;
+
+/// A 2-worker multi-thread runtime, like a small inference server.
+pub fn host_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A builder listening on a free loopback port with a fast tick and GPUs off (tests that want a GPU
+/// source set one).
+pub fn fast_agent(tick_ms: u64) -> vigil::AgentBuilder {
+    vigil::Agent::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .tick(Duration::from_millis(tick_ms))
+        .unwrap()
+        .gpu(vigil::GpuMode::Off)
+}
+
+/// Response of one HTTP GET.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET path` over a fresh connection, with extra request headers.
+#[track_caller]
+pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response without header end");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// Series of one scrape: `name{labels}` (labels as exposed) → value.
+pub struct Scrape(pub BTreeMap<String, f64>);
+
+impl Scrape {
+    pub fn parse(text: &str) -> Self {
+        let mut map = BTreeMap::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            // Drop an OpenMetrics exemplar, then split "series value [timestamp]".
+            let line = line.split(" # ").next().unwrap_or(line);
+            let (series, rest) = match line.rfind('}') {
+                Some(i) => (&line[..=i], line[i + 1..].trim()),
+                None => line.split_once(' ').expect("series without value"),
+            };
+            let value = rest.split_whitespace().next().unwrap_or("NaN");
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().unwrap_or(f64::NAN),
+            };
+            map.insert(series.trim().to_owned(), value);
+        }
+        Self(map)
+    }
+
+    /// The value of a series written exactly as exposed, e.g. `vigil_tokio_workers` or
+    /// `vigil_gpu_memory_used_bytes{gpu="0",uuid="GPU-…"}`.
+    #[track_caller]
+    pub fn value(&self, series: &str) -> f64 {
+        *self
+            .0
+            .get(series)
+            .unwrap_or_else(|| panic!("series {series} not in scrape: {:?}", self.0.keys()))
+    }
+
+    pub fn has(&self, series: &str) -> bool {
+        self.0.contains_key(series)
+    }
+
+    /// Metric family names present (without `_bucket`/`_sum`/`_count` handling).
+    pub fn names(&self) -> Vec<String> {
+        self.0
+            .keys()
+            .map(|k| k.split('{').next().unwrap_or(k).to_owned())
+            .collect()
+    }
+}
+
+/// Scrapes `/metrics` and parses it.
+#[track_caller]
+pub fn scrape(addr: SocketAddr) -> Scrape {
+    let r = get(addr, "/metrics", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    Scrape::parse(&r.body)
+}
+
+/// Waits for the next `n` ticks and returns their samples (times out after 10 s per tick).
+#[track_caller]
+pub fn next_samples(agent: &vigil::AgentHandle, n: usize) -> Vec<Arc<Sample>> {
+    let mut rx = agent.subscribe();
+    rx.borrow_and_update();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            tokio::time::timeout(Duration::from_secs(10), rx.changed())
+                .await
+                .expect("no tick within 10 s")
+                .expect("agent stopped");
+            out.push(rx.borrow_and_update().clone());
+        }
+        out
+    })
+}
+
+/// The value of a signal in a sample, panicking with the signal list when absent.
+#[track_caller]
+pub fn signal(s: &Sample, name: &str) -> f64 {
+    s.get(name).unwrap_or_else(|| {
+        let names: Vec<_> = s.signals().specs().iter().map(|x| x.name.to_string()).collect();
+        panic!("no signal {name}; have {names:?}")
+    })
+}
