@@ -1,2 +1,109 @@
-//! bench placeholder
-fn main() {}
+//! CountingAlloc against plain System: alloc + free pairs of mixed sizes on 1 and 2 threads.
+//!
+//! Every variant calls the allocator through `GlobalAlloc` directly, in the same binary and run, so the
+//! only difference is the counting. `global-atomic` is the naive design (one shared set of atomic
+//! counters) kept as a reference for why CountingAlloc shards per thread.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use vigil::CountingAlloc;
+
+const SIZES: [usize; 8] = [16, 48, 128, 512, 1024, 4096, 64, 256];
+
+/// The naive design: every thread updates the same four atomics.
+struct GlobalAtomic {
+    allocs: AtomicU64,
+    frees: AtomicU64,
+    bytes: AtomicU64,
+    freed: AtomicU64,
+}
+
+static GLOBAL_ATOMIC: GlobalAtomic = GlobalAtomic {
+    allocs: AtomicU64::new(0),
+    frees: AtomicU64::new(0),
+    bytes: AtomicU64::new(0),
+    freed: AtomicU64::new(0),
+};
+
+unsafe impl GlobalAlloc for GlobalAtomic {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.allocs.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(layout.size() as u64, Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.frees.fetch_add(1, Relaxed);
+        self.freed.fetch_add(layout.size() as u64, Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+static COUNTING: CountingAlloc = CountingAlloc::system();
+
+fn pairs<A: GlobalAlloc>(a: &A, iters: u64) {
+    for i in 0..iters {
+        let layout = Layout::from_size_align(SIZES[(i % 8) as usize], 8).unwrap();
+        unsafe {
+            let p = a.alloc(layout);
+            p.write_volatile(i as u8);
+            a.dealloc(black_box(p), layout);
+        }
+    }
+}
+
+/// Wall time for `threads` threads each doing `iters` pairs, started together.
+fn run<A: GlobalAlloc + Sync>(a: &'static A, threads: usize, iters: u64) -> Duration {
+    if threads == 1 {
+        let t = Instant::now();
+        pairs(a, iters);
+        return t.elapsed();
+    }
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let b = barrier.clone();
+            std::thread::spawn(move || {
+                pairs(a, 64); // claim a shard, warm the thread cache
+                b.wait();
+                pairs(a, iters);
+            })
+        })
+        .collect();
+    barrier.wait();
+    let t = Instant::now();
+    for h in handles {
+        h.join().unwrap();
+    }
+    t.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("alloc_free_pair");
+    for threads in [1usize, 2] {
+        g.bench_with_input(BenchmarkId::new("system", threads), &threads, |b, &t| {
+            b.iter_custom(|iters| run(&System, t, iters))
+        });
+        g.bench_with_input(BenchmarkId::new("counting", threads), &threads, |b, &t| {
+            b.iter_custom(|iters| run(&COUNTING, t, iters))
+        });
+        g.bench_with_input(
+            BenchmarkId::new("global-atomic", threads),
+            &threads,
+            |b, &t| b.iter_custom(|iters| run(&GLOBAL_ATOMIC, t, iters)),
+        );
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

@@ -20,12 +20,12 @@
 //! its own thread, allocations, CPU and memory, NVIDIA GPUs through NVML) and exports it to Prometheus.
 //! See `docs/ARCHITECTURE.md` for how the pieces fit and `docs/METRICS.md` for every series.
 
+#[cfg(feature = "console")]
+pub use vigil_agent::console_layer;
 pub use vigil_agent::{
     Agent, AgentBuilder, AgentHandle, AllocStats, CountingAlloc, Error, GpuMode, Sampler,
     alloc_stats, alloc_tracking_enabled,
 };
-#[cfg(feature = "console")]
-pub use vigil_agent::console_layer;
 
 /// The agent crate, for collectors, the metric catalogue and defaults.
 pub use vigil_agent as agent;

@@ -30,7 +30,10 @@ fn holding_ten_thousand_kib_raises_live_bytes_and_freeing_lowers_it() {
 
     drop(black_box(held));
     let after = signal(&next_samples(&agent, 2)[1], "alloc_live_bytes");
-    assert!(after < base + MB, "live bytes {after} did not fall back to ~{base}");
+    assert!(
+        after < base + MB,
+        "live bytes {after} did not fall back to ~{base}"
+    );
 
     let s = scrape(agent.local_addr());
     assert!(s.value("vigil_alloc_allocations_total") >= 10_000.0);
@@ -57,7 +60,10 @@ fn counts_are_exact_for_one_thread_and_survive_thread_churn() {
     let after = vigil::alloc_stats();
     let allocs = after.allocations - before.allocations;
     let bytes = after.bytes_allocated - before.bytes_allocated;
-    assert!(allocs >= threads as u64 * 10, "{allocs} allocations counted");
+    assert!(
+        allocs >= threads as u64 * 10,
+        "{allocs} allocations counted"
+    );
     assert!(bytes >= threads as u64 * 40_960, "{bytes} bytes counted");
 
     // Exact accounting for work on one thread: 100 boxes of 1 KiB allocated and freed.
@@ -67,7 +73,10 @@ fn counts_are_exact_for_one_thread_and_survive_thread_churn() {
         let s1 = vigil::alloc_stats();
         drop(black_box(v));
         let s2 = vigil::alloc_stats();
-        (s1.bytes_allocated - s0.bytes_allocated, s2.bytes_freed - s1.bytes_freed)
+        (
+            s1.bytes_allocated - s0.bytes_allocated,
+            s2.bytes_freed - s1.bytes_freed,
+        )
     })
     .join()
     .unwrap();

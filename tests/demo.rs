@@ -6,15 +6,30 @@ use std::process::Command;
 #[test]
 fn demo_serves_load_and_prints_one_line_per_tick() {
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["demo", "--duration", "3", "--listen", "127.0.0.1:0", "--rps", "100"])
+        .args([
+            "demo",
+            "--duration",
+            "3",
+            "--listen",
+            "127.0.0.1:0",
+            "--rps",
+            "100",
+        ])
         .env("VIGIL_TICK", "500ms")
         .env("VIGIL_GPU", "off")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ticks = stdout.lines().filter(|l| l.starts_with("t=")).count();
-    assert!(ticks >= 4, "expected ~6 tick lines at 500ms over 3s:\n{stdout}");
+    assert!(
+        ticks >= 4,
+        "expected ~6 tick lines at 500ms over 3s:\n{stdout}"
+    );
     let last = stdout.lines().last().unwrap();
     assert!(last.contains("requests served"), "{last}");
     let served: u64 = last
@@ -32,13 +47,24 @@ fn demo_serves_load_and_prints_one_line_per_tick() {
 #[test]
 fn demo_quiet_prints_only_the_summary() {
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["demo", "--duration", "1", "--listen", "127.0.0.1:0", "--quiet"])
+        .args([
+            "demo",
+            "--duration",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+        ])
         .env("VIGIL_GPU", "off")
         .output()
         .unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("t=")).count(), 0, "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("t=")).count(),
+        0,
+        "{stdout}"
+    );
 }
 
 #[test]

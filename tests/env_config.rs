@@ -26,7 +26,10 @@ fn from_env_reads_vigil_variables_and_names_the_bad_one() {
         .timestamp()
         .duration_since(samples[1].timestamp())
         .unwrap();
-    assert!(dt.as_millis() < 500, "tick was {dt:?}, VIGIL_TICK=50ms ignored");
+    assert!(
+        dt.as_millis() < 500,
+        "tick was {dt:?}, VIGIL_TICK=50ms ignored"
+    );
     assert_eq!(scrape(agent.local_addr()).value("vigil_gpu_available"), 0.0);
     agent.shutdown();
 
@@ -34,5 +37,8 @@ fn from_env_reads_vigil_variables_and_names_the_bad_one() {
     unsafe { std::env::set_var("VIGIL_TICK", "often") };
     let err = vigil::Agent::builder().from_env().unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("VIGIL_TICK") && msg.contains("\"often\""), "{msg}");
+    assert!(
+        msg.contains("VIGIL_TICK") && msg.contains("\"often\""),
+        "{msg}"
+    );
 }

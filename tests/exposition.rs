@@ -21,7 +21,12 @@ fn promtool_check(body: &str) -> (bool, String) {
             "promtool not found: install it with `apt-get install -y prometheus` \
              (scripts/test does this on a fresh machine)",
         );
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = format!(
         "{}{}",
@@ -42,14 +47,20 @@ fn promtool_accepts_the_metrics_endpoint() {
     let body = get(agent.local_addr(), "/metrics", &[]).body;
     let (ok, report) = promtool_check(&body);
     // promtool prints lint findings (and exits non-zero) for naming or HELP problems.
-    assert!(ok && report.trim().is_empty(), "promtool: {report}\n---\n{body}");
+    assert!(
+        ok && report.trim().is_empty(),
+        "promtool: {report}\n---\n{body}"
+    );
 }
 
 #[test]
 fn promtool_rejects_a_broken_exposition() {
     // The check above can fail: promtool flags a counter without the _total suffix.
     let (ok, report) = promtool_check("# HELP foo Foo.\n# TYPE foo counter\nfoo 1\n");
-    assert!(!ok || !report.trim().is_empty(), "promtool accepted a bad counter");
+    assert!(
+        !ok || !report.trim().is_empty(),
+        "promtool accepted a bad counter"
+    );
 }
 
 #[test]
@@ -70,14 +81,24 @@ fn every_exported_series_is_in_the_catalogue() {
                     .filter(|base| catalogue.contains(base))
             })
             .unwrap_or(n);
-        assert!(catalogue.contains(&family), "{n} is exported but not in the catalogue");
+        assert!(
+            catalogue.contains(&family),
+            "{n} is exported but not in the catalogue"
+        );
     }
     // And everything the catalogue calls "always" is there.
-    for d in vigil::agent::CATALOGUE.iter().filter(|d| d.present == "always") {
+    for d in vigil::agent::CATALOGUE
+        .iter()
+        .filter(|d| d.present == "always")
+    {
         let found = names
             .iter()
             .any(|n| n == d.name || n.starts_with(&format!("{}_", d.name)));
-        assert!(found, "{} is documented as always present but missing", d.name);
+        assert!(
+            found,
+            "{} is documented as always present but missing",
+            d.name
+        );
     }
     // This binary has no CountingAlloc: allocation series are absent rather than zero.
     assert!(!names.iter().any(|n| n.starts_with("vigil_alloc_")));

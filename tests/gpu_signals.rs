@@ -21,7 +21,10 @@ fn fake_gpu_memory_leak_is_followed_by_the_gauges() {
         .map(|s| signal(s, "gpu0_memory_used_bytes"))
         .collect();
     assert!(used.windows(2).all(|w| w[1] > w[0]), "{used:?}");
-    assert_eq!(signal(&samples[3], "gpu0_memory_total_bytes"), (80 * GIB) as f64);
+    assert_eq!(
+        signal(&samples[3], "gpu0_memory_total_bytes"),
+        (80 * GIB) as f64
+    );
 
     let s = scrape(agent.local_addr());
     let labels = "{gpu=\"0\",uuid=\"GPU-00000000-0000-0000-0000-000000000000\"}";
@@ -32,7 +35,10 @@ fn fake_gpu_memory_leak_is_followed_by_the_gauges() {
         s.value(&format!("vigil_gpu_memory_total_bytes{labels}")),
         (80 * GIB) as f64
     );
-    assert_eq!(s.value(&format!("vigil_gpu_utilization_ratio{labels}")), 0.35);
+    assert_eq!(
+        s.value(&format!("vigil_gpu_utilization_ratio{labels}")),
+        0.35
+    );
     next_samples(&agent, 2);
     let later = scrape(agent.local_addr()).value(&format!("vigil_gpu_memory_used_bytes{labels}"));
     assert!(later > first, "{later} <= {first}");
@@ -81,7 +87,10 @@ fn without_nvml_the_agent_runs_with_gpu_available_zero() {
     assert_eq!(s.value("vigil_gpu_available"), expected);
     if !nvml_present {
         assert!(!s.names().iter().any(|n| n.starts_with("vigil_gpu_memory")));
-        assert_eq!(s.value("vigil_agent_collector_errors_total{collector=\"gpu\"}"), 0.0);
+        assert_eq!(
+            s.value("vigil_agent_collector_errors_total{collector=\"gpu\"}"),
+            0.0
+        );
     }
     assert_eq!(get(agent.local_addr(), "/healthz", &[]).status, 200);
 }

@@ -69,7 +69,10 @@ fn every_worker_blocked_counts_a_stall_and_the_full_latency() {
     // The histogram holds an observation above 250 ms.
     let le_250ms = after.value("vigil_sched_latency_seconds_bucket{le=\"0.25\"}");
     let count = after.value("vigil_sched_latency_seconds_count");
-    assert!(count > le_250ms, "no probe above 250 ms: {le_250ms} of {count}");
+    assert!(
+        count > le_250ms,
+        "no probe above 250 ms: {le_250ms} of {count}"
+    );
 }
 
 #[test]
@@ -123,7 +126,10 @@ fn port_in_use_is_an_error_from_start_not_a_panic() {
         .unwrap_err();
     assert!(matches!(err, vigil::Error::Bind { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains(&addr.to_string()) && msg.contains("VIGIL_LISTEN"), "{msg}");
+    assert!(
+        msg.contains(&addr.to_string()) && msg.contains("VIGIL_LISTEN"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -156,4 +162,23 @@ fn host_runtime_shutting_down_is_survived() {
     let s = scrape(agent.local_addr());
     assert!(s.value("vigil_agent_collector_errors_total{collector=\"sched\"}") >= 1.0);
     assert_eq!(get(agent.local_addr(), "/healthz", &[]).status, 200);
+}
+
+#[cfg(tokio_unstable)]
+#[test]
+fn unstable_build_counts_spawns_and_polls() {
+    let rt = host_runtime();
+    let agent = fast_agent(100).start(rt.handle()).unwrap();
+    let before = next_samples(&agent, 1).remove(0);
+    for _ in 0..500 {
+        rt.spawn(async { tokio::task::yield_now().await });
+    }
+    let after = next_samples(&agent, 2).remove(1);
+    let spawned = signal(&after, "tokio_spawned_tasks") - signal(&before, "tokio_spawned_tasks");
+    let polls = signal(&after, "tokio_polls") - signal(&before, "tokio_polls");
+    assert!(spawned >= 500.0, "spawned {spawned}");
+    assert!(polls >= 1000.0, "polls {polls}");
+    let s = scrape(agent.local_addr());
+    assert!(s.value("vigil_tokio_spawned_tasks_total") >= 500.0);
+    assert!(s.value("vigil_tokio_blocking_threads").is_finite());
 }

@@ -9,8 +9,10 @@
 //! back) and reused by the next new thread. Threads beyond [`SHARDS`]` - 1` live at once, and allocations
 //! made while a thread is being torn down, share one overflow shard updated with atomic adds.
 //!
-//! Rust ≥ 1.92 lets a global allocator use `thread_local!` with a destructor (rust-lang/rust#144465):
-//! the TLS machinery allocates through `System`, never re-entering this allocator.
+//! The hot path reads a const-initialised thread-local without destructor (a plain TLS load). A second
+//! thread-local with a destructor is touched once per thread, on its first allocation, to release the
+//! shard at exit; Rust ≥ 1.92 allows that inside a global allocator (rust-lang/rust#144465: the TLS
+//! machinery allocates through `System`, never re-entering this allocator).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -44,38 +46,59 @@ impl Shard {
 static SHARD_TABLE: [Shard; SHARDS] = [const { Shard::new() }; SHARDS];
 static NEXT_HINT: AtomicUsize = AtomicUsize::new(0);
 
-/// This thread's claim on a shard; releasing it on thread exit lets a new thread reuse the slot.
-struct Claim(Cell<usize>);
-
-impl Claim {
-    fn new() -> Self {
-        let start = NEXT_HINT.fetch_add(1, Relaxed);
-        for i in 0..OVERFLOW {
-            let idx = (start + i) % OVERFLOW;
-            if SHARD_TABLE[idx]
-                .claimed
-                .compare_exchange(false, true, Acquire, Relaxed)
-                .is_ok()
-            {
-                return Self(Cell::new(idx));
-            }
-        }
-        Self(Cell::new(OVERFLOW))
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        let idx = self.0.replace(OVERFLOW);
-        if idx != OVERFLOW {
-            // Release: the next owner's Acquire claim sees our last stores.
-            SHARD_TABLE[idx].claimed.store(false, Release);
-        }
-    }
-}
-
 thread_local! {
-    static CLAIM: Claim = Claim::new();
+    // This thread's shard, null until its first allocation. Const-initialised and without a destructor,
+    // so the hot path is one thread-pointer-relative load: no lazy-initialisation state, no destructor
+    // registration.
+    static SHARD: Cell<*const Shard> = const { Cell::new(std::ptr::null()) };
+    // Touched once per thread, on its first allocation, only to release the shard when the thread exits.
+    static RELEASE_ON_EXIT: ReleaseOnExit = const { ReleaseOnExit };
+}
+
+fn overflow() -> &'static Shard {
+    &SHARD_TABLE[OVERFLOW]
+}
+
+struct ReleaseOnExit;
+
+impl Drop for ReleaseOnExit {
+    fn drop(&mut self) {
+        // Later allocations on this exiting thread (other destructors) go to the overflow shard.
+        let own = SHARD
+            .try_with(|s| s.replace(overflow()))
+            .unwrap_or(overflow());
+        if !std::ptr::eq(own, overflow()) && !own.is_null() {
+            // SAFETY: SHARD only ever holds null or a pointer into the static SHARD_TABLE.
+            let shard = unsafe { &*own };
+            // Release: the next owner's Acquire claim sees our last stores.
+            shard.claimed.store(false, Release);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn claim() -> &'static Shard {
+    let start = NEXT_HINT.fetch_add(1, Relaxed);
+    let mut shard = overflow();
+    for i in 0..OVERFLOW {
+        let candidate = &SHARD_TABLE[(start + i) % OVERFLOW];
+        if candidate
+            .claimed
+            .compare_exchange(false, true, Acquire, Relaxed)
+            .is_ok()
+        {
+            shard = candidate;
+            break;
+        }
+    }
+    // Register the release; if the thread is already exiting, give the shard straight back.
+    if !std::ptr::eq(shard, overflow()) && RELEASE_ON_EXIT.try_with(|_| ()).is_err() {
+        shard.claimed.store(false, Release);
+        shard = overflow();
+    }
+    let _ = SHARD.try_with(|s| s.set(shard));
+    shard
 }
 
 #[inline(always)]
@@ -84,23 +107,43 @@ fn add_owned(c: &AtomicU64, v: u64) {
     c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
 }
 
+/// This thread's shard and whether it owns it exclusively.
 #[inline(always)]
-fn record(allocs: u64, frees: u64, bytes_alloc: u64, bytes_freed: u64) {
-    let idx = CLAIM.try_with(|c| c.0.get()).unwrap_or(OVERFLOW);
-    let s = &SHARD_TABLE[idx];
-    if idx == OVERFLOW {
-        s.allocations.fetch_add(allocs, Relaxed);
-        s.frees.fetch_add(frees, Relaxed);
-        s.bytes_allocated.fetch_add(bytes_alloc, Relaxed);
-        s.bytes_freed.fetch_add(bytes_freed, Relaxed);
+fn my_shard() -> (&'static Shard, bool) {
+    let ptr = SHARD.try_with(Cell::get).unwrap_or(std::ptr::null());
+    let shard = if ptr.is_null() {
+        claim()
     } else {
-        if allocs != 0 {
-            add_owned(&s.allocations, allocs);
-            add_owned(&s.bytes_allocated, bytes_alloc);
+        // SAFETY: SHARD only ever holds null or a pointer into the static SHARD_TABLE.
+        unsafe { &*ptr }
+    };
+    (shard, !std::ptr::eq(shard, overflow()))
+}
+
+#[inline(always)]
+fn record_alloc(bytes: u64) {
+    match my_shard() {
+        (s, true) => {
+            add_owned(&s.allocations, 1);
+            add_owned(&s.bytes_allocated, bytes);
         }
-        if frees != 0 {
-            add_owned(&s.frees, frees);
-            add_owned(&s.bytes_freed, bytes_freed);
+        (s, false) => {
+            s.allocations.fetch_add(1, Relaxed);
+            s.bytes_allocated.fetch_add(bytes, Relaxed);
+        }
+    }
+}
+
+#[inline(always)]
+fn record_free(bytes: u64) {
+    match my_shard() {
+        (s, true) => {
+            add_owned(&s.frees, 1);
+            add_owned(&s.bytes_freed, bytes);
+        }
+        (s, false) => {
+            s.frees.fetch_add(1, Relaxed);
+            s.bytes_freed.fetch_add(bytes, Relaxed);
         }
     }
 }
@@ -184,39 +227,40 @@ impl<A> CountingAlloc<A> {
 // SAFETY: every method forwards to `inner` unchanged; counting touches only atomics and a thread-local
 // that never allocates through this allocator and never unwinds.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for CountingAlloc<A> {
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees.
         let p = unsafe { self.inner.alloc(layout) };
         if !p.is_null() {
-            record(1, 0, layout.size() as u64, 0);
+            record_alloc(layout.size() as u64);
         }
         p
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees.
         let p = unsafe { self.inner.alloc_zeroed(layout) };
         if !p.is_null() {
-            record(1, 0, layout.size() as u64, 0);
+            record_alloc(layout.size() as u64);
         }
         p
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded with the caller's guarantees.
         unsafe { self.inner.dealloc(ptr, layout) };
-        record(0, 1, 0, layout.size() as u64);
+        record_free(layout.size() as u64);
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees.
         let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            record(1, 1, new_size as u64, layout.size() as u64);
+            record_alloc(new_size as u64);
+            record_free(layout.size() as u64);
         }
         p
     }

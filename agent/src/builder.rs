@@ -16,8 +16,10 @@ use crate::duration::{DURATION_SYNTAX, parse_duration};
 use crate::{AgentHandle, Error, Sampler};
 
 /// Default listen address of the HTTP endpoint.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9464));
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9464,
+));
 /// Default tick.
 pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
 /// Default pause between scheduler probes.
@@ -165,16 +167,17 @@ impl AgentBuilder {
             })
         };
         // Range errors from env values also name the variable.
-        let in_range = |var: &'static str, value: String, d: Duration, range: (Duration, Duration)| {
-            check_range(var, d, range).map_err(|_| Error::Env {
-                var,
-                value,
-                expected: match var {
-                    "VIGIL_TICK" => "a duration from 10ms to 1h",
-                    _ => "a duration from 1ms to 60s",
-                },
-            })
-        };
+        let in_range =
+            |var: &'static str, value: String, d: Duration, range: (Duration, Duration)| {
+                check_range(var, d, range).map_err(|_| Error::Env {
+                    var,
+                    value,
+                    expected: match var {
+                        "VIGIL_TICK" => "a duration from 10ms to 1h",
+                        _ => "a duration from 1ms to 60s",
+                    },
+                })
+            };
         if let Some(s) = get("VIGIL_LISTEN")? {
             self.listen = s.trim().parse().map_err(|_| Error::Env {
                 var: "VIGIL_LISTEN",
@@ -214,10 +217,12 @@ impl AgentBuilder {
         let mut registry = Registry::default();
         let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
         collectors.push(Box::new(RuntimeCollector::new(handle, &mut registry)));
-        let (sched, probe) = SchedCollector::start(handle, self.probe, &mut registry)
-            .map_err(|source| Error::Spawn {
-                what: "scheduler probe thread",
-                source,
+        let (sched, probe) =
+            SchedCollector::start(handle, self.probe, &mut registry).map_err(|source| {
+                Error::Spawn {
+                    what: "scheduler probe thread",
+                    source,
+                }
             })?;
         collectors.push(Box::new(sched));
         if crate::alloc::alloc_tracking_enabled() {
@@ -354,9 +359,15 @@ mod tests {
 
     #[test]
     fn setters_validate_ranges() {
-        let err = Agent::builder().tick(Duration::from_secs(7200)).unwrap_err();
+        let err = Agent::builder()
+            .tick(Duration::from_secs(7200))
+            .unwrap_err();
         assert!(err.to_string().contains("tick"), "{err}");
         assert!(Agent::builder().stall_threshold(Duration::ZERO).is_err());
-        assert!(Agent::builder().probe_interval(Duration::from_millis(5)).is_ok());
+        assert!(
+            Agent::builder()
+                .probe_interval(Duration::from_millis(5))
+                .is_ok()
+        );
     }
 }

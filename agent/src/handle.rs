@@ -47,9 +47,7 @@ impl AgentHandle {
         probe: ProbeGuard,
     ) -> Result<Self, Error> {
         let spawn_err = |what| move |source| Error::Spawn { what, source };
-        let local_addr = listener
-            .local_addr()
-            .map_err(spawn_err("HTTP listener"))?;
+        let local_addr = listener.local_addr().map_err(spawn_err("HTTP listener"))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -72,11 +70,8 @@ impl AgentHandle {
             .name("vigil-agent".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let server = tokio::spawn(http::serve(
-                        listener,
-                        state.clone(),
-                        shutdown_rx.clone(),
-                    ));
+                    let server =
+                        tokio::spawn(http::serve(listener, state.clone(), shutdown_rx.clone()));
                     tick_loop(&mut sampler, tick, &latest_tx, &state, shutdown_rx).await;
                     let _ = server.await;
                 });
@@ -131,7 +126,9 @@ impl AgentHandle {
                     let _ = thread.join();
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    tracing::warn!("vigil agent thread did not stop within {SHUTDOWN_GRACE:?}; detaching it");
+                    tracing::warn!(
+                        "vigil agent thread did not stop within {SHUTDOWN_GRACE:?}; detaching it"
+                    );
                 }
             }
         }

@@ -138,9 +138,8 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
     } else {
         "null".to_owned()
     };
-    let body = format!(
-        "{{\"status\":\"{healthy}\",\"ticks\":{ticks},\"last_tick_age_seconds\":{age}}}"
-    );
+    let body =
+        format!("{{\"status\":\"{healthy}\",\"ticks\":{ticks},\"last_tick_age_seconds\":{age}}}");
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

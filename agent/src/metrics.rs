@@ -210,8 +210,17 @@ mod tests {
         assert_eq!(names.len(), CATALOGUE.len(), "duplicate metric name");
         for d in CATALOGUE {
             assert!(d.name.starts_with("vigil_"), "{}", d.name);
-            assert_eq!(d.kind == MetricType::Counter, d.name.ends_with("_total"), "{}", d.name);
-            assert!(!d.help.ends_with('.'), "{}: the registry appends the period", d.name);
+            assert_eq!(
+                d.kind == MetricType::Counter,
+                d.name.ends_with("_total"),
+                "{}",
+                d.name
+            );
+            assert!(
+                !d.help.ends_with('.'),
+                "{}: the registry appends the period",
+                d.name
+            );
         }
     }
 

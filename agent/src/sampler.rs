@@ -128,8 +128,7 @@ impl Sampler {
             }
         }
         self.ticks.inc();
-        self.tick_duration
-            .observe(started.elapsed().as_secs_f64());
+        self.tick_duration.observe(started.elapsed().as_secs_f64());
         &self.sample
     }
 

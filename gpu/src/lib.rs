@@ -103,7 +103,8 @@ fn open_nvml() -> Result<Box<dyn GpuSource>, GpuError> {
 #[cfg(not(feature = "nvml"))]
 fn open_nvml() -> Result<Box<dyn GpuSource>, GpuError> {
     Err(GpuError::Unavailable(
-        "vigil-gpu was built without the `nvml` feature; rebuild with it to read NVIDIA GPUs".into(),
+        "vigil-gpu was built without the `nvml` feature; rebuild with it to read NVIDIA GPUs"
+            .into(),
     ))
 }
 

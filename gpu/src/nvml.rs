@@ -45,9 +45,9 @@ fn unavailable(e: NvmlError) -> GpuError {
 fn optional<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlError> {
     match r {
         Ok(v) => Ok(Some(v)),
-        Err(NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_) | NvmlError::NoPermission) => {
-            Ok(None)
-        }
+        Err(
+            NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_) | NvmlError::NoPermission,
+        ) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -66,7 +66,9 @@ impl NvmlSource {
             })?;
             devices.push(GpuDevice {
                 index,
-                uuid: dev.uuid().unwrap_or_else(|_| format!("GPU-unknown-{index}")),
+                uuid: dev
+                    .uuid()
+                    .unwrap_or_else(|_| format!("GPU-unknown-{index}")),
                 name: dev.name().unwrap_or_else(|_| "unknown".to_owned()),
             });
         }

@@ -148,10 +148,11 @@ fn infer(prompt: &[u8]) -> (usize, f64) {
             .collect();
         x = y;
     }
-    let (label, score) = x
-        .iter()
-        .enumerate()
-        .fold((0, f64::MIN), |best, (i, v)| if *v > best.1 { (i, *v) } else { best });
+    let (label, score) =
+        x.iter().enumerate().fold(
+            (0, f64::MIN),
+            |best, (i, v)| if *v > best.1 { (i, *v) } else { best },
+        );
     (label, score)
 }
 

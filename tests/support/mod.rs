@@ -1,6 +1,13 @@
 //! Shared harness for the integration tests: a monitored host runtime, an HTTP scraper and a tiny parser
 //! for the Prometheus text format.
-#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -58,7 +65,9 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     s.write_all(req.as_bytes()).unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response without header end");
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .expect("HTTP response without header end");
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -160,7 +169,12 @@ pub fn next_samples(agent: &vigil::AgentHandle, n: usize) -> Vec<Arc<Sample>> {
 #[track_caller]
 pub fn signal(s: &Sample, name: &str) -> f64 {
     s.get(name).unwrap_or_else(|| {
-        let names: Vec<_> = s.signals().specs().iter().map(|x| x.name.to_string()).collect();
+        let names: Vec<_> = s
+            .signals()
+            .specs()
+            .iter()
+            .map(|x| x.name.to_string())
+            .collect();
         panic!("no signal {name}; have {names:?}")
     })
 }

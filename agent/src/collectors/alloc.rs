@@ -59,8 +59,10 @@ impl Collector for AllocCollector {
         self.allocations
             .inc_by(now.allocations.saturating_sub(self.prev.allocations));
         self.frees.inc_by(now.frees.saturating_sub(self.prev.frees));
-        self.bytes
-            .inc_by(now.bytes_allocated.saturating_sub(self.prev.bytes_allocated));
+        self.bytes.inc_by(
+            now.bytes_allocated
+                .saturating_sub(self.prev.bytes_allocated),
+        );
         self.freed_bytes
             .inc_by(now.bytes_freed.saturating_sub(self.prev.bytes_freed));
         self.live.set(now.live_bytes() as f64);

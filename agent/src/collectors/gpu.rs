@@ -23,10 +23,16 @@ const FIELDS: [Field; 8] = [
     ("memory_free_bytes", Unit::Bytes, |r| r.memory_free_bytes),
     ("memory_total_bytes", Unit::Bytes, |r| r.memory_total_bytes),
     ("utilization_ratio", Unit::Ratio, |r| r.utilization_ratio),
-    ("memory_utilization_ratio", Unit::Ratio, |r| r.memory_utilization_ratio),
-    ("temperature_celsius", Unit::Celsius, |r| r.temperature_celsius),
+    ("memory_utilization_ratio", Unit::Ratio, |r| {
+        r.memory_utilization_ratio
+    }),
+    ("temperature_celsius", Unit::Celsius, |r| {
+        r.temperature_celsius
+    }),
     ("power_watts", Unit::Watts, |r| r.power_watts),
-    ("process_memory_bytes", Unit::Bytes, |r| r.process_memory_bytes),
+    ("process_memory_bytes", Unit::Bytes, |r| {
+        r.process_memory_bytes
+    }),
 ];
 
 /// Polls the source and exports one series per device and field. Gauges for each device are created
@@ -41,7 +47,11 @@ pub(crate) struct GpuCollector {
 impl GpuCollector {
     pub(crate) fn new(source: Box<dyn GpuSource>, registry: &mut Registry) -> Self {
         let available = FGauge::default();
-        available.set(if source.devices().is_empty() { 0.0 } else { 1.0 });
+        available.set(if source.devices().is_empty() {
+            0.0
+        } else {
+            1.0
+        });
         m::GPU_AVAILABLE.register(registry, available);
         let defs = [
             m::GPU_MEMORY_USED,

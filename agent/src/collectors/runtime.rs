@@ -143,7 +143,9 @@ impl Collector for RuntimeCollector {
             u.spawned_prev = spawned;
             u.polls_total = u.polls_total.wrapping_add(iv.total_polls_count);
             u.steals_total = u.steals_total.wrapping_add(iv.total_steal_count);
-            u.forced_yields_total = u.forced_yields_total.wrapping_add(iv.budget_forced_yield_count);
+            u.forced_yields_total = u
+                .forced_yields_total
+                .wrapping_add(iv.budget_forced_yield_count);
             u.polls.inc_by(iv.total_polls_count);
             u.steals.inc_by(iv.total_steal_count);
             u.forced_yields.inc_by(iv.budget_forced_yield_count);

@@ -180,7 +180,9 @@ fn probe_loop(handle: &Handle, config: ProbeConfig, shared: &Shared) {
             w.runtime_gone = true;
             return;
         };
-        let latency = polled_at.saturating_duration_since(spawned_at).as_secs_f64();
+        let latency = polled_at
+            .saturating_duration_since(spawned_at)
+            .as_secs_f64();
         shared.histogram.observe(latency);
         {
             let mut w = shared.window();
@@ -226,9 +228,7 @@ impl Collector for SchedCollector {
             self.scratch.extend_from_slice(&w.latencies);
             w.latencies.clear();
             // A probe still waiting is as late as it has been so far: an ongoing stall shows every tick.
-            let in_flight = w
-                .in_flight_since
-                .map_or(0.0, |t| t.elapsed().as_secs_f64());
+            let in_flight = w.in_flight_since.map_or(0.0, |t| t.elapsed().as_secs_f64());
             let max = w.max.max(in_flight);
             w.max = 0.0;
             (max, w.probes_total, w.stalls_total, w.runtime_gone)
