@@ -9,7 +9,15 @@ compile_error!(
 
 /// A tokio-console layer for the host to compose into its own `tracing_subscriber::registry()`. Its gRPC
 /// server runs on a thread of its own (default `127.0.0.1:6669`, `TOKIO_CONSOLE_*` variables apply).
-pub fn console_layer() -> console_subscriber::ConsoleLayer {
+///
+/// ```no_run
+/// use tracing_subscriber::prelude::*;
+/// tracing_subscriber::registry().with(vigil_agent::console_layer()).init();
+/// ```
+pub fn console_layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     console_subscriber::ConsoleLayer::builder()
         .with_default_env()
         .spawn()
