@@ -6,15 +6,15 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use vigil::CountingAlloc;
 
-const SIZES: [usize; 8] = [16, 48, 128, 512, 1024, 4096, 64, 256];
+#[path = "support/alloc_workload.rs"]
+mod alloc_workload;
+use alloc_workload::run;
 
 /// The naive design: every thread updates the same four atomics.
 struct GlobalAtomic {
@@ -45,43 +45,6 @@ unsafe impl GlobalAlloc for GlobalAtomic {
 }
 
 static COUNTING: CountingAlloc = CountingAlloc::system();
-
-fn pairs<A: GlobalAlloc>(a: &A, iters: u64) {
-    for i in 0..iters {
-        let layout = Layout::from_size_align(SIZES[(i % 8) as usize], 8).unwrap();
-        unsafe {
-            let p = a.alloc(layout);
-            p.write_volatile(i as u8);
-            a.dealloc(black_box(p), layout);
-        }
-    }
-}
-
-/// Wall time for `threads` threads each doing `iters` pairs, started together.
-fn run<A: GlobalAlloc + Sync>(a: &'static A, threads: usize, iters: u64) -> Duration {
-    if threads == 1 {
-        let t = Instant::now();
-        pairs(a, iters);
-        return t.elapsed();
-    }
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let b = barrier.clone();
-            std::thread::spawn(move || {
-                pairs(a, 64); // claim a shard, warm the thread cache
-                b.wait();
-                pairs(a, iters);
-            })
-        })
-        .collect();
-    barrier.wait();
-    let t = Instant::now();
-    for h in handles {
-        h.join().unwrap();
-    }
-    t.elapsed()
-}
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("alloc_free_pair");

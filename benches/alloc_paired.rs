@@ -3,49 +3,19 @@
 //! recorded; the median ratio over all rounds is the result. Run: `cargo bench --bench alloc_paired`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::hint::black_box;
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::alloc::System;
+use std::time::Duration;
 
 use vigil::CountingAlloc;
 
-const SIZES: [usize; 8] = [16, 48, 128, 512, 1024, 4096, 64, 256];
+#[path = "support/alloc_workload.rs"]
+mod alloc_workload;
+use alloc_workload::run;
+
 const PAIRS: u64 = 2_000_000;
 const ROUNDS: usize = 41;
 
 static COUNTING: CountingAlloc = CountingAlloc::system();
-
-fn pairs<A: GlobalAlloc>(a: &A, iters: u64) {
-    for i in 0..iters {
-        let layout = Layout::from_size_align(SIZES[(i % 8) as usize], 8).unwrap();
-        unsafe {
-            let p = a.alloc(layout);
-            p.write_volatile(i as u8);
-            a.dealloc(black_box(p), layout);
-        }
-    }
-}
-
-fn run<A: GlobalAlloc + Sync>(a: &'static A, threads: usize) -> Duration {
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let b = barrier.clone();
-            std::thread::spawn(move || {
-                pairs(a, 10_000);
-                b.wait();
-                pairs(a, PAIRS);
-            })
-        })
-        .collect();
-    barrier.wait();
-    let t = Instant::now();
-    for h in handles {
-        h.join().unwrap();
-    }
-    t.elapsed()
-}
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -64,11 +34,11 @@ fn main() {
         let (mut sys, mut cnt, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             let (s, c) = if round % 2 == 0 {
-                let s = run(&System, threads);
-                (s, run(&COUNTING, threads))
+                let s = run(&System, threads, PAIRS);
+                (s, run(&COUNTING, threads, PAIRS))
             } else {
-                let c = run(&COUNTING, threads);
-                (run(&System, threads), c)
+                let c = run(&COUNTING, threads, PAIRS);
+                (run(&System, threads, PAIRS), c)
             };
             let per = |d: Duration| d.as_secs_f64() * 1e9 / PAIRS as f64;
             sys.push(per(s));
