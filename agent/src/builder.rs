@@ -13,7 +13,10 @@ use crate::collectors::{
     RuntimeCollector, SchedCollector,
 };
 use crate::duration::{DURATION_SYNTAX, parse_duration};
+use crate::features::FeatureConfig;
 use crate::{AgentHandle, Error, Sampler};
+use vigil_features::Horizons;
+use vigil_features::drift::DriftReference;
 
 /// Default listen address of the HTTP endpoint.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -24,6 +27,8 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::ne
 pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
 /// Default pause between scheduler probes.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(25);
+/// Default drift window, ticks.
+pub const DEFAULT_DRIFT_WINDOW: usize = 300;
 /// Default stall threshold.
 pub const DEFAULT_STALL_THRESHOLD: Duration = Duration::from_millis(100);
 
@@ -52,6 +57,8 @@ pub struct AgentBuilder {
     gpu: GpuMode,
     gpu_source: Option<Box<dyn GpuSource>>,
     probe: ProbeConfig,
+    features: FeatureConfig,
+    drift_reference: Option<DriftReference>,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -62,6 +69,8 @@ impl std::fmt::Debug for AgentBuilder {
             .field("gpu", &self.gpu)
             .field("gpu_source", &self.gpu_source.as_ref().map(|s| s.kind()))
             .field("probe", &self.probe)
+            .field("features", &self.features)
+            .field("drift_reference", &self.drift_reference.is_some())
             .finish()
     }
 }
@@ -77,6 +86,12 @@ impl Default for AgentBuilder {
                 interval: DEFAULT_PROBE_INTERVAL,
                 stall_threshold: DEFAULT_STALL_THRESHOLD,
             },
+            features: FeatureConfig {
+                horizons: Horizons::default(),
+                export_values: true,
+                drift_window: DEFAULT_DRIFT_WINDOW,
+            },
+            drift_reference: None,
         }
     }
 }
@@ -132,6 +147,38 @@ impl AgentBuilder {
     pub fn stall_threshold(mut self, threshold: Duration) -> Result<Self, Error> {
         self.probe.stall_threshold = check_range("stall_threshold", threshold, STALL_RANGE)?;
         Ok(self)
+    }
+
+    /// Short and long feature horizons in ticks. Default 10 and 60 (the window keeps the long horizon).
+    pub fn horizons(mut self, horizons: Horizons) -> Self {
+        self.features.horizons = horizons;
+        self
+    }
+
+    /// Export every feature as `vigil_feature_value{feature}` (about ten series per signal). Default on.
+    pub fn feature_metrics(mut self, on: bool) -> Self {
+        self.features.export_values = on;
+        self
+    }
+
+    /// Live feature vectors the drift monitor compares with the reference. Default 300 ticks; accepted
+    /// 10 to 100,000.
+    pub fn drift_window(mut self, ticks: usize) -> Result<Self, Error> {
+        if !(10..=100_000).contains(&ticks) {
+            return Err(Error::Config {
+                setting: "drift_window",
+                message: format!("{ticks} ticks is outside the accepted range 10 to 100000"),
+            });
+        }
+        self.features.drift_window = ticks;
+        Ok(self)
+    }
+
+    /// Start with this drift reference (fitted on this agent's feature schema; `start` fails otherwise).
+    /// It can also be set later with [`AgentHandle::set_drift_reference`].
+    pub fn drift_reference(mut self, reference: DriftReference) -> Self {
+        self.drift_reference = Some(reference);
+        self
     }
 
     /// Applies the `VIGIL_*` environment variables that are set (see `docs/CONFIG.md`). An empty variable
@@ -204,6 +251,19 @@ impl AgentBuilder {
             let d = duration("VIGIL_STALL_THRESHOLD", s.clone())?;
             self.probe.stall_threshold = in_range("VIGIL_STALL_THRESHOLD", s, d, STALL_RANGE)?;
         }
+        if let Some(s) = get("VIGIL_FEATURE_METRICS")? {
+            self.features.export_values = match s.trim().to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => {
+                    return Err(Error::Env {
+                        var: "VIGIL_FEATURE_METRICS",
+                        value: s,
+                        expected: "on or off",
+                    });
+                }
+            };
+        }
         Ok(self)
     }
 
@@ -247,7 +307,10 @@ impl AgentBuilder {
             }
         };
         collectors.push(Box::new(GpuCollector::new(source, &mut registry)));
-        let sampler = Sampler::new(collectors, &mut registry)?;
+        let mut sampler = Sampler::new(collectors, self.features, &mut registry)?;
+        if let Some(reference) = self.drift_reference.take() {
+            sampler.set_drift_reference(reference)?;
+        }
         Ok((sampler, registry, ProbeGuard(probe)))
     }
 
@@ -306,6 +369,7 @@ mod tests {
                 ("VIGIL_GPU", "off"),
                 ("VIGIL_PROBE_INTERVAL", "10ms"),
                 ("VIGIL_STALL_THRESHOLD", "250ms"),
+                ("VIGIL_FEATURE_METRICS", "off"),
             ]))
             .unwrap();
         assert_eq!(b.listen, "0.0.0.0:9999".parse().unwrap());
@@ -313,6 +377,7 @@ mod tests {
         assert_eq!(b.gpu, GpuMode::Off);
         assert_eq!(b.probe.interval, Duration::from_millis(10));
         assert_eq!(b.probe.stall_threshold, Duration::from_millis(250));
+        assert!(!b.features.export_values);
     }
 
     #[test]
@@ -335,6 +400,7 @@ mod tests {
             ("VIGIL_GPU", "cuda", "auto, off or nvml"),
             ("VIGIL_PROBE_INTERVAL", "0s", "1ms to 60s"),
             ("VIGIL_STALL_THRESHOLD", "10 parsecs", "duration"),
+            ("VIGIL_FEATURE_METRICS", "maybe", "on or off"),
         ];
         for (var, value, expected) in cases {
             let err = Agent::builder()

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
-use vigil_features::Sample;
+use vigil_features::drift::DriftReference;
+use vigil_features::{FeatureSchema, FeatureVector, Sample};
 
 use crate::builder::ProbeGuard;
 use crate::http::{self, HttpState};
@@ -24,6 +25,9 @@ pub struct AgentHandle {
     local_addr: SocketAddr,
     registry: Arc<Registry>,
     latest: watch::Receiver<Arc<Sample>>,
+    latest_features: watch::Receiver<Arc<FeatureVector>>,
+    schema: FeatureSchema,
+    references: std::sync::mpsc::SyncSender<DriftReference>,
     shutdown: watch::Sender<bool>,
     done: Option<std::sync::mpsc::Receiver<()>>,
     thread: Option<JoinHandle<()>>,
@@ -65,6 +69,10 @@ impl AgentHandle {
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (latest_tx, latest) = watch::channel(Arc::new(sampler.sample().clone()));
+        let (features_tx, latest_features) = watch::channel(Arc::new(sampler.features().clone()));
+        let schema = sampler.feature_schema().clone();
+        // Capacity 1 and try_send: setting references faster than ticks keeps only what fits.
+        let (references, references_rx) = std::sync::mpsc::sync_channel(1);
         let (done_tx, done) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("vigil-agent".into())
@@ -72,7 +80,12 @@ impl AgentHandle {
                 runtime.block_on(async move {
                     let server =
                         tokio::spawn(http::serve(listener, state.clone(), shutdown_rx.clone()));
-                    tick_loop(&mut sampler, tick, &latest_tx, &state, shutdown_rx).await;
+                    let outputs = Outputs {
+                        samples: latest_tx,
+                        features: features_tx,
+                        references: references_rx,
+                    };
+                    tick_loop(&mut sampler, tick, &outputs, &state, shutdown_rx).await;
                     let _ = server.await;
                 });
                 let _ = done_tx.send(());
@@ -82,6 +95,9 @@ impl AgentHandle {
             local_addr,
             registry,
             latest,
+            latest_features,
+            schema,
+            references,
             shutdown,
             done: Some(done),
             thread: Some(thread),
@@ -102,6 +118,42 @@ impl AgentHandle {
     /// A receiver that changes once per tick, for hosts that want to follow samples as they come.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Sample>> {
         self.latest.clone()
+    }
+
+    /// The features of the most recent tick (all missing before the first).
+    pub fn latest_features(&self) -> Arc<FeatureVector> {
+        self.latest_features.borrow().clone()
+    }
+
+    /// A receiver that changes once per tick with that tick's features.
+    pub fn subscribe_features(&self) -> watch::Receiver<Arc<FeatureVector>> {
+        self.latest_features.clone()
+    }
+
+    /// The agent's feature schema: names, units and the hash model files must match.
+    pub fn feature_schema(&self) -> &FeatureSchema {
+        &self.schema
+    }
+
+    /// Starts comparing live features with `reference` (fitted on [`AgentHandle::feature_schema`]) from
+    /// the next tick; `vigil_feature_drift_psi{feature}` and `vigil_feature_drift_max_psi` follow. A
+    /// reference for another schema is refused with an error saying so.
+    pub fn set_drift_reference(&self, reference: DriftReference) -> Result<(), Error> {
+        crate::sampler::check_reference(&self.schema, &reference)?;
+        self.references
+            .try_send(reference)
+            .map_err(|e| Error::Config {
+                setting: "drift_reference",
+                message: match e {
+                    std::sync::mpsc::TrySendError::Full(_) => {
+                        "a reference is already waiting for the next tick; try again after it"
+                            .into()
+                    }
+                    std::sync::mpsc::TrySendError::Disconnected(_) => {
+                        "the agent has stopped".into()
+                    }
+                },
+            })
     }
 
     /// The current metrics in Prometheus text format 0.0.4, exactly what `GET /metrics` serves.
@@ -141,10 +193,17 @@ impl Drop for AgentHandle {
     }
 }
 
+/// What the tick loop publishes and receives.
+struct Outputs {
+    samples: watch::Sender<Arc<Sample>>,
+    features: watch::Sender<Arc<FeatureVector>>,
+    references: std::sync::mpsc::Receiver<DriftReference>,
+}
+
 async fn tick_loop(
     sampler: &mut Sampler,
     tick: Duration,
-    latest: &watch::Sender<Arc<Sample>>,
+    out: &Outputs,
     state: &HttpState,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -155,9 +214,17 @@ async fn tick_loop(
             _ = interval.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        let sample = sampler.tick();
+        while let Ok(reference) = out.references.try_recv() {
+            // Checked against the schema by the sender; a failure here cannot happen but is logged.
+            if let Err(e) = sampler.set_drift_reference(reference) {
+                tracing::warn!("drift reference refused: {e}");
+            }
+        }
+        let sample = Arc::new(sampler.tick().clone());
         state.mark_tick();
         // Nobody may be listening; that is fine.
-        latest.send_replace(Arc::new(sample.clone()));
+        out.samples.send_replace(sample);
+        out.features
+            .send_replace(Arc::new(sampler.features().clone()));
     }
 }

@@ -25,6 +25,7 @@ mod collectors;
 mod console;
 mod duration;
 mod error;
+mod features;
 mod handle;
 mod http;
 mod metrics;
@@ -32,8 +33,8 @@ mod sampler;
 
 pub use alloc::{AllocStats, CountingAlloc, SHARDS, alloc_stats, alloc_tracking_enabled};
 pub use builder::{
-    Agent, AgentBuilder, DEFAULT_LISTEN, DEFAULT_PROBE_INTERVAL, DEFAULT_STALL_THRESHOLD,
-    DEFAULT_TICK, ProbeGuard,
+    Agent, AgentBuilder, DEFAULT_DRIFT_WINDOW, DEFAULT_LISTEN, DEFAULT_PROBE_INTERVAL,
+    DEFAULT_STALL_THRESHOLD, DEFAULT_TICK, ProbeGuard,
 };
 pub use collectors::{CollectError, Collector};
 #[cfg(feature = "console")]
@@ -42,4 +43,6 @@ pub use error::Error;
 pub use handle::AgentHandle;
 pub use metrics::{CATALOGUE, MetricDef, MetricType, metrics_markdown};
 pub use sampler::Sampler;
+pub use vigil_features::drift::DriftReference;
+pub use vigil_features::{FeatureSchema, FeatureVector, Horizons};
 pub use vigil_gpu::GpuMode;

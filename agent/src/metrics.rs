@@ -63,6 +63,9 @@ const ALWAYS: &str = "always";
 const UNSTABLE: &str = "built with `--cfg tokio_unstable`";
 const ALLOC: &str = "`vigil::CountingAlloc` is the global allocator";
 const GPU: &str = "one series per GPU the source reports";
+const FEATURES: &str = "feature metrics on (default; `VIGIL_FEATURE_METRICS=off` removes them)";
+const DRIFT: &str = "a drift reference is set (one series per feature)";
+const DRIFT_MAX: &str = "always (NaN until a drift reference is set)";
 
 macro_rules! defs {
     ($($id:ident = $name:literal, $kind:ident, [$($label:literal),*], $present:expr, $help:literal;)*) => {
@@ -152,6 +155,12 @@ defs! {
         "Device power draw";
     GPU_PROCESS_MEMORY = "vigil_gpu_process_memory_bytes", Gauge, ["gpu", "uuid"], GPU,
         "Device memory used by this process (0 when the driver lists no such process, e.g. PID namespaces)";
+    FEATURE_VALUE = "vigil_feature_value", Gauge, ["feature"], FEATURES,
+        "Value of one window feature this tick (see the feature schema: <signal>.<stat>_<ticks>)";
+    FEATURE_DRIFT_PSI = "vigil_feature_drift_psi", Gauge, ["feature"], DRIFT,
+        "Population stability index of the feature over the live drift window against the training reference; above 0.25 means shifted";
+    FEATURE_DRIFT_MAX_PSI = "vigil_feature_drift_max_psi", Gauge, [], DRIFT_MAX,
+        "Largest feature PSI against the training reference (NaN until a reference is set)";
     AGENT_TICK_DURATION = "vigil_agent_tick_duration_seconds", Histogram, [], ALWAYS,
         "Time the agent spent collecting one tick (all collectors)";
     AGENT_TICKS = "vigil_agent_ticks_total", Counter, [], ALWAYS,
@@ -193,7 +202,8 @@ pub fn metrics_markdown() -> String {
     }
     out.push_str(
         "\nLabels: `gpu` is the NVML device index and `uuid` the device UUID, so both are bounded by the \
-         number of GPUs; `collector` is one of `tokio`, `sched`, `alloc`, `process`, `gpu`.\n",
+         number of GPUs; `collector` is one of `tokio`, `sched`, `alloc`, `process`, `gpu`, `features`; `feature` is a name from the \
+         agent's feature schema (about ten per signal, fixed at start).\n",
     );
     out
 }

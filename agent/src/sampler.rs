@@ -10,7 +10,11 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use vigil_features::{Sample, SignalSet};
 
+use vigil_features::drift::DriftReference;
+use vigil_features::{FeatureSchema, FeatureVector};
+
 use crate::collectors::Collector;
+use crate::features::{FeatureConfig, FeatureStage};
 use crate::metrics as m;
 
 /// A failing collector is logged on its first failure, then at most once per this interval.
@@ -21,12 +25,38 @@ struct CollectorLabel {
     collector: &'static str,
 }
 
-struct Slot {
-    collector: Box<dyn Collector>,
-    range: Range<usize>,
+/// Counts every failure of one stage and logs the first, then at most one per [`ERROR_LOG_INTERVAL`].
+struct Failures {
+    name: &'static str,
     errors: Counter,
     last_logged: Option<Instant>,
     unlogged: u64,
+}
+
+impl Failures {
+    fn record(&mut self, e: &dyn std::fmt::Display) {
+        self.errors.inc();
+        self.unlogged += 1;
+        if self
+            .last_logged
+            .is_none_or(|t| t.elapsed() >= ERROR_LOG_INTERVAL)
+        {
+            tracing::warn!(
+                collector = self.name,
+                failures_since_last_log = self.unlogged,
+                "{} failed, its values are missing this tick: {e}",
+                self.name
+            );
+            self.last_logged = Some(Instant::now());
+            self.unlogged = 0;
+        }
+    }
+}
+
+struct Slot {
+    collector: Box<dyn Collector>,
+    range: Range<usize>,
+    failures: Failures,
 }
 
 /// Runs the collectors once per tick and owns the resulting [`Sample`].
@@ -36,6 +66,8 @@ struct Slot {
 pub struct Sampler {
     slots: Vec<Slot>,
     sample: Sample,
+    features: FeatureStage,
+    feature_failures: Failures,
     tick_duration: Histogram,
     ticks: Counter,
 }
@@ -51,6 +83,7 @@ impl std::fmt::Debug for Sampler {
 impl Sampler {
     pub(crate) fn new(
         collectors: Vec<Box<dyn Collector>>,
+        feature_config: FeatureConfig,
         registry: &mut Registry,
     ) -> Result<Self, crate::Error> {
         let errors = Family::<CollectorLabel, Counter>::default();
@@ -65,29 +98,27 @@ impl Sampler {
             let signals = collector.signals();
             let range = specs.len()..specs.len() + signals.len();
             specs.extend(signals);
-            let errors = errors
-                .get_or_create(&CollectorLabel {
-                    collector: collector.name(),
-                })
-                .clone();
+            let failures = failures(&errors, collector.name());
             slots.push(Slot {
                 collector,
                 range,
-                errors,
-                last_logged: None,
-                unlogged: 0,
+                failures,
             });
         }
         m::AGENT_TICK_DURATION.register(registry, tick_duration.clone());
         m::AGENT_TICKS.register(registry, ticks.clone());
+        let feature_failures = failures(&errors, "features");
         m::AGENT_COLLECTOR_ERRORS.register(registry, errors);
         let signals = SignalSet::new(specs).map_err(|message| crate::Error::Config {
             setting: "collectors",
             message,
         })?;
+        let features = FeatureStage::new(&signals, feature_config, registry);
         Ok(Self {
             slots,
             sample: Sample::new(signals),
+            features,
+            feature_failures,
             tick_duration,
             ticks,
         })
@@ -111,29 +142,67 @@ impl Sampler {
             };
             if let Err(e) = slot.collector.collect(out) {
                 out.fill(f64::NAN);
-                slot.errors.inc();
-                slot.unlogged += 1;
-                if slot
-                    .last_logged
-                    .is_none_or(|t| t.elapsed() >= ERROR_LOG_INTERVAL)
-                {
-                    tracing::warn!(
-                        collector = slot.collector.name(),
-                        failures_since_last_log = slot.unlogged,
-                        "collector failed, its signals are missing this tick: {e}"
-                    );
-                    slot.last_logged = Some(Instant::now());
-                    slot.unlogged = 0;
-                }
+                slot.failures.record(&e);
             }
+        }
+        if let Err(e) = self.features.update(&self.sample) {
+            self.feature_failures.record(&e);
         }
         self.ticks.inc();
         self.tick_duration.observe(started.elapsed().as_secs_f64());
         &self.sample
     }
 
+    /// The features of the last tick.
+    pub fn features(&self) -> &FeatureVector {
+        self.features.vector()
+    }
+
+    /// The schema of [`Sampler::features`].
+    pub fn feature_schema(&self) -> &FeatureSchema {
+        self.features.schema()
+    }
+
+    /// Compares live features with `reference` from now on (`vigil_feature_drift_*`). The reference must
+    /// have been fitted on this sampler's feature schema.
+    pub fn set_drift_reference(&mut self, reference: DriftReference) -> Result<(), crate::Error> {
+        check_reference(self.features.schema(), &reference)?;
+        self.features.set_reference(reference);
+        Ok(())
+    }
+
     /// The sample of the last tick.
     pub fn sample(&self) -> &Sample {
         &self.sample
     }
+}
+
+fn failures(family: &Family<CollectorLabel, Counter>, name: &'static str) -> Failures {
+    Failures {
+        name,
+        errors: family
+            .get_or_create(&CollectorLabel { collector: name })
+            .clone(),
+        last_logged: None,
+        unlogged: 0,
+    }
+}
+
+/// A drift reference must come from the same feature schema as the running agent.
+pub(crate) fn check_reference(
+    schema: &FeatureSchema,
+    reference: &DriftReference,
+) -> Result<(), crate::Error> {
+    if reference.schema_hash() != schema.hash() {
+        return Err(crate::Error::Config {
+            setting: "drift_reference",
+            message: format!(
+                "the reference was fitted on feature schema {:016x} but this agent's schema is {}; \
+                 refit it on features from an agent with the same signals and horizons",
+                reference.schema_hash(),
+                schema.hash_hex()
+            ),
+        });
+    }
+    Ok(())
 }
