@@ -1,1 +1,65 @@
-//! Runtime of the `#[vigil::observe]` attribute. Filled by the observe issue; empty until then.
+//! Runtime of the `#[vigil::observe]` attribute: inference metrics for annotated functions.
+//!
+//! ```
+//! # use vigil_observe as observe; // in applications: `vigil::observe`
+//! #[derive(Debug)]
+//! struct ModelError;
+//! impl std::fmt::Display for ModelError {
+//!     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("model failed") }
+//! }
+//! impl std::error::Error for ModelError {}
+//!
+//! #[observe::observe(model = model_id, stage = "predict")]
+//! fn predict(model_id: &str, x: &[f32]) -> Result<Vec<f32>, ModelError> {
+//!     if x.is_empty() { return Err(ModelError); }
+//!     Ok(x.iter().map(|v| v * 2.0).collect())
+//! }
+//!
+//! predict("resnet-50", &[1.0]).unwrap();
+//! assert!(predict("resnet-50", &[]).is_err());
+//! let mut text = String::new();
+//! observe::encode_prometheus_text(&mut text);
+//! assert!(text.contains(r#"ai_inference_errors_total{model="resnet-50",stage="predict"} 1"#));
+//! ```
+//!
+//! Every annotated call records `ai_inference_duration_seconds{model,stage}` (a histogram, 1 ms to 60 s),
+//! and, when it fails, `ai_inference_errors_total{model,stage}` and
+//! `ai_inference_anomaly_total{model,stage,anomaly_type}` with `anomaly_type` one of [`AnomalyType`]. The
+//! trace id of the failing request ([`TraceContext`]) is attached as an OpenMetrics exemplar on the
+//! anomaly counter and on the duration bucket, never as a label.
+//!
+//! The hot path is atomics only: a successful call costs two clock reads, one label lookup and two relaxed
+//! atomic adds. With `ENABLE_AI_OBSERVABILITY=false` (or [`set_enabled`]`(false)`) an annotated call does
+//! one relaxed atomic load and nothing else.
+//!
+//! This crate owns no registry: the Vigil agent serves these series beside its own at `GET /metrics`
+//! ([`encode_prometheus_text`], [`encode_openmetrics`]) and folds their totals into every tick
+//! ([`totals`]).
+
+mod anomaly;
+mod call;
+mod encode;
+mod output;
+mod series;
+mod switch;
+mod trace;
+
+pub use anomaly::{AnomalyType, ClassifyAnomaly, classify_std_error};
+pub use call::Call;
+pub use encode::{
+    ANOMALY_HELP, DURATION_HELP, ERRORS_HELP, encode_openmetrics, encode_prometheus_text,
+};
+pub use output::OutputCheck;
+pub use series::{BUCKETS, DEFAULT_LABEL_CAP, OVERFLOW_LABEL, Totals, set_label_cap, totals};
+pub use switch::{enabled, parse_enabled, set_enabled};
+pub use trace::{ThreadTraceGuard, TraceContext, TraceparentError, set_thread_trace, with_trace};
+pub use vigil_observe_macros::observe;
+
+/// Used by the code `#[observe]` expands to; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::anomaly::{ErrProbe, ViaAny, ViaStdError, ViaUser};
+    pub use crate::call::{Call, CallSite, begin, begin_at};
+    pub use crate::output::check_output;
+    pub use crate::switch::enabled;
+}

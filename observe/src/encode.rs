@@ -1,0 +1,134 @@
+//! Exposition of the inference series, in Prometheus text 0.0.4 and OpenMetrics 1.0 (with exemplars).
+
+use std::fmt::Write;
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::UNIX_EPOCH;
+
+use crate::AnomalyType;
+use crate::series::{BUCKETS, Exemplar, Series, for_each};
+
+/// HELP of `ai_inference_duration_seconds`.
+pub const DURATION_HELP: &str =
+    "Duration of #[observe] inference calls, including failed, cancelled and panicked ones";
+/// HELP of `ai_inference_errors_total`.
+pub const ERRORS_HELP: &str =
+    "Annotated calls that failed: returned Err, timed out, ran out of memory or panicked";
+/// HELP of `ai_inference_anomaly_total`.
+pub const ANOMALY_HELP: &str = "Annotated calls by anomaly type (timeout, nan_output, oom, cancelled, panic, error); the failing request's trace id is the exemplar";
+
+fn escape(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn labels(out: &mut String, s: &Series, extra: Option<(&str, &str)>) {
+    out.push_str("{model=\"");
+    escape(out, &s.model);
+    out.push_str("\",stage=\"");
+    escape(out, &s.stage);
+    out.push('"');
+    if let Some((k, v)) = extra {
+        let _ = write!(out, ",{k}=\"{v}\"");
+    }
+    out.push('}');
+}
+
+fn exemplar(out: &mut String, e: &Exemplar) {
+    let ts =
+        e.at.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+    let _ = write!(
+        out,
+        " # {{trace_id=\"{}\",span_id=\"{}\"}} {} {:.3}",
+        e.trace.trace_id_hex(),
+        e.trace.span_id_hex(),
+        e.value,
+        ts
+    );
+}
+
+fn encode(out: &mut String, openmetrics: bool) {
+    let mut all: Vec<&'static Series> = Vec::new();
+    for_each(|s| all.push(s));
+    if all.is_empty() {
+        return;
+    }
+    let (errors_family, anomaly_family) = if openmetrics {
+        ("ai_inference_errors", "ai_inference_anomaly")
+    } else {
+        ("ai_inference_errors_total", "ai_inference_anomaly_total")
+    };
+
+    let _ = writeln!(out, "# HELP ai_inference_duration_seconds {DURATION_HELP}.");
+    let _ = writeln!(out, "# TYPE ai_inference_duration_seconds histogram");
+    if openmetrics {
+        let _ = writeln!(out, "# UNIT ai_inference_duration_seconds seconds");
+    }
+    for s in &all {
+        let ex = openmetrics.then(|| s.exemplars.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut cumulative = 0u64;
+        for (i, b) in s.buckets.iter().enumerate() {
+            cumulative += b.load(Relaxed);
+            let le = BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |v| format!("{v}"));
+            out.push_str("ai_inference_duration_seconds_bucket");
+            labels(out, s, Some(("le", &le)));
+            let _ = write!(out, " {cumulative}");
+            if let Some(e) = ex.as_ref().and_then(|ex| ex.buckets[i].as_ref()) {
+                exemplar(out, e);
+            }
+            out.push('\n');
+        }
+        out.push_str("ai_inference_duration_seconds_sum");
+        labels(out, s, None);
+        let _ = writeln!(out, " {}", s.sum_nanos.load(Relaxed) as f64 / 1e9);
+        out.push_str("ai_inference_duration_seconds_count");
+        labels(out, s, None);
+        let _ = writeln!(out, " {cumulative}");
+    }
+
+    let _ = writeln!(out, "# HELP {errors_family} {ERRORS_HELP}.");
+    let _ = writeln!(out, "# TYPE {errors_family} counter");
+    for s in &all {
+        out.push_str("ai_inference_errors_total");
+        labels(out, s, None);
+        let _ = writeln!(out, " {}", s.errors.load(Relaxed));
+    }
+
+    let _ = writeln!(out, "# HELP {anomaly_family} {ANOMALY_HELP}.");
+    let _ = writeln!(out, "# TYPE {anomaly_family} counter");
+    for s in &all {
+        let ex = openmetrics.then(|| s.exemplars.lock().unwrap_or_else(PoisonError::into_inner));
+        for kind in AnomalyType::ALL {
+            out.push_str("ai_inference_anomaly_total");
+            labels(out, s, Some(("anomaly_type", kind.as_str())));
+            let _ = write!(out, " {}", s.anomalies[kind.index()].load(Relaxed));
+            if let Some(e) = ex
+                .as_ref()
+                .and_then(|ex| ex.anomalies[kind.index()].as_ref())
+            {
+                exemplar(out, e);
+            }
+            out.push('\n');
+        }
+    }
+}
+
+/// Appends the inference series in Prometheus text format 0.0.4 (no exemplars: the format has none).
+pub fn encode_prometheus_text(out: &mut String) {
+    encode(out, false);
+}
+
+/// Appends the inference series in OpenMetrics 1.0 text format, with trace-id exemplars, without the
+/// final `# EOF` (the caller ends the whole exposition).
+pub fn encode_openmetrics(out: &mut String) {
+    encode(out, true);
+}

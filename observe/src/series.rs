@@ -1,0 +1,217 @@
+//! One label set's counters, the bounded table of label sets, and process totals.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::SystemTime;
+
+use crate::AnomalyType;
+use crate::trace::TraceContext;
+
+/// Upper bounds of `ai_inference_duration_seconds` buckets: 1 ms to 60 s (plus `+Inf`).
+pub const BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const SLOTS: usize = BUCKETS.len() + 1;
+
+/// Default cap on distinct `(model, stage)` label sets.
+pub const DEFAULT_LABEL_CAP: usize = 1000;
+/// The `model` label of calls beyond the cap.
+pub const OVERFLOW_LABEL: &str = "__overflow__";
+/// Overflow series beyond the cap (one per stage), after which stage overflows too.
+const OVERFLOW_STAGES: usize = 64;
+
+static LABEL_CAP: AtomicUsize = AtomicUsize::new(DEFAULT_LABEL_CAP);
+
+/// Sets the cap on distinct `(model, stage)` label sets (at least 1). Label sets seen after the cap is
+/// reached are recorded under `model="__overflow__"`.
+pub fn set_label_cap(cap: usize) {
+    LABEL_CAP.store(cap.max(1), Relaxed);
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Exemplar {
+    pub(crate) trace: TraceContext,
+    pub(crate) value: f64,
+    pub(crate) at: SystemTime,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Exemplars {
+    pub(crate) buckets: [Option<Exemplar>; SLOTS],
+    pub(crate) anomalies: [Option<Exemplar>; 6],
+}
+
+/// Counters of one `(model, stage)` label set. Leaked once created (the table is bounded), so calls hold a
+/// `&'static Series` without reference counting.
+#[derive(Debug)]
+pub(crate) struct Series {
+    pub(crate) model: Box<str>,
+    pub(crate) stage: Box<str>,
+    /// Non-cumulative counts per bucket; the last slot is `+Inf`.
+    pub(crate) buckets: [AtomicU64; SLOTS],
+    pub(crate) sum_nanos: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) anomalies: [AtomicU64; 6],
+    /// Written only by failing calls that carry a trace id.
+    pub(crate) exemplars: Mutex<Exemplars>,
+}
+
+impl Series {
+    fn new(model: &str, stage: &str) -> Self {
+        Self {
+            model: model.into(),
+            stage: stage.into(),
+            buckets: Default::default(),
+            sum_nanos: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            anomalies: Default::default(),
+            exemplars: Mutex::new(Exemplars::default()),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn bucket_of(secs: f64) -> usize {
+        BUCKETS.partition_point(|b| *b < secs)
+    }
+
+    #[inline]
+    pub(crate) fn observe(&self, secs: f64, nanos: u64) -> usize {
+        let b = Self::bucket_of(secs);
+        self.buckets[b].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+        b
+    }
+
+    pub(crate) fn record_failure(
+        &self,
+        kind: AnomalyType,
+        bucket: usize,
+        secs: f64,
+        trace: Option<TraceContext>,
+    ) {
+        if kind.is_error() {
+            self.errors.fetch_add(1, Relaxed);
+        }
+        self.anomalies[kind.index()].fetch_add(1, Relaxed);
+        if let Some(trace) = trace {
+            let e = Exemplar {
+                trace,
+                value: secs,
+                at: SystemTime::now(),
+            };
+            let mut ex = self
+                .exemplars
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            ex.buckets[bucket] = Some(e.clone());
+            ex.anomalies[kind.index()] = Some(Exemplar { value: 1.0, ..e });
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    /// FNV hash of (model, stage) → series with that hash.
+    by_hash: HashMap<u64, Vec<&'static Series>>,
+    /// Every series, in creation order (for encoding).
+    all: Vec<&'static Series>,
+    distinct: usize,
+}
+
+static TABLE: RwLock<Option<Table>> = RwLock::new(None);
+
+fn fnv(model: &str, stage: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in model.bytes().chain([0xff]).chain(stage.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn find(t: &Table, h: u64, model: &str, stage: &str) -> Option<&'static Series> {
+    t.by_hash
+        .get(&h)?
+        .iter()
+        .find(|s| &*s.model == model && &*s.stage == stage)
+        .copied()
+}
+
+/// The series for `(model, stage)`, created on first use; beyond the cap, an overflow series.
+pub(crate) fn series(model: &str, stage: &str) -> &'static Series {
+    let h = fnv(model, stage);
+    {
+        let t = TABLE.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = t.as_ref().and_then(|t| find(t, h, model, stage)) {
+            return s;
+        }
+    }
+    let mut guard = TABLE.write().unwrap_or_else(PoisonError::into_inner);
+    let t = guard.get_or_insert_with(Table::default);
+    if let Some(s) = find(t, h, model, stage) {
+        return s;
+    }
+    let cap = LABEL_CAP.load(Relaxed);
+    let (model, stage, h) = if t.distinct < cap {
+        t.distinct += 1;
+        (model, stage, h)
+    } else {
+        let stage_kept = t.all.len() < cap + OVERFLOW_STAGES;
+        let stage = if stage_kept { stage } else { OVERFLOW_LABEL };
+        let h = fnv(OVERFLOW_LABEL, stage);
+        if let Some(s) = find(t, h, OVERFLOW_LABEL, stage) {
+            return s;
+        }
+        (OVERFLOW_LABEL, stage, h)
+    };
+    let s: &'static Series = Box::leak(Box::new(Series::new(model, stage)));
+    t.by_hash.entry(h).or_default().push(s);
+    t.all.push(s);
+    s
+}
+
+/// Runs `f` over every series, in creation order.
+pub(crate) fn for_each(mut f: impl FnMut(&'static Series)) {
+    let t = TABLE.read().unwrap_or_else(PoisonError::into_inner);
+    if let Some(t) = t.as_ref() {
+        for s in &t.all {
+            f(s);
+        }
+    }
+}
+
+/// Process-wide totals over every series since start, for the agent's per-tick signals.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    /// Completed, failed, cancelled or panicked calls.
+    pub calls: u64,
+    /// Calls counted in `ai_inference_errors_total`.
+    pub errors: u64,
+    /// Anomalies per type, in [`AnomalyType::ALL`] order.
+    pub anomalies: [u64; 6],
+    /// Non-cumulative call counts per duration bucket ([`BUCKETS`], then `+Inf`).
+    pub buckets: [u64; 16],
+    /// Sum of call durations, seconds.
+    pub duration_seconds: f64,
+}
+
+/// Sums every series (a read lock on the label table, then relaxed loads).
+pub fn totals() -> Totals {
+    let mut t = Totals::default();
+    let mut nanos: u64 = 0;
+    for_each(|s| {
+        for (acc, b) in t.buckets.iter_mut().zip(&s.buckets) {
+            *acc += b.load(Relaxed);
+        }
+        t.errors += s.errors.load(Relaxed);
+        for (acc, a) in t.anomalies.iter_mut().zip(&s.anomalies) {
+            *acc += a.load(Relaxed);
+        }
+        nanos = nanos.wrapping_add(s.sum_nanos.load(Relaxed));
+    });
+    t.calls = t.buckets.iter().sum();
+    t.duration_seconds = nanos as f64 / 1e9;
+    t
+}

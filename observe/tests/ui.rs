@@ -1,0 +1,9 @@
+//! Compile-time behaviour of the attribute: what compiles, and the spanned errors for what does not.
+#![allow(missing_docs)]
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/ui/pass/*.rs");
+    t.compile_fail("tests/ui/fail/*.rs");
+}

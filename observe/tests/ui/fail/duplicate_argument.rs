@@ -1,0 +1,6 @@
+use vigil_observe::observe;
+
+#[observe(model = "a", model = "b")]
+fn f() {}
+
+fn main() {}

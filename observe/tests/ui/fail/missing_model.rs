@@ -1,0 +1,6 @@
+use vigil_observe::observe;
+
+#[observe(stage = "s")]
+fn f() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use vigil_observe::observe;
+
+#[observe(model = "m")]
+struct Model;
+
+fn main() {}
