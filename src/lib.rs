@@ -27,6 +27,13 @@ pub use vigil_agent::{
     alloc_stats, alloc_tracking_enabled,
 };
 
+/// Runtime of `#[vigil::observe]`.
+pub use vigil_observe as observe;
+/// `#[vigil::observe(model = ..., stage = ...)]`: duration, error and anomaly metrics for inference
+/// functions (see the [`observe`](mod@observe) module for the runtime: trace context, output checks,
+/// the on/off switch).
+pub use vigil_observe_macros::observe_via_vigil as observe;
+
 /// The agent crate, for collectors, the metric catalogue and defaults.
 pub use vigil_agent as agent;
 /// Raw samples and signal descriptions.

@@ -9,8 +9,8 @@ use tokio::runtime::Handle;
 use vigil_gpu::{GpuMode, GpuSource};
 
 use crate::collectors::{
-    AllocCollector, Collector, GpuCollector, ProbeConfig, ProbeThread, ProcessCollector,
-    RuntimeCollector, SchedCollector,
+    AllocCollector, Collector, GpuCollector, InferenceCollector, ProbeConfig, ProbeThread,
+    ProcessCollector, RuntimeCollector, SchedCollector,
 };
 use crate::duration::{DURATION_SYNTAX, parse_duration};
 use crate::features::FeatureConfig;
@@ -251,6 +251,16 @@ impl AgentBuilder {
             let d = duration("VIGIL_STALL_THRESHOLD", s.clone())?;
             self.probe.stall_threshold = in_range("VIGIL_STALL_THRESHOLD", s, d, STALL_RANGE)?;
         }
+        // Read by #[observe] itself; checked here so a typo fails start-up instead of being ignored.
+        if let Some(s) = get("ENABLE_AI_OBSERVABILITY")?
+            && vigil_observe::parse_enabled(&s).is_none()
+        {
+            return Err(Error::Env {
+                var: "ENABLE_AI_OBSERVABILITY",
+                value: s,
+                expected: "true or false",
+            });
+        }
         if let Some(s) = get("VIGIL_FEATURE_METRICS")? {
             self.features.export_values = match s.trim().to_ascii_lowercase().as_str() {
                 "on" | "true" | "1" => true,
@@ -307,6 +317,7 @@ impl AgentBuilder {
             }
         };
         collectors.push(Box::new(GpuCollector::new(source, &mut registry)));
+        collectors.push(Box::new(InferenceCollector::new()));
         let mut sampler = Sampler::new(collectors, self.features, &mut registry)?;
         if let Some(reference) = self.drift_reference.take() {
             sampler.set_drift_reference(reference)?;
@@ -401,6 +412,7 @@ mod tests {
             ("VIGIL_PROBE_INTERVAL", "0s", "1ms to 60s"),
             ("VIGIL_STALL_THRESHOLD", "10 parsecs", "duration"),
             ("VIGIL_FEATURE_METRICS", "maybe", "on or off"),
+            ("ENABLE_AI_OBSERVABILITY", "perhaps", "true or false"),
         ];
         for (var, value, expected) in cases {
             let err = Agent::builder()

@@ -88,10 +88,14 @@ fn wants_openmetrics(headers: &HeaderMap) -> bool {
 /// Encodes the registry as Prometheus text 0.0.4, or OpenMetrics 1.0 when `openmetrics`.
 pub(crate) fn encode(registry: &Registry, openmetrics: bool) -> Result<String, std::fmt::Error> {
     let mut body = String::with_capacity(16 * 1024);
+    // The agent's own series, then the #[observe] inference series (which carry exemplars in OpenMetrics).
     if openmetrics {
-        prometheus_client::encoding::text::encode(&mut body, registry)?;
+        prometheus_client::encoding::text::encode_registry(&mut body, registry)?;
+        vigil_observe::encode_openmetrics(&mut body);
+        prometheus_client::encoding::text::encode_eof(&mut body)?;
     } else {
         prometheus_client::encoding::prometheus_text::encode(&mut body, registry)?;
+        vigil_observe::encode_prometheus_text(&mut body);
     }
     Ok(body)
 }

@@ -65,12 +65,14 @@ const ALLOC: &str = "`vigil::CountingAlloc` is the global allocator";
 const GPU: &str = "one series per GPU the source reports";
 const FEATURES: &str = "feature metrics on (default; `VIGIL_FEATURE_METRICS=off` removes them)";
 const DRIFT: &str = "a drift reference is set (one series per feature)";
+const OBSERVE: &str =
+    "a `#[vigil::observe]` function has been called (exemplars: OpenMetrics only)";
 const DRIFT_MAX: &str = "always (NaN until a drift reference is set)";
 
 macro_rules! defs {
-    ($($id:ident = $name:literal, $kind:ident, [$($label:literal),*], $present:expr, $help:literal;)*) => {
+    ($($id:ident = $name:literal, $kind:ident, [$($label:literal),*], $present:expr, $help:expr;)*) => {
         $(
-            #[doc = $help]
+            #[doc = concat!("`", $name, "`")]
             pub(crate) const $id: MetricDef = MetricDef {
                 name: $name,
                 kind: MetricType::$kind,
@@ -161,6 +163,12 @@ defs! {
         "Population stability index of the feature over the live drift window against the training reference; above 0.25 means shifted";
     FEATURE_DRIFT_MAX_PSI = "vigil_feature_drift_max_psi", Gauge, [], DRIFT_MAX,
         "Largest feature PSI against the training reference (NaN until a reference is set)";
+    INFERENCE_DURATION = "ai_inference_duration_seconds", Histogram, ["model", "stage"], OBSERVE,
+        vigil_observe::DURATION_HELP;
+    INFERENCE_ERRORS = "ai_inference_errors_total", Counter, ["model", "stage"], OBSERVE,
+        vigil_observe::ERRORS_HELP;
+    INFERENCE_ANOMALY = "ai_inference_anomaly_total", Counter, ["model", "stage", "anomaly_type"], OBSERVE,
+        vigil_observe::ANOMALY_HELP;
     AGENT_TICK_DURATION = "vigil_agent_tick_duration_seconds", Histogram, [], ALWAYS,
         "Time the agent spent collecting one tick (all collectors)";
     AGENT_TICKS = "vigil_agent_ticks_total", Counter, [], ALWAYS,
@@ -201,8 +209,10 @@ pub fn metrics_markdown() -> String {
         ));
     }
     out.push_str(
-        "\nLabels: `gpu` is the NVML device index and `uuid` the device UUID, so both are bounded by the \
-         number of GPUs; `collector` is one of `tokio`, `sched`, `alloc`, `process`, `gpu`, `features`; `feature` is a name from the \
+        "\nLabels: `model` and `stage` come from the `#[vigil::observe]` arguments, capped at 1,000 distinct pairs \
+         (more land under `model=\"__overflow__\"`); `anomaly_type` is one of `timeout`, `nan_output`, `oom`, \
+         `cancelled`, `panic`, `error`. `gpu` is the NVML device index and `uuid` the device UUID, so both are bounded by the \
+         number of GPUs; `collector` is one of `tokio`, `sched`, `alloc`, `process`, `gpu`, `inference`, `features`; `feature` is a name from the \
          agent's feature schema (about ten per signal, fixed at start).\n",
     );
     out
@@ -219,7 +229,11 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), CATALOGUE.len(), "duplicate metric name");
         for d in CATALOGUE {
-            assert!(d.name.starts_with("vigil_"), "{}", d.name);
+            assert!(
+                d.name.starts_with("vigil_") || d.name.starts_with("ai_inference_"),
+                "{}",
+                d.name
+            );
             assert_eq!(
                 d.kind == MetricType::Counter,
                 d.name.ends_with("_total"),

@@ -125,9 +125,11 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// A toy model: hash the prompt into an embedding, run it through four dense tanh layers with
-/// deterministic weights, and return a label and score. Real CPU work and real allocations per request,
-/// like a small CPU-side pre/post-processing stage.
-fn infer(prompt: &[u8]) -> (usize, f64) {
+/// deterministic weights, and return the logits. Real CPU work and real allocations per request, like a
+/// small CPU-side pre/post-processing stage. `#[vigil::observe]` records its latency and flags non-finite
+/// logits as `nan_output`.
+#[vigil::observe(model = "demo-mlp", stage = "forward", check_output)]
+fn infer(prompt: &[u8]) -> Vec<f64> {
     const DIM: usize = 64;
     let mut x: Vec<f64> = (0..DIM)
         .map(|i| {
@@ -148,18 +150,20 @@ fn infer(prompt: &[u8]) -> (usize, f64) {
             .collect();
         x = y;
     }
-    let (label, score) =
-        x.iter().enumerate().fold(
-            (0, f64::MIN),
-            |best, (i, v)| if *v > best.1 { (i, *v) } else { best },
-        );
-    (label, score)
+    x
+}
+
+fn argmax(logits: &[f64]) -> (usize, f64) {
+    logits.iter().enumerate().fold(
+        (0, f64::MIN),
+        |best, (i, v)| if *v > best.1 { (i, *v) } else { best },
+    )
 }
 
 async fn predict(State(counters): State<Arc<Counters>>, body: String) -> (StatusCode, String) {
     // Simulated batching wait, then the model.
     tokio::time::sleep(Duration::from_millis(2)).await;
-    let (label, score) = infer(body.as_bytes());
+    let (label, score) = argmax(&infer(body.as_bytes()));
     counters.served.fetch_add(1, Ordering::Relaxed);
     (
         StatusCode::OK,
@@ -269,7 +273,7 @@ impl View {
             _ => "n/a".to_owned(),
         };
         format!(
-            "t={:>4}s tasks={:>4} busy={:>5.1}% sched p99={} max={} stalls={} allocs={:>7.0}/s live={} rss={} cpu={:>5.1}% gpu={} req={:.0}/s",
+            "t={:>4}s tasks={:>4} busy={:>5.1}% sched p99={} max={} stalls={} allocs={:>7.0}/s live={} rss={} cpu={:>5.1}% gpu={} req={:.0}/s forward p99={}",
             elapsed.as_secs(),
             s.get("tokio_alive_tasks").unwrap_or(f64::NAN),
             s.get("tokio_busy_ratio").unwrap_or(f64::NAN) * 100.0,
@@ -282,6 +286,7 @@ impl View {
             s.get("process_cpu_ratio").unwrap_or(f64::NAN) * 100.0,
             gpu,
             req_rate,
+            fmt_ms(s.get("inference_latency_p99_seconds")),
         )
     }
 }

@@ -6,12 +6,14 @@
 
 mod alloc;
 mod gpu;
+mod inference;
 mod process;
 mod runtime;
 mod sched;
 
 pub(crate) use alloc::AllocCollector;
 pub(crate) use gpu::GpuCollector;
+pub(crate) use inference::InferenceCollector;
 pub(crate) use process::ProcessCollector;
 pub(crate) use runtime::RuntimeCollector;
 pub(crate) use sched::{ProbeConfig, ProbeThread, SchedCollector};
