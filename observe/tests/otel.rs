@@ -33,5 +33,8 @@ fn exemplar_carries_the_current_span_trace_id() {
         .lines()
         .find(|l| l.starts_with(r#"ai_inference_anomaly_total{model="otel-model",stage="predict",anomaly_type="error"}"#))
         .unwrap();
-    assert!(line.contains(&format!("trace_id=\"{trace_id}\"")), "{line} vs {trace_id}");
+    assert!(
+        line.contains(&format!("trace_id=\"{trace_id}\"")),
+        "{line} vs {trace_id}"
+    );
 }
