@@ -1,1 +1,25 @@
-//! Vigil anomaly detectors and model files. Filled by the detector issue; empty until then.
+//! Vigil's anomaly detectors and model files.
+//!
+//! Scores are comparable across models: every detector maps its raw distance `d` to
+//! `value = d / (d + threshold)` in `[0, 1)`, so the decision threshold is always `0.5` and explicit.
+//!
+//! - [`RobustScaler`]: median/MAD scaling fitted on training rows; missing values score as the median.
+//! - [`KMeansDetector`]: the unsupervised cold-start detector — linfa k-means on the scaled features,
+//!   distance to the nearest centroid, threshold calibrated on the training windows to an alert budget
+//!   (default 1 alarm-window per 1,000 normal windows).
+//! - [`explain`]: top contributing features (robust z-scores) and a guessed [`AnomalyKind`].
+//! - [`ModelFile`]: the versioned JSON artifact (bit-exact float round trip), loaded with every check.
+
+mod artifact;
+mod detector;
+mod error;
+pub mod explain;
+mod kmeans;
+mod scaler;
+
+pub use artifact::{FORMAT_VERSION, ModelFile, TrainingSummary};
+pub use detector::{Detector, Score};
+pub use error::ModelError;
+pub use explain::AnomalyKind;
+pub use kmeans::{KMeansDetector, KMeansParams};
+pub use scaler::{RobustScaler, Z_CLIP};

@@ -1,0 +1,46 @@
+//! The models crate's error type.
+
+/// What can go wrong fitting, loading or using a model. Messages say what to do.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Training needs more rows than it got.
+    #[error(
+        "training needs at least {needed} windows, got {got}; collect more data (a longer warm-up or more CSV rows)"
+    )]
+    TooFewRows {
+        /// Rows needed.
+        needed: usize,
+        /// Rows given.
+        got: usize,
+    },
+    /// A parameter is out of range.
+    #[error("invalid parameter `{name}`: {message}")]
+    Param {
+        /// The parameter.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Input width or schema differs from the model's.
+    #[error(
+        "schema mismatch: the model expects {expected}, the input has {got}; retrain on this input's features or use the matching model"
+    )]
+    SchemaMismatch {
+        /// What the model expects.
+        expected: String,
+        /// What the input has.
+        got: String,
+    },
+    /// The model file could not be used.
+    #[error("model file {path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// k-means failed.
+    #[error("clustering failed: {0}")]
+    Clustering(String),
+}

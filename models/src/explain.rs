@@ -1,0 +1,153 @@
+//! Explanations: which features made a window anomalous, and what kind of anomaly it looks like.
+
+use serde::{Deserialize, Serialize};
+
+/// The anomaly types Vigil names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyKind {
+    /// Alive tasks climbing.
+    TaskLeak,
+    /// Scheduler latency, stalls, queue depth.
+    SchedulerStall,
+    /// Allocation rate burst.
+    AllocStorm,
+    /// Live heap or resident memory climbing.
+    MemoryLeak,
+    /// GPU memory climbing.
+    GpuMemoryLeak,
+    /// CPU or worker busy time saturated.
+    CpuSaturation,
+    /// Inference errors or anomalies bursting.
+    ErrorBurst,
+    /// None of the above.
+    Unknown,
+}
+
+impl AnomalyKind {
+    /// The label value (`task_leak`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::TaskLeak => "task_leak",
+            AnomalyKind::SchedulerStall => "scheduler_stall",
+            AnomalyKind::AllocStorm => "alloc_storm",
+            AnomalyKind::MemoryLeak => "memory_leak",
+            AnomalyKind::GpuMemoryLeak => "gpu_memory_leak",
+            AnomalyKind::CpuSaturation => "cpu_saturation",
+            AnomalyKind::ErrorBurst => "error_burst",
+            AnomalyKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// The kind a feature points at, from its signal name (the part before the first `.`).
+pub fn kind_of_feature(name: &str) -> AnomalyKind {
+    let signal = name.split('.').next().unwrap_or(name);
+    let gpu_memory = signal.starts_with("gpu")
+        && (signal.contains("memory_used") || signal.contains("process_memory"));
+    if gpu_memory {
+        AnomalyKind::GpuMemoryLeak
+    } else if signal.starts_with("tokio_alive_tasks") || signal.starts_with("tokio_spawned") {
+        AnomalyKind::TaskLeak
+    } else if signal.starts_with("sched_") || signal.starts_with("tokio_global_queue") {
+        AnomalyKind::SchedulerStall
+    } else if signal.starts_with("alloc_allocations") || signal.starts_with("alloc_bytes_allocated")
+    {
+        AnomalyKind::AllocStorm
+    } else if signal.starts_with("alloc_live") || signal.starts_with("process_resident") {
+        AnomalyKind::MemoryLeak
+    } else if signal.starts_with("process_cpu") || signal.starts_with("tokio_busy") {
+        AnomalyKind::CpuSaturation
+    } else if signal.starts_with("inference_error") || signal.starts_with("inference_anomalies") {
+        AnomalyKind::ErrorBurst
+    } else {
+        AnomalyKind::Unknown
+    }
+}
+
+/// The `n` largest |z| as `(index, z)`, largest first.
+pub fn top_features(z: &[f64], n: usize) -> Vec<(usize, f64)> {
+    let mut top: Vec<(usize, f64)> = Vec::with_capacity(n + 1);
+    for (i, v) in z.iter().enumerate() {
+        if top.len() < n || top.last().is_some_and(|t| v.abs() > t.1.abs()) {
+            let pos = top.partition_point(|t| t.1.abs() >= v.abs());
+            top.insert(pos, (i, *v));
+            top.truncate(n);
+        }
+    }
+    top
+}
+
+/// A vote over the top features, weighted by |z|; `Unknown` when nothing recognisable leads.
+pub fn guess(names: &[String], top: &[(usize, f64)]) -> AnomalyKind {
+    let mut votes: Vec<(AnomalyKind, f64)> = Vec::new();
+    for (i, z) in top {
+        let Some(name) = names.get(*i) else { continue };
+        let k = kind_of_feature(name);
+        if k == AnomalyKind::Unknown {
+            continue;
+        }
+        match votes.iter_mut().find(|(v, _)| *v == k) {
+            Some(v) => v.1 += z.abs(),
+            None => votes.push((k, z.abs())),
+        }
+    }
+    votes
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(AnomalyKind::Unknown, |v| v.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_names_map_to_kinds() {
+        assert_eq!(
+            kind_of_feature("tokio_alive_tasks.slope_60"),
+            AnomalyKind::TaskLeak
+        );
+        assert_eq!(
+            kind_of_feature("gpu0_memory_used_bytes.last"),
+            AnomalyKind::GpuMemoryLeak
+        );
+        assert_eq!(
+            kind_of_feature("sched_stalls_rate.max_10"),
+            AnomalyKind::SchedulerStall
+        );
+        assert_eq!(
+            kind_of_feature("alloc_allocations_rate.last"),
+            AnomalyKind::AllocStorm
+        );
+        assert_eq!(
+            kind_of_feature("alloc_live_bytes.change_60"),
+            AnomalyKind::MemoryLeak
+        );
+        assert_eq!(
+            kind_of_feature("inference_errors_rate.last"),
+            AnomalyKind::ErrorBurst
+        );
+        assert_eq!(kind_of_feature("queue_len.last"), AnomalyKind::Unknown);
+    }
+
+    #[test]
+    fn top_features_are_ordered_by_magnitude() {
+        let top = top_features(&[0.1, -9.0, 3.0, 4.0, -0.5], 3);
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 3, 2]);
+    }
+
+    #[test]
+    fn guess_weights_votes_by_z() {
+        let names: Vec<String> = [
+            "tokio_alive_tasks.last",
+            "alloc_live_bytes.last",
+            "alloc_live_bytes.max_60",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let top = [(0, 10.0), (1, 6.0), (2, 6.0)];
+        assert_eq!(guess(&names, &top), AnomalyKind::MemoryLeak);
+    }
+}
