@@ -22,6 +22,14 @@ enum Command {
     /// Run a small inference server with the agent linked in, under synthetic load, printing one line of
     /// key signals per tick. Every VIGIL_* variable applies.
     Demo(cli::demo::DemoArgs),
+    /// Train a model from CSV files (timestamp + numeric signal columns).
+    Train(cli::train::TrainArgs),
+    /// Score every row of a CSV with a model (streaming).
+    Score(cli::score::ScoreArgs),
+    /// Evaluate a model against labelled intervals.
+    Eval(cli::eval::EvalArgs),
+    /// Show what a model file holds.
+    Inspect(cli::inspect::InspectArgs),
     /// Print docs/METRICS.md (the catalogue of exported metrics) to standard output.
     MetricsDoc,
 }
@@ -30,6 +38,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => cli::demo::run(args),
+        Command::Train(args) => cli::train::run(args),
+        Command::Score(args) => cli::score::run(args),
+        Command::Eval(args) => cli::eval::run(args),
+        Command::Inspect(args) => cli::inspect::run(args),
         Command::MetricsDoc => {
             print!("{}", vigil::agent::metrics_markdown());
             Ok(())
@@ -39,7 +51,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vigil: error: {e:#}");
-            ExitCode::FAILURE
+            // Bad input (CSV, labels, model files) is exit code 2; everything else 1.
+            if e.chain().any(|c| c.is::<cli::input::InputError>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::{KMeansDetector, ModelError};
 pub const FORMAT_VERSION: u32 = 1;
 
 /// What training saw and how the model did on held-out data.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {
     /// Training windows.
     pub rows: usize,
@@ -24,6 +24,34 @@ pub struct TrainingSummary {
     pub alert_budget: f64,
     /// Seconds between rows of the training data (recorded for offline data; the agent's tick live).
     pub tick_seconds: Option<f64>,
+    /// Short feature horizon, ticks.
+    #[serde(default = "default_short")]
+    pub short_horizon: usize,
+    /// Long feature horizon, ticks.
+    #[serde(default = "default_long")]
+    pub long_horizon: usize,
+}
+
+fn default_short() -> usize {
+    10
+}
+
+fn default_long() -> usize {
+    60
+}
+
+impl Default for TrainingSummary {
+    fn default() -> Self {
+        Self {
+            rows: 0,
+            labels_by_source: BTreeMap::new(),
+            validation: BTreeMap::new(),
+            alert_budget: 0.001,
+            tick_seconds: None,
+            short_horizon: default_short(),
+            long_horizon: default_long(),
+        }
+    }
 }
 
 /// Everything needed to score windows, and to refuse windows the model was not trained for.

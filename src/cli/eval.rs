@@ -1,0 +1,299 @@
+//! `vigil eval`: how a model does against labelled intervals.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use super::input::InputError;
+use super::labels::{Label, read_labels};
+use super::offline::{load_model, score_csv};
+
+/// Flags of `vigil eval`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EvalArgs {
+    /// Model file.
+    #[arg(long, value_name = "MODEL")]
+    model: PathBuf,
+    /// CSV to score.
+    #[arg(long, value_name = "FILE")]
+    csv: PathBuf,
+    /// Labels CSV `start,end,label[,anomaly_type,source,confidence]`.
+    #[arg(long, value_name = "LABELS")]
+    labels: PathBuf,
+    /// Write a plot of score, threshold and labelled intervals (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+/// The evaluation metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Metrics {
+    pub(crate) events: usize,
+    pub(crate) caught: usize,
+    pub(crate) event_recall: f64,
+    pub(crate) ttd_median: f64,
+    pub(crate) ttd_p95: f64,
+    pub(crate) point_precision: f64,
+    pub(crate) composite_f1: f64,
+    pub(crate) false_alarms_per_hour: f64,
+    pub(crate) pr_auc: f64,
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Average precision of `scores` against binary `truth` (ties broken by order of score).
+fn average_precision(scores: &[(f64, bool)]) -> f64 {
+    let positives = scores.iter().filter(|s| s.1).count();
+    if positives == 0 {
+        return f64::NAN;
+    }
+    let mut sorted = scores.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tp, mut ap) = (0.0, 0.0);
+    for (k, (_, pos)) in sorted.iter().enumerate() {
+        if *pos {
+            tp += 1.0;
+            ap += tp / (k as f64 + 1.0);
+        }
+    }
+    ap / positives as f64
+}
+
+/// `windows`: (timestamp, score, flagged) of scored rows, in time order; `tick`: seconds per row.
+pub(crate) fn metrics(windows: &[(f64, f64, bool)], labels: &[Label], tick: f64) -> Metrics {
+    let anomalies: Vec<&Label> = labels.iter().filter(|l| l.anomaly).collect();
+    let inside = |t: f64| anomalies.iter().any(|l| l.contains(t));
+    let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+        return Metrics {
+            events: 0,
+            caught: 0,
+            event_recall: f64::NAN,
+            ttd_median: f64::NAN,
+            ttd_p95: f64::NAN,
+            point_precision: f64::NAN,
+            composite_f1: f64::NAN,
+            false_alarms_per_hour: f64::NAN,
+            pr_auc: f64::NAN,
+        };
+    };
+    let mut ttd = Vec::new();
+    let mut events = 0;
+    for l in anomalies
+        .iter()
+        .filter(|l| l.end >= first.0 && l.start <= last.0)
+    {
+        events += 1;
+        if let Some(w) = windows.iter().find(|w| w.2 && l.contains(w.0)) {
+            ttd.push(w.0 - l.start);
+        }
+    }
+    ttd.sort_by(f64::total_cmp);
+    let flagged = windows.iter().filter(|w| w.2).count();
+    let true_flags = windows.iter().filter(|w| w.2 && inside(w.0)).count();
+    let point_precision = if flagged > 0 {
+        true_flags as f64 / flagged as f64
+    } else {
+        f64::NAN
+    };
+    let event_recall = if events > 0 {
+        ttd.len() as f64 / events as f64
+    } else {
+        f64::NAN
+    };
+    let composite_f1 = if event_recall + point_precision > 0.0 {
+        2.0 * event_recall * point_precision / (event_recall + point_precision)
+    } else {
+        0.0
+    };
+    // Alarms outside labelled anomalies, counted as runs of consecutive flagged windows.
+    let mut false_alarms = 0;
+    let mut prev_flag_outside = false;
+    for w in windows {
+        let outside = w.2 && !inside(w.0);
+        if outside && !prev_flag_outside {
+            false_alarms += 1;
+        }
+        prev_flag_outside = outside;
+    }
+    let normal_windows = windows.iter().filter(|w| !inside(w.0)).count();
+    let normal_hours = normal_windows as f64 * tick / 3600.0;
+    let scored: Vec<(f64, bool)> = windows.iter().map(|w| (w.1, inside(w.0))).collect();
+    Metrics {
+        events,
+        caught: ttd.len(),
+        event_recall,
+        ttd_median: quantile(&ttd, 0.5),
+        ttd_p95: quantile(&ttd, 0.95),
+        point_precision,
+        composite_f1,
+        false_alarms_per_hour: if normal_hours > 0.0 {
+            false_alarms as f64 / normal_hours
+        } else {
+            f64::NAN
+        },
+        pr_auc: average_precision(&scored),
+    }
+}
+
+fn svg(windows: &[(f64, f64, bool)], labels: &[Label]) -> String {
+    let (w, h, pad) = (1200.0, 360.0, 40.0);
+    let t0 = windows.first().map_or(0.0, |x| x.0);
+    let t1 = windows.last().map_or(1.0, |x| x.0).max(t0 + 1e-9);
+    let x = |t: f64| pad + (t - t0) / (t1 - t0) * (w - 2.0 * pad);
+    let y = |s: f64| h - pad - s.clamp(0.0, 1.0) * (h - 2.0 * pad);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}"><rect width="100%" height="100%" fill="white"/>"#
+    );
+    for l in labels
+        .iter()
+        .filter(|l| l.anomaly && l.end >= t0 && l.start <= t1)
+    {
+        let (a, b) = (x(l.start.max(t0)), x(l.end.min(t1)));
+        let _ = write!(
+            out,
+            r##"<rect x="{a:.1}" y="{pad}" width="{:.1}" height="{}" fill="#f4a6a6" fill-opacity="0.5"><title>labelled anomaly ({})</title></rect>"##,
+            (b - a).max(1.0),
+            h - 2.0 * pad,
+            l.source
+        );
+    }
+    let _ = write!(
+        out,
+        r##"<line x1="{pad}" x2="{}" y1="{t:.1}" y2="{t:.1}" stroke="#c00" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" font-size="12" fill="#c00">threshold 0.5</text>"##,
+        w - pad,
+        w - pad - 90.0,
+        y(0.5) - 4.0,
+        t = y(0.5)
+    );
+    out.push_str(r##"<polyline fill="none" stroke="#1f5fbf" stroke-width="1" points=""##);
+    // At most ~4,000 points: keep the max of each bucket so spikes stay visible.
+    let step = (windows.len() / 4000).max(1);
+    for chunk in windows.chunks(step) {
+        let top = chunk.iter().fold((chunk[0].0, f64::NEG_INFINITY), |a, c| {
+            if c.1 > a.1 { (c.0, c.1) } else { a }
+        });
+        let _ = write!(out, "{:.1},{:.1} ", x(top.0), y(top.1));
+    }
+    out.push_str(r#""/>"#);
+    let _ = write!(
+        out,
+        r##"<line x1="{pad}" x2="{pad}" y1="{pad}" y2="{}" stroke="#333"/><line x1="{pad}" x2="{}" y1="{b}" y2="{b}" stroke="#333"/><text x="4" y="{}" font-size="12">1</text><text x="4" y="{}" font-size="12">0</text><text x="{pad}" y="{}" font-size="12">score over time ({:.0} s)</text></svg>"##,
+        h - pad,
+        w - pad,
+        pad + 4.0,
+        h - pad,
+        h - 8.0,
+        t1 - t0,
+        b = h - pad
+    );
+    out
+}
+
+pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
+    if let Some(p) = &args.plot
+        && p.extension().and_then(|e| e.to_str()) != Some("svg")
+    {
+        return Err(
+            InputError::file(p, "the plot is written as SVG: give a path ending in .svg").into(),
+        );
+    }
+    let model = load_model(&args.model)?;
+    let labels = read_labels(&args.labels)?;
+    let mut windows = Vec::new();
+    score_csv(&model, &args.csv, |src, s| {
+        if let Some(s) = s {
+            windows.push((src.timestamp, s.value, s.is_anomaly));
+        }
+        Ok(())
+    })?;
+    let mut dts: Vec<f64> = windows.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    dts.sort_by(f64::total_cmp);
+    let tick = dts
+        .get(dts.len() / 2)
+        .copied()
+        .or(model.summary.tick_seconds)
+        .unwrap_or(1.0);
+    let m = metrics(&windows, &labels, tick);
+    println!("windows scored:          {}", windows.len());
+    println!(
+        "labelled anomalies:      {} ({} caught)",
+        m.events, m.caught
+    );
+    println!("event recall:            {:.3}", m.event_recall);
+    println!(
+        "time to detect:          median {:.1}s, p95 {:.1}s",
+        m.ttd_median, m.ttd_p95
+    );
+    println!("point precision:         {:.3}", m.point_precision);
+    println!("composite F1:            {:.3}", m.composite_f1);
+    println!(
+        "false alarms per hour:   {:.3} (of normal data)",
+        m.false_alarms_per_hour
+    );
+    println!("PR-AUC:                  {:.3}", m.pr_auc);
+    if let Some(p) = &args.plot {
+        std::fs::write(p, svg(&windows, &labels))?;
+        println!("plot:                    {}", p.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(start: f64, end: f64) -> Label {
+        Label {
+            start,
+            end,
+            anomaly: true,
+            source: "human".into(),
+        }
+    }
+
+    #[test]
+    fn metrics_on_a_hand_checked_case() {
+        // 1 window per second for 100 s; anomaly labelled 40..=49; flagged at 42, 43 and at 80 (false).
+        let windows: Vec<(f64, f64, bool)> = (0..100)
+            .map(|t| {
+                let t = f64::from(t);
+                let flag = t == 42.0 || t == 43.0 || t == 80.0;
+                (
+                    t,
+                    if flag {
+                        0.9
+                    } else if (40.0..=49.0).contains(&t) {
+                        0.4
+                    } else {
+                        0.1
+                    },
+                    flag,
+                )
+            })
+            .collect();
+        let m = metrics(&windows, &[label(40.0, 49.0)], 1.0);
+        assert_eq!((m.events, m.caught), (1, 1));
+        assert_eq!(m.event_recall, 1.0);
+        assert_eq!(m.ttd_median, 2.0);
+        assert!((m.point_precision - 2.0 / 3.0).abs() < 1e-12);
+        assert!((m.composite_f1 - 0.8).abs() < 1e-12);
+        assert!((m.false_alarms_per_hour - 3600.0 / 90.0).abs() < 1e-9);
+        assert!(m.pr_auc > 0.5 && m.pr_auc <= 1.0);
+    }
+
+    #[test]
+    fn average_precision_is_one_for_a_perfect_ranking() {
+        assert_eq!(
+            average_precision(&[(0.9, true), (0.8, true), (0.1, false)]),
+            1.0
+        );
+        assert!(average_precision(&[(0.1, false)]).is_nan());
+    }
+}

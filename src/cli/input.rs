@@ -1,0 +1,293 @@
+//! Offline input: CSV files of `timestamp` + numeric signal columns, read as a stream.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use vigil::features::{SignalKind, SignalSet, SignalSpec, Unit};
+
+/// Bad input: names the file, line and column, and what is wrong. The CLI exits with code 2 on these.
+#[derive(Debug)]
+pub(crate) struct InputError {
+    pub(crate) file: PathBuf,
+    pub(crate) line: Option<u64>,
+    pub(crate) column: Option<String>,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(c) = &self.column {
+            write!(f, ": column `{c}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+impl InputError {
+    pub(crate) fn file(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses unix seconds (`1700000000`, `1700000000.5`), RFC 3339 (`2026-11-25T12:00:00Z`,
+/// `...+01:00`, fractional seconds) or `YYYY-MM-DD HH:MM:SS[.fff]` taken as UTC.
+pub(crate) fn parse_timestamp(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<f64>() {
+        return v.is_finite().then_some(v);
+    }
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi) = (num(11..13)?, num(14..16)?);
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let rest = &s[17..];
+    let sec_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let sec: f64 = rest[..sec_end].parse().ok()?;
+    let zone = &rest[sec_end..];
+    let offset = match zone {
+        "" | "Z" | "z" => 0,
+        z if (z.starts_with('+') || z.starts_with('-')) && z.len() == 6 && &z[3..4] == ":" => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            sign * (z[1..3].parse::<i64>().ok()? * 3600 + z[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || !(0.0..61.0).contains(&sec)
+    {
+        return None;
+    }
+    let days = days_from_civil(y, mo, d);
+    Some((days * 86_400 + h * 3600 + mi * 60 - offset) as f64 + sec)
+}
+
+/// A column named `*_total` is a cumulative counter (Prometheus convention); everything else a gauge.
+fn spec_for(name: &str) -> SignalSpec {
+    let kind = if name.ends_with("_total") {
+        SignalKind::Counter
+    } else {
+        SignalKind::Gauge
+    };
+    SignalSpec::named(name.to_owned(), Unit::Count, kind)
+}
+
+/// One CSV file read row by row.
+pub(crate) struct CsvSource {
+    path: PathBuf,
+    reader: csv::Reader<std::io::BufReader<std::fs::File>>,
+    record: csv::StringRecord,
+    columns: Vec<String>,
+    signals: SignalSet,
+    previous: Option<f64>,
+    pub(crate) values: Vec<f64>,
+    pub(crate) timestamp: f64,
+    pub(crate) raw_timestamp: String,
+    pub(crate) line: u64,
+    size: u64,
+}
+
+impl CsvSource {
+    pub(crate) fn open(path: &Path) -> Result<Self, InputError> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| InputError::file(path, format!("cannot open: {e}")))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+        let headers = reader
+            .headers()
+            .map_err(|e| InputError::file(path, format!("cannot read the header: {e}")))?;
+        if headers.is_empty() || headers.iter().all(str::is_empty) {
+            return Err(InputError::file(
+                path,
+                "the file is empty: expected a header `timestamp,<signal>,...`",
+            ));
+        }
+        let columns: Vec<String> = headers.iter().map(|h| h.trim().to_owned()).collect();
+        if !columns[0].eq_ignore_ascii_case("timestamp") {
+            return Err(InputError {
+                file: path.to_owned(),
+                line: Some(1),
+                column: Some(columns[0].clone()),
+                message: "the first column must be `timestamp` (unix seconds, RFC 3339, or YYYY-MM-DD HH:MM:SS UTC)".into(),
+            });
+        }
+        if columns.len() < 2 {
+            return Err(InputError::file(
+                path,
+                "no signal columns after `timestamp`",
+            ));
+        }
+        let signals =
+            SignalSet::new(columns[1..].iter().map(|c| spec_for(c)).collect()).map_err(|m| {
+                InputError {
+                    file: path.to_owned(),
+                    line: Some(1),
+                    column: None,
+                    message: m,
+                }
+            })?;
+        let n = columns.len() - 1;
+        Ok(Self {
+            path: path.to_owned(),
+            reader,
+            record: csv::StringRecord::new(),
+            columns,
+            signals,
+            previous: None,
+            values: vec![f64::NAN; n],
+            timestamp: f64::NAN,
+            raw_timestamp: String::new(),
+            line: 1,
+            size,
+        })
+    }
+
+    pub(crate) fn signals(&self) -> &SignalSet {
+        &self.signals
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) fn position(&self) -> u64 {
+        self.reader.position().byte()
+    }
+
+    fn err(&self, column: Option<usize>, message: impl Into<String>) -> InputError {
+        InputError {
+            file: self.path.clone(),
+            line: Some(self.line),
+            column: column.and_then(|c| self.columns.get(c).cloned()),
+            message: message.into(),
+        }
+    }
+
+    /// Reads the next row into `timestamp`, `raw_timestamp` and `values`; `false` at the end.
+    pub(crate) fn next_row(&mut self) -> Result<bool, InputError> {
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => return Ok(false),
+            Ok(true) => {}
+            Err(e) => {
+                self.line = e.position().map_or(self.line + 1, |p| p.line());
+                return Err(self.err(None, format!("malformed CSV: {e}")));
+            }
+        }
+        self.line = self.record.position().map_or(self.line + 1, |p| p.line());
+        let ts_raw = self.record.get(0).unwrap_or("");
+        let Some(ts) = parse_timestamp(ts_raw) else {
+            return Err(self.err(
+                Some(0),
+                format!(
+                    "`{ts_raw}` is not a timestamp (unix seconds, RFC 3339, or YYYY-MM-DD HH:MM:SS)"
+                ),
+            ));
+        };
+        if let Some(prev) = self.previous {
+            if ts == prev {
+                return Err(self.err(Some(0), format!("duplicate timestamp `{ts_raw}`")));
+            }
+            if ts < prev {
+                return Err(self.err(
+                    Some(0),
+                    format!(
+                        "timestamp `{ts_raw}` is earlier than the row before; sort the file by time"
+                    ),
+                ));
+            }
+        }
+        self.previous = Some(ts);
+        self.timestamp = ts;
+        self.raw_timestamp.clear();
+        self.raw_timestamp.push_str(ts_raw);
+        for i in 0..self.values.len() {
+            let cell = self.record.get(i + 1).unwrap_or("").trim();
+            let v = if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
+                f64::NAN
+            } else {
+                match cell.parse::<f64>() {
+                    Ok(v) if v.is_finite() => v,
+                    _ => return Err(self.err(
+                        Some(i + 1),
+                        format!(
+                            "`{cell}` is not a number (leave the cell empty for a missing value)"
+                        ),
+                    )),
+                }
+            };
+            self.values[i] = v;
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_in_every_documented_form() {
+        assert_eq!(parse_timestamp("1700000000"), Some(1_700_000_000.0));
+        assert_eq!(parse_timestamp("1700000000.5"), Some(1_700_000_000.5));
+        assert_eq!(
+            parse_timestamp("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000.0)
+        );
+        assert_eq!(
+            parse_timestamp("2023-11-14 22:13:20"),
+            Some(1_700_000_000.0)
+        );
+        assert_eq!(
+            parse_timestamp("2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000.0)
+        );
+        assert_eq!(
+            parse_timestamp("2023-11-14T22:13:20.250Z"),
+            Some(1_700_000_000.25)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2023-13-01 00:00:00",
+            "2023-11-14T22:13:20 PST",
+            "inf",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! `vigil train | score | eval | inspect` end to end, as a user runs them on CSV exports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Dir(PathBuf);
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmpdir(name: &str) -> Dir {
+    let d = std::env::temp_dir().join(format!("vigil-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    Dir(d)
+}
+
+fn vigil(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Seeded noise with a daily-like cycle; `shift` adds a level shift to `queue` over `[from, to)`.
+fn csv(path: &Path, t0: u64, n: u64, seed: u64, shift: Option<(u64, u64)>) {
+    let mut x = seed;
+    let mut noise = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 10_000) as f64 / 10_000.0 - 0.5
+    };
+    let mut out = String::from("timestamp,load,queue,requests_total\n");
+    let mut req = 0.0;
+    for t in t0..t0 + n {
+        let day = (t as f64 * 2.0 * std::f64::consts::PI / 1440.0).sin();
+        let load = 100.0 + 30.0 * day + 8.0 * noise();
+        req += load;
+        let mut queue = 5.0 + 2.0 * noise();
+        if let Some((a, b)) = shift
+            && (a..b).contains(&t)
+        {
+            queue += 20.0;
+        }
+        let _ = writeln!(out, "{t},{load:.3},{queue:.3},{req:.1}");
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn train_score_eval_inspect_on_csv() {
+    let d = tmpdir("flow");
+    let (train_a, train_b, test) = (d.0.join("a.csv"), d.0.join("b.csv"), d.0.join("test.csv"));
+    csv(&train_a, 1_700_000_000, 3000, 1, None);
+    csv(&train_b, 1_700_000_000, 3000, 2, None); // a second host of the same service
+    csv(
+        &test,
+        1_700_010_000,
+        3000,
+        3,
+        Some((1_700_011_500, 1_700_011_700)),
+    );
+    let labels = d.0.join("labels.csv");
+    std::fs::write(
+        &labels,
+        "start,end,label,source\n1700011500,1700011699,anomaly,human\n",
+    )
+    .unwrap();
+    let model = d.0.join("model.json");
+
+    let out = vigil(&[
+        "train",
+        "--csv",
+        s(&train_a),
+        "--csv",
+        s(&train_b),
+        "--out",
+        s(&model),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("tick 1s") && stdout.contains("30 features"),
+        "{stdout}"
+    );
+
+    let out = vigil(&["inspect", s(&model)]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kind:           kmeans") && text.contains("format version: 1"),
+        "{text}"
+    );
+
+    let scores = d.0.join("scores.csv");
+    let out = vigil(&[
+        "score",
+        "--model",
+        s(&model),
+        "--csv",
+        s(&test),
+        "--out",
+        s(&scores),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scored = std::fs::read_to_string(&scores).unwrap();
+    let lines: Vec<&str> = scored.lines().collect();
+    assert_eq!(
+        lines[0],
+        "timestamp,score,is_anomaly,anomaly_type,top_features"
+    );
+    assert_eq!(lines.len(), 3001, "one row per input row");
+    assert_eq!(
+        lines[1], "1700010000,,0,,",
+        "rows inside the warm-up have an empty score"
+    );
+    let flagged_in_shift = lines[1..]
+        .iter()
+        .filter(|l| {
+            let t: u64 = l.split(',').next().unwrap().parse().unwrap();
+            (1_700_011_500..1_700_011_700).contains(&t) && l.split(',').nth(2) == Some("1")
+        })
+        .count();
+    assert!(
+        flagged_in_shift > 50,
+        "{flagged_in_shift} windows flagged in the shift"
+    );
+    assert!(scored.contains("queue.last"), "top features name the queue");
+
+    let plot = d.0.join("plot.svg");
+    let out = vigil(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--csv",
+        s(&test),
+        "--labels",
+        s(&labels),
+        "--plot",
+        s(&plot),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("event recall:            1.000"),
+        "{report}"
+    );
+    assert!(report.contains("PR-AUC:"), "{report}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("polyline") && svg.contains("threshold 0.5"));
+}
+
+#[test]
+fn bad_csv_names_file_line_and_column_exits_2_and_writes_nothing() {
+    let d = tmpdir("bad");
+    let good = d.0.join("good.csv");
+    csv(&good, 1_700_000_000, 400, 1, None);
+    let model = d.0.join("model.json");
+    assert!(
+        vigil(&["train", "--csv", s(&good), "--out", s(&model)])
+            .status
+            .success()
+    );
+
+    let cases: [(&str, String, &str); 6] = [
+        (
+            "no_ts.csv",
+            "time,load\n1,2\n".into(),
+            "first column must be `timestamp`",
+        ),
+        (
+            "text.csv",
+            "timestamp,load,queue,requests_total\n1,2,3,4\n2,2,x3,5\n".into(),
+            ":3: column `queue`: `x3` is not a number",
+        ),
+        (
+            "unsorted.csv",
+            "timestamp,load,queue,requests_total\n2,1,1,1\n1,1,1,1\n".into(),
+            ":3: column `timestamp`",
+        ),
+        (
+            "dup.csv",
+            "timestamp,load,queue,requests_total\n1,1,1,1\n1,1,1,1\n".into(),
+            "duplicate timestamp",
+        ),
+        ("empty.csv", String::new(), "empty"),
+        (
+            "cols.csv",
+            "timestamp,other\n1,2\n".into(),
+            "do not match the columns the model was trained on",
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let input = d.0.join(name);
+        std::fs::write(&input, body).unwrap();
+        let out_path = d.0.join(format!("{name}.scores"));
+        let out = vigil(&[
+            "score",
+            "--model",
+            s(&model),
+            "--csv",
+            s(&input),
+            "--out",
+            s(&out_path),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains(name) && err.contains(expected),
+            "{name}: {err}"
+        );
+        assert!(!out_path.exists(), "{name}: partial output left behind");
+        assert!(!out_path.with_extension("partial").exists());
+    }
+
+    // A damaged model file is bad input too.
+    let broken = d.0.join("broken.json");
+    let text = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&broken, &text[..text.len() / 3]).unwrap();
+    let out = vigil(&["inspect", s(&broken)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("truncated"));
+}
+
+#[test]
+fn timestamps_as_pandas_writes_them_are_accepted() {
+    let d = tmpdir("pandas");
+    let mut body = String::from("timestamp,load\n");
+    for i in 0..300 {
+        let _ = writeln!(
+            body,
+            "2026-11-25 {:02}:{:02}:{:02},{}",
+            i / 3600,
+            (i / 60) % 60,
+            i % 60,
+            50 + (i * 7919) % 13
+        );
+    }
+    let input = d.0.join("pandas.csv");
+    std::fs::write(&input, body).unwrap();
+    let model = d.0.join("m.json");
+    let out = vigil(&["train", "--csv", s(&input), "--out", s(&model)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tick 1s"));
+}
