@@ -40,3 +40,5 @@ pub use vigil_agent as agent;
 pub use vigil_features as features;
 /// GPU sources: NVML, a scripted fake, none.
 pub use vigil_gpu as gpu;
+/// Detectors and model files.
+pub use vigil_models as models;

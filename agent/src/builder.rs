@@ -27,6 +27,8 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::ne
 pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
 /// Default pause between scheduler probes.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(25);
+/// Default cold-start warm-up before the first model is trained.
+pub const DEFAULT_WARM_UP: Duration = Duration::from_secs(300);
 /// Default drift window, ticks.
 pub const DEFAULT_DRIFT_WINDOW: usize = 300;
 /// Default stall threshold.
@@ -35,6 +37,7 @@ pub const DEFAULT_STALL_THRESHOLD: Duration = Duration::from_millis(100);
 const TICK_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(3600));
 const PROBE_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(60));
 const STALL_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(60));
+const WARM_UP_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
 
 /// Entry point: `vigil::Agent::builder()`.
 #[derive(Debug)]
@@ -59,6 +62,8 @@ pub struct AgentBuilder {
     probe: ProbeConfig,
     features: FeatureConfig,
     drift_reference: Option<DriftReference>,
+    model_path: Option<std::path::PathBuf>,
+    warm_up: Duration,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -71,6 +76,8 @@ impl std::fmt::Debug for AgentBuilder {
             .field("probe", &self.probe)
             .field("features", &self.features)
             .field("drift_reference", &self.drift_reference.is_some())
+            .field("model_path", &self.model_path)
+            .field("warm_up", &self.warm_up)
             .finish()
     }
 }
@@ -92,6 +99,8 @@ impl Default for AgentBuilder {
                 drift_window: DEFAULT_DRIFT_WINDOW,
             },
             drift_reference: None,
+            model_path: None,
+            warm_up: DEFAULT_WARM_UP,
         }
     }
 }
@@ -181,6 +190,20 @@ impl AgentBuilder {
         self
     }
 
+    /// Score with this model file (from `vigil train`) from the first tick instead of a cold start. `start`
+    /// fails when it cannot be read, is damaged, or was trained on another feature schema.
+    pub fn model_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.model_path = Some(path.into());
+        self
+    }
+
+    /// Cold start: how long to collect windows before training the first model on its own thread.
+    /// Default 5 minutes; accepted 1 s to 24 h (at least 50 windows are collected whatever the tick).
+    pub fn warm_up(mut self, warm_up: Duration) -> Result<Self, Error> {
+        self.warm_up = check_range("warm_up", warm_up, WARM_UP_RANGE)?;
+        Ok(self)
+    }
+
     /// Applies the `VIGIL_*` environment variables that are set (see `docs/CONFIG.md`). An empty variable
     /// counts as unset. A bad value is an [`Error::Env`] naming the variable and what it accepts.
     pub fn from_env(self) -> Result<Self, Error> {
@@ -221,6 +244,7 @@ impl AgentBuilder {
                     value,
                     expected: match var {
                         "VIGIL_TICK" => "a duration from 10ms to 1h",
+                        "VIGIL_WARMUP" => "a duration from 1s to 24h",
                         _ => "a duration from 1ms to 60s",
                     },
                 })
@@ -250,6 +274,13 @@ impl AgentBuilder {
         if let Some(s) = get("VIGIL_STALL_THRESHOLD")? {
             let d = duration("VIGIL_STALL_THRESHOLD", s.clone())?;
             self.probe.stall_threshold = in_range("VIGIL_STALL_THRESHOLD", s, d, STALL_RANGE)?;
+        }
+        if let Some(s) = get("VIGIL_MODEL")? {
+            self.model_path = Some(std::path::PathBuf::from(s));
+        }
+        if let Some(s) = get("VIGIL_WARMUP")? {
+            let d = duration("VIGIL_WARMUP", s.clone())?;
+            self.warm_up = in_range("VIGIL_WARMUP", s, d, WARM_UP_RANGE)?;
         }
         // Read by #[observe] itself; checked here so a typo fails start-up instead of being ignored.
         if let Some(s) = get("ENABLE_AI_OBSERVABILITY")?
@@ -318,7 +349,18 @@ impl AgentBuilder {
         };
         collectors.push(Box::new(GpuCollector::new(source, &mut registry)));
         collectors.push(Box::new(InferenceCollector::new()));
-        let mut sampler = Sampler::new(collectors, self.features, &mut registry)?;
+        let model = match &self.model_path {
+            Some(p) => {
+                Some(vigil_models::ModelFile::load(p).map_err(|e| Error::Model(e.to_string()))?)
+            }
+            None => None,
+        };
+        let scoring = crate::sampler::ScoringConfig {
+            model,
+            warm_up: self.warm_up,
+            tick: self.tick,
+        };
+        let mut sampler = Sampler::new(collectors, self.features, scoring, &mut registry)?;
         if let Some(reference) = self.drift_reference.take() {
             sampler.set_drift_reference(reference)?;
         }
@@ -413,6 +455,7 @@ mod tests {
             ("VIGIL_STALL_THRESHOLD", "10 parsecs", "duration"),
             ("VIGIL_FEATURE_METRICS", "maybe", "on or off"),
             ("ENABLE_AI_OBSERVABILITY", "perhaps", "true or false"),
+            ("VIGIL_WARMUP", "0s", "1s to 24h"),
         ];
         for (var, value, expected) in cases {
             let err = Agent::builder()

@@ -40,6 +40,9 @@ pub enum Error {
     /// GPU monitoring was required (`VIGIL_GPU=nvml`) but is not available.
     #[error("{0}. Set VIGIL_GPU=auto to run without GPU signals")]
     Gpu(#[from] vigil_gpu::GpuError),
+    /// The model file (`VIGIL_MODEL`) cannot be used; the agent does not start with a wrong model.
+    #[error("cannot use the anomaly model: {0}")]
+    Model(String),
     /// A thread or the agent's own runtime could not be created.
     #[error("cannot start the agent's {what}: {source}")]
     Spawn {

@@ -81,6 +81,10 @@ impl FeatureStage {
         self.window.schema()
     }
 
+    pub(crate) fn is_warm(&self) -> bool {
+        self.window.is_warm()
+    }
+
     pub(crate) fn vector(&self) -> &FeatureVector {
         &self.vector
     }

@@ -30,11 +30,12 @@ mod handle;
 mod http;
 mod metrics;
 mod sampler;
+mod scoring;
 
 pub use alloc::{AllocStats, CountingAlloc, SHARDS, alloc_stats, alloc_tracking_enabled};
 pub use builder::{
     Agent, AgentBuilder, DEFAULT_DRIFT_WINDOW, DEFAULT_LISTEN, DEFAULT_PROBE_INTERVAL,
-    DEFAULT_STALL_THRESHOLD, DEFAULT_TICK, ProbeGuard,
+    DEFAULT_STALL_THRESHOLD, DEFAULT_TICK, DEFAULT_WARM_UP, ProbeGuard,
 };
 pub use collectors::{CollectError, Collector};
 #[cfg(feature = "console")]
@@ -46,3 +47,4 @@ pub use sampler::Sampler;
 pub use vigil_features::drift::DriftReference;
 pub use vigil_features::{FeatureSchema, FeatureVector, Horizons};
 pub use vigil_gpu::GpuMode;
+pub use vigil_models::{ModelFile, Score};

@@ -67,6 +67,9 @@ const FEATURES: &str = "feature metrics on (default; `VIGIL_FEATURE_METRICS=off`
 const DRIFT: &str = "a drift reference is set (one series per feature)";
 const OBSERVE: &str =
     "a `#[vigil::observe]` function has been called (exemplars: OpenMetrics only)";
+const MODEL: &str =
+    "always (NaN until a model is loaded or the cold-start warm-up has trained one)";
+const MODEL_LOADED: &str = "a model is loaded or trained (one series)";
 const DRIFT_MAX: &str = "always (NaN until a drift reference is set)";
 
 macro_rules! defs {
@@ -169,6 +172,16 @@ defs! {
         vigil_observe::ERRORS_HELP;
     INFERENCE_ANOMALY = "ai_inference_anomaly_total", Counter, ["model", "stage", "anomaly_type"], OBSERVE,
         vigil_observe::ANOMALY_HELP;
+    ANOMALY_SCORE = "vigil_anomaly_score", Gauge, [], MODEL,
+        "Anomaly score of the current window, 0 to 1; the threshold is 0.5 for every model (NaN until a model is ready)";
+    ANOMALY = "vigil_anomaly", Gauge, [], MODEL,
+        "1 when the current window scores at or above the threshold, else 0 (NaN until a model is ready)";
+    ANOMALY_THRESHOLD = "vigil_anomaly_threshold", Gauge, [], ALWAYS,
+        "Score at which a window counts as anomalous (0.5: scores are calibrated so every model shares it)";
+    MODEL_INFO = "vigil_model_info", Gauge, ["version", "schema_hash", "kind"], MODEL_LOADED,
+        "1 for the model in use: model file format version, feature schema hash, detector kind";
+    MODEL_TRAINED = "vigil_model_trained_timestamp_seconds", Gauge, [], MODEL,
+        "When the model in use was trained, Unix seconds (NaN until a model is ready)";
     AGENT_TICK_DURATION = "vigil_agent_tick_duration_seconds", Histogram, [], ALWAYS,
         "Time the agent spent collecting one tick (all collectors)";
     AGENT_TICKS = "vigil_agent_ticks_total", Counter, [], ALWAYS,

@@ -15,6 +15,16 @@ use vigil_features::{FeatureSchema, FeatureVector};
 
 use crate::collectors::Collector;
 use crate::features::{FeatureConfig, FeatureStage};
+use crate::scoring::ScoringStage;
+use vigil_models::{ModelFile, Score};
+
+/// The model to score with, or the cold start's warm-up.
+#[derive(Debug)]
+pub(crate) struct ScoringConfig {
+    pub(crate) model: Option<ModelFile>,
+    pub(crate) warm_up: std::time::Duration,
+    pub(crate) tick: std::time::Duration,
+}
 use crate::metrics as m;
 
 /// A failing collector is logged on its first failure, then at most once per this interval.
@@ -68,6 +78,7 @@ pub struct Sampler {
     sample: Sample,
     features: FeatureStage,
     feature_failures: Failures,
+    scoring: ScoringStage,
     tick_duration: Histogram,
     ticks: Counter,
 }
@@ -84,6 +95,7 @@ impl Sampler {
     pub(crate) fn new(
         collectors: Vec<Box<dyn Collector>>,
         feature_config: FeatureConfig,
+        scoring: ScoringConfig,
         registry: &mut Registry,
     ) -> Result<Self, crate::Error> {
         let errors = Family::<CollectorLabel, Counter>::default();
@@ -114,11 +126,25 @@ impl Sampler {
             message,
         })?;
         let features = FeatureStage::new(&signals, feature_config, registry);
+        if let Some(model) = &scoring.model {
+            model.check_schema(features.schema()).map_err(|e| crate::Error::Model(format!(
+                "{e}. The model was trained on other signals or horizons than this agent collects \
+                 (a GPU present or not, tokio_unstable, horizons); train it on this agent's features"
+            )))?;
+        }
+        let scoring = ScoringStage::new(
+            features.schema().clone(),
+            scoring.model,
+            scoring.warm_up,
+            scoring.tick,
+            registry,
+        );
         Ok(Self {
             slots,
             sample: Sample::new(signals),
             features,
             feature_failures,
+            scoring,
             tick_duration,
             ticks,
         })
@@ -145,8 +171,11 @@ impl Sampler {
                 slot.failures.record(&e);
             }
         }
-        if let Err(e) = self.features.update(&self.sample) {
-            self.feature_failures.record(&e);
+        match self.features.update(&self.sample) {
+            Ok(()) => self
+                .scoring
+                .update(self.features.vector(), self.features.is_warm()),
+            Err(e) => self.feature_failures.record(&e),
         }
         self.ticks.inc();
         self.tick_duration.observe(started.elapsed().as_secs_f64());
@@ -156,6 +185,11 @@ impl Sampler {
     /// The features of the last tick.
     pub fn features(&self) -> &FeatureVector {
         self.features.vector()
+    }
+
+    /// The anomaly score of the last tick; `None` while the cold start warms up or trains.
+    pub fn score(&self) -> Option<&Score> {
+        self.scoring.last()
     }
 
     /// The schema of [`Sampler::features`].
