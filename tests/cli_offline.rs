@@ -268,3 +268,60 @@ fn timestamps_as_pandas_writes_them_are_accepted() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("tick 1s"));
 }
+
+#[test]
+fn labels_train_the_supervised_layer_and_show_in_inspect() {
+    let d = tmpdir("labels");
+    let train = d.0.join("train.csv");
+    // A level shift inside the training data, labelled by a person; a rule label on normal data.
+    csv(
+        &train,
+        1_700_000_000,
+        4000,
+        5,
+        Some((1_700_002_000, 1_700_002_100)),
+    );
+    let labels = d.0.join("labels.csv");
+    std::fs::write(
+        &labels,
+        "start,end,label,source,confidence\n1700002000,1700002099,anomaly,human,\n1700003000,1700003050,normal,alertmanager,0.65\n",
+    )
+    .unwrap();
+    let model = d.0.join("m.json");
+    let out = vigil(&[
+        "train",
+        "--csv",
+        s(&train),
+        "--labels",
+        s(&labels),
+        "--out",
+        s(&model),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&vigil(&["inspect", s(&model)]).stdout).to_string();
+    assert!(text.contains("kmeans+tree"), "{text}");
+    assert!(text.contains("training:       supervised"), "{text}");
+    assert!(
+        text.contains("labels:         1 from human") && text.contains("1 from alertmanager"),
+        "{text}"
+    );
+
+    let bad = d.0.join("bad_labels.csv");
+    std::fs::write(&bad, "start,end,label\n1700002000,1700002099,maybe\n").unwrap();
+    let out = vigil(&[
+        "train",
+        "--csv",
+        s(&train),
+        "--labels",
+        s(&bad),
+        "--out",
+        s(&d.0.join("x.json")),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad_labels.csv:2: column `label`"), "{err}");
+}

@@ -24,6 +24,9 @@ pub struct TrainingSummary {
     pub alert_budget: f64,
     /// Seconds between rows of the training data (recorded for offline data; the agent's tick live).
     pub tick_seconds: Option<f64>,
+    /// What was trained, in words (e.g. why the supervised layer was skipped).
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Short feature horizon, ticks.
     #[serde(default = "default_short")]
     pub short_horizon: usize,
@@ -48,6 +51,7 @@ impl Default for TrainingSummary {
             validation: BTreeMap::new(),
             alert_budget: 0.001,
             tick_seconds: None,
+            notes: Vec::new(),
             short_horizon: default_short(),
             long_horizon: default_long(),
         }
@@ -100,7 +104,12 @@ impl ModelFile {
             .map_or(0.0, |d| d.as_secs_f64());
         Self {
             format_version: FORMAT_VERSION,
-            kind: "kmeans".into(),
+            kind: if detector.tree.is_some() {
+                "kmeans+tree"
+            } else {
+                "kmeans"
+            }
+            .into(),
             schema_hash: schema.hash_hex(),
             feature_names: schema.names().to_vec(),
             feature_units: schema.units().to_vec(),
@@ -122,7 +131,7 @@ impl ModelFile {
                 ),
             ));
         }
-        if self.kind != "kmeans" {
+        if self.kind != "kmeans" && self.kind != "kmeans+tree" {
             return Err(file_err(
                 path,
                 format!("unknown detector kind `{}`", self.kind),
@@ -140,6 +149,14 @@ impl ModelFile {
             return Err(file_err(
                 path,
                 "inconsistent feature counts inside the file; it is corrupt: retrain",
+            ));
+        }
+        if let Some(tree) = &d.tree
+            && !tree.is_valid(w + 1)
+        {
+            return Err(file_err(
+                path,
+                "the decision tree in the file is malformed; it is corrupt: retrain",
             ));
         }
         if !all_finite(d) || d.threshold <= 0.0 || d.scaler.scale.iter().any(|s| *s <= 0.0) {

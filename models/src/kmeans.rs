@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detector::squash;
 use crate::explain::{guess, top_features};
+use crate::supervised::{MIN_POSITIVE_WINDOWS, TreeClassifier};
 use crate::{AnomalyKind, Detector, ModelError, RobustScaler, Score};
 
 /// Unchecked parameters of [`KMeansDetector::fit`]; [`KMeansParams::check`] validates them.
@@ -71,7 +72,23 @@ pub struct KMeansDetector {
     pub centroids: Vec<Vec<f64>>,
     /// Raw distance (RMS over features) that maps to score 0.5.
     pub threshold: f64,
+    /// Supervised layer trained from labels, when there were enough of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<TreeClassifier>,
 }
+
+/// One training window and its label: `Some((anomalous, weight))` where labelled; the weight is the
+/// label's confidence (defaults: human 0.95, alert rule 0.65).
+#[derive(Debug, Clone, Copy)]
+pub struct LabelledRow<'a> {
+    /// The window's features.
+    pub features: &'a [f64],
+    /// Its label, if any.
+    pub label: Option<(bool, f64)>,
+}
+
+/// Weight of unlabelled windows in the supervised layer: weak evidence of normal behaviour.
+pub const UNLABELLED_WEIGHT: f64 = 0.2;
 
 /// The threshold for an alert budget: an exponential tail fitted above the 90th percentile of the
 /// training distances (a peaks-over-threshold estimate that works from ~50 windows), never below the
@@ -145,6 +162,7 @@ impl KMeansDetector {
             scaler,
             centroids,
             threshold: 1.0,
+            tree: None,
         };
         let raw: Vec<f64> = records
             .rows()
@@ -153,6 +171,70 @@ impl KMeansDetector {
             .collect();
         detector.threshold = calibrate(raw, params.alert_budget);
         Ok(detector)
+    }
+
+    /// Fits the unsupervised detector on every window not labelled anomalous, then, when at least
+    /// [`MIN_POSITIVE_WINDOWS`] windows are labelled anomalous, a weighted decision tree on the labelled
+    /// windows (unlabelled ones as weak normals). Returns the detector and a sentence saying what was
+    /// trained.
+    pub fn fit_with_labels(
+        feature_names: &[String],
+        rows: &[LabelledRow<'_>],
+        params: KMeansParams,
+    ) -> Result<(Self, String), ModelError> {
+        let normal = rows
+            .iter()
+            .filter(|r| !matches!(r.label, Some((true, _))))
+            .map(|r| r.features);
+        let mut detector = Self::fit(feature_names, normal, params)?;
+        let positives = rows
+            .iter()
+            .filter(|r| matches!(r.label, Some((true, _))))
+            .count();
+        let labelled = rows.iter().filter(|r| r.label.is_some()).count();
+        if positives < MIN_POSITIVE_WINDOWS {
+            return Ok((
+                detector,
+                format!(
+                    "stayed unsupervised: {positives} windows labelled anomalous (at least {MIN_POSITIVE_WINDOWS} are needed for the supervised layer)"
+                ),
+            ));
+        }
+        let width = feature_names.len() + 1;
+        let mut records = Array2::<f64>::zeros((rows.len(), width));
+        let mut z = vec![0.0; feature_names.len()];
+        for (mut out, r) in records.rows_mut().into_iter().zip(rows) {
+            detector.scaler.transform(r.features, &mut z);
+            let raw = detector.distance(&z);
+            for (o, v) in out.iter_mut().zip(z.iter().chain(std::iter::once(&raw))) {
+                *o = *v;
+            }
+        }
+        let anomaly: Vec<bool> = rows
+            .iter()
+            .map(|r| matches!(r.label, Some((true, _))))
+            .collect();
+        let weights: Vec<f64> = rows
+            .iter()
+            .map(|r| {
+                r.label
+                    .map_or(UNLABELLED_WEIGHT, |(_, w)| w.clamp(0.0, 1.0))
+            })
+            .collect();
+        let is_labelled: Vec<bool> = rows.iter().map(|r| r.label.is_some()).collect();
+        detector.tree = Some(TreeClassifier::fit(
+            &records,
+            &anomaly,
+            &weights,
+            &is_labelled,
+            6,
+        )?);
+        Ok((
+            detector,
+            format!(
+                "supervised: weighted decision tree on {labelled} labelled windows ({positives} anomalous) plus unlabelled windows as weak normals (weight {UNLABELLED_WEIGHT})"
+            ),
+        ))
     }
 
     /// RMS distance of scaled `z` to the nearest centroid.
@@ -180,7 +262,11 @@ impl KMeansDetector {
 
 impl Detector for KMeansDetector {
     fn kind(&self) -> &'static str {
-        "kmeans"
+        if self.tree.is_some() {
+            "kmeans+tree"
+        } else {
+            "kmeans"
+        }
     }
 
     fn width(&self) -> usize {
@@ -199,7 +285,19 @@ impl Detector for KMeansDetector {
             _ => {}
         }
         let raw = self.distance(&z);
-        let value = squash(raw, self.threshold);
+        let unsupervised = squash(raw, self.threshold);
+        // With labels: where labelled windows fell (evidence e), their verdict p counts in proportion,
+        // so a labelled pattern can lift a quiet window above 0.5 or hold a known false alarm below it;
+        // where only unlabelled windows fell, the unsupervised score stands (novel anomalies still show).
+        let value = match &self.tree {
+            Some(tree) => {
+                z.push(raw);
+                let (p, e) = tree.leaf(&z);
+                z.pop();
+                e * p + (1.0 - e) * unsupervised
+            }
+            None => unsupervised,
+        };
         let is_anomaly = value >= 0.5;
         let top = top_features(&z, 3);
         let anomaly_type = if is_anomaly {

@@ -7,6 +7,9 @@
 //! - [`KMeansDetector`]: the unsupervised cold-start detector — linfa k-means on the scaled features,
 //!   distance to the nearest centroid, threshold calibrated on the training windows to an alert budget
 //!   (default 1 alarm-window per 1,000 normal windows).
+//! - Supervised layer ([`KMeansDetector::fit_with_labels`]): once at least [`MIN_POSITIVE_WINDOWS`]
+//!   windows are labelled anomalous, a linfa decision tree trained with sample weights (label confidence)
+//!   adds a probability; the score becomes the mean of both.
 //! - [`explain`]: top contributing features (robust z-scores) and a guessed [`AnomalyKind`].
 //! - [`ModelFile`]: the versioned JSON artifact (bit-exact float round trip), loaded with every check.
 
@@ -16,10 +19,12 @@ mod error;
 pub mod explain;
 mod kmeans;
 mod scaler;
+mod supervised;
 
 pub use artifact::{FORMAT_VERSION, ModelFile, TrainingSummary};
 pub use detector::{Detector, Score};
 pub use error::ModelError;
 pub use explain::AnomalyKind;
-pub use kmeans::{KMeansDetector, KMeansParams};
+pub use kmeans::{KMeansDetector, KMeansParams, LabelledRow, UNLABELLED_WEIGHT};
 pub use scaler::{RobustScaler, Z_CLIP};
+pub use supervised::{MIN_POSITIVE_WINDOWS, Node, TreeClassifier};

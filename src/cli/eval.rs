@@ -255,6 +255,7 @@ mod tests {
             end,
             anomaly: true,
             source: "human".into(),
+            confidence: 0.95,
         }
     }
 

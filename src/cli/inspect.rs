@@ -45,6 +45,9 @@ pub(crate) fn run(args: InspectArgs) -> anyhow::Result<()> {
     for (source, n) in &s.labels_by_source {
         println!("labels:         {n} from {source}");
     }
+    for n in &s.notes {
+        println!("training:       {n}");
+    }
     for (k, v) in &s.validation {
         println!("validation:     {k} = {v:.6}");
     }

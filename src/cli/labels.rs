@@ -11,6 +11,31 @@ pub(crate) struct Label {
     pub(crate) end: f64,
     pub(crate) anomaly: bool,
     pub(crate) source: String,
+    /// Confidence, from the `confidence` column or the source's default (human 0.95, others 0.65).
+    pub(crate) confidence: f64,
+}
+
+/// Default confidence of a label source: people 0.95, alert rules and anything else 0.65.
+pub(crate) fn default_confidence(source: &str) -> f64 {
+    if source.eq_ignore_ascii_case("human") {
+        0.95
+    } else {
+        0.65
+    }
+}
+
+/// The label of a window at `t`: a human label overrides rule labels on the same windows; among labels
+/// of equal standing the most confident wins. `(anomalous, weight)`.
+pub(crate) fn label_at(labels: &[Label], t: f64) -> Option<(bool, f64)> {
+    let covering = labels.iter().filter(|l| l.contains(t));
+    let human = covering
+        .clone()
+        .filter(|l| l.source.eq_ignore_ascii_case("human"));
+    let pick = |it: &mut dyn Iterator<Item = &Label>| {
+        it.max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+            .map(|l| (l.anomaly, l.confidence))
+    };
+    pick(&mut human.clone()).or_else(|| pick(&mut covering.clone()))
 }
 
 impl Label {
@@ -37,6 +62,7 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
         ));
     };
     let source = col("source");
+    let confidence = col("confidence");
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| InputError::file(path, format!("malformed CSV: {e}")))?;
@@ -71,17 +97,52 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
                 ));
             }
         };
+        let source = source
+            .and_then(|c| rec.get(c))
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or("human")
+            .trim()
+            .to_owned();
+        let conf = match confidence.and_then(|c| rec.get(c).map(|v| (c, v.trim()))) {
+            Some((_, "")) | None => default_confidence(&source),
+            Some((c, v)) => match v.parse::<f64>() {
+                Ok(x) if (0.0..=1.0).contains(&x) => x,
+                _ => return Err(err(c, format!("`{v}` is not a confidence between 0 and 1"))),
+            },
+        };
         out.push(Label {
             start: s,
             end: e,
             anomaly,
-            source: source
-                .and_then(|c| rec.get(c))
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or("human")
-                .trim()
-                .to_owned(),
+            source,
+            confidence: conf,
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(start: f64, end: f64, anomaly: bool, source: &str) -> Label {
+        Label {
+            start,
+            end,
+            anomaly,
+            source: source.into(),
+            confidence: default_confidence(source),
+        }
+    }
+
+    #[test]
+    fn a_human_label_overrides_rule_labels_on_the_same_windows() {
+        let labels = [
+            l(0.0, 10.0, false, "alertmanager"),
+            l(5.0, 6.0, true, "human"),
+        ];
+        assert_eq!(label_at(&labels, 2.0), Some((false, 0.65)));
+        assert_eq!(label_at(&labels, 5.5), Some((true, 0.95)));
+        assert_eq!(label_at(&labels, 11.0), None);
+    }
 }

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use vigil::features::{FeatureVector, Horizons, Window};
-use vigil_models::{KMeansDetector, KMeansParams, ModelFile, TrainingSummary};
+use vigil_models::{KMeansDetector, KMeansParams, LabelledRow, ModelFile, TrainingSummary};
 
 use super::input::{CsvSource, InputError};
-use super::labels::read_labels;
+use super::labels::{label_at, read_labels};
 use super::offline::progress;
 
 /// Flags of `vigil train`.
@@ -19,8 +19,9 @@ pub(crate) struct TrainArgs {
     /// Where to write the model (written atomically).
     #[arg(long, value_name = "MODEL")]
     out: PathBuf,
-    /// Labels CSV `start,end,label[,anomaly_type,source,confidence]`; windows inside anomaly intervals
-    /// are left out of the normal-behaviour fit.
+    /// Labels CSV `start,end,label[,anomaly_type,source,confidence]`: windows labelled anomalous are left
+    /// out of the normal-behaviour fit, and with at least 5 of them a weighted decision tree learns from
+    /// all labels (confidence = weight; a human label overrides rule labels on the same windows).
     #[arg(long, value_name = "LABELS")]
     labels: Option<PathBuf>,
     /// Short feature horizon, in rows.
@@ -44,6 +45,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let mut rows: Vec<Vec<f64>> = Vec::new();
+    let mut row_labels: Vec<Option<(bool, f64)>> = Vec::new();
     let mut schema = None;
     let mut dts: Vec<f64> = Vec::new();
     let mut skipped = 0usize;
@@ -69,15 +71,13 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             prev = Some(src.timestamp);
             window.push(src.timestamp, &src.values)?;
             if window.is_warm() {
-                if labels
-                    .iter()
-                    .any(|l| l.anomaly && l.contains(src.timestamp))
-                {
+                let label = label_at(&labels, src.timestamp);
+                if matches!(label, Some((true, _))) {
                     skipped += 1;
-                    continue;
                 }
                 window.extract(&mut fv)?;
                 rows.push(fv.values().to_vec());
+                row_labels.push(label);
             }
             if rows.len().is_multiple_of(8192) {
                 pb.set_position(src.position());
@@ -95,7 +95,15 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         alert_budget: args.alert_budget,
         ..KMeansParams::default()
     };
-    let detector = KMeansDetector::fit(schema.names(), rows.iter().map(|r| &r[..]), params)
+    let labelled: Vec<LabelledRow<'_>> = rows
+        .iter()
+        .zip(&row_labels)
+        .map(|(r, l)| LabelledRow {
+            features: r,
+            label: *l,
+        })
+        .collect();
+    let (detector, note) = KMeansDetector::fit_with_labels(schema.names(), &labelled, params)
         .context("training the detector")?;
     let mut summary = TrainingSummary {
         rows: rows.len(),
@@ -111,7 +119,15 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             .entry(l.source.clone())
             .or_default() += 1;
     }
-    let alarms = rows
+    summary.notes.push(note.clone());
+    // Alarm rate on the windows meant to be normal (labelled anomalies excluded).
+    let normal: Vec<&Vec<f64>> = rows
+        .iter()
+        .zip(&row_labels)
+        .filter(|(_, l)| !matches!(l, Some((true, _))))
+        .map(|(r, _)| r)
+        .collect();
+    let alarms = normal
         .iter()
         .filter(|r| {
             vigil_models::Detector::score(&detector, ndarray::ArrayView1::from(&r[..])).is_anomaly
@@ -119,12 +135,12 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         .count();
     summary.validation.insert(
         "train_alarm_rate".into(),
-        alarms as f64 / rows.len().max(1) as f64,
+        alarms as f64 / normal.len().max(1) as f64,
     );
     let file = ModelFile::new(&schema, detector, summary);
     file.save(&args.out)?;
     println!(
-        "trained {} on {} windows ({} features, tick {}, {} windows inside labelled anomalies left out) -> {}",
+        "trained {} on {} windows ({} features, tick {}, {} windows labelled anomalous kept out of the normal fit; {note}) -> {}",
         file.kind,
         rows.len(),
         schema.len(),
