@@ -169,6 +169,37 @@ fn train_score_eval_inspect_on_csv() {
     assert!(report.contains("PR-AUC:"), "{report}");
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("polyline") && svg.contains("threshold 0.5"));
+    let png = d.0.join("plot.png");
+    let out = vigil(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--csv",
+        s(&test),
+        "--labels",
+        s(&labels),
+        "--plot",
+        s(&png),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let out = vigil(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--csv",
+        s(&test),
+        "--labels",
+        s(&labels),
+        "--plot",
+        s(&d.0.join("plot.gif")),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

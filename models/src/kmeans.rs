@@ -12,6 +12,9 @@ use crate::explain::{guess, top_features};
 use crate::supervised::{MIN_POSITIVE_WINDOWS, TreeClassifier};
 use crate::{AnomalyKind, Detector, ModelError, RobustScaler, Score};
 
+/// Windows the centroids are fitted on at most.
+const KMEANS_SAMPLE: usize = 25_000;
+
 /// Unchecked parameters of [`KMeansDetector::fit`]; [`KMeansParams::check`] validates them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KMeansParams {
@@ -90,10 +93,10 @@ pub struct LabelledRow<'a> {
 /// Weight of unlabelled windows in the supervised layer: weak evidence of normal behaviour.
 pub const UNLABELLED_WEIGHT: f64 = 0.2;
 
-/// The threshold for an alert budget: an exponential tail fitted above the 90th percentile of the
+/// The threshold for an alert budget (used by every detector, exported for comparisons): an exponential tail fitted above the 90th percentile of the
 /// training distances (a peaks-over-threshold estimate that works from ~50 windows), never below the
 /// empirical (1 − budget) quantile when there are enough windows to have one.
-fn calibrate(mut raw: Vec<f64>, budget: f64) -> f64 {
+pub fn calibrate(mut raw: Vec<f64>, budget: f64) -> f64 {
     raw.retain(|r| r.is_finite());
     raw.sort_by(f64::total_cmp);
     let n = raw.len();
@@ -143,7 +146,11 @@ impl KMeansDetector {
         }
         let records = Array2::from_shape_vec((n, width), z)
             .map_err(|e| ModelError::Clustering(e.to_string()))?;
-        let dataset = DatasetBase::from(records.clone());
+        // Centroids from at most KMEANS_SAMPLE windows (an even stride keeps every regime and time of
+        // day); the threshold is still calibrated on every window.
+        let stride = n.div_ceil(KMEANS_SAMPLE).max(1);
+        let sample = records.slice(ndarray::s![..;stride, ..]).to_owned();
+        let dataset = DatasetBase::from(sample);
         let model =
             KMeans::params_with_rng(params.clusters, Xoshiro256Plus::seed_from_u64(params.seed))
                 .max_n_iterations(params.max_iterations)

@@ -25,6 +25,6 @@ pub use artifact::{FORMAT_VERSION, ModelFile, TrainingSummary};
 pub use detector::{Detector, Score};
 pub use error::ModelError;
 pub use explain::AnomalyKind;
-pub use kmeans::{KMeansDetector, KMeansParams, LabelledRow, UNLABELLED_WEIGHT};
+pub use kmeans::{KMeansDetector, KMeansParams, LabelledRow, UNLABELLED_WEIGHT, calibrate};
 pub use scaler::{RobustScaler, Z_CLIP};
 pub use supervised::{MIN_POSITIVE_WINDOWS, Node, TreeClassifier};

@@ -19,8 +19,8 @@ pub(crate) struct EvalArgs {
     /// Labels CSV `start,end,label[,anomaly_type,source,confidence]`.
     #[arg(long, value_name = "LABELS")]
     labels: PathBuf,
-    /// Write a plot of score, threshold and labelled intervals (SVG).
-    #[arg(long, value_name = "FILE.svg")]
+    /// Write a plot of score, threshold and labelled intervals (`.svg` or `.png`).
+    #[arg(long, value_name = "FILE.svg|png")]
     plot: Option<PathBuf>,
 }
 
@@ -196,14 +196,65 @@ fn svg(windows: &[(f64, f64, bool)], labels: &[Label]) -> String {
     out
 }
 
-pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
-    if let Some(p) = &args.plot
-        && p.extension().and_then(|e| e.to_str()) != Some("svg")
+/// The same plot as [`svg`], rasterised: label intervals shaded red, threshold dashed, score in blue.
+fn png(windows: &[(f64, f64, bool)], labels: &[Label]) -> Vec<u8> {
+    let (w, h, pad) = (1200.0, 360.0, 40.0);
+    let t0 = windows.first().map_or(0.0, |x| x.0);
+    let t1 = windows.last().map_or(1.0, |x| x.0).max(t0 + 1e-9);
+    let x = |t: f64| pad + (t - t0) / (t1 - t0) * (w - 2.0 * pad);
+    let y = |s: f64| h - pad - s.clamp(0.0, 1.0) * (h - 2.0 * pad);
+    let mut r = super::png::Raster::new(w as usize, h as usize);
+    for l in labels
+        .iter()
+        .filter(|l| l.anomaly && l.end >= t0 && l.start <= t1)
     {
-        return Err(
-            InputError::file(p, "the plot is written as SVG: give a path ending in .svg").into(),
+        let a = x(l.start.max(t0));
+        r.shade(
+            a,
+            pad,
+            x(l.end.min(t1)).max(a + 1.0),
+            h - pad,
+            [244, 120, 120],
         );
     }
+    r.line((pad, h - pad), (w - pad, h - pad), [51, 51, 51], 0);
+    r.line((pad, pad), (pad, h - pad), [51, 51, 51], 0);
+    r.line((pad, y(0.5)), (w - pad, y(0.5)), [204, 0, 0], 6);
+    let step = (windows.len() / 4000).max(1);
+    let mut prev: Option<(f64, f64)> = None;
+    for chunk in windows.chunks(step) {
+        let top = chunk.iter().fold((chunk[0].0, f64::NEG_INFINITY), |a, c| {
+            if c.1 > a.1 { (c.0, c.1) } else { a }
+        });
+        let p = (x(top.0), y(top.1));
+        if let Some(q) = prev {
+            r.line(q, p, [31, 95, 191], 0);
+        }
+        prev = Some(p);
+    }
+    r.to_png()
+}
+
+pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let plot_kind = match &args.plot {
+        None => None,
+        Some(p) => match p
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("svg") => Some("svg"),
+            Some("png") => Some("png"),
+            _ => {
+                return Err(InputError::file(
+                    p,
+                    "the plot format follows the extension: give a path ending in .svg or .png",
+                )
+                .into());
+            }
+        },
+    };
     let model = load_model(&args.model)?;
     let labels = read_labels(&args.labels)?;
     let mut windows = Vec::new();
@@ -238,8 +289,13 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
         m.false_alarms_per_hour
     );
     println!("PR-AUC:                  {:.3}", m.pr_auc);
-    if let Some(p) = &args.plot {
-        std::fs::write(p, svg(&windows, &labels))?;
+    if let (Some(p), Some(kind)) = (&args.plot, plot_kind) {
+        let bytes = if kind == "png" {
+            png(&windows, &labels)
+        } else {
+            svg(&windows, &labels).into_bytes()
+        };
+        std::fs::write(p, bytes)?;
         println!("plot:                    {}", p.display());
     }
     Ok(())

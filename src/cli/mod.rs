@@ -6,5 +6,6 @@ pub(crate) mod input;
 pub(crate) mod inspect;
 pub(crate) mod labels;
 pub(crate) mod offline;
+pub(crate) mod png;
 pub(crate) mod score;
 pub(crate) mod train;
