@@ -151,6 +151,15 @@ impl ModelFile {
                 "inconsistent feature counts inside the file; it is corrupt: retrain",
             ));
         }
+        if d.type_profiles
+            .iter()
+            .any(|(_, p)| p.len() != w || p.iter().any(|v| !v.is_finite()))
+        {
+            return Err(file_err(
+                path,
+                "an anomaly-type profile in the file is malformed; it is corrupt: retrain",
+            ));
+        }
         if let Some(tree) = &d.tree
             && !tree.is_valid(w + 1)
         {

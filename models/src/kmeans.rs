@@ -78,6 +78,27 @@ pub struct KMeansDetector {
     /// Supervised layer trained from labels, when there were enough of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<TreeClassifier>,
+    /// Mean |z| profile of windows labelled with each anomaly type; an anomalous window close to one
+    /// (cosine ≥ 0.7) takes that type instead of the name-based guess.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub type_profiles: Vec<(AnomalyKind, Vec<f64>)>,
+}
+
+/// Cosine similarity under which a learned type profile does not apply.
+const PROFILE_MIN_COSINE: f64 = 0.7;
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa > 0.0 && bb > 0.0 {
+        ab / (aa.sqrt() * bb.sqrt())
+    } else {
+        0.0
+    }
 }
 
 /// One training window and its label: `Some((anomalous, weight))` where labelled; the weight is the
@@ -88,6 +109,8 @@ pub struct LabelledRow<'a> {
     pub features: &'a [f64],
     /// Its label, if any.
     pub label: Option<(bool, f64)>,
+    /// The anomaly type a labelled anomaly named, if any.
+    pub kind: Option<AnomalyKind>,
 }
 
 /// Weight of unlabelled windows in the supervised layer: weak evidence of normal behaviour.
@@ -170,6 +193,7 @@ impl KMeansDetector {
             centroids,
             threshold: 1.0,
             tree: None,
+            type_profiles: Vec::new(),
         };
         let raw: Vec<f64> = records
             .rows()
@@ -194,6 +218,7 @@ impl KMeansDetector {
             .filter(|r| !matches!(r.label, Some((true, _))))
             .map(|r| r.features);
         let mut detector = Self::fit(feature_names, normal, params)?;
+        detector.type_profiles = detector.profiles(rows);
         let positives = rows
             .iter()
             .filter(|r| matches!(r.label, Some((true, _))))
@@ -242,6 +267,47 @@ impl KMeansDetector {
                 "supervised: weighted decision tree on {labelled} labelled windows ({positives} anomalous) plus unlabelled windows as weak normals (weight {UNLABELLED_WEIGHT})"
             ),
         ))
+    }
+
+    /// Mean |z| per labelled anomaly type.
+    fn profiles(&self, rows: &[LabelledRow<'_>]) -> Vec<(AnomalyKind, Vec<f64>)> {
+        let width = self.scaler.width();
+        let mut acc: Vec<(AnomalyKind, Vec<f64>, usize)> = Vec::new();
+        let mut z = vec![0.0; width];
+        for r in rows {
+            let (Some((true, _)), Some(kind)) = (r.label, r.kind) else {
+                continue;
+            };
+            self.scaler.transform(r.features, &mut z);
+            let slot = match acc.iter().position(|a| a.0 == kind) {
+                Some(i) => i,
+                None => {
+                    acc.push((kind, vec![0.0; width], 0));
+                    acc.len() - 1
+                }
+            };
+            for (s, v) in acc[slot].1.iter_mut().zip(&z) {
+                *s += v.abs();
+            }
+            acc[slot].2 += 1;
+        }
+        acc.into_iter()
+            .map(|(k, mut sum, n)| {
+                sum.iter_mut().for_each(|s| *s /= n.max(1) as f64);
+                (k, sum)
+            })
+            .collect()
+    }
+
+    /// The anomaly type of an anomalous window: the closest learned profile, else the name-based guess.
+    fn kind_of(&self, z: &[f64], top: &[(usize, f64)]) -> AnomalyKind {
+        let abs: Vec<f64> = z.iter().map(|v| v.abs()).collect();
+        self.type_profiles
+            .iter()
+            .map(|(k, p)| (*k, cosine(&abs, p)))
+            .filter(|(_, c)| *c >= PROFILE_MIN_COSINE)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or_else(|| guess(&self.feature_names, top), |(k, _)| k)
     }
 
     /// RMS distance of scaled `z` to the nearest centroid.
@@ -308,7 +374,7 @@ impl Detector for KMeansDetector {
         let is_anomaly = value >= 0.5;
         let top = top_features(&z, 3);
         let anomaly_type = if is_anomaly {
-            guess(&self.feature_names, &top)
+            self.kind_of(&z, &top)
         } else {
             AnomalyKind::Unknown
         };

@@ -44,6 +44,7 @@ fn fit(rows: &[[f64; 2]], labels: &[Option<(bool, f64)>]) -> (KMeansDetector, St
         .map(|(r, l)| LabelledRow {
             features: &r[..],
             label: *l,
+            kind: None,
         })
         .collect();
     KMeansDetector::fit_with_labels(&names(), &lr, KMeansParams::default()).unwrap()
@@ -103,4 +104,29 @@ fn novel_anomalies_outside_labelled_regions_still_score_high() {
     let (d, _) = fit(&rows, &labels);
     // Latency far from anything seen, labelled or not: the unsupervised score stands.
     assert!(score(&d, [5.0, 9.0]) >= 0.5);
+}
+
+#[test]
+fn typed_labels_teach_the_anomaly_type() {
+    let (rows, labels) = data(0.95, 0.65);
+    let lr: Vec<LabelledRow<'_>> = rows
+        .iter()
+        .zip(&labels)
+        .map(|(r, l)| LabelledRow {
+            features: &r[..],
+            label: *l,
+            // People said these queue build-ups were allocation storms upstream.
+            kind: matches!(l, Some((true, _))).then_some(vigil_models::AnomalyKind::AllocStorm),
+        })
+        .collect();
+    let (d, _) = KMeansDetector::fit_with_labels(&names(), &lr, KMeansParams::default()).unwrap();
+    let s = d.score(ArrayView1::from(&[7.0, 1.0][..]));
+    assert!(s.is_anomaly);
+    assert_eq!(s.anomaly_type, vigil_models::AnomalyKind::AllocStorm);
+    // Without the typed labels the name-based guess knows nothing about "queue".
+    let (plain, _) = fit(&rows, &labels);
+    assert_eq!(
+        plain.score(ArrayView1::from(&[7.0, 1.0][..])).anomaly_type,
+        vigil_models::AnomalyKind::Unknown
+    );
 }

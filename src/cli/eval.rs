@@ -312,6 +312,7 @@ mod tests {
             anomaly: true,
             source: "human".into(),
             confidence: 0.95,
+            kind: None,
         }
     }
 

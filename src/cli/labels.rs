@@ -13,7 +13,23 @@ pub(crate) struct Label {
     pub(crate) source: String,
     /// Confidence, from the `confidence` column or the source's default (human 0.95, others 0.65).
     pub(crate) confidence: f64,
+    /// The `anomaly_type` column, when given.
+    pub(crate) kind: Option<vigil_models::AnomalyKind>,
 }
+
+const KINDS: [vigil_models::AnomalyKind; 8] = {
+    use vigil_models::AnomalyKind::*;
+    [
+        TaskLeak,
+        SchedulerStall,
+        AllocStorm,
+        MemoryLeak,
+        GpuMemoryLeak,
+        CpuSaturation,
+        ErrorBurst,
+        Unknown,
+    ]
+};
 
 /// Default confidence of a label source: people 0.95, alert rules and anything else 0.65.
 pub(crate) fn default_confidence(source: &str) -> f64 {
@@ -25,17 +41,16 @@ pub(crate) fn default_confidence(source: &str) -> f64 {
 }
 
 /// The label of a window at `t`: a human label overrides rule labels on the same windows; among labels
-/// of equal standing the most confident wins. `(anomalous, weight)`.
-pub(crate) fn label_at(labels: &[Label], t: f64) -> Option<(bool, f64)> {
-    let covering = labels.iter().filter(|l| l.contains(t));
-    let human = covering
-        .clone()
-        .filter(|l| l.source.eq_ignore_ascii_case("human"));
-    let pick = |it: &mut dyn Iterator<Item = &Label>| {
-        it.max_by(|a, b| a.confidence.total_cmp(&b.confidence))
-            .map(|l| (l.anomaly, l.confidence))
+/// of equal standing the most confident wins.
+pub(crate) fn label_at(labels: &[Label], t: f64) -> Option<&Label> {
+    let most_confident = |human_only: bool| {
+        labels
+            .iter()
+            .filter(|l| l.contains(t))
+            .filter(|l| !human_only || l.source.eq_ignore_ascii_case("human"))
+            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
     };
-    pick(&mut human.clone()).or_else(|| pick(&mut covering.clone()))
+    most_confident(true).or_else(|| most_confident(false))
 }
 
 impl Label {
@@ -63,6 +78,7 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
     };
     let source = col("source");
     let confidence = col("confidence");
+    let kind_col = col("anomaly_type");
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| InputError::file(path, format!("malformed CSV: {e}")))?;
@@ -110,12 +126,26 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
                 _ => return Err(err(c, format!("`{v}` is not a confidence between 0 and 1"))),
             },
         };
+        let kind = match kind_col.and_then(|c| rec.get(c).map(|v| (c, v.trim()))) {
+            Some((_, "")) | None => None,
+            Some((c, v)) => match KINDS.iter().find(|k| k.as_str() == v) {
+                Some(k) => Some(*k),
+                None => {
+                    let known: Vec<&str> = KINDS.iter().map(|k| k.as_str()).collect();
+                    return Err(err(
+                        c,
+                        format!("`{v}` is not an anomaly type ({})", known.join(", ")),
+                    ));
+                }
+            },
+        };
         out.push(Label {
             start: s,
             end: e,
             anomaly,
             source,
             confidence: conf,
+            kind,
         });
     }
     Ok(out)
@@ -132,6 +162,7 @@ mod tests {
             anomaly,
             source: source.into(),
             confidence: default_confidence(source),
+            kind: None,
         }
     }
 
@@ -141,8 +172,9 @@ mod tests {
             l(0.0, 10.0, false, "alertmanager"),
             l(5.0, 6.0, true, "human"),
         ];
-        assert_eq!(label_at(&labels, 2.0), Some((false, 0.65)));
-        assert_eq!(label_at(&labels, 5.5), Some((true, 0.95)));
-        assert_eq!(label_at(&labels, 11.0), None);
+        let at = |t| label_at(&labels, t).map(|l| (l.anomaly, l.confidence));
+        assert_eq!(at(2.0), Some((false, 0.65)));
+        assert_eq!(at(5.5), Some((true, 0.95)));
+        assert_eq!(at(11.0), None);
     }
 }

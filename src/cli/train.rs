@@ -38,6 +38,9 @@ pub(crate) struct TrainArgs {
     clusters: usize,
 }
 
+/// `((anomalous, weight), anomaly type)` of a training window.
+type RowLabel = Option<((bool, f64), Option<vigil_models::AnomalyKind>)>;
+
 pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     let horizons = Horizons::new(args.short, args.long)?;
     let labels = match &args.labels {
@@ -45,7 +48,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let mut rows: Vec<Vec<f64>> = Vec::new();
-    let mut row_labels: Vec<Option<(bool, f64)>> = Vec::new();
+    let mut row_labels: Vec<RowLabel> = Vec::new();
     let mut schema = None;
     let mut dts: Vec<f64> = Vec::new();
     let mut skipped = 0usize;
@@ -71,8 +74,9 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             prev = Some(src.timestamp);
             window.push(src.timestamp, &src.values)?;
             if window.is_warm() {
-                let label = label_at(&labels, src.timestamp);
-                if matches!(label, Some((true, _))) {
+                let label =
+                    label_at(&labels, src.timestamp).map(|l| ((l.anomaly, l.confidence), l.kind));
+                if matches!(label, Some(((true, _), _))) {
                     skipped += 1;
                 }
                 window.extract(&mut fv)?;
@@ -100,7 +104,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         .zip(&row_labels)
         .map(|(r, l)| LabelledRow {
             features: r,
-            label: *l,
+            label: l.map(|x| x.0),
+            kind: l.and_then(|x| x.1),
         })
         .collect();
     let (detector, note) = KMeansDetector::fit_with_labels(schema.names(), &labelled, params)
@@ -124,7 +129,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     let normal: Vec<&Vec<f64>> = rows
         .iter()
         .zip(&row_labels)
-        .filter(|(_, l)| !matches!(l, Some((true, _))))
+        .filter(|(_, l)| !matches!(l, Some(((true, _), _))))
         .map(|(r, _)| r)
         .collect();
     let alarms = normal
