@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use vigil_features::drift::DriftReference;
 use vigil_features::{FeatureSchema, FeatureVector, Sample};
+use vigil_models::Score;
 
 use crate::builder::ProbeGuard;
 use crate::http::{self, HttpState};
@@ -26,6 +27,7 @@ pub struct AgentHandle {
     registry: Arc<Registry>,
     latest: watch::Receiver<Arc<Sample>>,
     latest_features: watch::Receiver<Arc<FeatureVector>>,
+    latest_score: watch::Receiver<Option<Score>>,
     schema: FeatureSchema,
     references: std::sync::mpsc::SyncSender<DriftReference>,
     shutdown: watch::Sender<bool>,
@@ -71,6 +73,7 @@ impl AgentHandle {
         let (latest_tx, latest) = watch::channel(Arc::new(sampler.sample().clone()));
         let (features_tx, latest_features) = watch::channel(Arc::new(sampler.features().clone()));
         let schema = sampler.feature_schema().clone();
+        let (score_tx, latest_score) = watch::channel(None);
         // Capacity 1 and try_send: setting references faster than ticks keeps only what fits.
         let (references, references_rx) = std::sync::mpsc::sync_channel(1);
         let (done_tx, done) = std::sync::mpsc::sync_channel(1);
@@ -83,6 +86,7 @@ impl AgentHandle {
                     let outputs = Outputs {
                         samples: latest_tx,
                         features: features_tx,
+                        scores: score_tx,
                         references: references_rx,
                     };
                     tick_loop(&mut sampler, tick, &outputs, &state, shutdown_rx).await;
@@ -96,6 +100,7 @@ impl AgentHandle {
             registry,
             latest,
             latest_features,
+            latest_score,
             schema,
             references,
             shutdown,
@@ -128,6 +133,16 @@ impl AgentHandle {
     /// A receiver that changes once per tick with that tick's features.
     pub fn subscribe_features(&self) -> watch::Receiver<Arc<FeatureVector>> {
         self.latest_features.clone()
+    }
+
+    /// The anomaly score of the most recent tick; `None` while the cold start warms up or trains.
+    pub fn latest_score(&self) -> Option<Score> {
+        self.latest_score.borrow().clone()
+    }
+
+    /// A receiver that changes once per tick with that tick's score.
+    pub fn subscribe_scores(&self) -> watch::Receiver<Option<Score>> {
+        self.latest_score.clone()
     }
 
     /// The agent's feature schema: names, units and the hash model files must match.
@@ -197,6 +212,7 @@ impl Drop for AgentHandle {
 struct Outputs {
     samples: watch::Sender<Arc<Sample>>,
     features: watch::Sender<Arc<FeatureVector>>,
+    scores: watch::Sender<Option<Score>>,
     references: std::sync::mpsc::Receiver<DriftReference>,
 }
 
@@ -226,5 +242,6 @@ async fn tick_loop(
         out.samples.send_replace(sample);
         out.features
             .send_replace(Arc::new(sampler.features().clone()));
+        out.scores.send_replace(sampler.score().cloned());
     }
 }

@@ -26,6 +26,10 @@ pub(crate) struct DemoArgs {
     /// Do not print the per-tick line.
     #[arg(long)]
     quiet: bool,
+    /// Score with this model file from the start (overrides VIGIL_MODEL); otherwise the agent trains
+    /// its first model after the warm-up (VIGIL_WARMUP, default 5 minutes).
+    #[arg(long, value_name = "FILE")]
+    model: Option<std::path::PathBuf>,
     /// Requests per second the built-in load generator sends.
     #[arg(long, default_value_t = 200, value_name = "N")]
     rps: u32,
@@ -59,9 +63,13 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.listen {
         builder = builder.listen(addr);
     }
+    if let Some(model) = &args.model {
+        builder = builder.model_path(model);
+    }
     let agent = builder.start(rt.handle())?;
     let agent_addr = agent.local_addr();
     let mut samples = agent.subscribe();
+    let scores = agent.subscribe_scores();
 
     let result = rt.block_on(async move {
         let counters = Arc::new(Counters::default());
@@ -101,7 +109,13 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
                 changed = samples.changed() => {
                     if changed.is_err() { break; }
                     let sample = samples.borrow_and_update().clone();
-                    let line = view.line(&sample, started.elapsed(), &counters);
+                    let current = scores.borrow().clone();
+                    let score = match current {
+                        Some(s) if s.is_anomaly => format!("{:.2} ANOMALY {}", s.value, s.anomaly_type.as_str()),
+                        Some(s) => format!("{:.2}", s.value),
+                        None => "warming-up".to_owned(),
+                    };
+                    let line = view.line(&sample, started.elapsed(), &counters, &score);
                     if !args.quiet {
                         println!("{line}");
                     }
@@ -255,7 +269,7 @@ fn fmt_mib(v: Option<f64>) -> String {
 }
 
 impl View {
-    fn line(&mut self, s: &Sample, elapsed: Duration, counters: &Counters) -> String {
+    fn line(&mut self, s: &Sample, elapsed: Duration, counters: &Counters, score: &str) -> String {
         self.ticks += 1;
         let now = Instant::now();
         let allocs = s.get("alloc_allocations").unwrap_or(f64::NAN);
@@ -273,7 +287,7 @@ impl View {
             _ => "n/a".to_owned(),
         };
         format!(
-            "t={:>4}s tasks={:>4} busy={:>5.1}% sched p99={} max={} stalls={} allocs={:>7.0}/s live={} rss={} cpu={:>5.1}% gpu={} req={:.0}/s forward p99={}",
+            "t={:>4}s tasks={:>4} busy={:>5.1}% sched p99={} max={} stalls={} allocs={:>7.0}/s live={} rss={} cpu={:>5.1}% gpu={} req={:.0}/s forward p99={} score={}",
             elapsed.as_secs(),
             s.get("tokio_alive_tasks").unwrap_or(f64::NAN),
             s.get("tokio_busy_ratio").unwrap_or(f64::NAN) * 100.0,
@@ -287,6 +301,7 @@ impl View {
             gpu,
             req_rate,
             fmt_ms(s.get("inference_latency_p99_seconds")),
+            score,
         )
     }
 }
