@@ -15,6 +15,7 @@ use linfa_clustering::GaussianMixtureModel;
 use ndarray::{Array1, Array2, ArrayView1};
 use synthetic::{Fault, features, rows, signals};
 use vigil::features::{Horizons, Window};
+use vigil::models::explain::average_precision;
 use vigil::models::{Detector, KMeansDetector, KMeansParams, calibrate};
 
 /// Negative log-likelihood under a fitted GMM (log-sum-exp over components, full precision matrices).
@@ -73,20 +74,6 @@ impl Gmm {
         let m = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         -(m + terms.iter().map(|t| (t - m).exp()).sum::<f64>().ln())
     }
-}
-
-fn pr_auc(scored: &[(f64, bool)]) -> f64 {
-    let pos = scored.iter().filter(|s| s.1).count();
-    let mut v = scored.to_vec();
-    v.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (mut tp, mut ap) = (0.0, 0.0);
-    for (k, (_, p)) in v.iter().enumerate() {
-        if *p {
-            tp += 1.0;
-            ap += tp / (k as f64 + 1.0);
-        }
-    }
-    ap / pos.max(1) as f64
 }
 
 fn main() {
@@ -189,7 +176,7 @@ fn main() {
             println!(
                 "{name:<9}  {:<11}  {:.3}   {}",
                 format!("{fault:?}"),
-                pr_auc(&scored),
+                average_precision(&scored),
                 first.map_or("never".into(), |f| f.to_string())
             );
         }

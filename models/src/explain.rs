@@ -25,6 +25,23 @@ pub enum AnomalyKind {
 }
 
 impl AnomalyKind {
+    /// Every kind, in documentation order.
+    pub const ALL: [AnomalyKind; 8] = [
+        AnomalyKind::TaskLeak,
+        AnomalyKind::SchedulerStall,
+        AnomalyKind::AllocStorm,
+        AnomalyKind::MemoryLeak,
+        AnomalyKind::GpuMemoryLeak,
+        AnomalyKind::CpuSaturation,
+        AnomalyKind::ErrorBurst,
+        AnomalyKind::Unknown,
+    ];
+
+    /// Parses a label value (`task_leak`, ...).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// The label value (`task_leak`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -150,4 +167,23 @@ mod tests {
         let top = [(0, 10.0), (1, 6.0), (2, 6.0)];
         assert_eq!(guess(&names, &top), AnomalyKind::MemoryLeak);
     }
+}
+
+/// Average precision of `(score, is_positive)` pairs (area under the precision-recall curve, step-wise);
+/// `NaN` without positives.
+pub fn average_precision(scored: &[(f64, bool)]) -> f64 {
+    let positives = scored.iter().filter(|s| s.1).count();
+    if positives == 0 {
+        return f64::NAN;
+    }
+    let mut sorted = scored.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tp, mut ap) = (0.0, 0.0);
+    for (k, (_, pos)) in sorted.iter().enumerate() {
+        if *pos {
+            tp += 1.0;
+            ap += tp / (k as f64 + 1.0);
+        }
+    }
+    ap / positives as f64
 }

@@ -46,24 +46,6 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Average precision of `scores` against binary `truth` (ties broken by order of score).
-fn average_precision(scores: &[(f64, bool)]) -> f64 {
-    let positives = scores.iter().filter(|s| s.1).count();
-    if positives == 0 {
-        return f64::NAN;
-    }
-    let mut sorted = scores.to_vec();
-    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (mut tp, mut ap) = (0.0, 0.0);
-    for (k, (_, pos)) in sorted.iter().enumerate() {
-        if *pos {
-            tp += 1.0;
-            ap += tp / (k as f64 + 1.0);
-        }
-    }
-    ap / positives as f64
-}
-
 /// `windows`: (timestamp, score, flagged) of scored rows, in time order; `tick`: seconds per row.
 pub(crate) fn metrics(windows: &[(f64, f64, bool)], labels: &[Label], tick: f64) -> Metrics {
     let anomalies: Vec<&Label> = labels.iter().filter(|l| l.anomaly).collect();
@@ -136,7 +118,7 @@ pub(crate) fn metrics(windows: &[(f64, f64, bool)], labels: &[Label], tick: f64)
         } else {
             f64::NAN
         },
-        pr_auc: average_precision(&scored),
+        pr_auc: vigil_models::explain::average_precision(&scored),
     }
 }
 
@@ -348,6 +330,7 @@ mod tests {
 
     #[test]
     fn average_precision_is_one_for_a_perfect_ranking() {
+        use vigil_models::explain::average_precision;
         assert_eq!(
             average_precision(&[(0.9, true), (0.8, true), (0.1, false)]),
             1.0

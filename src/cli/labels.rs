@@ -17,20 +17,6 @@ pub(crate) struct Label {
     pub(crate) kind: Option<vigil_models::AnomalyKind>,
 }
 
-const KINDS: [vigil_models::AnomalyKind; 8] = {
-    use vigil_models::AnomalyKind::*;
-    [
-        TaskLeak,
-        SchedulerStall,
-        AllocStorm,
-        MemoryLeak,
-        GpuMemoryLeak,
-        CpuSaturation,
-        ErrorBurst,
-        Unknown,
-    ]
-};
-
 /// Default confidence of a label source: people 0.95, alert rules and anything else 0.65.
 pub(crate) fn default_confidence(source: &str) -> f64 {
     if source.eq_ignore_ascii_case("human") {
@@ -128,10 +114,13 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
         };
         let kind = match kind_col.and_then(|c| rec.get(c).map(|v| (c, v.trim()))) {
             Some((_, "")) | None => None,
-            Some((c, v)) => match KINDS.iter().find(|k| k.as_str() == v) {
-                Some(k) => Some(*k),
+            Some((c, v)) => match vigil_models::AnomalyKind::parse(v) {
+                Some(k) => Some(k),
                 None => {
-                    let known: Vec<&str> = KINDS.iter().map(|k| k.as_str()).collect();
+                    let known: Vec<&str> = vigil_models::AnomalyKind::ALL
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect();
                     return Err(err(
                         c,
                         format!("`{v}` is not an anomaly type ({})", known.join(", ")),
