@@ -115,6 +115,25 @@ pub fn guess(names: &[String], top: &[(usize, f64)]) -> AnomalyKind {
         .map_or(AnomalyKind::Unknown, |v| v.0)
 }
 
+/// Average precision of `(score, is_positive)` pairs (area under the precision-recall curve, step-wise);
+/// `NaN` without positives.
+pub fn average_precision(scored: &[(f64, bool)]) -> f64 {
+    let positives = scored.iter().filter(|s| s.1).count();
+    if positives == 0 {
+        return f64::NAN;
+    }
+    let mut sorted = scored.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tp, mut ap) = (0.0, 0.0);
+    for (k, (_, pos)) in sorted.iter().enumerate() {
+        if *pos {
+            tp += 1.0;
+            ap += tp / (k as f64 + 1.0);
+        }
+    }
+    ap / positives as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,23 +186,4 @@ mod tests {
         let top = [(0, 10.0), (1, 6.0), (2, 6.0)];
         assert_eq!(guess(&names, &top), AnomalyKind::MemoryLeak);
     }
-}
-
-/// Average precision of `(score, is_positive)` pairs (area under the precision-recall curve, step-wise);
-/// `NaN` without positives.
-pub fn average_precision(scored: &[(f64, bool)]) -> f64 {
-    let positives = scored.iter().filter(|s| s.1).count();
-    if positives == 0 {
-        return f64::NAN;
-    }
-    let mut sorted = scored.to_vec();
-    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (mut tp, mut ap) = (0.0, 0.0);
-    for (k, (_, pos)) in sorted.iter().enumerate() {
-        if *pos {
-            tp += 1.0;
-            ap += tp / (k as f64 + 1.0);
-        }
-    }
-    ap / positives as f64
 }
