@@ -4,7 +4,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use support::*;
 use vigil::features::FeatureVector;
@@ -13,23 +12,7 @@ use vigil::gpu::FakeGpu;
 
 /// The next `n` ticks' feature vectors.
 fn next_features(agent: &vigil::AgentHandle, n: usize) -> Vec<Arc<FeatureVector>> {
-    let mut rx = agent.subscribe_features();
-    rx.borrow_and_update();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut out = Vec::new();
-        for _ in 0..n {
-            tokio::time::timeout(Duration::from_secs(10), rx.changed())
-                .await
-                .unwrap()
-                .unwrap();
-            out.push(rx.borrow_and_update().clone());
-        }
-        out
-    })
+    next_values(agent.subscribe_features(), n)
 }
 
 fn feature(agent: &vigil::AgentHandle, fv: &FeatureVector, name: &str) -> f64 {

@@ -143,10 +143,9 @@ pub fn scrape(addr: SocketAddr) -> Scrape {
     Scrape::parse(&r.body)
 }
 
-/// Waits for the next `n` ticks and returns their samples (times out after 10 s per tick).
+/// Waits for the next `n` changes of a per-tick watch channel (10 s per tick at most).
 #[track_caller]
-pub fn next_samples(agent: &vigil::AgentHandle, n: usize) -> Vec<Arc<Sample>> {
-    let mut rx = agent.subscribe();
+pub fn next_values<T: Clone>(mut rx: tokio::sync::watch::Receiver<T>, n: usize) -> Vec<T> {
     rx.borrow_and_update();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -163,6 +162,12 @@ pub fn next_samples(agent: &vigil::AgentHandle, n: usize) -> Vec<Arc<Sample>> {
         }
         out
     })
+}
+
+/// Waits for the next `n` ticks and returns their samples.
+#[track_caller]
+pub fn next_samples(agent: &vigil::AgentHandle, n: usize) -> Vec<Arc<Sample>> {
+    next_values(agent.subscribe(), n)
 }
 
 /// The value of a signal in a sample, panicking with the signal list when absent.
