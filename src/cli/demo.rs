@@ -27,7 +27,7 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     quiet: bool,
     /// Score with this model file from the start (overrides VIGIL_MODEL); otherwise the agent trains
-    /// its first model after the warm-up (VIGIL_WARMUP, default 5 minutes).
+    /// its first model after the warm-up (VIGIL_WARMUP; one minute in the demo).
     #[arg(long, value_name = "FILE")]
     model: Option<std::path::PathBuf>,
     /// Requests per second the built-in load generator sends.
@@ -58,8 +58,12 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         .build()
         .context("building the demo server's runtime")?;
 
-    // The demo is configured like any host: VIGIL_* variables first, then its own flags.
-    let mut builder = vigil::Agent::builder().from_env()?;
+    // The demo is configured like any host: VIGIL_* variables first, then its own flags. Its one
+    // default of its own: a one-minute warm-up (VIGIL_WARMUP overrides), so a first model scores within
+    // about two minutes instead of six.
+    let mut builder = vigil::Agent::builder()
+        .warm_up(Duration::from_secs(60))?
+        .from_env()?;
     if let Some(addr) = args.listen {
         builder = builder.listen(addr);
     }
