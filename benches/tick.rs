@@ -45,7 +45,10 @@ fn bench(c: &mut Criterion) {
     g.finish();
     // The cold start (300 windows at the default tick) has trained its model during the runs above, so
     // the measured ticks score too.
-    println!("scoring during the tick benchmark: {}", sampler.score().is_some());
+    println!(
+        "scoring during the tick benchmark: {}",
+        sampler.score().is_some()
+    );
     drop(tx);
 }
 
