@@ -43,16 +43,33 @@ fn main() -> ExitCode {
         Command::Eval(args) => cli::eval::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::MetricsDoc => {
-            print!("{}", vigil::agent::metrics_markdown());
-            Ok(())
+            use std::io::Write;
+            std::io::stdout()
+                .lock()
+                .write_all(vigil::agent::metrics_markdown().as_bytes())
+                .map_err(anyhow::Error::from)
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`vigil inspect m.json | head`): stop quietly like other Unix tools.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("vigil: error: {e:#}");
-            // Bad input (CSV, labels, model files) is exit code 2; everything else 1.
-            if e.chain().any(|c| c.is::<cli::input::InputError>()) {
+            // Bad input (CSV, labels, model files) and refused outputs (one of the inputs) are exit
+            // code 2; everything else 1.
+            let refused_output = e.chain().any(|c| {
+                c.downcast_ref::<vigil_models::OutputError>()
+                    .is_some_and(|o| o.source.is_none())
+            });
+            if refused_output || e.chain().any(|c| c.is::<cli::input::InputError>()) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

@@ -138,7 +138,16 @@ fn model_file_loads_at_start_and_wrong_models_are_refused() {
         .model_path(&path)
         .start(rt.handle())
         .unwrap_err();
-    assert!(matches!(err, vigil::Error::Model(_)), "{err:?}");
+    assert!(matches!(err, vigil::Error::Model { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("the model was not trained on `gpu0_"),
+        "names the signals that differ: {err}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "keeps its source"
+    );
     assert!(err.to_string().contains("schema"), "{err}");
 
     // A damaged file.
@@ -150,5 +159,19 @@ fn model_file_loads_at_start_and_wrong_models_are_refused() {
         .start(rt.handle())
         .unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
+
+    // From the environment: the error names the variable and what to do.
+    let missing = dir.join("missing.json");
+    let err = quick(20)
+        .from_lookup(|k| (k == "VIGIL_MODEL").then(|| missing.clone().into_os_string()))
+        .unwrap()
+        .start(rt.handle())
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("VIGIL_MODEL={}", missing.display()))
+            && msg.contains("unset VIGIL_MODEL"),
+        "{msg}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -87,6 +87,76 @@ fn healthz_reports_ticks_and_unknown_paths_get_json_errors() {
     assert_eq!(r.status, 404);
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert!(r.body.contains("GET /metrics"), "{}", r.body);
+    // A known path with the wrong method: 405, and JSON like every other error.
+    for (method, path) in [
+        ("POST", "/metrics"),
+        ("DELETE", "/healthz"),
+        ("PUT", "/metrics"),
+    ] {
+        let r = request(agent.local_addr(), method, path, &[]);
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert!(
+            r.body.starts_with("{\"error\":") && r.body.contains(method),
+            "{method} {path}: {}",
+            r.body
+        );
+    }
+}
+
+/// Collects what `tracing` writes, for tests that check a log line.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn binding_off_loopback_says_once_what_is_exposed() {
+    let rt = host_runtime();
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    let agent = tracing::subscriber::with_default(subscriber, || {
+        fast_agent(100)
+            .listen("0.0.0.0:0".parse().unwrap())
+            .start(rt.handle())
+            .unwrap()
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        text.matches("reachable from other hosts").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("WARN") && text.contains("/metrics"), "{text}");
+    drop(agent);
+    // On loopback: not a word about it.
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    let agent = tracing::subscriber::with_default(subscriber, || {
+        fast_agent(100).start(rt.handle()).unwrap()
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(!text.contains("reachable from other hosts"), "{text}");
+    drop(agent);
 }
 
 #[test]

@@ -14,6 +14,7 @@ use crate::collectors::{
 };
 use crate::duration::{DURATION_SYNTAX, parse_duration};
 use crate::features::FeatureConfig;
+use crate::server::HttpLimits;
 use crate::{AgentHandle, Error, Sampler};
 use vigil_features::Horizons;
 use vigil_features::drift::DriftReference;
@@ -38,6 +39,9 @@ const TICK_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::f
 const PROBE_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(60));
 const STALL_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(60));
 const WARM_UP_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
+const HTTP_IDLE_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(3600));
+const HTTP_CONNECTIONS_RANGE: (usize, usize) = (1, 65_536);
 
 /// Entry point: `vigil::Agent::builder()`.
 #[derive(Debug)]
@@ -63,7 +67,10 @@ pub struct AgentBuilder {
     features: FeatureConfig,
     drift_reference: Option<DriftReference>,
     model_path: Option<std::path::PathBuf>,
+    /// True when `model_path` came from `VIGIL_MODEL` (errors name the variable).
+    model_from_env: bool,
     warm_up: Duration,
+    http: HttpLimits,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -77,7 +84,9 @@ impl std::fmt::Debug for AgentBuilder {
             .field("features", &self.features)
             .field("drift_reference", &self.drift_reference.is_some())
             .field("model_path", &self.model_path)
+            .field("model_from_env", &self.model_from_env)
             .field("warm_up", &self.warm_up)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -100,7 +109,9 @@ impl Default for AgentBuilder {
             },
             drift_reference: None,
             model_path: None,
+            model_from_env: false,
             warm_up: DEFAULT_WARM_UP,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -194,6 +205,7 @@ impl AgentBuilder {
     /// fails when it cannot be read, is damaged, or was trained on another feature schema.
     pub fn model_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.model_path = Some(path.into());
+        self.model_from_env = false;
         self
     }
 
@@ -201,6 +213,28 @@ impl AgentBuilder {
     /// Default 5 minutes; accepted 1 s to 24 h (at least 50 windows are collected whatever the tick).
     pub fn warm_up(mut self, warm_up: Duration) -> Result<Self, Error> {
         self.warm_up = check_range("warm_up", warm_up, WARM_UP_RANGE)?;
+        Ok(self)
+    }
+
+    /// Most connections the HTTP endpoint keeps open at once. Default 256; accepted 1 to 65,536. At the
+    /// cap, a new connection closes the one that has waited longest for a request.
+    pub fn http_max_connections(mut self, n: usize) -> Result<Self, Error> {
+        let (lo, hi) = HTTP_CONNECTIONS_RANGE;
+        if !(lo..=hi).contains(&n) {
+            return Err(Error::Config {
+                setting: "http_max_connections",
+                message: format!("{n} is outside the accepted range {lo} to {hi}"),
+            });
+        }
+        self.http.max_connections = n;
+        Ok(self)
+    }
+
+    /// How long an HTTP connection may take to send a complete request head, counted from its opening or
+    /// its previous response (header-read and keep-alive idle timeout in one). Default 30 s; accepted
+    /// 100 ms to 1 h.
+    pub fn http_idle_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
+        self.http.idle_timeout = check_range("http_idle_timeout", timeout, HTTP_IDLE_RANGE)?;
         Ok(self)
     }
 
@@ -245,6 +279,7 @@ impl AgentBuilder {
                     expected: match var {
                         "VIGIL_TICK" => "a duration from 10ms to 1h",
                         "VIGIL_WARMUP" => "a duration from 1s to 24h",
+                        "VIGIL_HTTP_IDLE_TIMEOUT" => "a duration from 100ms to 1h",
                         _ => "a duration from 1ms to 60s",
                     },
                 })
@@ -277,6 +312,24 @@ impl AgentBuilder {
         }
         if let Some(s) = get("VIGIL_MODEL")? {
             self.model_path = Some(std::path::PathBuf::from(s));
+            self.model_from_env = true;
+        }
+        if let Some(s) = get("VIGIL_HTTP_IDLE_TIMEOUT")? {
+            let d = duration("VIGIL_HTTP_IDLE_TIMEOUT", s.clone())?;
+            self.http.idle_timeout = in_range("VIGIL_HTTP_IDLE_TIMEOUT", s, d, HTTP_IDLE_RANGE)?;
+        }
+        if let Some(s) = get("VIGIL_HTTP_MAX_CONNECTIONS")? {
+            let (lo, hi) = HTTP_CONNECTIONS_RANGE;
+            self.http.max_connections = s
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (lo..=hi).contains(n))
+                .ok_or(Error::Env {
+                    var: "VIGIL_HTTP_MAX_CONNECTIONS",
+                    value: s,
+                    expected: "a whole number from 1 to 65536",
+                })?;
         }
         if let Some(s) = get("VIGIL_WARMUP")? {
             let d = duration("VIGIL_WARMUP", s.clone())?;
@@ -349,14 +402,26 @@ impl AgentBuilder {
         };
         collectors.push(Box::new(GpuCollector::new(source, &mut registry)));
         collectors.push(Box::new(InferenceCollector::new()));
+        let model_origin = match &self.model_path {
+            Some(p) if self.model_from_env => format!("VIGIL_MODEL={}", p.display()),
+            Some(p) => format!("model_path {}", p.display()),
+            None => String::new(),
+        };
         let model = match &self.model_path {
-            Some(p) => {
-                Some(vigil_models::ModelFile::load(p).map_err(|e| Error::Model(e.to_string()))?)
-            }
+            Some(p) => Some(vigil_models::ModelFile::load(p).map_err(|source| Error::Model {
+                origin: model_origin.clone(),
+                source,
+                hint: if self.model_from_env {
+                    ". Fix or unset VIGIL_MODEL (unset, the agent trains its own model after a warm-up)"
+                } else {
+                    ""
+                },
+            })?),
             None => None,
         };
         let scoring = crate::sampler::ScoringConfig {
             model,
+            model_origin,
             warm_up: self.warm_up,
             tick: self.tick,
         };
@@ -384,8 +449,20 @@ impl AgentBuilder {
                 addr: self.listen,
                 source,
             })?;
-        let (sampler, registry, probe) = self.build_sampler(handle)?;
-        AgentHandle::spawn(listener, self.tick, sampler, Arc::new(registry), probe)
+        let (sampler, mut registry, probe) = self.build_sampler(handle)?;
+        let server_metrics = crate::server::ServerMetrics::new(&mut registry);
+        let access = crate::access::WriteAccess::new(self.listen, None);
+        if let Some(notice) = access.exposure_notice() {
+            tracing::warn!("{notice}");
+        }
+        AgentHandle::spawn(
+            listener,
+            self.tick,
+            sampler,
+            Arc::new(registry),
+            probe,
+            (self.http, server_metrics),
+        )
     }
 }
 
@@ -423,8 +500,12 @@ mod tests {
                 ("VIGIL_PROBE_INTERVAL", "10ms"),
                 ("VIGIL_STALL_THRESHOLD", "250ms"),
                 ("VIGIL_FEATURE_METRICS", "off"),
+                ("VIGIL_HTTP_MAX_CONNECTIONS", "32"),
+                ("VIGIL_HTTP_IDLE_TIMEOUT", "2s"),
             ]))
             .unwrap();
+        assert_eq!(b.http.max_connections, 32);
+        assert_eq!(b.http.idle_timeout, Duration::from_secs(2));
         assert_eq!(b.listen, "0.0.0.0:9999".parse().unwrap());
         assert_eq!(b.tick, Duration::from_millis(500));
         assert_eq!(b.gpu, GpuMode::Off);
@@ -456,6 +537,10 @@ mod tests {
             ("VIGIL_FEATURE_METRICS", "maybe", "on or off"),
             ("ENABLE_AI_OBSERVABILITY", "perhaps", "true or false"),
             ("VIGIL_WARMUP", "0s", "1s to 24h"),
+            ("VIGIL_HTTP_IDLE_TIMEOUT", "1ms", "100ms to 1h"),
+            ("VIGIL_HTTP_IDLE_TIMEOUT", "soon", "duration"),
+            ("VIGIL_HTTP_MAX_CONNECTIONS", "0", "1 to 65536"),
+            ("VIGIL_HTTP_MAX_CONNECTIONS", "lots", "1 to 65536"),
         ];
         for (var, value, expected) in cases {
             let err = Agent::builder()

@@ -40,9 +40,19 @@ pub enum Error {
     /// GPU monitoring was required (`VIGIL_GPU=nvml`) but is not available.
     #[error("{0}. Set VIGIL_GPU=auto to run without GPU signals")]
     Gpu(#[from] vigil_gpu::GpuError),
-    /// The model file (`VIGIL_MODEL`) cannot be used; the agent does not start with a wrong model.
-    #[error("cannot use the anomaly model: {0}")]
-    Model(String),
+    /// The model file (`VIGIL_MODEL` or `.model_path`) cannot be used; the agent does not start with a
+    /// wrong model.
+    #[error("cannot use the anomaly model {origin}: {source}{hint}")]
+    Model {
+        /// Where the path came from and what it is: `VIGIL_MODEL=/etc/vigil/model.json` or
+        /// `model_path /etc/vigil/model.json`.
+        origin: String,
+        /// What is wrong with the file.
+        #[source]
+        source: vigil_models::ModelError,
+        /// What to do beyond what `source` says (may be empty).
+        hint: &'static str,
+    },
     /// A thread or the agent's own runtime could not be created.
     #[error("cannot start the agent's {what}: {source}")]
     Spawn {

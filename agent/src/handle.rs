@@ -51,6 +51,7 @@ impl AgentHandle {
         mut sampler: Sampler,
         registry: Arc<Registry>,
         probe: ProbeGuard,
+        (limits, server_metrics): (crate::server::HttpLimits, crate::server::ServerMetrics),
     ) -> Result<Self, Error> {
         let spawn_err = |what| move |source| Error::Spawn { what, source };
         let local_addr = listener.local_addr().map_err(spawn_err("HTTP listener"))?;
@@ -81,8 +82,13 @@ impl AgentHandle {
             .name("vigil-agent".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let server =
-                        tokio::spawn(http::serve(listener, state.clone(), shutdown_rx.clone()));
+                    let server = tokio::spawn(http::serve(
+                        listener,
+                        state.clone(),
+                        limits,
+                        server_metrics,
+                        shutdown_rx.clone(),
+                    ));
                     let outputs = Outputs {
                         samples: latest_tx,
                         features: features_tx,

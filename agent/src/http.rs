@@ -1,4 +1,5 @@
-//! The agent's HTTP endpoint: `GET /metrics`, `GET /healthz`.
+//! The agent's HTTP endpoint: `GET /metrics`, `GET /healthz`. Connections, limits and timeouts are
+//! handled in `server.rs`; every error reply is JSON `{"error": "..."}`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,25 +39,21 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<HttpState>,
-    mut shutdown: watch::Receiver<bool>,
+    limits: crate::server::HttpLimits,
+    metrics: crate::server::ServerMetrics,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
-    if let Err(e) = result {
-        tracing::error!("vigil HTTP endpoint stopped: {e}");
-    }
+    crate::server::serve(listener, router(state), limits, metrics, shutdown).await;
 }
 
-fn json_error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
     let body = format!("{{\"error\":{}}}", json_string(message));
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -145,6 +142,13 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
     let body =
         format!("{{\"status\":\"{healthy}\",\"ticks\":{ticks},\"last_tick_age_seconds\":{age}}}");
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> Response {
+    json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method {method} is not allowed here; the agent's read endpoints take GET"),
+    )
 }
 
 async fn not_found() -> Response {

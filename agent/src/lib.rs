@@ -18,6 +18,7 @@
 //! scheduler latency, allocations, process, GPU), fills one [`vigil_features::Sample`] and updates the
 //! Prometheus registry served at `GET /metrics`.
 
+mod access;
 mod alloc;
 mod builder;
 mod collectors;
@@ -31,6 +32,7 @@ mod http;
 mod metrics;
 mod sampler;
 mod scoring;
+mod server;
 
 pub use alloc::{AllocStats, CountingAlloc, SHARDS, alloc_stats, alloc_tracking_enabled};
 pub use builder::{
@@ -44,6 +46,7 @@ pub use error::Error;
 pub use handle::AgentHandle;
 pub use metrics::{CATALOGUE, MetricDef, MetricType, metrics_markdown};
 pub use sampler::Sampler;
+pub use server::{DEFAULT_HTTP_IDLE_TIMEOUT, DEFAULT_HTTP_MAX_CONNECTIONS, MAX_CONNECTION_BUFFER};
 pub use vigil_features::drift::DriftReference;
 pub use vigil_features::{FeatureSchema, FeatureVector, Horizons};
 pub use vigil_gpu::GpuMode;

@@ -120,6 +120,8 @@ defs! {
         "Largest probe latency seen during the last tick, including a probe still waiting at the end of the tick";
     SCHED_STALLS = "vigil_sched_stalls_total", Counter, [], ALWAYS,
         "Probes not polled within the stall threshold (default 100 ms): every worker was busy or blocked";
+    SCHED_UNRANKED = "vigil_sched_probes_unranked_total", Counter, [], ALWAYS,
+        "Probe latencies left out of the per-tick p50/p99 because more than 1,024 probes completed in one tick (they still count in the histogram and the max); rises only with a very short probe interval or a long tick";
     ALLOC_ALLOCATIONS = "vigil_alloc_allocations_total", Counter, [], ALLOC,
         "Heap allocations by the process (a realloc counts as one allocation and one free)";
     ALLOC_FREES = "vigil_alloc_frees_total", Counter, [], ALLOC,
@@ -183,11 +185,15 @@ defs! {
     MODEL_TRAINED = "vigil_model_trained_timestamp_seconds", Gauge, [], MODEL,
         "When the model in use was trained, Unix seconds (NaN until a model is ready)";
     AGENT_TICK_DURATION = "vigil_agent_tick_duration_seconds", Histogram, [], ALWAYS,
-        "Time the agent spent collecting one tick (all collectors)";
+        "Time the agent spent on one tick: every collector, feature extraction, drift and scoring";
     AGENT_TICKS = "vigil_agent_ticks_total", Counter, [], ALWAYS,
         "Ticks the agent has completed";
     AGENT_COLLECTOR_ERRORS = "vigil_agent_collector_errors_total", Counter, ["collector"], ALWAYS,
         "Ticks on which a collector failed; its signals are missing for that tick and the others go on";
+    HTTP_CONNECTIONS = "vigil_http_connections", Gauge, [], ALWAYS,
+        "Connections open on the agent's HTTP endpoint (at most VIGIL_HTTP_MAX_CONNECTIONS, plus one being closed)";
+    HTTP_CONNECTIONS_SHED = "vigil_http_connections_shed_total", Counter, ["reason"], ALWAYS,
+        "Connections the HTTP endpoint closed or could not take: idle_timeout (no complete request in time), evicted (longest-idle closed to admit a new one at the cap), refused (at the cap with every connection busy), accept_error (the OS refused, e.g. out of descriptors)";
 }
 
 /// Renders `docs/METRICS.md` from [`CATALOGUE`].
@@ -225,7 +231,8 @@ pub fn metrics_markdown() -> String {
         "\nLabels: `model` and `stage` come from the `#[vigil::observe]` arguments, capped at 1,000 distinct pairs \
          (more land under `model=\"__overflow__\"`); `anomaly_type` is one of `timeout`, `nan_output`, `oom`, \
          `cancelled`, `panic`, `error`. `gpu` is the NVML device index and `uuid` the device UUID, so both are bounded by the \
-         number of GPUs; `collector` is one of `tokio`, `sched`, `alloc`, `process`, `gpu`, `inference`, `features`; `feature` is a name from the \
+         number of GPUs; `collector` is one of `tokio`, `sched`, `alloc`, `process`, `gpu`, `inference`, `features`; `reason` is one of \
+         `idle_timeout`, `evicted`, `refused`, `accept_error`; `feature` is a name from the \
          agent's feature schema (about ten per signal, fixed at start).\n",
     );
     out

@@ -22,6 +22,8 @@ use vigil_models::{ModelFile, Score};
 #[derive(Debug)]
 pub(crate) struct ScoringConfig {
     pub(crate) model: Option<ModelFile>,
+    /// Where the model came from, for errors (`VIGIL_MODEL=...` or `model_path ...`).
+    pub(crate) model_origin: String,
     pub(crate) warm_up: std::time::Duration,
     pub(crate) tick: std::time::Duration,
 }
@@ -127,10 +129,15 @@ impl Sampler {
         })?;
         let features = FeatureStage::new(&signals, feature_config, registry);
         if let Some(model) = &scoring.model {
-            model.check_schema(features.schema()).map_err(|e| crate::Error::Model(format!(
-                "{e}. The model was trained on other signals or horizons than this agent collects \
-                 (a GPU present or not, tokio_unstable, horizons); train it on this agent's features"
-            )))?;
+            model
+                .check_schema(features.schema())
+                .map_err(|source| crate::Error::Model {
+                    origin: scoring.model_origin.clone(),
+                    source,
+                    hint: ". The model was trained on other signals or horizons than this agent \
+                           collects (a GPU present or not, tokio_unstable, horizons); train it on \
+                           this agent's features",
+                })?;
         }
         let scoring = ScoringStage::new(
             features.schema().clone(),

@@ -6,7 +6,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use vigil_features::FeatureSchema;
 
-use crate::{KMeansDetector, ModelError};
+use crate::{KMeansDetector, ModelError, OutputFile};
+
+/// The largest model file [`ModelFile::load`] reads (64 MiB; real models are a few hundred KiB).
+pub const MAX_MODEL_FILE_BYTES: u64 = 64 << 20;
 
 /// The model file format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -96,6 +99,88 @@ fn all_finite(d: &KMeansDetector) -> bool {
         && d.centroids.iter().flatten().all(|v| v.is_finite())
 }
 
+/// The signal a feature belongs to, as the input column is named: `x.mean_10` → `x`, and a counter's
+/// rate `x_total_rate.last` → `x_total`.
+pub fn signal_of_feature(feature: &str) -> &str {
+    let base = feature.rsplit_once('.').map_or(feature, |(b, _)| b);
+    match base.strip_suffix("_rate") {
+        Some(counter) if counter.ends_with("_total") => counter,
+        _ => base,
+    }
+}
+
+/// In words, how two feature lists differ, by signal: missing, extra, different unit or kind, order.
+pub(crate) fn schema_difference(
+    model_names: &[String],
+    model_units: &[String],
+    input_names: &[String],
+    input_units: &[String],
+) -> String {
+    fn signals<'a>(names: &'a [String], units: &'a [String]) -> Vec<(&'a str, Vec<&'a str>)> {
+        let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (n, u) in names.iter().zip(units) {
+            let sig = signal_of_feature(n);
+            match out.last_mut() {
+                Some((last, us)) if *last == sig => us.push(u),
+                _ => out.push((sig, vec![u])),
+            }
+        }
+        out
+    }
+    const SHOWN: usize = 10;
+    let list = |v: &[&str]| {
+        let mut s = v
+            .iter()
+            .take(SHOWN)
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if v.len() > SHOWN {
+            s.push_str(&format!(" and {} more", v.len() - SHOWN));
+        }
+        s
+    };
+    let model = signals(model_names, model_units);
+    let input = signals(input_names, input_units);
+    let find = |set: &[(&str, Vec<&str>)], name: &str| set.iter().position(|(n, _)| *n == name);
+    let missing: Vec<&str> = model
+        .iter()
+        .filter(|(n, _)| find(&input, n).is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    let extra: Vec<&str> = input
+        .iter()
+        .filter(|(n, _)| find(&model, n).is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    let changed: Vec<&str> = model
+        .iter()
+        .filter(|(n, us)| find(&input, n).is_some_and(|i| &input[i].1 != us))
+        .map(|(n, _)| *n)
+        .collect();
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("the input lacks {}", list(&missing)));
+    }
+    if !extra.is_empty() {
+        parts.push(format!("the model was not trained on {}", list(&extra)));
+    }
+    if !changed.is_empty() {
+        parts.push(format!(
+            "{} differ in unit, kind (counter or gauge) or feature horizons",
+            list(&changed)
+        ));
+    }
+    if parts.is_empty() {
+        if model_names == input_names {
+            parts.push("same features with different units".to_owned());
+        } else {
+            parts.push("the same signals in a different column order".to_owned());
+        }
+    }
+    parts.join("; ")
+}
+
 impl ModelFile {
     /// Wraps a fitted detector with its schema and summary.
     pub fn new(schema: &FeatureSchema, detector: KMeansDetector, summary: TrainingSummary) -> Self {
@@ -174,6 +259,15 @@ impl ModelFile {
                 "non-finite or non-positive numbers in the detector; the file is corrupt: retrain",
             ));
         }
+        let (short, long) = (self.summary.short_horizon, self.summary.long_horizon);
+        if let Err(e) = vigil_features::Horizons::new(short, long) {
+            return Err(file_err(
+                path,
+                format!(
+                    "its feature horizons (short {short}, long {long} ticks) are invalid: {e}; the file was edited or is corrupt: retrain"
+                ),
+            ));
+        }
         let schema =
             FeatureSchema::from_parts(self.feature_names.clone(), self.feature_units.clone());
         if schema.hash_hex() != self.schema_hash {
@@ -189,7 +283,7 @@ impl ModelFile {
         Ok(())
     }
 
-    /// Refuses a model trained for another feature schema.
+    /// Refuses a model trained for another feature schema, naming the signals (columns) that differ.
     pub fn check_schema(&self, schema: &FeatureSchema) -> Result<(), ModelError> {
         if self.schema_hash != schema.hash_hex() {
             return Err(ModelError::SchemaMismatch {
@@ -199,6 +293,12 @@ impl ModelFile {
                     self.feature_names.len()
                 ),
                 got: format!("schema {} ({} features)", schema.hash_hex(), schema.len()),
+                detail: schema_difference(
+                    &self.feature_names,
+                    &self.feature_units,
+                    schema.names(),
+                    schema.units(),
+                ),
             });
         }
         Ok(())
@@ -226,30 +326,113 @@ impl ModelFile {
         Ok(file)
     }
 
-    /// Writes the file atomically (temporary file in the same directory, fsync, rename), so a crash
-    /// never leaves half a model where agents hot-reload it.
+    /// Writes the file atomically through [`OutputFile`] (temporary file in the same directory, fsync,
+    /// rename; symlinks followed, devices written through), so a crash never leaves half a model where
+    /// agents hot-reload it.
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        use std::io::Write;
-        let shown = path.display().to_string();
-        let json = self.to_json()?;
-        let tmp = path.with_extension("tmp-vigil");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(json.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            file_err(&shown, format!("cannot write: {e}"))
-        })
+        self.save_checked(path, &[])
     }
 
-    /// Reads and validates a model file.
+    /// [`ModelFile::save`], refusing an output that is one of `inputs` (the files it was trained from).
+    pub fn save_checked(&self, path: &Path, inputs: &[&Path]) -> Result<(), ModelError> {
+        let json = self.to_json()?;
+        OutputFile::write_all_and_commit(path, inputs, json.as_bytes()).map_err(ModelError::Output)
+    }
+
+    /// Reads and validates a model file. Files larger than [`MAX_MODEL_FILE_BYTES`] are refused before
+    /// they are read whole.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
+        use std::io::Read;
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
+        let file =
+            std::fs::File::open(path).map_err(|e| file_err(&shown, format!("cannot read: {e}")))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_MODEL_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
             .map_err(|e| file_err(&shown, format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_MODEL_FILE_BYTES {
+            return Err(file_err(
+                &shown,
+                format!(
+                    "is larger than {} MiB; a model file is a few hundred KiB: is this the right path?",
+                    MAX_MODEL_FILE_BYTES >> 20
+                ),
+            ));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            file_err(
+                &shown,
+                "is not UTF-8 text, so not a model file from `vigil train`; check the path",
+            )
+        })?;
         Self::from_json(&text, &shown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(signals: &[(&str, &str)]) -> (Vec<String>, Vec<String>) {
+        let mut n = Vec::new();
+        let mut u = Vec::new();
+        for (s, unit) in signals {
+            for stat in ["last", "mean_10"] {
+                n.push(format!("{s}.{stat}"));
+                u.push((*unit).to_owned());
+            }
+        }
+        (n, u)
+    }
+
+    #[test]
+    fn schema_differences_name_the_columns() {
+        let (mn, mu) = names(&[
+            ("cpu", "ratio"),
+            ("reqs_total_rate", "count/s"),
+            ("rss", "bytes"),
+        ]);
+        let (inn, inu) = names(&[
+            ("cpu", "count"),
+            ("reqs_total_rate", "count/s"),
+            ("gpu", "bytes"),
+        ]);
+        let d = schema_difference(&mn, &mu, &inn, &inu);
+        assert!(d.contains("the input lacks `rss`"), "{d}");
+        assert!(d.contains("not trained on `gpu`"), "{d}");
+        assert!(d.contains("`cpu` differ in unit"), "{d}");
+        let (rn, ru) = names(&[
+            ("rss", "bytes"),
+            ("cpu", "ratio"),
+            ("reqs_total_rate", "count/s"),
+        ]);
+        let d = schema_difference(&mn, &mu, &rn, &ru);
+        assert!(d.contains("different column order"), "{d}");
+        assert_eq!(signal_of_feature("reqs_total_rate.slope_60"), "reqs_total");
+        assert_eq!(signal_of_feature("x_rate.last"), "x_rate");
+    }
+
+    #[test]
+    fn oversized_and_binary_model_files_are_refused_before_parsing() {
+        let dir = std::env::temp_dir().join(format!("vigil-artifact-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.json");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_MODEL_FILE_BYTES + 10).unwrap();
+        let err = ModelFile::load(&big).unwrap_err().to_string();
+        assert!(
+            err.contains("larger than 64 MiB") && err.contains("big.json"),
+            "{err}"
+        );
+        if Path::new("/dev/zero").exists() {
+            let err = ModelFile::load(Path::new("/dev/zero"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("larger than"), "{err}");
+        }
+        std::fs::write(&big, [0xff, 0xfe, 0x00]).unwrap();
+        let err = ModelFile::load(&big).unwrap_err().to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

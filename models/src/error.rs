@@ -24,13 +24,15 @@ pub enum ModelError {
     },
     /// Input width or schema differs from the model's.
     #[error(
-        "schema mismatch: the model expects {expected}, the input has {got}; retrain on this input's features or use the matching model"
+        "schema mismatch: the model expects {expected}, the input has {got}: {detail}; retrain on this input's features or use the matching model"
     )]
     SchemaMismatch {
         /// What the model expects.
         expected: String,
         /// What the input has.
         got: String,
+        /// Which signals differ, in words.
+        detail: String,
     },
     /// The model file could not be used.
     #[error("model file {path}: {message}")]
@@ -40,6 +42,9 @@ pub enum ModelError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// The output file could not be written (or would have overwritten an input).
+    #[error(transparent)]
+    Output(crate::OutputError),
     /// k-means failed.
     #[error("clustering failed: {0}")]
     Clustering(String),

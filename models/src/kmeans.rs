@@ -40,6 +40,11 @@ impl Default for KMeansParams {
 }
 
 impl KMeansParams {
+    /// Windows training needs at least: 50, or one per cluster when there are more clusters.
+    pub fn min_windows(&self) -> usize {
+        50.max(self.clusters)
+    }
+
     /// Validates ranges: `1 ≤ clusters ≤ 256`, `0 < alert_budget < 0.5`, `max_iterations ≥ 1`.
     pub fn check(self) -> Result<Self, ModelError> {
         if !(1..=256).contains(&self.clusters) {
@@ -163,7 +168,7 @@ impl KMeansDetector {
             z.extend_from_slice(&buf);
             n += 1;
         }
-        let needed = 50.max(params.clusters);
+        let needed = params.min_windows();
         if n < needed {
             return Err(ModelError::TooFewRows { needed, got: n });
         }

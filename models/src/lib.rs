@@ -9,7 +9,9 @@
 //!   (default 1 alarm-window per 1,000 normal windows).
 //! - Supervised layer ([`KMeansDetector::fit_with_labels`]): once at least [`MIN_POSITIVE_WINDOWS`]
 //!   windows are labelled anomalous, a linfa decision tree trained with sample weights (label confidence)
-//!   adds a probability; the score becomes the mean of both.
+//!   adds a probability `p` with evidence `e` (how much labelled weight fell in that leaf); the score is
+//!   `e * p + (1 - e) * unsupervised`, so where no labelled windows fell the unsupervised score stands.
+//! - [`OutputFile`]: how every output is written (atomic replace, inputs and devices never destroyed).
 //! - [`explain`]: top contributing features (robust z-scores) and a guessed [`AnomalyKind`].
 //! - [`ModelFile`]: the versioned JSON artifact (bit-exact float round trip), loaded with every check.
 
@@ -18,13 +20,17 @@ mod detector;
 mod error;
 pub mod explain;
 mod kmeans;
+mod output;
 mod scaler;
 mod supervised;
 
-pub use artifact::{FORMAT_VERSION, ModelFile, TrainingSummary};
+pub use artifact::{
+    FORMAT_VERSION, MAX_MODEL_FILE_BYTES, ModelFile, TrainingSummary, signal_of_feature,
+};
 pub use detector::{Detector, Score};
 pub use error::ModelError;
 pub use explain::AnomalyKind;
 pub use kmeans::{KMeansDetector, KMeansParams, LabelledRow, UNLABELLED_WEIGHT, calibrate};
+pub use output::{OutputError, OutputFile};
 pub use scaler::{RobustScaler, Z_CLIP};
 pub use supervised::{MIN_POSITIVE_WINDOWS, Node, TreeClassifier};

@@ -40,6 +40,7 @@ impl RobustScaler {
                 return Err(ModelError::SchemaMismatch {
                     expected: format!("{width} features"),
                     got: format!("{} values", row.len()),
+                    detail: "rows of different widths".into(),
                 });
             }
             for (c, v) in cols.iter_mut().zip(row) {

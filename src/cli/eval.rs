@@ -3,9 +3,13 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use vigil_models::OutputFile;
+
 use super::input::InputError;
+use super::input::ReadOptions;
 use super::labels::{Label, read_labels};
 use super::offline::{load_model, score_csv};
+use super::say;
 
 /// Flags of `vigil eval`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +26,8 @@ pub(crate) struct EvalArgs {
     /// Write a plot of score, threshold and labelled intervals (`.svg` or `.png`).
     #[arg(long, value_name = "FILE.svg|png")]
     plot: Option<PathBuf>,
+    #[command(flatten)]
+    read: ReadOptions,
 }
 
 /// The evaluation metrics.
@@ -237,10 +243,18 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
         },
     };
+    // Checked before the (long) scoring: never one of the inputs, and its directory must exist.
+    let plot_out = match &args.plot {
+        Some(p) => Some(OutputFile::create(
+            p,
+            &[&args.model, &args.csv, &args.labels],
+        )?),
+        None => None,
+    };
     let model = load_model(&args.model)?;
     let labels = read_labels(&args.labels)?;
     let mut windows = Vec::new();
-    score_csv(&model, &args.csv, |src, s| {
+    score_csv(&model, &args.csv, args.read, |src, s| {
         if let Some(s) = s {
             windows.push((src.timestamp, s.value, s.is_anomaly));
         }
@@ -254,31 +268,35 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
         .or(model.summary.tick_seconds)
         .unwrap_or(1.0);
     let m = metrics(&windows, &labels, tick);
-    println!("windows scored:          {}", windows.len());
-    println!(
+    say!("windows scored:          {}", windows.len())?;
+    say!(
         "labelled anomalies:      {} ({} caught)",
-        m.events, m.caught
-    );
-    println!("event recall:            {:.3}", m.event_recall);
-    println!(
+        m.events,
+        m.caught
+    )?;
+    say!("event recall:            {:.3}", m.event_recall)?;
+    say!(
         "time to detect:          median {:.1}s, p95 {:.1}s",
-        m.ttd_median, m.ttd_p95
-    );
-    println!("point precision:         {:.3}", m.point_precision);
-    println!("composite F1:            {:.3}", m.composite_f1);
-    println!(
+        m.ttd_median,
+        m.ttd_p95
+    )?;
+    say!("point precision:         {:.3}", m.point_precision)?;
+    say!("composite F1:            {:.3}", m.composite_f1)?;
+    say!(
         "false alarms per hour:   {:.3} (of normal data)",
         m.false_alarms_per_hour
-    );
-    println!("PR-AUC:                  {:.3}", m.pr_auc);
-    if let (Some(p), Some(kind)) = (&args.plot, plot_kind) {
+    )?;
+    say!("PR-AUC:                  {:.3}", m.pr_auc)?;
+    if let (Some(p), Some(kind), Some(mut out)) = (&args.plot, plot_kind, plot_out) {
         let bytes = if kind == "png" {
             png(&windows, &labels)
         } else {
             svg(&windows, &labels).into_bytes()
         };
-        std::fs::write(p, bytes)?;
-        println!("plot:                    {}", p.display());
+        std::io::Write::write_all(&mut out, &bytes)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write the plot: {e}", p.display()))?;
+        out.commit()?;
+        say!("plot:                    {}", p.display())?;
     }
     Ok(())
 }

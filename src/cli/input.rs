@@ -51,6 +51,15 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
 /// Parses unix seconds (`1700000000`, `1700000000.5`), RFC 3339 (`2026-11-25T12:00:00Z`,
 /// `...+01:00`, fractional seconds) or `YYYY-MM-DD HH:MM:SS[.fff]` taken as UTC.
 pub(crate) fn parse_timestamp(s: &str) -> Option<f64> {
@@ -78,12 +87,17 @@ pub(crate) fn parse_timestamp(s: &str) -> Option<f64> {
         "" | "Z" | "z" => 0,
         z if (z.starts_with('+') || z.starts_with('-')) && z.len() == 6 && &z[3..4] == ":" => {
             let sign = if z.starts_with('-') { -1 } else { 1 };
-            sign * (z[1..3].parse::<i64>().ok()? * 3600 + z[4..6].parse::<i64>().ok()? * 60)
+            let (oh, om) = (z[1..3].parse::<i64>().ok()?, z[4..6].parse::<i64>().ok()?);
+            // RFC 3339 offsets are at most 23:59.
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            sign * (oh * 3600 + om * 60)
         }
         _ => return None,
     };
     if !(1..=12).contains(&mo)
-        || !(1..=31).contains(&d)
+        || !(1..=days_in_month(y, mo)).contains(&d)
         || h > 23
         || mi > 59
         || !(0.0..61.0).contains(&sec)
@@ -93,6 +107,28 @@ pub(crate) fn parse_timestamp(s: &str) -> Option<f64> {
     let days = days_from_civil(y, mo, d);
     Some((days * 86_400 + h * 3600 + mi * 60 - offset) as f64 + sec)
 }
+
+/// A CSV reader that ends records at `\n` only, so line numbers are exact for CRLF files too (as
+/// Python's csv module writes them); the `\r` left on the last cell is trimmed like other whitespace.
+pub(crate) fn csv_reader<R: std::io::Read>(rdr: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(rdr)
+}
+
+/// Reading options shared by `train`, `score` and `eval`.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub(crate) struct ReadOptions {
+    /// Skip rows whose timestamp repeats or goes back (DST repeats, clock steps) instead of refusing the
+    /// file; how many were skipped and where is reported on stderr.
+    #[arg(long)]
+    pub(crate) skip_unordered: bool,
+}
+
+/// Line numbers of skipped rows kept for the report.
+const SKIPPED_SHOWN: usize = 5;
 
 /// A column named `*_total` is a cumulative counter (Prometheus convention); everything else a gauge.
 fn spec_for(name: &str) -> SignalSpec {
@@ -117,17 +153,17 @@ pub(crate) struct CsvSource {
     pub(crate) raw_timestamp: String,
     pub(crate) line: u64,
     size: u64,
+    options: ReadOptions,
+    skipped: u64,
+    skipped_lines: Vec<u64>,
 }
 
 impl CsvSource {
-    pub(crate) fn open(path: &Path) -> Result<Self, InputError> {
+    pub(crate) fn open(path: &Path, options: ReadOptions) -> Result<Self, InputError> {
         let file = std::fs::File::open(path)
             .map_err(|e| InputError::file(path, format!("cannot open: {e}")))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(false)
-            .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+        let mut reader = csv_reader(std::io::BufReader::with_capacity(1 << 20, file));
         let headers = reader
             .headers()
             .map_err(|e| InputError::file(path, format!("cannot read the header: {e}")))?;
@@ -152,6 +188,33 @@ impl CsvSource {
                 "no signal columns after `timestamp`",
             ));
         }
+        let header_err = |column: Option<String>, message: String| InputError {
+            file: path.to_owned(),
+            line: Some(1),
+            column,
+            message,
+        };
+        for (i, c) in columns.iter().enumerate().skip(1) {
+            if c.is_empty() {
+                return Err(header_err(
+                    None,
+                    format!(
+                        "column {} of the header has no name; every signal column needs one",
+                        i + 1
+                    ),
+                ));
+            }
+            if let Some(first) = columns[..i].iter().position(|o| o == c) {
+                return Err(header_err(
+                    Some(c.clone()),
+                    format!(
+                        "the name appears twice in the header (columns {} and {}); column names must be unique",
+                        first + 1,
+                        i + 1
+                    ),
+                ));
+            }
+        }
         let signals =
             SignalSet::new(columns[1..].iter().map(|c| spec_for(c)).collect()).map_err(|m| {
                 InputError {
@@ -174,6 +237,9 @@ impl CsvSource {
             raw_timestamp: String::new(),
             line: 1,
             size,
+            options,
+            skipped: 0,
+            skipped_lines: Vec::new(),
         })
     }
 
@@ -198,10 +264,57 @@ impl CsvSource {
         }
     }
 
-    /// Reads the next row into `timestamp`, `raw_timestamp` and `values`; `false` at the end.
+    /// The file, as given.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The names of the signal columns, in order.
+    pub(crate) fn column_names(&self) -> &[String] {
+        &self.columns[1..]
+    }
+
+    /// With `--skip-unordered`: how many rows were skipped and where, in words (`None` if none).
+    pub(crate) fn skipped_report(&self) -> Option<String> {
+        (self.skipped > 0).then(|| {
+            let mut lines = self
+                .skipped_lines
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if self.skipped > self.skipped_lines.len() as u64 {
+                lines.push_str(", ...");
+            }
+            format!(
+                "{}: skipped {} row(s) whose timestamp repeats or goes back (lines {lines})",
+                self.path.display(),
+                self.skipped
+            )
+        })
+    }
+
+    /// Reads the next row into `timestamp`, `raw_timestamp` and `values`; `false` at the end. With
+    /// `--skip-unordered`, rows whose timestamp repeats or goes back are skipped and counted.
     pub(crate) fn next_row(&mut self) -> Result<bool, InputError> {
+        loop {
+            match self.read_one()? {
+                Some(true) => return Ok(true),
+                Some(false) => {
+                    self.skipped += 1;
+                    if self.skipped_lines.len() < SKIPPED_SHOWN {
+                        self.skipped_lines.push(self.line);
+                    }
+                }
+                None => return Ok(false),
+            }
+        }
+    }
+
+    /// One row: `Some(true)` read, `Some(false)` skipped (out of order), `None` at the end.
+    fn read_one(&mut self) -> Result<Option<bool>, InputError> {
         match self.reader.read_record(&mut self.record) {
-            Ok(false) => return Ok(false),
+            Ok(false) => return Ok(None),
             Ok(true) => {}
             Err(e) => {
                 self.line = e.position().map_or(self.line + 1, |p| p.line());
@@ -219,14 +332,22 @@ impl CsvSource {
             ));
         };
         if let Some(prev) = self.previous {
+            if ts <= prev && self.options.skip_unordered {
+                return Ok(Some(false));
+            }
             if ts == prev {
-                return Err(self.err(Some(0), format!("duplicate timestamp `{ts_raw}`")));
+                return Err(self.err(
+                    Some(0),
+                    format!(
+                        "duplicate timestamp `{ts_raw}`; pass --skip-unordered to skip such rows"
+                    ),
+                ));
             }
             if ts < prev {
                 return Err(self.err(
                     Some(0),
                     format!(
-                        "timestamp `{ts_raw}` is earlier than the row before; sort the file by time"
+                        "timestamp `{ts_raw}` is earlier than the row before; sort the file by time, or pass --skip-unordered to skip such rows"
                     ),
                 ));
             }
@@ -252,7 +373,7 @@ impl CsvSource {
             };
             self.values[i] = v;
         }
-        Ok(true)
+        Ok(Some(true))
     }
 }
 
@@ -280,12 +401,23 @@ mod tests {
             parse_timestamp("2023-11-14T22:13:20.250Z"),
             Some(1_700_000_000.25)
         );
+        // Leap days exist where the calendar has them.
+        assert!(parse_timestamp("2024-02-29 00:00:00").is_some());
+        assert!(parse_timestamp("2000-02-29 00:00:00").is_some());
+        assert_eq!(parse_timestamp("1900-02-29 00:00:00"), None);
+        assert!(parse_timestamp("2023-11-14T22:13:20-23:59").is_some());
         for bad in [
             "",
             "yesterday",
             "2023-13-01 00:00:00",
             "2023-11-14T22:13:20 PST",
             "inf",
+            "2023-02-30 00:00:00",
+            "2023-02-29T00:00:00Z",
+            "2023-04-31 12:00:00",
+            "2023-11-14T22:13:20+99:99",
+            "2023-11-14T22:13:20+24:00",
+            "2023-11-14T22:13:20-05:60",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::offline::load_model;
+use super::say;
 
 /// Flags of `vigil inspect`.
 #[derive(Debug, clap::Args)]
@@ -17,43 +18,43 @@ pub(crate) struct InspectArgs {
 pub(crate) fn run(args: InspectArgs) -> anyhow::Result<()> {
     let m = load_model(&args.model)?;
     let s = &m.summary;
-    println!("model:          {}", args.model.display());
-    println!("format version: {}", m.format_version);
-    println!(
+    say!("model:          {}", args.model.display())?;
+    say!("format version: {}", m.format_version)?;
+    say!(
         "kind:           {} ({} clusters)",
         m.kind,
         m.detector.centroids.len()
-    );
-    println!("schema hash:    {}", m.schema_hash);
-    println!(
+    )?;
+    say!("schema hash:    {}", m.schema_hash)?;
+    say!(
         "features:       {} (horizons {} and {} ticks)",
         m.feature_names.len(),
         s.short_horizon,
         s.long_horizon
-    );
-    println!(
+    )?;
+    say!(
         "threshold:      score 0.5 = RMS robust distance {:.4}",
         m.detector.threshold
-    );
-    println!("alert budget:   {}", s.alert_budget);
-    println!(
+    )?;
+    say!("alert budget:   {}", s.alert_budget)?;
+    say!(
         "trained on:     {} windows, tick {}",
         s.rows,
         s.tick_seconds.map_or("unknown".into(), |t| format!("{t}s"))
-    );
-    println!("created:        unix {:.0}", m.created_unix_seconds);
+    )?;
+    say!("created:        unix {:.0}", m.created_unix_seconds)?;
     for (source, n) in &s.labels_by_source {
-        println!("labels:         {n} from {source}");
+        say!("labels:         {n} from {source}")?;
     }
     for n in &s.notes {
-        println!("training:       {n}");
+        say!("training:       {n}")?;
     }
     for (k, v) in &s.validation {
-        println!("validation:     {k} = {v:.6}");
+        say!("validation:     {k} = {v:.6}")?;
     }
     if args.features {
         for (n, u) in m.feature_names.iter().zip(&m.feature_units) {
-            println!("  {n} [{u}]");
+            say!("  {n} [{u}]")?;
         }
     }
     Ok(())

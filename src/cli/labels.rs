@@ -48,7 +48,7 @@ impl Label {
 pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
     let file = std::fs::File::open(path)
         .map_err(|e| InputError::file(path, format!("cannot open: {e}")))?;
-    let mut r = csv::ReaderBuilder::new().flexible(false).from_reader(file);
+    let mut r = super::input::csv_reader(file);
     let headers: Vec<String> = r
         .headers()
         .map_err(|e| InputError::file(path, format!("cannot read the header: {e}")))?

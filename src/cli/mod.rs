@@ -9,3 +9,20 @@ pub(crate) mod offline;
 pub(crate) mod png;
 pub(crate) mod score;
 pub(crate) mod train;
+
+/// Writes one line to standard output. A closed pipe (`vigil inspect m.json | head`) comes back as an
+/// error that `main` turns into a quiet exit, never a panic as `println!` would.
+pub(crate) fn say_line(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)?;
+    out.write_all(b"\n")
+}
+
+/// `say!("...", args)`: [`say_line`] with `format!` syntax.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::say_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use say;

@@ -8,7 +8,7 @@ use ndarray::ArrayView1;
 use vigil::features::{FeatureVector, Horizons, Window};
 use vigil_models::{Detector, ModelFile, Score};
 
-use super::input::{CsvSource, InputError};
+use super::input::{CsvSource, InputError, ReadOptions};
 
 /// A byte-based progress bar on stderr (hidden when stderr is not a terminal).
 pub(crate) fn progress(total: u64, what: &str) -> ProgressBar {
@@ -26,14 +26,46 @@ pub(crate) fn load_model(path: &Path) -> anyhow::Result<ModelFile> {
     ModelFile::load(path).map_err(|e| anyhow::Error::new(InputError::file(path, e.to_string())))
 }
 
+/// Refuses a window whose features overflowed (values so large that their squares are infinite),
+/// naming the column, instead of training a model that cannot be saved or scoring garbage.
+pub(crate) fn check_features_finite(
+    fv: &FeatureVector,
+    names: &[String],
+    src: &CsvSource,
+) -> Result<(), InputError> {
+    if let Some(i) = fv.values().iter().position(|v| v.is_infinite()) {
+        let feature = names.get(i).map_or("?", String::as_str);
+        let column = vigil_models::signal_of_feature(feature);
+        return Err(InputError {
+            file: src.path().to_owned(),
+            line: Some(src.line),
+            column: Some(column.to_owned()),
+            message: format!(
+                "values this large overflow the window statistics (feature `{feature}` is infinite); \
+                 rescale the column (e.g. bytes to GiB) so its values stay below about 1e150"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Too few rows for one window (or for training): names the file and how many rows are needed.
+pub(crate) fn too_few_rows(path: &Path, rows: u64, needed: usize, what: &str) -> InputError {
+    InputError::file(
+        path,
+        format!("has {rows} data row(s); {what} needs at least {needed} rows"),
+    )
+}
+
 /// Streams `csv` through the model's window and detector, calling `each(source, score)` per row
 /// (`None` inside the warm-up).
 pub(crate) fn score_csv(
     model: &ModelFile,
     csv: &Path,
+    options: ReadOptions,
     mut each: impl FnMut(&CsvSource, Option<&Score>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut src = CsvSource::open(csv)?;
+    let mut src = CsvSource::open(csv, options)?;
     let horizons = Horizons::new(model.summary.short_horizon, model.summary.long_horizon)?;
     let mut window = Window::new(src.signals(), horizons);
     model.check_schema(window.schema()).map_err(|e| {
@@ -49,6 +81,7 @@ pub(crate) fn score_csv(
         window.push(src.timestamp, &src.values)?;
         if window.is_warm() {
             window.extract(&mut fv)?;
+            check_features_finite(&fv, &model.feature_names, &src)?;
             let s = model.detector.score(ArrayView1::from(fv.values()));
             each(&src, Some(&s))?;
         } else {
@@ -60,5 +93,18 @@ pub(crate) fn score_csv(
         }
     }
     pb.finish_and_clear();
+    if let Some(report) = src.skipped_report() {
+        eprintln!("vigil: {report}");
+    }
+    let long = model.summary.long_horizon;
+    if n < long as u64 {
+        return Err(too_few_rows(
+            csv,
+            n,
+            long,
+            &format!("one window of the model's long horizon ({long} ticks)"),
+        )
+        .into());
+    }
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! `vigil score`: score every row of a CSV with a model, streaming.
 
-use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
+use vigil_models::OutputFile;
 
+use super::input::ReadOptions;
 use super::offline::{load_model, score_csv};
 
 /// Flags of `vigil score`.
@@ -16,62 +16,64 @@ pub(crate) struct ScoreArgs {
     /// Input CSV with the columns the model was trained on.
     #[arg(long, value_name = "FILE")]
     csv: PathBuf,
-    /// Output CSV: timestamp,score,is_anomaly,anomaly_type,top_features (written to a temporary file and
-    /// renamed when complete).
+    /// Output CSV: timestamp,score,is_anomaly,anomaly_type,top_features (written to a temporary file
+    /// beside it and renamed when complete; never one of the inputs; a device or pipe such as
+    /// /dev/stdout is written through).
     #[arg(long, value_name = "SCORES")]
     out: PathBuf,
+    #[command(flatten)]
+    read: ReadOptions,
 }
 
 pub(crate) fn run(args: ScoreArgs) -> anyhow::Result<()> {
+    // Refuse an output that is one of the inputs before reading anything.
+    let out = OutputFile::create(&args.out, &[&args.model, &args.csv])?;
     let model = load_model(&args.model)?;
-    let tmp = args.out.with_extension("partial");
-    let result = (|| -> anyhow::Result<u64> {
-        let file =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        writeln!(w, "timestamp,score,is_anomaly,anomaly_type,top_features")?;
-        let mut n = 0u64;
-        score_csv(&model, &args.csv, |src, score| {
-            n += 1;
-            match score {
-                Some(s) => {
-                    let top: Vec<&str> = s
-                        .top_features
-                        .iter()
-                        .filter_map(|(i, _)| model.feature_names.get(*i).map(String::as_str))
-                        .collect();
-                    writeln!(
-                        w,
-                        "{},{:.6},{},{},{}",
-                        src.raw_timestamp,
-                        s.value,
-                        u8::from(s.is_anomaly),
-                        if s.is_anomaly {
-                            s.anomaly_type.as_str()
-                        } else {
-                            ""
-                        },
-                        top.join(";")
-                    )?;
+    // Quotes any field that needs it (a column name with a comma in top_features).
+    let mut w = csv::WriterBuilder::new()
+        .buffer_capacity(1 << 20)
+        .from_writer(out);
+    w.write_record([
+        "timestamp",
+        "score",
+        "is_anomaly",
+        "anomaly_type",
+        "top_features",
+    ])?;
+    let mut n = 0u64;
+    let mut top = String::new();
+    score_csv(&model, &args.csv, args.read, |src, score| {
+        n += 1;
+        match score {
+            Some(s) => {
+                top.clear();
+                for (i, (f, _)) in s.top_features.iter().enumerate() {
+                    if i > 0 {
+                        top.push(';');
+                    }
+                    top.push_str(model.feature_names.get(*f).map_or("?", String::as_str));
                 }
-                None => writeln!(w, "{},,0,,", src.raw_timestamp)?,
+                w.write_record([
+                    src.raw_timestamp.as_str(),
+                    &format!("{:.6}", s.value),
+                    if s.is_anomaly { "1" } else { "0" },
+                    if s.is_anomaly {
+                        s.anomaly_type.as_str()
+                    } else {
+                        ""
+                    },
+                    &top,
+                ])?;
             }
-            Ok(())
-        })?;
-        w.flush()?;
-        w.get_ref().sync_all()?;
-        Ok(n)
-    })();
-    match result {
-        Ok(n) => {
-            std::fs::rename(&tmp, &args.out)
-                .with_context(|| format!("renaming to {}", args.out.display()))?;
-            println!("scored {n} rows -> {}", args.out.display());
-            Ok(())
+            None => w.write_record([src.raw_timestamp.as_str(), "", "0", "", ""])?,
         }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+        Ok(())
+    })?;
+    let out = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {}", args.out.display(), e.error()))?;
+    out.commit()?;
+    // On stderr: the output may be standard output itself.
+    eprintln!("scored {n} rows -> {}", args.out.display());
+    Ok(())
 }

@@ -6,9 +6,11 @@ use anyhow::Context;
 use vigil::features::{FeatureVector, Horizons, Window};
 use vigil_models::{KMeansDetector, KMeansParams, LabelledRow, ModelFile, TrainingSummary};
 
-use super::input::{CsvSource, InputError};
+use vigil_models::OutputFile;
+
+use super::input::{CsvSource, InputError, ReadOptions};
 use super::labels::{label_at, read_labels};
-use super::offline::progress;
+use super::offline::{check_features_finite, progress, too_few_rows};
 
 /// Flags of `vigil train`.
 #[derive(Debug, clap::Args)]
@@ -36,27 +38,114 @@ pub(crate) struct TrainArgs {
     /// k-means clusters (normal operating modes).
     #[arg(long, default_value_t = 8)]
     clusters: usize,
+    /// Windows kept for training at most, per kind (normal, labelled anomalous): a seeded uniform sample
+    /// (reservoir) of all windows read, so memory stays flat whatever the input size (about
+    /// `windows × features × 8` bytes: 50,000 windows of 200 features is 80 MB).
+    #[arg(long, default_value_t = 50_000, value_name = "WINDOWS")]
+    max_windows: usize,
+    #[command(flatten)]
+    read: ReadOptions,
+}
+
+/// A seeded uniform sample of at most `cap` items of a stream (Vitter's algorithm R); items keep
+/// their stream position so the sample can be put back in time order.
+struct Reservoir<T> {
+    cap: usize,
+    seen: u64,
+    rng: u64,
+    items: Vec<(u64, T)>,
+}
+
+impl<T> Reservoir<T> {
+    fn new(cap: usize, seed: u64) -> Self {
+        Self {
+            cap,
+            seen: 0,
+            rng: seed | 1,
+            items: Vec::new(),
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: deterministic and good enough for sampling.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Offers the next item, at `position` in the whole input; `make` runs only when it is kept.
+    fn offer(&mut self, position: u64, make: impl FnOnce() -> T) {
+        let i = position;
+        self.seen += 1;
+        if self.items.len() < self.cap {
+            self.items.push((i, make()));
+        } else {
+            let j = self.next_random() % self.seen;
+            if let Ok(j) = usize::try_from(j)
+                && j < self.cap
+            {
+                self.items[j] = (i, make());
+            }
+        }
+    }
+
+    /// The kept items of several reservoirs, in input order.
+    fn merge_sorted(parts: Vec<Self>) -> Vec<T> {
+        let mut all: Vec<(u64, T)> = parts.into_iter().flat_map(|r| r.items).collect();
+        all.sort_unstable_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, t)| t).collect()
+    }
 }
 
 /// `((anomalous, weight), anomaly type)` of a training window.
 type RowLabel = Option<((bool, f64), Option<vigil_models::AnomalyKind>)>;
 
 pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
+    // Every argument is checked before a byte is read.
     let horizons = Horizons::new(args.short, args.long)?;
+    let params = KMeansParams {
+        clusters: args.clusters,
+        alert_budget: args.alert_budget,
+        ..KMeansParams::default()
+    }
+    .check()
+    .context("checking the training parameters")?;
+    let min_windows = params.min_windows();
+    if args.max_windows < min_windows {
+        anyhow::bail!(
+            "--max-windows {} is below the {min_windows} windows training needs",
+            args.max_windows
+        );
+    }
+    let mut inputs: Vec<&std::path::Path> = args.csv.iter().map(PathBuf::as_path).collect();
+    if let Some(l) = &args.labels {
+        inputs.push(l);
+    }
+    let out = OutputFile::create(&args.out, &inputs)?;
     let labels = match &args.labels {
         Some(p) => read_labels(p)?,
         None => Vec::new(),
     };
-    let mut rows: Vec<Vec<f64>> = Vec::new();
-    let mut row_labels: Vec<RowLabel> = Vec::new();
+    let mut normal_rows: Reservoir<(Vec<f64>, RowLabel)> = Reservoir::new(args.max_windows, 42);
+    let mut anomalous_rows: Reservoir<(Vec<f64>, RowLabel)> = Reservoir::new(args.max_windows, 43);
     let mut schema = None;
     let mut dts: Vec<f64> = Vec::new();
     let mut skipped = 0usize;
+    let mut data_rows = 0u64;
+    let mut position = 0u64;
+    // Per column: whether any row had a value (all-empty inputs are refused).
+    let mut seen_value: Vec<bool> = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
     for path in &args.csv {
-        let mut src = CsvSource::open(path)?;
+        let mut src = CsvSource::open(path, args.read)?;
         let mut window = Window::new(src.signals(), horizons);
         match &schema {
-            None => schema = Some(window.schema().clone()),
+            None => {
+                schema = Some(window.schema().clone());
+                columns = src.column_names().to_vec();
+                seen_value = vec![false; columns.len()];
+            }
             Some(s) if s != window.schema() => {
                 return Err(InputError::file(path, "its columns differ from the first --csv file; all files must have the same columns in the same order").into());
             }
@@ -65,7 +154,12 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         let mut fv = FeatureVector::new(window.schema());
         let pb = progress(src.size(), &format!("reading {}", path.display()));
         let mut prev = None;
+        let mut rows_here = 0u64;
         while src.next_row()? {
+            rows_here += 1;
+            for (seen, v) in seen_value.iter_mut().zip(&src.values) {
+                *seen |= !v.is_nan();
+            }
             if let Some(p) = prev
                 && dts.len() < 100_000
             {
@@ -76,29 +170,72 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             if window.is_warm() {
                 let label =
                     label_at(&labels, src.timestamp).map(|l| ((l.anomaly, l.confidence), l.kind));
+                window.extract(&mut fv)?;
+                check_features_finite(&fv, window.schema().names(), &src)?;
                 if matches!(label, Some(((true, _), _))) {
                     skipped += 1;
+                    anomalous_rows.offer(position, || (fv.values().to_vec(), label));
+                } else {
+                    normal_rows.offer(position, || (fv.values().to_vec(), label));
                 }
-                window.extract(&mut fv)?;
-                rows.push(fv.values().to_vec());
-                row_labels.push(label);
+                position += 1;
             }
-            if rows.len().is_multiple_of(8192) {
+            if rows_here.is_multiple_of(8192) {
                 pb.set_position(src.position());
             }
         }
         pb.finish_and_clear();
+        if let Some(report) = src.skipped_report() {
+            eprintln!("vigil: {report}");
+        }
+        data_rows += rows_here;
     }
+    if !seen_value.is_empty() && seen_value.iter().all(|s| !s) {
+        return Err(InputError::file(
+            &args.csv[0],
+            "every signal column is empty in every row: there is nothing to learn from",
+        )
+        .into());
+    }
+    for (c, seen) in columns.iter().zip(&seen_value) {
+        if !seen {
+            eprintln!(
+                "vigil: column `{c}` has no values in any row; its features are treated as missing"
+            );
+        }
+    }
+    let windows_read = normal_rows.seen + anomalous_rows.seen;
+    if windows_read < min_windows as u64 {
+        let files = if args.csv.len() > 1 {
+            format!(
+                " (across {} --csv files, each needing its own {} rows of history)",
+                args.csv.len(),
+                args.long
+            )
+        } else {
+            String::new()
+        };
+        return Err(too_few_rows(
+            &args.csv[0],
+            data_rows,
+            args.long - 1 + min_windows,
+            &format!(
+                "training needs {min_windows} windows and each window {} rows of history (--long), so it{files}",
+                args.long
+            ),
+        )
+        .into());
+    }
+    let sampled = windows_read > (normal_rows.items.len() + anomalous_rows.items.len()) as u64;
+    let (rows, row_labels): (Vec<Vec<f64>>, Vec<RowLabel>) =
+        Reservoir::merge_sorted(vec![normal_rows, anomalous_rows])
+            .into_iter()
+            .unzip();
     let Some(schema) = schema else {
         anyhow::bail!("no --csv file given");
     };
     dts.sort_by(f64::total_cmp);
     let tick = dts.get(dts.len() / 2).copied();
-    let params = KMeansParams {
-        clusters: args.clusters,
-        alert_budget: args.alert_budget,
-        ..KMeansParams::default()
-    };
     let labelled: Vec<LabelledRow<'_>> = rows
         .iter()
         .zip(&row_labels)
@@ -125,6 +262,13 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             .or_default() += 1;
     }
     summary.notes.push(note.clone());
+    if sampled {
+        summary.notes.push(format!(
+            "trained on a uniform sample of {} of the {windows_read} windows read (--max-windows {})",
+            rows.len(),
+            args.max_windows
+        ));
+    }
     // Alarm rate on the windows meant to be normal (labelled anomalies excluded).
     let normal: Vec<&Vec<f64>> = rows
         .iter()
@@ -143,7 +287,16 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         alarms as f64 / normal.len().max(1) as f64,
     );
     let file = ModelFile::new(&schema, detector, summary);
-    file.save(&args.out)?;
+    let json = file.to_json().map_err(|e| {
+        InputError::file(
+            &args.csv[0],
+            format!("training produced an unusable model ({e}); are some values extreme (beyond about 1e150)?"),
+        )
+    })?;
+    let mut out = out;
+    std::io::Write::write_all(&mut out, json.as_bytes())
+        .with_context(|| format!("{}: cannot write", args.out.display()))?;
+    out.commit()?;
     println!(
         "trained {} on {} windows ({} features, tick {}, {} windows labelled anomalous kept out of the normal fit; {note}) -> {}",
         file.kind,
@@ -154,4 +307,32 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reservoir;
+
+    #[test]
+    fn the_reservoir_is_bounded_uniform_and_in_order() {
+        let mut r = Reservoir::new(1000, 42);
+        for i in 0..100_000u64 {
+            r.offer(i, || i);
+        }
+        assert_eq!(r.seen, 100_000);
+        let kept = Reservoir::merge_sorted(vec![r]);
+        assert_eq!(kept.len(), 1000);
+        assert!(kept.windows(2).all(|w| w[0] < w[1]), "input order");
+        // Uniform: each tenth of the input holds about a tenth of the sample.
+        for decile in 0..10u64 {
+            let n = kept.iter().filter(|&&i| i / 10_000 == decile).count();
+            assert!((60..=140).contains(&n), "decile {decile}: {n}");
+        }
+        // Fewer items than the cap: all kept.
+        let mut small = Reservoir::new(10, 1);
+        for i in 0..5u64 {
+            small.offer(i, || i);
+        }
+        assert_eq!(Reservoir::merge_sorted(vec![small]), vec![0, 1, 2, 3, 4]);
+    }
 }

@@ -58,6 +58,8 @@ struct Shared {
     stop: AtomicBool,
     histogram: Histogram,
     stalls: Counter,
+    /// Latencies beyond [`PER_TICK_CAPACITY`] in one tick: not in the percentiles, but counted.
+    unranked: Counter,
 }
 
 impl Shared {
@@ -112,11 +114,13 @@ impl SchedCollector {
             stop: AtomicBool::new(false),
             histogram: Histogram::new(BUCKETS),
             stalls: Counter::default(),
+            unranked: Counter::default(),
         });
         let max_gauge = FGauge::default();
         m::SCHED_LATENCY.register(registry, shared.histogram.clone());
         m::SCHED_LATENCY_MAX.register(registry, max_gauge.clone());
         m::SCHED_STALLS.register(registry, shared.stalls.clone());
+        m::SCHED_UNRANKED.register(registry, shared.unranked.clone());
         let thread = {
             let shared = shared.clone();
             let handle = handle.clone();
@@ -189,11 +193,19 @@ fn probe_loop(handle: &Handle, config: ProbeConfig, shared: &Shared) {
             w.in_flight_since = None;
             w.probes_total += 1;
             w.max = w.max.max(latency);
-            if w.latencies.len() < PER_TICK_CAPACITY {
-                w.latencies.push(latency);
-            }
+            record_latency(&mut w, &shared.unranked, latency);
         }
         std::thread::park_timeout(config.interval);
+    }
+}
+
+/// Keeps `latency` for this tick's percentiles while there is room; beyond that it is counted in
+/// `unranked` (the histogram and the max have it already).
+fn record_latency(w: &mut TickWindow, unranked: &Counter, latency: f64) {
+    if w.latencies.len() < PER_TICK_CAPACITY {
+        w.latencies.push(latency);
+    } else {
+        unranked.inc();
     }
 }
 
@@ -262,7 +274,18 @@ impl Collector for SchedCollector {
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::*;
+
+    #[test]
+    fn latencies_beyond_the_per_tick_capacity_are_counted_not_lost() {
+        let mut w = TickWindow::default();
+        let unranked = Counter::<u64>::default();
+        for i in 0..PER_TICK_CAPACITY + 7 {
+            record_latency(&mut w, &unranked, i as f64);
+        }
+        assert_eq!(w.latencies.len(), PER_TICK_CAPACITY);
+        assert_eq!(unranked.get(), 7);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -1,0 +1,148 @@
+//! Who may use the agent's HTTP endpoint: the one place that decides it.
+//!
+//! Read endpoints (`/metrics`, `/healthz`) are open to whoever can connect. The endpoint binds to
+//! loopback by default; bound elsewhere, the agent says once at start what it exposes. Write endpoints
+//! (labels, model reload; they arrive with the label store) must go through [`WriteAccess::authorize`]:
+//! on loopback they are open, off loopback they need `Authorization: Bearer <token>`.
+
+use std::net::SocketAddr;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+
+use crate::http::json_error;
+
+/// Whether requests to write endpoints must carry the token.
+#[derive(Clone)]
+pub(crate) struct WriteAccess {
+    listen: SocketAddr,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for WriteAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("WriteAccess")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl WriteAccess {
+    pub(crate) fn new(listen: SocketAddr, token: Option<String>) -> Self {
+        Self { listen, token }
+    }
+
+    /// True when other hosts can reach the endpoint (not bound to a loopback address).
+    pub(crate) fn exposed(&self) -> bool {
+        !self.listen.ip().is_loopback()
+    }
+
+    /// The line logged once at start when the endpoint is reachable from other hosts.
+    pub(crate) fn exposure_notice(&self) -> Option<String> {
+        self.exposed().then(|| {
+            format!(
+                "the vigil HTTP endpoint listens on {} and is reachable from other hosts: anyone who can \
+                 connect can read /metrics (runtime signals, feature values, scores) and /healthz; write \
+                 endpoints require `Authorization: Bearer <token>` off loopback. Set VIGIL_LISTEN=127.0.0.1:{} \
+                 to keep it local",
+                self.listen,
+                self.listen.port()
+            )
+        })
+    }
+
+    /// Lets a write request through, or answers with the JSON error that says why not.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the write endpoints (labels, model reload) come with the label store"
+        )
+    )]
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
+        if !self.exposed() {
+            return Ok(());
+        }
+        let Some(token) = &self.token else {
+            return Err(json_error(
+                StatusCode::FORBIDDEN,
+                "write endpoints are disabled: the agent listens off loopback without a token; set \
+                 VIGIL_TOKEN on the agent, or bind it to 127.0.0.1",
+            ));
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match presented {
+            Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => Ok(()),
+            Some(_) => Err(json_error(
+                StatusCode::UNAUTHORIZED,
+                "the bearer token is wrong",
+            )),
+            None => Err(json_error(
+                StatusCode::UNAUTHORIZED,
+                "this endpoint needs `Authorization: Bearer <token>` (the agent's VIGIL_TOKEN)",
+            )),
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(t: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {t}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn loopback_is_open_and_says_nothing() {
+        for addr in ["127.0.0.1:9464", "[::1]:9464"] {
+            let a = WriteAccess::new(addr.parse().unwrap(), None);
+            assert!(a.exposure_notice().is_none());
+            assert!(a.authorize(&HeaderMap::new()).is_ok());
+        }
+    }
+
+    #[test]
+    fn off_loopback_writes_need_the_token_and_the_exposure_is_announced() {
+        let addr: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+        let notice = WriteAccess::new(addr, None).exposure_notice().unwrap();
+        assert!(
+            notice.contains("0.0.0.0:9464") && notice.contains("/metrics"),
+            "{notice}"
+        );
+        let no_token = WriteAccess::new(addr, None);
+        assert_eq!(
+            no_token.authorize(&bearer("x")).unwrap_err().status(),
+            StatusCode::FORBIDDEN
+        );
+        let with = WriteAccess::new(addr, Some("s3cret".into()));
+        assert!(with.authorize(&bearer("s3cret")).is_ok());
+        assert_eq!(
+            with.authorize(&bearer("s3cre")).unwrap_err().status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            with.authorize(&HeaderMap::new()).unwrap_err().status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(!format!("{with:?}").contains("s3cret"));
+    }
+}

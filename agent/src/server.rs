@@ -1,0 +1,305 @@
+//! The connection side of the agent's HTTP endpoint: it lives inside the host process, so it must never
+//! take the host's file descriptors or memory, whatever clients do.
+//!
+//! - At most `max_connections` are open at once. When a new connection arrives at the cap, the connection
+//!   that has waited longest for a request (idle keep-alive, or still trickling its request head) is closed
+//!   to make room; when every open connection is in the middle of a request, the new one is closed
+//!   instead. A flood of idle or slow clients therefore cannot lock a scraper out, and the descriptors the
+//!   agent holds stay at `max_connections + 1`.
+//! - A connection must deliver a complete request head within `idle_timeout` of opening or of its previous
+//!   response, otherwise it is closed: this is both the header-read timeout and the keep-alive idle
+//!   timeout.
+//! - Each connection's buffers are capped ([`MAX_CONNECTION_BUFFER`]), so memory is bounded by
+//!   `max_connections` times that.
+//! - Accept errors (e.g. the process is out of descriptors) are counted and retried after a short pause,
+//!   never in a busy loop.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{Notify, watch};
+
+use crate::metrics as m;
+
+/// Default cap on concurrent connections.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 256;
+/// Default time a connection may wait for its next complete request head.
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read and write buffer cap per connection (request heads larger than this are refused by hyper).
+pub const MAX_CONNECTION_BUFFER: usize = 64 * 1024;
+/// Pause after a failed `accept` (e.g. EMFILE) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long shutdown lets in-flight requests finish.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(1);
+
+/// Connection limits of the HTTP endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HttpLimits {
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// The endpoint's own health series.
+#[derive(Clone)]
+pub(crate) struct ServerMetrics {
+    open: Gauge,
+    shed: Family<ReasonLabel, Counter>,
+}
+
+impl ServerMetrics {
+    pub(crate) fn new(registry: &mut Registry) -> Self {
+        let s = Self {
+            open: Gauge::default(),
+            shed: Family::default(),
+        };
+        m::HTTP_CONNECTIONS.register(registry, s.open.clone());
+        m::HTTP_CONNECTIONS_SHED.register(registry, s.shed.clone());
+        s
+    }
+
+    fn shed(&self, reason: &'static str) {
+        self.shed.get_or_create(&ReasonLabel { reason }).inc();
+    }
+}
+
+/// One open connection, as the accept loop sees it.
+struct Conn {
+    /// Milliseconds after `epoch` at which it last became idle (opened, or its response was handed on).
+    idle_since_ms: AtomicU64,
+    /// Requests in progress (0 or 1 with HTTP/1, but counted to be safe).
+    busy: AtomicU64,
+    evict: Notify,
+    evicted: AtomicBool,
+}
+
+struct Table {
+    epoch: Instant,
+    next_id: u64,
+    conns: HashMap<u64, Arc<Conn>>,
+}
+
+impl Table {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Shared between the accept loop and the connection tasks (all on the agent's one thread).
+struct Shared {
+    table: Mutex<Table>,
+    limits: HttpLimits,
+    metrics: ServerMetrics,
+}
+
+impl Shared {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Removes the connection from the table when its task ends, however it ends.
+struct Registration {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let open = {
+            let mut t = self.shared.table();
+            t.conns.remove(&self.id);
+            t.conns.len()
+        };
+        self.shared
+            .metrics
+            .open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` turns true.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    metrics: ServerMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let shared = Arc::new(Shared {
+        table: Mutex::new(Table {
+            epoch: Instant::now(),
+            next_id: 0,
+            conns: HashMap::new(),
+        }),
+        limits,
+        metrics,
+    });
+    let mut accept_errors_logged: Option<Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped(&mut shutdown) => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                shared.metrics.shed("accept_error");
+                if accept_errors_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    tracing::warn!(
+                        "vigil HTTP endpoint cannot accept connections: {e} (retrying; logged once a minute)"
+                    );
+                    accept_errors_logged = Some(Instant::now());
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let Some(conn) = admit(&shared) else {
+            // Every slot is serving a request: close the newcomer rather than exceed the cap.
+            shared.metrics.shed("refused");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(run_connection(
+            stream,
+            router.clone(),
+            shared.clone(),
+            conn,
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// Resolves once shutdown is asked for (without holding the channel's read guard across an await).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Makes room for a new connection (evicting the longest-idle one at the cap) and registers it.
+fn admit(shared: &Arc<Shared>) -> Option<Registration> {
+    let mut t = shared.table();
+    if t.conns.len() >= shared.limits.max_connections {
+        let victim = t
+            .conns
+            .values()
+            .filter(|c| c.busy.load(Ordering::Relaxed) == 0 && !c.evicted.load(Ordering::Relaxed))
+            .min_by_key(|c| c.idle_since_ms.load(Ordering::Relaxed))
+            .cloned();
+        match victim {
+            Some(c) => {
+                c.evicted.store(true, Ordering::Relaxed);
+                c.evict.notify_one();
+                shared.metrics.shed("evicted");
+            }
+            None => return None,
+        }
+    }
+    let id = t.next_id;
+    t.next_id += 1;
+    let now = t.now_ms();
+    t.conns.insert(
+        id,
+        Arc::new(Conn {
+            idle_since_ms: AtomicU64::new(now),
+            busy: AtomicU64::new(0),
+            evict: Notify::new(),
+            evicted: AtomicBool::new(false),
+        }),
+    );
+    // The evicted connection is still counted until its task ends; the gauge shows what is open.
+    let open = t.conns.len();
+    drop(t);
+    shared
+        .metrics
+        .open
+        .set(i64::try_from(open).unwrap_or(i64::MAX));
+    Some(Registration {
+        shared: shared.clone(),
+        id,
+    })
+}
+
+async fn run_connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    shared: Arc<Shared>,
+    registration: Registration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(conn) = shared.table().conns.get(&registration.id).cloned() else {
+        return;
+    };
+    let epoch = shared.table().epoch;
+    let now_ms = move || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let inner = TowerToHyperService::new(router);
+    let activity = conn.clone();
+    let service = hyper::service::service_fn(move |req| {
+        activity.busy.fetch_add(1, Ordering::Relaxed);
+        let fut = hyper::service::Service::call(&inner, req);
+        let activity = activity.clone();
+        async move {
+            let response = fut.await;
+            activity.idle_since_ms.store(now_ms(), Ordering::Relaxed);
+            activity.busy.fetch_sub(1, Ordering::Relaxed);
+            response
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .max_buf_size(MAX_CONNECTION_BUFFER)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let idle_timeout = shared.limits.idle_timeout;
+    let idle_timeout_ms = u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        // Next moment the idle rule could close this connection.
+        let wait = if conn.busy.load(Ordering::Relaxed) > 0 {
+            idle_timeout
+        } else {
+            let idle_for = now_ms().saturating_sub(conn.idle_since_ms.load(Ordering::Relaxed));
+            Duration::from_millis(idle_timeout_ms.saturating_sub(idle_for).max(10))
+        };
+        tokio::select! {
+            _ = &mut connection => break,
+            _ = conn.evict.notified() => break,
+            _ = stopped(&mut shutdown) => {
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(SHUTDOWN_DRAIN, &mut connection).await;
+                break;
+            }
+            _ = tokio::time::sleep(wait) => {
+                let idle_for = now_ms().saturating_sub(conn.idle_since_ms.load(Ordering::Relaxed));
+                if conn.busy.load(Ordering::Relaxed) == 0 && idle_for >= idle_timeout_ms {
+                    shared.metrics.shed("idle_timeout");
+                    break;
+                }
+            }
+        }
+    }
+    drop(registration);
+}

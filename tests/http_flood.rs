@@ -1,0 +1,213 @@
+//! The agent's HTTP endpoint lives inside the host process: a flood of idle and trickling connections
+//! must not take the host's descriptors, lock out a scraper, or slow the host's own port.
+//! (Its own test binary: it counts this process's file descriptors.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const IDLE: usize = 2000;
+const TRICKLING: usize = 200;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Raises this process's descriptor limit so the test's own client sockets fit.
+fn raise_fd_limit(needed: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < needed {
+            lim.rlim_cur = lim.rlim_max.min(needed);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    assert!(
+        lim.rlim_cur >= needed,
+        "this test needs {needed} file descriptors; the hard limit is {}",
+        lim.rlim_max
+    );
+}
+
+/// A host "inference" port on the host runtime: answers every connection with `ok`.
+fn host_port(rt: &tokio::runtime::Runtime) -> SocketAddr {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A GET over a fresh connection; returns the status line and how long the whole exchange took.
+fn timed_get(addr: SocketAddr, path: &str) -> (String, Duration) {
+    let t = Instant::now();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    (text.lines().next().unwrap_or("").to_owned(), t.elapsed())
+}
+
+/// True once the server has closed the connection (EOF or reset); false if it is still open.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // a response or an error body; keep reading to the end
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn idle_and_trickling_floods_neither_lock_out_scrapes_nor_keep_descriptors() {
+    raise_fd_limit(8192);
+    let rt = host_runtime();
+    let host = host_port(&rt);
+    let agent = fast_agent(100)
+        .http_idle_timeout(IDLE_TIMEOUT)
+        .unwrap()
+        .start(rt.handle())
+        .unwrap();
+    let addr = agent.local_addr();
+    assert!(timed_get(addr, "/metrics").0.contains("200"));
+    assert!(timed_get(host, "/").0.contains("200"));
+    std::thread::sleep(Duration::from_millis(200));
+    let baseline = open_fds();
+
+    // 2,000 connections that never send a byte.
+    let mut idle: Vec<TcpStream> = (0..IDLE)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
+        .collect();
+    // 200 that send their request head one byte at a time, forever.
+    let trickling: Vec<TcpStream> = (0..TRICKLING)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickler = {
+        let stop = stop.clone();
+        let mut socks: Vec<TcpStream> = trickling.iter().map(|s| s.try_clone().unwrap()).collect();
+        std::thread::spawn(move || {
+            let head = b"GET /metrics HTTP/1.1\r\nhost: x\r\nx-slow: ";
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let byte = [head.get(i).copied().unwrap_or(b'a')];
+                for s in &mut socks {
+                    let _ = s.write(&byte);
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // During the flood, the scraper and the host's own port answer within a second, every time.
+    let mut worst_metrics = Duration::ZERO;
+    let mut worst_host = Duration::ZERO;
+    for _ in 0..10 {
+        let (status, took) = timed_get(addr, "/metrics");
+        assert!(
+            status.contains("200"),
+            "/metrics during the flood: {status:?}"
+        );
+        worst_metrics = worst_metrics.max(took);
+        let (status, took) = timed_get(host, "/");
+        assert!(
+            status.contains("200"),
+            "host port during the flood: {status:?}"
+        );
+        worst_host = worst_host.max(took);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        worst_metrics < Duration::from_secs(1),
+        "/metrics took {worst_metrics:?}"
+    );
+    assert!(
+        worst_host < Duration::from_secs(1),
+        "host port took {worst_host:?}"
+    );
+    // The agent holds at most its cap (plus one being closed), not the flood.
+    let s = scrape(addr);
+    let open = s.value("vigil_http_connections");
+    assert!(
+        open <= (vigil::agent::DEFAULT_HTTP_MAX_CONNECTIONS + 1) as f64,
+        "{open} connections open"
+    );
+    assert!(s.value("vigil_http_connections_shed_total{reason=\"evicted\"}") > 0.0);
+
+    // Every flood connection is closed by the server within the idle timeout (plus scheduling slack).
+    std::thread::sleep(IDLE_TIMEOUT + Duration::from_millis(1500));
+    let still_open_idle = idle.iter_mut().map(closed_by_server).filter(|c| !c).count();
+    let mut trickling = trickling;
+    let still_open_trickling = trickling
+        .iter_mut()
+        .map(closed_by_server)
+        .filter(|c| !c)
+        .count();
+    assert_eq!(still_open_idle, 0, "idle connections the agent kept open");
+    assert_eq!(
+        still_open_trickling, 0,
+        "trickling connections the agent kept open"
+    );
+    let s = scrape(addr);
+    assert!(s.value("vigil_http_connections_shed_total{reason=\"idle_timeout\"}") > 0.0);
+
+    // Once the clients are gone, the process holds the descriptors it held before.
+    stop.store(true, Ordering::Relaxed);
+    trickler.join().unwrap();
+    drop(idle);
+    drop(trickling);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_fds() > baseline && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        open_fds() <= baseline,
+        "descriptors: {} now, {baseline} before the flood",
+        open_fds()
+    );
+    assert!(timed_get(addr, "/metrics").0.contains("200"));
+}
