@@ -72,13 +72,17 @@ fn host_port(rt: &tokio::runtime::Runtime) -> SocketAddr {
 /// A GET over a fresh connection; returns the status line and how long the whole exchange took.
 fn timed_get(addr: SocketAddr, path: &str) -> (String, Duration) {
     let t = Instant::now();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) => return (format!("connect failed: {e}"), t.elapsed()),
+    };
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
+    if let Err(e) = write!(
         s,
         "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
+    ) {
+        return (format!("write failed: {e}"), t.elapsed());
+    }
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw);

@@ -12,6 +12,26 @@ use axum::response::Response;
 
 use crate::http::json_error;
 
+/// Why a write request was refused; [`Refusal::into_response`] is the JSON error the handler returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) message: &'static str,
+}
+
+impl Refusal {
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the write endpoints (labels, model reload) come with the label store"
+        )
+    )]
+    pub(crate) fn into_response(self) -> Response {
+        json_error(self.status, self.message)
+    }
+}
+
 /// Whether requests to write endpoints must carry the token.
 #[derive(Clone)]
 pub(crate) struct WriteAccess {
@@ -61,16 +81,16 @@ impl WriteAccess {
             reason = "the write endpoints (labels, model reload) come with the label store"
         )
     )]
-    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         if !self.exposed() {
             return Ok(());
         }
         let Some(token) = &self.token else {
-            return Err(json_error(
-                StatusCode::FORBIDDEN,
-                "write endpoints are disabled: the agent listens off loopback without a token; set \
-                 VIGIL_TOKEN on the agent, or bind it to 127.0.0.1",
-            ));
+            return Err(Refusal {
+                status: StatusCode::FORBIDDEN,
+                message: "write endpoints are disabled: the agent listens off loopback without a \
+                          token; set VIGIL_TOKEN on the agent, or bind it to 127.0.0.1",
+            });
         };
         let presented = headers
             .get(header::AUTHORIZATION)
@@ -78,14 +98,14 @@ impl WriteAccess {
             .and_then(|v| v.strip_prefix("Bearer "));
         match presented {
             Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => Ok(()),
-            Some(_) => Err(json_error(
-                StatusCode::UNAUTHORIZED,
-                "the bearer token is wrong",
-            )),
-            None => Err(json_error(
-                StatusCode::UNAUTHORIZED,
-                "this endpoint needs `Authorization: Bearer <token>` (the agent's VIGIL_TOKEN)",
-            )),
+            Some(_) => Err(Refusal {
+                status: StatusCode::UNAUTHORIZED,
+                message: "the bearer token is wrong",
+            }),
+            None => Err(Refusal {
+                status: StatusCode::UNAUTHORIZED,
+                message: "this endpoint needs `Authorization: Bearer <token>` (the agent's VIGIL_TOKEN)",
+            }),
         }
     }
 }
@@ -129,18 +149,22 @@ mod tests {
             "{notice}"
         );
         let no_token = WriteAccess::new(addr, None);
+        let refusal = no_token.authorize(&bearer("x")).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::FORBIDDEN);
+        let response = refusal.into_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
         assert_eq!(
-            no_token.authorize(&bearer("x")).unwrap_err().status(),
-            StatusCode::FORBIDDEN
+            response.headers().get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
         );
         let with = WriteAccess::new(addr, Some("s3cret".into()));
         assert!(with.authorize(&bearer("s3cret")).is_ok());
         assert_eq!(
-            with.authorize(&bearer("s3cre")).unwrap_err().status(),
+            with.authorize(&bearer("s3cre")).unwrap_err().status,
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
-            with.authorize(&HeaderMap::new()).unwrap_err().status(),
+            with.authorize(&HeaderMap::new()).unwrap_err().status,
             StatusCode::UNAUTHORIZED
         );
         assert!(!format!("{with:?}").contains("s3cret"));

@@ -16,6 +16,8 @@ use crate::metrics::{self as m, FGauge};
 
 /// Windows kept for cold-start training at most (memory bound: rows × features × 8 bytes).
 const MAX_WARMUP_ROWS: usize = 20_000;
+/// How long dropping the stage (agent shutdown) waits for a running `vigil-train` thread.
+const TRAIN_JOIN_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ModelLabels {
@@ -54,6 +56,8 @@ pub(crate) struct ScoringStage {
     trained_at: FGauge,
     info: Family<ModelLabels, FGauge>,
     last: Option<Score>,
+    /// The `vigil-train` thread while it runs; joined when it reports and when the stage is dropped.
+    trainer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ScoringStage {
@@ -81,6 +85,7 @@ impl ScoringStage {
             trained_at: FGauge::default(),
             info: Family::default(),
             last: None,
+            trainer: None,
         };
         s.score.set(f64::NAN);
         s.anomaly.set(f64::NAN);
@@ -148,6 +153,12 @@ impl ScoringStage {
             },
             State::Failed => Some(Next::Restart),
         };
+        if matches!(next, Some(Next::Install(_) | Next::Fail(_)))
+            && let Some(t) = self.trainer.take()
+        {
+            // It has sent its result (or died): joining takes no time.
+            let _ = t.join();
+        }
         match next {
             None => {}
             Some(Next::Train(rows)) => self.state = self.spawn_training(rows),
@@ -165,7 +176,7 @@ impl ScoringStage {
         }
     }
 
-    fn spawn_training(&self, rows: Vec<Vec<f64>>) -> State {
+    fn spawn_training(&mut self, rows: Vec<Vec<f64>>) -> State {
         let (tx, rx) = sync_channel(1);
         let schema = self.schema.clone();
         let tick = self.tick.as_secs_f64();
@@ -193,7 +204,10 @@ impl ScoringStage {
                 let _ = tx.send(result);
             });
         match spawned {
-            Ok(_) => State::Training(rx),
+            Ok(handle) => {
+                self.trainer = Some(handle);
+                State::Training(rx)
+            }
             Err(e) => {
                 tracing::warn!(
                     "cannot start the training thread, retrying after another warm-up: {e}"
@@ -201,5 +215,97 @@ impl ScoringStage {
                 State::Failed
             }
         }
+    }
+}
+
+impl Drop for ScoringStage {
+    /// Shutdown joins the training thread (every agent thread is joined), waiting at most
+    /// [`TRAIN_JOIN_GRACE`]; a fit that takes longer is left to finish and its result is discarded.
+    fn drop(&mut self) {
+        let Some(t) = self.trainer.take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + TRAIN_JOIN_GRACE;
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            tracing::warn!(
+                "the vigil-train thread did not finish within {TRAIN_JOIN_GRACE:?} of shutdown; detaching it"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_features::{Horizons, SignalKind, SignalSet, SignalSpec, Unit};
+
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|c| c.trim() == name)
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn dropping_the_stage_joins_a_running_training_thread() {
+        // linfa fits on rayon's global pool, whose workers are created by the first fit and named after
+        // the thread that made them: create the pool here, so every `vigil-train` thread is ours.
+        let rows: Vec<Vec<f64>> = (0..60)
+            .map(|i| vec![f64::from(i % 7), f64::from(i % 5)])
+            .collect();
+        let _ = KMeansDetector::fit(
+            &["a".to_owned(), "b".to_owned()],
+            rows.iter().map(|r| &r[..]),
+            KMeansParams::default(),
+        );
+        let specs = (0..20)
+            .map(|i| SignalSpec::named(format!("s{i}"), Unit::Count, SignalKind::Gauge))
+            .collect();
+        let signals = SignalSet::new(specs).unwrap();
+        let mut window = vigil_features::Window::new(&signals, Horizons::new(2, 5).unwrap());
+        let schema = window.schema().clone();
+        let mut registry = Registry::default();
+        let mut stage = ScoringStage::new(
+            schema.clone(),
+            None,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            &mut registry,
+        );
+        let mut fv = FeatureVector::new(&schema);
+        let mut x = 7u64;
+        let mut t = 0.0;
+        let mut row = vec![0.0; 20];
+        while stage.trainer.is_none() {
+            for v in &mut row {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *v = (x % 1000) as f64;
+            }
+            t += 1.0;
+            window.push(t, &row).unwrap();
+            if window.is_warm() {
+                window.extract(&mut fv).unwrap();
+            }
+            stage.update(&fv, window.is_warm());
+        }
+        drop(stage);
+        assert_eq!(
+            threads_named("vigil-train"),
+            0,
+            "training thread outlived the stage"
+        );
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! - At most `max_connections` are open at once. When a new connection arrives at the cap, the connection
 //!   that has waited longest for a request (idle keep-alive, or still trickling its request head) is closed
-//!   to make room; when every open connection is in the middle of a request, the new one is closed
-//!   instead. A flood of idle or slow clients therefore cannot lock a scraper out, and the descriptors the
+//!   to make room; when every open connection is in the middle of a request (or has not yet had its first
+//!   turn to read), the new one is closed instead. A flood of idle or slow clients therefore cannot lock a scraper out, and the descriptors the
 //!   agent holds stay at `max_connections + 1`.
 //! - A connection must deliver a complete request head within `idle_timeout` of opening or of its previous
 //!   response, otherwise it is closed: this is both the header-read timeout and the keep-alive idle
@@ -58,6 +58,9 @@ impl Default for HttpLimits {
     }
 }
 
+/// Values of the `reason` label of `vigil_http_connections_shed_total`.
+const SHED_REASONS: [&str; 4] = ["idle_timeout", "evicted", "refused", "accept_error"];
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
@@ -78,6 +81,10 @@ impl ServerMetrics {
         };
         m::HTTP_CONNECTIONS.register(registry, s.open.clone());
         m::HTTP_CONNECTIONS_SHED.register(registry, s.shed.clone());
+        // Every reason is a series from the start (at 0), so rates and alerts need no absent() dance.
+        for reason in SHED_REASONS {
+            s.shed.get_or_create(&ReasonLabel { reason }).inc_by(0);
+        }
         s
     }
 
@@ -92,6 +99,9 @@ struct Conn {
     idle_since_ms: AtomicU64,
     /// Requests in progress (0 or 1 with HTTP/1, but counted to be safe).
     busy: AtomicU64,
+    /// Its task has run and read what the client sent: only then may it be evicted (a burst of new
+    /// connections must not evict each other before any of them had a chance to send a request).
+    started: AtomicBool,
     evict: Notify,
     evicted: AtomicBool,
 }
@@ -178,7 +188,14 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let Some(conn) = admit(&shared) else {
+        let mut admitted = admit(&shared);
+        if admitted.is_none() {
+            // Let the connections admitted in this burst take their first turn (and become evictable
+            // once they have read what was sent), then try once more before closing the newcomer.
+            tokio::task::yield_now().await;
+            admitted = admit(&shared);
+        }
+        let Some(conn) = admitted else {
             // Every slot is serving a request: close the newcomer rather than exceed the cap.
             shared.metrics.shed("refused");
             drop(stream);
@@ -207,7 +224,11 @@ fn admit(shared: &Arc<Shared>) -> Option<Registration> {
         let victim = t
             .conns
             .values()
-            .filter(|c| c.busy.load(Ordering::Relaxed) == 0 && !c.evicted.load(Ordering::Relaxed))
+            .filter(|c| {
+                c.started.load(Ordering::Relaxed)
+                    && c.busy.load(Ordering::Relaxed) == 0
+                    && !c.evicted.load(Ordering::Relaxed)
+            })
             .min_by_key(|c| c.idle_since_ms.load(Ordering::Relaxed))
             .cloned();
         match victim {
@@ -227,6 +248,7 @@ fn admit(shared: &Arc<Shared>) -> Option<Registration> {
         Arc::new(Conn {
             idle_since_ms: AtomicU64::new(now),
             busy: AtomicU64::new(0),
+            started: AtomicBool::new(false),
             evict: Notify::new(),
             evicted: AtomicBool::new(false),
         }),
@@ -274,6 +296,9 @@ async fn run_connection(
         .max_buf_size(MAX_CONNECTION_BUFFER)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    // No await between this and the first poll of `connection` below, so a request the client already
+    // sent is being served (busy) before the accept loop can see this connection as evictable.
+    conn.started.store(true, Ordering::Relaxed);
     let idle_timeout = shared.limits.idle_timeout;
     let idle_timeout_ms = u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX);
     loop {

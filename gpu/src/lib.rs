@@ -72,7 +72,7 @@ impl GpuMode {
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Some(Self::Auto),
-            "off" | "none" | "false" | "0" => Some(Self::Off),
+            "off" => Some(Self::Off),
             "nvml" => Some(Self::Nvml),
             _ => None,
         }
@@ -118,6 +118,10 @@ mod tests {
         assert_eq!(GpuMode::parse("off"), Some(GpuMode::Off));
         assert_eq!(GpuMode::parse("nvml"), Some(GpuMode::Nvml));
         assert_eq!(GpuMode::parse("cuda"), None);
+        // Only what docs/CONFIG.md lists: no silent synonyms.
+        for undocumented in ["none", "false", "0", "no", ""] {
+            assert_eq!(GpuMode::parse(undocumented), None, "{undocumented}");
+        }
     }
 
     #[test]

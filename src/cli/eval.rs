@@ -224,6 +224,14 @@ fn png(windows: &[(f64, f64, bool)], labels: &[Label]) -> Vec<u8> {
 }
 
 pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
+    // Checked first, before the (long) scoring: never one of the inputs, and its directory must exist.
+    let plot_out = match &args.plot {
+        Some(p) => Some(OutputFile::create(
+            p,
+            &[&args.model, &args.csv, &args.labels],
+        )?),
+        None => None,
+    };
     let plot_kind = match &args.plot {
         None => None,
         Some(p) => match p
@@ -242,14 +250,6 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
                 .into());
             }
         },
-    };
-    // Checked before the (long) scoring: never one of the inputs, and its directory must exist.
-    let plot_out = match &args.plot {
-        Some(p) => Some(OutputFile::create(
-            p,
-            &[&args.model, &args.csv, &args.labels],
-        )?),
-        None => None,
     };
     let model = load_model(&args.model)?;
     let labels = read_labels(&args.labels)?;

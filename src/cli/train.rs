@@ -190,20 +190,6 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         data_rows += rows_here;
     }
-    if !seen_value.is_empty() && seen_value.iter().all(|s| !s) {
-        return Err(InputError::file(
-            &args.csv[0],
-            "every signal column is empty in every row: there is nothing to learn from",
-        )
-        .into());
-    }
-    for (c, seen) in columns.iter().zip(&seen_value) {
-        if !seen {
-            eprintln!(
-                "vigil: column `{c}` has no values in any row; its features are treated as missing"
-            );
-        }
-    }
     let windows_read = normal_rows.seen + anomalous_rows.seen;
     if windows_read < min_windows as u64 {
         let files = if args.csv.len() > 1 {
@@ -225,6 +211,20 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             ),
         )
         .into());
+    }
+    if !seen_value.is_empty() && seen_value.iter().all(|s| !s) {
+        return Err(InputError::file(
+            &args.csv[0],
+            "every signal column is empty in every row: there is nothing to learn from",
+        )
+        .into());
+    }
+    for (c, seen) in columns.iter().zip(&seen_value) {
+        if !seen {
+            eprintln!(
+                "vigil: column `{c}` has no values in any row; its features are treated as missing"
+            );
+        }
     }
     let sampled = windows_read > (normal_rows.items.len() + anomalous_rows.items.len()) as u64;
     let (rows, row_labels): (Vec<Vec<f64>>, Vec<RowLabel>) =
