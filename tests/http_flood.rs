@@ -56,8 +56,15 @@ fn host_port(rt: &tokio::runtime::Runtime) -> SocketAddr {
             };
             tokio::spawn(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                // Read the whole request head: closing with unread data would reset the connection.
+                let mut head = Vec::new();
                 let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).await;
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = s
                     .write_all(
                         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
@@ -77,10 +84,9 @@ fn timed_get(addr: SocketAddr, path: &str) -> (String, Duration) {
         Err(e) => return (format!("connect failed: {e}"), t.elapsed()),
     };
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    if let Err(e) = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    ) {
+    // One write: `write!` on a raw socket would send the pieces separately.
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    if let Err(e) = s.write_all(request.as_bytes()) {
         return (format!("write failed: {e}"), t.elapsed());
     }
     let mut raw = Vec::new();
