@@ -30,6 +30,9 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Show what a model file holds.
     Inspect(cli::inspect::InspectArgs),
+    /// Benchmarks that need the whole product: `vigil bench detect` (faults injected into a real
+    /// server, the agent's detector beside the static rules).
+    Bench(cli::bench::BenchArgs),
     /// Print docs/METRICS.md (the catalogue of exported metrics) to standard output.
     MetricsDoc,
 }
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Score(args) => cli::score::run(args),
         Command::Eval(args) => cli::eval::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
+        Command::Bench(args) => cli::bench::run(args),
         Command::MetricsDoc => {
             use std::io::Write;
             std::io::stdout()

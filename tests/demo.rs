@@ -38,10 +38,115 @@ fn demo_serves_load_and_prints_one_line_per_tick() {
         .and_then(|s| s.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap();
-    assert!(served >= 150, "{served} requests in 3 s at 100 req/s");
+    // The load varies around 100 req/s (ramps, bursts, quiet periods), never below 0.2x.
+    assert!(served >= 50, "{served} requests in 3 s at ~100 req/s");
     assert!(last.contains(" 0 client errors"), "{last}");
     // The demo installs CountingAlloc, so allocation rates are live.
-    assert!(stdout.contains("live=") && !stdout.lines().nth(3).unwrap().contains("live=n/a"));
+    let third_tick = stdout
+        .lines()
+        .filter(|l| l.starts_with("t="))
+        .nth(2)
+        .unwrap();
+    assert!(
+        third_tick.contains(" live ") && !third_tick.contains("live   n/a"),
+        "{third_tick}"
+    );
+}
+
+/// The showcase: after the warm-up one fault is injected; its window is in the recorded labels, the
+/// summary says what became of it, the report has a timeline, and the live view fits 100 columns.
+#[test]
+fn demo_injects_a_fault_records_it_and_summarises_it() {
+    let dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "demo",
+            "--duration",
+            "25",
+            "--listen",
+            "127.0.0.1:0",
+            "--tick",
+            "100ms",
+            "--faults",
+            "memory_leak",
+            "--record",
+            dir.join("rec").to_str().unwrap(),
+            "--report",
+            dir.join("report").to_str().unwrap(),
+        ])
+        .env("VIGIL_WARMUP", "5s")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in stdout
+        .lines()
+        .filter(|l| l.starts_with("t=") || l.starts_with(">>"))
+    {
+        assert!(
+            line.chars().count() <= 100,
+            "wider than 100 columns: {line}"
+        );
+    }
+    assert!(
+        stdout.contains(">> ") && stdout.contains("injecting memory_leak"),
+        "{stdout}"
+    );
+    let summary = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("memory_leak"))
+        .unwrap_or_else(|| panic!("no summary line for the fault:\n{stdout}"));
+    assert!(
+        summary.contains("injected ticks")
+            && (summary.contains("detected") || summary.contains("missed")),
+        "{summary}"
+    );
+    let labels = std::fs::read_to_string(dir.join("rec/demo-seed1.labels.csv")).unwrap();
+    let row = labels
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no label row: {labels}"));
+    let fields: Vec<&str> = row.split(',').collect();
+    assert_eq!(fields[2..], ["anomaly", "memory_leak", "injected"], "{row}");
+    let (start, end): (f64, f64) = (fields[0].parse().unwrap(), fields[1].parse().unwrap());
+    assert!(
+        end - start >= 2.0 && end - start <= 4.5,
+        "30 ticks of 100 ms: {start}..{end}"
+    );
+    // The recording is what `vigil train` reads, and the fault lies inside it.
+    let signals = std::fs::read_to_string(dir.join("rec/demo-seed1.csv")).unwrap();
+    let first: f64 = signals
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let last: f64 = signals
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(first < start && end <= last, "{first} {start} {end} {last}");
+    let svg = std::fs::read_to_string(dir.join("report/timeline.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("threshold"));
+    assert!(
+        std::fs::read_to_string(dir.join("report/report.md"))
+            .unwrap()
+            .contains("memory_leak")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -76,7 +76,13 @@ fn every_agent_dependency_is_named_in_the_architecture() {
         .find(|l| l.starts_with("| `vigil-agent` |"))
         .expect("ARCHITECTURE.md has a vigil-agent row");
     // Optional and plumbing crates that need no mention.
-    let unremarkable = ["thiserror", "tracing", "ndarray", "console-subscriber", "tracing-subscriber"];
+    let unremarkable = [
+        "thiserror",
+        "tracing",
+        "ndarray",
+        "console-subscriber",
+        "tracing-subscriber",
+    ];
     for dep in dependencies(&read("agent/Cargo.toml")) {
         if unremarkable.contains(&dep.as_str()) {
             continue;

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 /// What [`parse_duration`] accepts, for error messages.
-pub(crate) const DURATION_SYNTAX: &str =
+pub const DURATION_SYNTAX: &str =
     "a duration such as 500ms, 1s, 1.5s, 2m or 250us (a bare number means seconds)";
 
 /// Parses a duration; `None` when the text is not one (negative, NaN, unknown unit, overflow).
-pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
+pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

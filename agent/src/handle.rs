@@ -24,6 +24,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[must_use = "dropping the AgentHandle stops the agent"]
 pub struct AgentHandle {
     local_addr: SocketAddr,
+    tick: Duration,
     registry: Arc<Registry>,
     latest: watch::Receiver<Arc<Sample>>,
     latest_features: watch::Receiver<Arc<FeatureVector>>,
@@ -103,6 +104,7 @@ impl AgentHandle {
             .map_err(spawn_err("agent thread"))?;
         Ok(Self {
             local_addr,
+            tick,
             registry,
             latest,
             latest_features,
@@ -119,6 +121,11 @@ impl AgentHandle {
     /// The address the HTTP endpoint listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// How often the agent ticks.
+    pub fn tick(&self) -> Duration {
+        self.tick
     }
 
     /// The most recent sample (all `NaN` before the first tick).

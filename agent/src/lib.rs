@@ -42,6 +42,7 @@ pub use builder::{
 pub use collectors::{CollectError, Collector};
 #[cfg(feature = "console")]
 pub use console::console_layer;
+pub use duration::{DURATION_SYNTAX, parse_duration};
 pub use error::Error;
 pub use handle::AgentHandle;
 pub use metrics::{CATALOGUE, MetricDef, MetricType, metrics_markdown};

@@ -20,13 +20,15 @@ pub enum AnomalyKind {
     CpuSaturation,
     /// Inference errors or anomalies bursting.
     ErrorBurst,
+    /// Inference latency up (the model got slower).
+    LatencyRegression,
     /// None of the above.
     Unknown,
 }
 
 impl AnomalyKind {
     /// Every kind, in documentation order.
-    pub const ALL: [AnomalyKind; 8] = [
+    pub const ALL: [AnomalyKind; 9] = [
         AnomalyKind::TaskLeak,
         AnomalyKind::SchedulerStall,
         AnomalyKind::AllocStorm,
@@ -34,6 +36,7 @@ impl AnomalyKind {
         AnomalyKind::GpuMemoryLeak,
         AnomalyKind::CpuSaturation,
         AnomalyKind::ErrorBurst,
+        AnomalyKind::LatencyRegression,
         AnomalyKind::Unknown,
     ];
 
@@ -52,6 +55,7 @@ impl AnomalyKind {
             AnomalyKind::GpuMemoryLeak => "gpu_memory_leak",
             AnomalyKind::CpuSaturation => "cpu_saturation",
             AnomalyKind::ErrorBurst => "error_burst",
+            AnomalyKind::LatencyRegression => "latency_regression",
             AnomalyKind::Unknown => "unknown",
         }
     }
@@ -77,6 +81,8 @@ pub fn kind_of_feature(name: &str) -> AnomalyKind {
         AnomalyKind::CpuSaturation
     } else if signal.starts_with("inference_error") || signal.starts_with("inference_anomalies") {
         AnomalyKind::ErrorBurst
+    } else if signal.starts_with("inference_latency") {
+        AnomalyKind::LatencyRegression
     } else {
         AnomalyKind::Unknown
     }
@@ -164,7 +170,19 @@ mod tests {
             kind_of_feature("inference_errors_rate.last"),
             AnomalyKind::ErrorBurst
         );
+        assert_eq!(
+            kind_of_feature("inference_latency_p99_seconds.mean_10"),
+            AnomalyKind::LatencyRegression
+        );
         assert_eq!(kind_of_feature("queue_len.last"), AnomalyKind::Unknown);
+        // Every kind parses back from its label value (labels CSV, Alertmanager labels).
+        for k in AnomalyKind::ALL {
+            assert_eq!(AnomalyKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(
+            AnomalyKind::parse("latency_regression"),
+            Some(AnomalyKind::LatencyRegression)
+        );
     }
 
     #[test]

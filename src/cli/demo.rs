@@ -1,18 +1,32 @@
-//! `vigil demo`: a small inference server with the agent linked in, under synthetic load.
+//! `vigil demo`: the showcase. A real inference server (an MLP, `#[vigil::observe]` on its stages) with
+//! the agent linked in, under production-like load; after the warm-up, faults are injected on a schedule
+//! with quiet stretches between them, and every detection is shown as it happens. At the end: what was
+//! injected and what was detected.
 
+use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use vigil::features::Sample;
+use vigil::models::{AnomalyKind, OutputFile};
+
+use super::labels::Label;
+use super::scenes::faults::parse_faults;
+use super::scenes::record::Recorder;
+use super::scenes::{Scene, SceneConfig, Tick};
+
+/// Quiet ticks before each fault and ticks each fault lasts.
+const QUIET_TICKS: u64 = 30;
+const FAULT_TICKS: u64 = 30;
+/// Ticks after a fault ends during which an alarm still counts as catching it.
+const GRACE_TICKS: u64 = 10;
+/// The live view never wraps on a 100-column terminal.
+pub(crate) const MAX_COLUMNS: usize = 100;
 
 /// Flags of `vigil demo`.
 #[derive(Debug, clap::Args)]
@@ -23,289 +37,419 @@ pub(crate) struct DemoArgs {
     /// Address of the agent's HTTP endpoint (/metrics); overrides VIGIL_LISTEN.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Do not print the per-tick line.
+    /// Print only detections and the summary, not one line per tick.
     #[arg(long)]
     quiet: bool,
     /// Score with this model file from the start (overrides VIGIL_MODEL); otherwise the agent trains
     /// its first model after the warm-up (VIGIL_WARMUP; one minute in the demo).
     #[arg(long, value_name = "FILE")]
-    model: Option<std::path::PathBuf>,
-    /// Requests per second the built-in load generator sends.
+    model: Option<PathBuf>,
+    /// Mean requests per second of the load generator (the load varies around it: daily cycle, ramps,
+    /// bursts, quiet periods).
     #[arg(long, default_value_t = 200, value_name = "N")]
     rps: u32,
     /// Worker threads of the demo server's tokio runtime.
     #[arg(long, default_value_t = 2, value_name = "N")]
     workers: usize,
+    /// Faults to inject after the warm-up, in order, each after a quiet stretch: `all`, `none`, or a
+    /// list such as `memory_leak,error_burst`.
+    #[arg(long, default_value = "all", value_name = "LIST")]
+    faults: String,
+    /// Seed of the load shape and the model's weights.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The agent's tick, e.g. `250ms` (overrides VIGIL_TICK; every schedule is in ticks, so a short
+    /// tick runs the whole show faster).
+    #[arg(long, value_name = "DURATION")]
+    tick: Option<String>,
+    /// Write the per-tick signals and the injected faults as CSV (for `vigil train/score/eval`).
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+    /// Write a markdown report and an SVG timeline (score, threshold, faults) here at the end.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
-#[derive(Default)]
-struct Counters {
-    served: AtomicU64,
-    client_ok: AtomicU64,
-    client_err: AtomicU64,
+/// One injected fault and what became of it.
+#[derive(Debug, Clone)]
+struct Injected {
+    kind: AnomalyKind,
+    start_tick: u64,
+    end_tick: u64,
+    start_unix: f64,
+    end_unix: f64,
+    /// Ticks to the alarm and the type it named.
+    detected: Option<(u64, AnomalyKind)>,
+}
+
+/// The fault schedule after the warm-up: quiet, fault, quiet, fault, ... then quiet.
+struct Schedule {
+    faults: Vec<AnomalyKind>,
+    next: usize,
+    phase_ticks_left: u64,
+    in_fault: bool,
+}
+
+impl Schedule {
+    fn new(faults: Vec<AnomalyKind>) -> Self {
+        Self {
+            faults,
+            next: 0,
+            phase_ticks_left: QUIET_TICKS,
+            in_fault: false,
+        }
+    }
+
+    /// Advances one tick; returns `Some(Some(kind))` to start a fault, `Some(None)` to stop one.
+    fn step(&mut self) -> Option<Option<AnomalyKind>> {
+        if self.phase_ticks_left > 0 {
+            self.phase_ticks_left -= 1;
+            return None;
+        }
+        if self.in_fault {
+            self.in_fault = false;
+            self.phase_ticks_left = QUIET_TICKS.saturating_sub(1);
+            return Some(None);
+        }
+        let kind = *self.faults.get(self.next)?;
+        self.next += 1;
+        self.in_fault = true;
+        self.phase_ticks_left = FAULT_TICKS.saturating_sub(1);
+        Some(Some(kind))
+    }
+}
+
+fn unix(s: &Sample) -> f64 {
+    s.timestamp()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Cuts `line` to the live view's width.
+fn fit(mut line: String) -> String {
+    if line.chars().count() > MAX_COLUMNS {
+        line = line.chars().take(MAX_COLUMNS - 1).collect();
+        line.push('…');
+    }
+    line
+}
+
+fn short_bytes(b: f64) -> String {
+    if !b.is_finite() {
+        "n/a".into()
+    } else if b >= 1e9 {
+        format!("{:.1}G", b / 1e9)
+    } else {
+        format!("{:.0}M", b / 1e6)
+    }
+}
+
+fn short_ms(s: f64) -> String {
+    if s.is_finite() {
+        format!("{:.1}ms", s * 1e3)
+    } else {
+        "n/a".into()
+    }
+}
+
+/// One line per tick: time, load, key signals, score against the threshold, the fault running.
+fn tick_line(t: &Tick, elapsed: Duration, req_rate: f64) -> String {
+    let g = |n: &str| t.sample.get(n).unwrap_or(f64::NAN);
+    let score = match &t.score {
+        Some(s) => format!("{:.2}{}", s.value, if s.is_anomaly { "!" } else { " " }),
+        None => "warm ".into(),
+    };
+    let fault = t
+        .fault
+        .map_or(String::new(), |k| format!(" [{}]", k.as_str()));
+    fit(format!(
+        "t={:>5.1}s x{:.1} {:>4.0}/s p99 {:>6} tasks {:>4.0} sched {:>6} live {:>5} cpu {:>3.0}% s={}/0.50{}",
+        elapsed.as_secs_f64(),
+        t.load,
+        req_rate,
+        short_ms(g("inference_latency_p99_seconds")),
+        g("tokio_alive_tasks"),
+        short_ms(g("sched_latency_max_seconds")),
+        short_bytes(g("alloc_live_bytes")),
+        g("process_cpu_ratio") * 100.0,
+        score,
+        fault,
+    ))
 }
 
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // Colour only for a person at a terminal; never escape codes in a log file.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
-    anyhow::ensure!(args.rps > 0, "--rps must be at least 1");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers)
-        .enable_all()
-        .build()
-        .context("building the demo server's runtime")?;
-
-    // The demo is configured like any host: VIGIL_* variables first, then its own flags. Its one
-    // default of its own: a one-minute warm-up (VIGIL_WARMUP overrides), so a first model scores within
-    // about two minutes instead of six.
-    let mut builder = vigil::Agent::builder()
-        .warm_up(Duration::from_secs(60))?
-        .from_env()?;
-    if let Some(addr) = args.listen {
-        builder = builder.listen(addr);
+    let faults = parse_faults(&args.faults).map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
+    let tick = match &args.tick {
+        Some(s) => Some(vigil::agent::parse_duration(s).with_context(|| {
+            format!("--tick {s:?}: expected {}", vigil::agent::DURATION_SYNTAX)
+        })?),
+        None => None,
+    };
+    // Outputs are checked before the show starts.
+    let report_dir = args.report.clone();
+    if let Some(d) = &report_dir {
+        std::fs::create_dir_all(d)
+            .with_context(|| format!("{}: cannot create the report directory", d.display()))?;
     }
-    if let Some(model) = &args.model {
-        builder = builder.model_path(model);
-    }
-    let agent = builder.start(rt.handle())?;
-    let agent_addr = agent.local_addr();
-    let mut samples = agent.subscribe();
-    let scores = agent.subscribe_scores();
-
-    let result = rt.block_on(async move {
-        let counters = Arc::new(Counters::default());
-        let app = Router::new()
-            .route("/v1/predict", post(predict))
-            .with_state(counters.clone());
-        let server = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the demo inference server")?;
-        let server_addr = server.local_addr()?;
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(server, app).await {
-                tracing::error!("demo server stopped: {e}");
-            }
-        });
-        println!(
-            "vigil demo: agent http://{agent_addr}/metrics · inference server http://{server_addr}/v1/predict · {} req/s",
-            args.rps
-        );
-
-        const CLIENTS: u32 = 8;
-        let per_client = Duration::from_secs_f64(f64::from(CLIENTS) / f64::from(args.rps));
-        for id in 0..CLIENTS {
-            tokio::spawn(client(server_addr, per_client, id, counters.clone()));
+    let cfg = SceneConfig {
+        tick,
+        warm_up: None,
+        seed: args.seed,
+        rps: f64::from(args.rps),
+        workers: args.workers,
+        listen: args.listen,
+        model: args.model.clone(),
+        from_env: true,
+    };
+    let mut scene = Scene::start(&cfg)?;
+    let names = scene.feature_names();
+    let mut recorder = match &args.record {
+        Some(dir) => Some(Recorder::create(dir, &format!("demo-seed{}", args.seed))?),
+        None => None,
+    };
+    println!(
+        "vigil demo: agent http://{}/metrics · server http://{}/v1/predict",
+        scene.agent_addr, scene.server_addr
+    );
+    println!(
+        "  tick {:?} · ~{} req/s, varying · faults after the warm-up: {}",
+        scene.tick,
+        args.rps,
+        if faults.is_empty() {
+            "none".to_owned()
+        } else {
+            faults
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         }
-
-        let started = Instant::now();
-        let deadline = args.duration.map(Duration::from_secs);
-        let mut view = View::default();
-        loop {
-            let remaining = deadline.map(|d| d.saturating_sub(started.elapsed()));
-            if remaining == Some(Duration::ZERO) {
-                break;
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    scene.watch_ctrl_c(stop.clone());
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + Duration::from_secs(d));
+    let mut schedule = Schedule::new(faults);
+    let mut injected: Vec<Injected> = Vec::new();
+    let mut scoring = false;
+    let mut prev_flag = false;
+    let mut false_alarms = 0u64;
+    let mut ticks = 0u64;
+    let mut timeline: Vec<(f64, f64, bool)> = Vec::new();
+    let mut last_served = (started, 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        let Some(t) = scene.next_tick_until(deadline) else {
+            break;
+        };
+        ticks += 1;
+        let now_unix = unix(&t.sample);
+        if let Some(r) = recorder.as_mut() {
+            r.push(&t)?;
+        }
+        let served = scene.counters.served.load(Ordering::Relaxed)
+            + scene.counters.failed.load(Ordering::Relaxed);
+        let dt = last_served.0.elapsed().as_secs_f64().max(1e-9);
+        let req_rate = served.saturating_sub(last_served.1) as f64 / dt;
+        last_served = (Instant::now(), served);
+        if !args.quiet {
+            println!("{}", tick_line(&t, started.elapsed(), req_rate));
+        }
+        if let Some(s) = &t.score {
+            if !scoring {
+                scoring = true;
+                println!(
+                    "{}",
+                    fit(format!(
+                        ">> t={:.1}s scoring started (threshold 0.50)",
+                        started.elapsed().as_secs_f64()
+                    ))
+                );
             }
-            let sleep = tokio::time::sleep(remaining.unwrap_or(Duration::from_secs(3600)));
-            tokio::select! {
-                changed = samples.changed() => {
-                    if changed.is_err() { break; }
-                    let sample = samples.borrow_and_update().clone();
-                    let current = scores.borrow().clone();
-                    let score = match current {
-                        Some(s) if s.is_anomaly => format!("{:.2} ANOMALY {}", s.value, s.anomaly_type.as_str()),
-                        Some(s) => format!("{:.2}", s.value),
-                        None => "warming-up".to_owned(),
-                    };
-                    let line = view.line(&sample, started.elapsed(), &counters, &score);
-                    if !args.quiet {
-                        println!("{line}");
+            timeline.push((now_unix, s.value, s.is_anomaly));
+            if s.is_anomaly && !prev_flag {
+                let top: Vec<&str> = s
+                    .top_features
+                    .iter()
+                    .filter_map(|(i, _)| names.get(*i).map(String::as_str))
+                    .collect();
+                // Which fault does this alarm catch (running, or ended within the grace period)?
+                let caught = injected.iter_mut().rev().find(|f| {
+                    f.detected.is_none()
+                        && ticks >= f.start_tick
+                        && ticks <= f.end_tick + GRACE_TICKS
+                });
+                let what = match caught {
+                    Some(f) => {
+                        let after = ticks - f.start_tick;
+                        f.detected = Some((after, s.anomaly_type));
+                        format!("catches {} after {after} ticks", f.kind.as_str())
+                    }
+                    None => {
+                        false_alarms += 1;
+                        "no fault running: false alarm".to_owned()
+                    }
+                };
+                println!(
+                    "{}",
+                    fit(format!(
+                        ">> t={:.1}s ALARM {} score {:.2}: {what}; top {}",
+                        started.elapsed().as_secs_f64(),
+                        s.anomaly_type.as_str(),
+                        s.value,
+                        top.join(", ")
+                    ))
+                );
+            }
+            prev_flag = s.is_anomaly;
+            match schedule.step() {
+                Some(Some(kind)) => {
+                    scene.inject(kind)?;
+                    injected.push(Injected {
+                        kind,
+                        start_tick: ticks + 1,
+                        end_tick: ticks + FAULT_TICKS,
+                        start_unix: now_unix,
+                        end_unix: now_unix,
+                        detected: None,
+                    });
+                    println!(
+                        "{}",
+                        fit(format!(
+                            ">> t={:.1}s injecting {} for {FAULT_TICKS} ticks",
+                            started.elapsed().as_secs_f64(),
+                            kind.as_str()
+                        ))
+                    );
+                }
+                Some(None) => {
+                    scene.clear_fault();
+                    if let Some(f) = injected.last_mut() {
+                        f.end_tick = ticks;
+                        f.end_unix = now_unix;
                     }
                 }
-                _ = sleep => break,
-                _ = tokio::signal::ctrl_c() => break,
+                None => {
+                    if let Some(f) = injected.last_mut()
+                        && t.fault.is_some()
+                    {
+                        f.end_unix = now_unix;
+                    }
+                }
             }
         }
-        println!(
-            "vigil demo: done after {:.1}s · {} requests served · {} client errors · {} ticks",
-            started.elapsed().as_secs_f64(),
-            counters.served.load(Ordering::Relaxed),
-            counters.client_err.load(Ordering::Relaxed),
-            view.ticks,
-        );
-        anyhow::Ok(())
-    });
-    agent.shutdown();
-    rt.shutdown_timeout(Duration::from_secs(1));
-    result
-}
-
-/// A toy model: hash the prompt into an embedding, run it through four dense tanh layers with
-/// deterministic weights, and return the logits. Real CPU work and real allocations per request, like a
-/// small CPU-side pre/post-processing stage. `#[vigil::observe]` records its latency and flags non-finite
-/// logits as `nan_output`.
-#[vigil::observe(model = "demo-mlp", stage = "forward", check_output)]
-fn infer(prompt: &[u8]) -> Vec<f64> {
-    const DIM: usize = 64;
-    let mut x: Vec<f64> = (0..DIM)
-        .map(|i| {
-            let b = prompt.get(i % prompt.len().max(1)).copied().unwrap_or(0);
-            f64::from(b) / 255.0 - 0.5
+    }
+    scene.clear_fault();
+    let served = scene.counters.served.load(Ordering::Relaxed);
+    let client_err = scene.counters.client_err.load(Ordering::Relaxed);
+    drop(scene);
+    let summary = summary(&injected, false_alarms, ticks);
+    println!("{summary}");
+    let labels: Vec<Label> = injected
+        .iter()
+        .map(|f| Label {
+            start: f.start_unix,
+            end: f.end_unix,
+            anomaly: true,
+            source: "injected".into(),
+            confidence: 1.0,
+            kind: Some(f.kind),
         })
         .collect();
-    for layer in 0..4u64 {
-        let y: Vec<f64> = (0..DIM)
-            .map(|r| {
-                let mut acc = 0.0;
-                for (c, xc) in x.iter().enumerate() {
-                    let seed = (layer * 31 + r as u64 * 7 + c as u64 * 13) % 97;
-                    acc += xc * (seed as f64 / 97.0 - 0.5);
-                }
-                acc.tanh()
-            })
-            .collect();
-        x = y;
+    if let Some(r) = recorder {
+        let (signals, labels) = r.finish()?;
+        println!("recorded: {} and {}", signals.display(), labels.display());
     }
-    x
-}
-
-fn argmax(logits: &[f64]) -> (usize, f64) {
-    logits.iter().enumerate().fold(
-        (0, f64::MIN),
-        |best, (i, v)| if *v > best.1 { (i, *v) } else { best },
-    )
-}
-
-async fn predict(State(counters): State<Arc<Counters>>, body: String) -> (StatusCode, String) {
-    // Simulated batching wait, then the model.
-    tokio::time::sleep(Duration::from_millis(2)).await;
-    let (label, score) = argmax(&infer(body.as_bytes()));
-    counters.served.fetch_add(1, Ordering::Relaxed);
-    (
-        StatusCode::OK,
-        format!("{{\"label\":{label},\"score\":{score:.4}}}"),
-    )
-}
-
-/// One keep-alive HTTP/1.1 client sending a request every `period`.
-async fn client(addr: SocketAddr, period: Duration, id: u32, counters: Arc<Counters>) {
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut conn: Option<BufReader<TcpStream>> = None;
-    let mut n: u64 = 0;
-    loop {
-        ticker.tick().await;
-        n += 1;
-        let prompt = format!("client {id} request {n}: classify this prompt please");
-        if conn.is_none() {
-            conn = TcpStream::connect(addr).await.ok().map(BufReader::new);
-        }
-        let ok = match conn.as_mut() {
-            Some(c) => request(c, &prompt).await.is_ok(),
-            None => false,
-        };
-        if ok {
-            counters.client_ok.fetch_add(1, Ordering::Relaxed);
-        } else {
-            counters.client_err.fetch_add(1, Ordering::Relaxed);
-            conn = None;
-        }
+    if let Some(dir) = report_dir {
+        let svg_path = dir.join("timeline.svg");
+        OutputFile::write_all_and_commit(
+            &svg_path,
+            &[],
+            super::eval::svg(&timeline, &labels).as_bytes(),
+        )?;
+        let md = format!(
+            "# vigil demo report\n\nSeed {}, {ticks} ticks, {served} requests served.\n\n\
+             ![score, threshold and injected faults](timeline.svg)\n\n```\n{summary}\n```\n",
+            args.seed
+        );
+        OutputFile::write_all_and_commit(&dir.join("report.md"), &[], md.as_bytes())?;
+        println!("report: {}", dir.join("report.md").display());
     }
-}
-
-async fn request(conn: &mut BufReader<TcpStream>, body: &str) -> std::io::Result<()> {
-    let req = format!(
-        "POST /v1/predict HTTP/1.1\r\nhost: demo\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
+    println!(
+        "vigil demo: done after {:.1}s · {served} requests served · {client_err} client errors · {ticks} ticks",
+        started.elapsed().as_secs_f64(),
     );
-    conn.get_mut().write_all(req.as_bytes()).await?;
-    let mut line = String::new();
-    let mut content_length = 0usize;
-    let mut status_ok = false;
-    let mut first = true;
-    loop {
-        line.clear();
-        if conn.read_line(&mut line).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let l = line.trim_end();
-        if first {
-            status_ok = l.starts_with("HTTP/1.1 200");
-            first = false;
-        } else if l.is_empty() {
-            break;
-        } else if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            content_length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; content_length.min(1 << 20)];
-    conn.read_exact(&mut body).await?;
-    if status_ok {
-        Ok(())
-    } else {
-        Err(std::io::Error::other("non-200 response"))
-    }
+    Ok(())
 }
 
-/// Turns consecutive samples into one human line per tick.
-#[derive(Default)]
-struct View {
-    ticks: u64,
-    prev: Option<(Instant, f64, u64)>,
-}
-
-fn fmt_ms(v: Option<f64>) -> String {
-    match v {
-        Some(s) if s.is_finite() => format!("{:.2}ms", s * 1e3),
-        _ => "  n/a ".to_owned(),
+/// What was injected and what was detected, for people.
+fn summary(injected: &[Injected], false_alarms: u64, ticks: u64) -> String {
+    let mut out = String::from("summary:\n");
+    if injected.is_empty() {
+        out.push_str("  no fault injected\n");
     }
-}
-
-fn fmt_mib(v: Option<f64>) -> String {
-    match v {
-        Some(b) if b.is_finite() => format!("{:.1}MiB", b / (1024.0 * 1024.0)),
-        _ => "n/a".to_owned(),
-    }
-}
-
-impl View {
-    fn line(&mut self, s: &Sample, elapsed: Duration, counters: &Counters, score: &str) -> String {
-        self.ticks += 1;
-        let now = Instant::now();
-        let allocs = s.get("alloc_allocations").unwrap_or(f64::NAN);
-        let served = counters.served.load(Ordering::Relaxed);
-        let (alloc_rate, req_rate) = match self.prev {
-            Some((t, a, r)) => {
-                let dt = now.duration_since(t).as_secs_f64().max(1e-9);
-                ((allocs - a) / dt, served.saturating_sub(r) as f64 / dt)
+    for f in injected {
+        let _ = write!(
+            out,
+            "  {:<19} injected ticks {}-{}: ",
+            f.kind.as_str(),
+            f.start_tick,
+            f.end_tick
+        );
+        match f.detected {
+            Some((after, kind)) => {
+                let _ = writeln!(
+                    out,
+                    "detected after {after} ticks as {}{}",
+                    kind.as_str(),
+                    if kind == f.kind { "" } else { " (wrong type)" }
+                );
             }
-            None => (f64::NAN, f64::NAN),
-        };
-        self.prev = Some((now, allocs, served));
-        let gpu = match s.get("gpu0_memory_used_bytes") {
-            Some(v) if v.is_finite() => fmt_mib(Some(v)),
-            _ => "n/a".to_owned(),
-        };
-        format!(
-            "t={:>4}s tasks={:>4} busy={:>5.1}% sched p99={} max={} stalls={} allocs={:>7.0}/s live={} rss={} cpu={:>5.1}% gpu={} req={:.0}/s forward p99={} score={}",
-            elapsed.as_secs(),
-            s.get("tokio_alive_tasks").unwrap_or(f64::NAN),
-            s.get("tokio_busy_ratio").unwrap_or(f64::NAN) * 100.0,
-            fmt_ms(s.get("sched_latency_p99_seconds")),
-            fmt_ms(s.get("sched_latency_max_seconds")),
-            s.get("sched_stalls").unwrap_or(f64::NAN),
-            alloc_rate,
-            fmt_mib(s.get("alloc_live_bytes")),
-            fmt_mib(s.get("process_resident_memory_bytes")),
-            s.get("process_cpu_ratio").unwrap_or(f64::NAN) * 100.0,
-            gpu,
-            req_rate,
-            fmt_ms(s.get("inference_latency_p99_seconds")),
-            score,
-        )
+            None => out.push_str("missed\n"),
+        }
+    }
+    let caught = injected.iter().filter(|f| f.detected.is_some()).count();
+    let _ = write!(
+        out,
+        "  detected {caught} of {} faults · {false_alarms} false alarms in {ticks} ticks",
+        injected.len()
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_alternates_quiet_and_faults_then_stays_quiet() {
+        let mut s = Schedule::new(vec![AnomalyKind::MemoryLeak, AnomalyKind::TaskLeak]);
+        let mut events = Vec::new();
+        for tick in 0..200u64 {
+            if let Some(e) = s.step() {
+                events.push((tick, e));
+            }
+        }
+        assert_eq!(
+            events,
+            vec![
+                (30, Some(AnomalyKind::MemoryLeak)),
+                (60, None),
+                (90, Some(AnomalyKind::TaskLeak)),
+                (120, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_fit_a_hundred_columns() {
+        let long = "x".repeat(300);
+        assert_eq!(fit(long).chars().count(), MAX_COLUMNS);
+        assert_eq!(fit("short".into()), "short");
     }
 }

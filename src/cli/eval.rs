@@ -128,7 +128,7 @@ pub(crate) fn metrics(windows: &[(f64, f64, bool)], labels: &[Label], tick: f64)
     }
 }
 
-fn svg(windows: &[(f64, f64, bool)], labels: &[Label]) -> String {
+pub(crate) fn svg(windows: &[(f64, f64, bool)], labels: &[Label]) -> String {
     let (w, h, pad) = (1200.0, 360.0, 40.0);
     let t0 = windows.first().map_or(0.0, |x| x.0);
     let t1 = windows.last().map_or(1.0, |x| x.0).max(t0 + 1e-9);

@@ -1,5 +1,6 @@
 //! Subcommands of the `vigil` binary.
 
+pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod eval;
 pub(crate) mod input;
@@ -7,6 +8,7 @@ pub(crate) mod inspect;
 pub(crate) mod labels;
 pub(crate) mod offline;
 pub(crate) mod png;
+pub(crate) mod scenes;
 pub(crate) mod score;
 pub(crate) mod train;
 

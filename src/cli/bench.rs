@@ -1,0 +1,470 @@
+//! `vigil bench detect`: the detection yardstick. Real faults are injected into a real server under
+//! varying load; the detector under test is the one the agent runs (its cold start included), and the
+//! classic static rules are measured on the same ticks in the same run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use vigil::models::AnomalyKind;
+
+use super::scenes::faults::all_faults;
+use super::scenes::record::Recorder;
+use super::scenes::{Scene, SceneConfig, Tick};
+
+/// Flags of `vigil bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BenchCommand {
+    /// Inject every fault into a real server under varying load and measure detection, time to
+    /// detect, type accuracy and false alarms, beside the classic static rules.
+    Detect(DetectArgs),
+}
+
+/// Flags of `vigil bench detect`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DetectArgs {
+    /// One run of each fault and one fault-free run (about 3 minutes) instead of three of each.
+    #[arg(long)]
+    quick: bool,
+    /// Write the results as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write each run's per-tick signals and injected-fault labels as CSV into this directory.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+    /// Seed of the first run (load shape, model weights, fault order).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Agent tick, milliseconds (time-compressed: every duration below is in ticks).
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    tick_ms: u64,
+}
+
+/// Ticks of quiet before each fault, of each fault, and of grace after it for a detection to count.
+const QUIET_TICKS: u64 = 30;
+const FAULT_TICKS: u64 = 40;
+const GRACE_TICKS: u64 = 10;
+/// Cold-start windows the agent trains on.
+const WARM_UP_WINDOWS: u32 = 50;
+/// Give up when scoring has not started after this many ticks.
+const MAX_WARM_UP_TICKS: u64 = 2_000;
+
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchCommand::Detect(d) => detect(d),
+    }
+}
+
+/// One tick of a run, reduced to what scoring needs.
+#[derive(Debug, Clone)]
+struct Row {
+    flagged: bool,
+    kind: AnomalyKind,
+    baseline: [bool; 4],
+    fault: Option<AnomalyKind>,
+}
+
+/// Per-tick values of the signals the static rules read.
+#[derive(Debug, Default, Clone)]
+struct History {
+    alive: Vec<f64>,
+    p99: Vec<f64>,
+    errors: Vec<f64>,
+    rss: Vec<f64>,
+}
+
+/// The static rules, each its own alert.
+const RULES: [AnomalyKind; 4] = [
+    AnomalyKind::TaskLeak,
+    AnomalyKind::SchedulerStall,
+    AnomalyKind::ErrorBurst,
+    AnomalyKind::MemoryLeak,
+];
+
+/// The classic static rules, as SREs write them: task growth > 15/s (over one second), p99 scheduling
+/// delay > 5 ms, error ratio > 5 %, RSS growth > 10 %/min (extrapolated from the last 10 s). Returns
+/// which of [`RULES`] fire on the latest tick.
+fn baseline(h: &History, tick_s: f64) -> [bool; 4] {
+    let mut fired = [false; 4];
+    let Some(t) = h.alive.len().checked_sub(1) else {
+        return fired;
+    };
+    let back = |secs: f64| ((secs / tick_s).ceil() as usize).max(1);
+    let k = back(1.0);
+    if t >= k {
+        let growth = (h.alive[t] - h.alive[t - k]) / (k as f64 * tick_s);
+        fired[0] = growth > 15.0;
+    }
+    fired[1] = h.p99[t] > 0.005;
+    fired[2] = h.errors[t] > 0.05;
+    let m = back(10.0);
+    if t >= m && h.rss[t - m] > 0.0 {
+        let per_min = (h.rss[t] - h.rss[t - m]) / h.rss[t - m] * (60.0 / (m as f64 * tick_s));
+        fired[3] = per_min > 0.10;
+    }
+    fired
+}
+
+/// Runs one scene: warm-up until the agent scores, then `schedule` (fault or quiet, ticks).
+fn run_scene(
+    cfg: &SceneConfig,
+    schedule: &[(Option<AnomalyKind>, u64)],
+    record: Option<&mut Recorder>,
+    label: &str,
+) -> anyhow::Result<Vec<Row>> {
+    let mut scene = Scene::start(cfg)?;
+    let tick_s = scene.tick.as_secs_f64();
+    let mut history = History::default();
+    let mut record = record;
+    let mut observe = |t: &Tick, history: &mut History| -> anyhow::Result<[bool; 4]> {
+        let g = |n: &str| t.sample.get(n).unwrap_or(f64::NAN);
+        history.alive.push(g("tokio_alive_tasks"));
+        history.p99.push(g("sched_latency_p99_seconds"));
+        history.errors.push(g("inference_error_ratio"));
+        history.rss.push(g("process_resident_memory_bytes"));
+        if let Some(r) = record.as_deref_mut() {
+            r.push(t)?;
+        }
+        Ok(baseline(history, tick_s))
+    };
+    let mut warm = 0;
+    loop {
+        let t = scene
+            .next_tick()
+            .context("the agent stopped during the warm-up")?;
+        observe(&t, &mut history)?;
+        if t.score.is_some() {
+            break;
+        }
+        warm += 1;
+        anyhow::ensure!(
+            warm < MAX_WARM_UP_TICKS,
+            "{label}: the agent did not start scoring within {MAX_WARM_UP_TICKS} ticks"
+        );
+    }
+    eprintln!("  {label}: scoring after {warm} warm-up ticks");
+    let mut rows = Vec::new();
+    for (fault, ticks) in schedule {
+        match fault {
+            Some(k) => scene.inject(*k)?,
+            None => scene.clear_fault(),
+        }
+        for _ in 0..*ticks {
+            let t = scene.next_tick().context("the agent stopped")?;
+            let base = observe(&t, &mut history)?;
+            let (flagged, kind) = match &t.score {
+                Some(s) => (s.is_anomaly, s.anomaly_type),
+                None => (false, AnomalyKind::Unknown),
+            };
+            rows.push(Row {
+                flagged,
+                kind,
+                baseline: base,
+                fault: t.fault,
+            });
+        }
+    }
+    scene.clear_fault();
+    Ok(rows)
+}
+
+/// Onsets (index, type) of alarm events: a flagged tick after an unflagged one.
+fn onsets(flags: &[(bool, AnomalyKind)]) -> Vec<(usize, AnomalyKind)> {
+    let mut out = Vec::new();
+    let mut prev = false;
+    for (i, (f, k)) in flags.iter().enumerate() {
+        if *f && !prev {
+            out.push((i, *k));
+        }
+        prev = *f;
+    }
+    out
+}
+
+/// Alarm onsets of the static rules, each rule its own alert stream, in time order.
+fn rule_onsets(rows: &[Row]) -> Vec<(usize, AnomalyKind)> {
+    let mut out = Vec::new();
+    for (r, kind) in RULES.iter().enumerate() {
+        let flags: Vec<(bool, AnomalyKind)> =
+            rows.iter().map(|row| (row.baseline[r], *kind)).collect();
+        out.extend(onsets(&flags));
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out
+}
+
+/// Detection outcomes of one fault instance: `Some((ticks to detect, type right))` or `None`.
+fn detection(
+    onsets: &[(usize, AnomalyKind)],
+    start: usize,
+    end: usize,
+    kind: AnomalyKind,
+) -> Option<(usize, bool)> {
+    let last = end + GRACE_TICKS as usize;
+    let inside: Vec<&(usize, AnomalyKind)> = onsets
+        .iter()
+        .filter(|(i, _)| *i >= start && *i <= last)
+        .collect();
+    let first = inside.first()?;
+    // Typed right when an alarm of the fault's type starts in the window: the detector raises one
+    // alarm at a time, the static rules are separate alerts and any of them may be the right one.
+    let right = inside.iter().any(|(_, k)| *k == kind);
+    Some((first.0 - start, right))
+}
+
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    runs: usize,
+    detected: usize,
+    typed_right: usize,
+    ttd: Vec<f64>,
+}
+
+impl Tally {
+    fn json(&mut self) -> Value {
+        self.ttd.sort_by(f64::total_cmp);
+        json!({
+            "runs": self.runs,
+            "detection_rate": self.detected as f64 / self.runs.max(1) as f64,
+            "ttd_median_ticks": quantile(&self.ttd, 0.5),
+            "ttd_p95_ticks": quantile(&self.ttd, 0.95),
+            "type_accuracy": if self.detected > 0 { json!(self.typed_right as f64 / self.detected as f64) } else { Value::Null },
+        })
+    }
+}
+
+/// Fault instances in `rows`: (kind, first tick, last tick).
+fn instances(rows: &[Row]) -> Vec<(AnomalyKind, usize, usize)> {
+    let mut out: Vec<(AnomalyKind, usize, usize)> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match (r.fault, out.last_mut()) {
+            (Some(k), Some(last)) if last.0 == k && last.2 + 1 == i => last.2 = i,
+            (Some(k), _) => out.push((k, i, i)),
+            (None, _) => {}
+        }
+    }
+    out
+}
+
+fn detect(args: DetectArgs) -> anyhow::Result<()> {
+    let runs = if args.quick { 1 } else { 3 };
+    let fault_free_ticks: u64 = if args.quick { 600 } else { 1500 };
+    let tick = Duration::from_millis(args.tick_ms);
+    anyhow::ensure!(
+        (10..=1000).contains(&args.tick_ms),
+        "--tick-ms {} is outside 10 to 1000",
+        args.tick_ms
+    );
+    // Checked before minutes of work.
+    let json_out = match &args.json {
+        Some(p) => Some(vigil::models::OutputFile::create(p, &[])?),
+        None => None,
+    };
+    let faults = all_faults();
+    let mut detector: BTreeMap<&'static str, Tally> = BTreeMap::new();
+    let mut baseline_t: BTreeMap<&'static str, Tally> = BTreeMap::new();
+    let (mut fa_detector, mut fa_baseline, mut ff_ticks) = (0usize, 0usize, 0usize);
+    let started = std::time::Instant::now();
+    for run in 0..runs {
+        let seed = args.seed + run as u64;
+        let cfg = SceneConfig {
+            tick: Some(tick),
+            warm_up: Some(tick * WARM_UP_WINDOWS),
+            seed,
+            rps: 200.0,
+            workers: 2,
+            listen: None,
+            model: None,
+            from_env: false,
+        };
+        // Faults in a seeded rotation, each after a quiet stretch.
+        let mut schedule = Vec::new();
+        for i in 0..faults.len() {
+            let k = faults[(i + run) % faults.len()];
+            schedule.push((None, QUIET_TICKS));
+            schedule.push((Some(k), FAULT_TICKS));
+        }
+        schedule.push((None, QUIET_TICKS));
+        let name = format!("faults-seed{seed}");
+        eprintln!(
+            "vigil bench detect: {name} ({} ticks of {} ms)",
+            schedule.iter().map(|s| s.1).sum::<u64>(),
+            args.tick_ms
+        );
+        let mut rec = match &args.record {
+            Some(dir) => Some(Recorder::create(dir, &name)?),
+            None => None,
+        };
+        let rows = run_scene(&cfg, &schedule, rec.as_mut(), &name)?;
+        if let Some(r) = rec {
+            r.finish()?;
+        }
+        let det = onsets(&rows.iter().map(|r| (r.flagged, r.kind)).collect::<Vec<_>>());
+        let base = rule_onsets(&rows);
+        for (kind, start, end) in instances(&rows) {
+            for (ons, tally) in [(&det, &mut detector), (&base, &mut baseline_t)] {
+                let t = tally.entry(kind.as_str()).or_default();
+                t.runs += 1;
+                if let Some((ttd, right)) = detection(ons, start, end, kind) {
+                    t.detected += 1;
+                    t.typed_right += usize::from(right);
+                    t.ttd.push(ttd as f64);
+                }
+            }
+        }
+
+        let name = format!("fault-free-seed{}", seed + 100);
+        eprintln!("vigil bench detect: {name} ({fault_free_ticks} ticks)");
+        let cfg = SceneConfig {
+            seed: seed + 100,
+            ..cfg
+        };
+        let mut rec = match &args.record {
+            Some(dir) => Some(Recorder::create(dir, &name)?),
+            None => None,
+        };
+        let rows = run_scene(&cfg, &[(None, fault_free_ticks)], rec.as_mut(), &name)?;
+        if let Some(r) = rec {
+            r.finish()?;
+        }
+        ff_ticks += rows.len();
+        fa_detector += onsets(&rows.iter().map(|r| (r.flagged, r.kind)).collect::<Vec<_>>()).len();
+        fa_baseline += rule_onsets(&rows).len();
+    }
+    let per_3600 = |n: usize| n as f64 * 3600.0 / ff_ticks.max(1) as f64;
+    let mut scen = serde_json::Map::new();
+    let mut scen_b = serde_json::Map::new();
+    for k in &faults {
+        let name = k.as_str();
+        scen.insert(name.into(), detector.entry(name).or_default().json());
+        scen_b.insert(name.into(), baseline_t.entry(name).or_default().json());
+    }
+    let report = json!({
+        "mode": if args.quick { "quick" } else { "full" },
+        "tick_seconds": tick.as_secs_f64(),
+        "seed": args.seed,
+        "detector": "the agent's own cold-start model (k-means, 50 warm-up windows)",
+        "scenarios": scen,
+        "false_alarms_per_3600_ticks": per_3600(fa_detector),
+        "fault_free_ticks": ff_ticks,
+        "baseline": {
+            "rules": "task growth > 15/s, p99 scheduling delay > 5 ms, error ratio > 5%, RSS growth > 10%/min",
+            "scenarios": scen_b,
+            "false_alarms_per_3600_ticks": per_3600(fa_baseline),
+            "fault_free_ticks": ff_ticks,
+        },
+        "wall_seconds": started.elapsed().as_secs_f64(),
+    });
+    print_table(&report);
+    if let Some(mut out) = json_out {
+        std::io::Write::write_all(&mut out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        out.commit()?;
+    }
+    Ok(())
+}
+
+fn print_table(r: &Value) {
+    let num = |v: &Value, digits: usize| match v.as_f64() {
+        Some(x) => format!("{x:.digits$}"),
+        None => "-".to_owned(),
+    };
+    println!(
+        "{:<20} | {:>6} {:>7} {:>7} {:>6} | {:>6} {:>7} {:>7} {:>6}",
+        "fault", "det", "ttd p50", "ttd p95", "type", "base", "ttd p50", "ttd p95", "type"
+    );
+    let empty = serde_json::Map::new();
+    let scen = r["scenarios"].as_object().unwrap_or(&empty);
+    for (name, d) in scen {
+        let b = &r["baseline"]["scenarios"][name];
+        println!(
+            "{:<20} | {:>6} {:>7} {:>7} {:>6} | {:>6} {:>7} {:>7} {:>6}",
+            name,
+            num(&d["detection_rate"], 2),
+            num(&d["ttd_median_ticks"], 0),
+            num(&d["ttd_p95_ticks"], 0),
+            num(&d["type_accuracy"], 2),
+            num(&b["detection_rate"], 2),
+            num(&b["ttd_median_ticks"], 0),
+            num(&b["ttd_p95_ticks"], 0),
+            num(&b["type_accuracy"], 2),
+        );
+    }
+    println!(
+        "false alarm events per 3,600 fault-free ticks: detector {} · static rules {} ({} fault-free ticks)",
+        num(&r["false_alarms_per_3600_ticks"], 1),
+        num(&r["baseline"]["false_alarms_per_3600_ticks"], 1),
+        r["fault_free_ticks"]
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detections_need_an_alarm_that_starts_inside_the_fault() {
+        let u = AnomalyKind::Unknown;
+        let m = AnomalyKind::MemoryLeak;
+        // Already alarming before the fault: no credit.
+        let always: Vec<(bool, AnomalyKind)> = vec![(true, m); 100];
+        assert_eq!(detection(&onsets(&always), 40, 60, m), None);
+        // Quiet, then an alarm 5 ticks into the fault, typed right.
+        let mut f = vec![(false, u); 100];
+        for x in &mut f[45..55] {
+            *x = (true, m);
+        }
+        assert_eq!(detection(&onsets(&f), 40, 60, m), Some((5, true)));
+        assert_eq!(
+            detection(&onsets(&f), 40, 60, AnomalyKind::TaskLeak),
+            Some((5, false))
+        );
+        // An alarm only after the grace period: missed.
+        let mut late = vec![(false, u); 100];
+        late[75] = (true, m);
+        assert_eq!(detection(&onsets(&late), 40, 60, m), None);
+        assert_eq!(onsets(&f).len(), 1);
+    }
+
+    #[test]
+    fn the_static_rules_fire_on_what_they_watch() {
+        let tick = 0.1;
+        let mut h = History::default();
+        for i in 0..200 {
+            h.alive.push(100.0);
+            h.p99.push(0.001);
+            h.errors.push(0.0);
+            h.rss.push(100e6 + f64::from(i));
+        }
+        assert_eq!(baseline(&h, tick), [false; 4], "steady");
+        h.alive.push(130.0); // +30 in one second
+        h.p99.push(0.001);
+        h.errors.push(0.0);
+        h.rss.push(100e6);
+        assert_eq!(baseline(&h, tick), [true, false, false, false]);
+        let last = h.alive.len() - 1;
+        h.alive[last] = 100.0;
+        h.errors[last] = 0.2;
+        h.p99[last] = 0.010;
+        assert_eq!(baseline(&h, tick), [false, true, true, false]);
+        h.errors[last] = 0.0;
+        h.p99[last] = 0.001;
+        h.rss[last] = 103e6; // +3 % in 10 s = +18 %/min
+        assert_eq!(baseline(&h, tick), [false, false, false, true]);
+    }
+}

@@ -1,0 +1,401 @@
+//! Scenes: a real inference server (an MLP over ndarray, `#[vigil::observe]` on its stages) with the
+//! agent linked in, under production-like load, with faults injected on command. `vigil demo` and
+//! `vigil bench detect` both run scenes, so what the demo shows is what the benchmark measures.
+
+pub(crate) mod faults;
+pub(crate) mod load;
+pub(crate) mod model;
+pub(crate) mod record;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use tokio::sync::watch;
+use vigil::features::Sample;
+use vigil::models::{AnomalyKind, Score};
+
+use faults::{GpuLeak, Injector};
+use load::{Counters, LoadPlan, Pace};
+use model::{Mlp, ModelFaults};
+
+/// How a scene is set up.
+#[derive(Debug, Clone)]
+pub(crate) struct SceneConfig {
+    /// The agent's tick; `None`: `VIGIL_TICK` (with `from_env`) or the agent's default.
+    pub(crate) tick: Option<Duration>,
+    /// The cold-start warm-up; `None`: `VIGIL_WARMUP` (with `from_env`) or one minute.
+    pub(crate) warm_up: Option<Duration>,
+    pub(crate) seed: u64,
+    pub(crate) rps: f64,
+    pub(crate) workers: usize,
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) model: Option<std::path::PathBuf>,
+    /// Apply `VIGIL_*` variables (the demo does, the benchmark does not: it must be reproducible).
+    pub(crate) from_env: bool,
+}
+
+/// One tick as the scene saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct Tick {
+    pub(crate) sample: Arc<Sample>,
+    pub(crate) score: Option<Score>,
+    /// The fault running during this tick.
+    pub(crate) fault: Option<AnomalyKind>,
+    /// Load multiplier of this tick.
+    pub(crate) load: f64,
+}
+
+struct ServerState {
+    mlp: Mlp,
+    faults: Arc<ModelFaults>,
+    counters: Arc<Counters>,
+}
+
+async fn predict(State(s): State<Arc<ServerState>>, body: String) -> (StatusCode, String) {
+    // Simulated batching wait, then the model.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    match s.mlp.predict(body.as_bytes(), &s.faults) {
+        Ok((label, score)) => {
+            s.counters.served.fetch_add(1, Ordering::Relaxed);
+            (
+                StatusCode::OK,
+                format!("{{\"label\":{label},\"score\":{score:.4}}}"),
+            )
+        }
+        Err(e) => {
+            s.counters.failed.fetch_add(1, Ordering::Relaxed);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{{\"error\":\"{e}\"}}"),
+            )
+        }
+    }
+}
+
+/// A running scene. Dropping it stops the fault, the agent, the load and the server.
+pub(crate) struct Scene {
+    // Field order is drop order: the injector releases its fault before the runtime goes.
+    injector: Injector,
+    agent: Option<vigil::AgentHandle>,
+    rt: Option<tokio::runtime::Runtime>,
+    scores: watch::Receiver<Option<Score>>,
+    plan: LoadPlan,
+    pace: Arc<Pace>,
+    base_rps: f64,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) server_addr: SocketAddr,
+    pub(crate) agent_addr: SocketAddr,
+    pub(crate) tick: Duration,
+    ticks: u64,
+}
+
+impl Scene {
+    pub(crate) fn start(cfg: &SceneConfig) -> anyhow::Result<Self> {
+        anyhow::ensure!(cfg.workers > 0, "--workers must be at least 1");
+        anyhow::ensure!(cfg.rps > 0.0, "--rps must be above 0");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.workers)
+            .thread_name("scene-worker")
+            .enable_all()
+            .build()
+            .context("building the scene's server runtime")?;
+        let gpu_leak = Arc::new(GpuLeak::default());
+        // Defaults, then VIGIL_* variables (the demo), then explicit settings.
+        let mut builder = vigil::Agent::builder()
+            .warm_up(Duration::from_secs(60))?
+            .listen("127.0.0.1:0".parse()?);
+        if cfg.from_env {
+            builder = builder.from_env()?;
+        }
+        if let Some(t) = cfg.tick {
+            builder = builder.tick(t)?;
+        }
+        if let Some(w) = cfg.warm_up {
+            builder = builder.warm_up(w)?;
+        }
+        // GPU signals come from the scripted device, so the GPU leak can be injected anywhere.
+        builder = builder.gpu_source(faults::scripted_gpu(gpu_leak.clone()));
+        if let Some(addr) = cfg.listen {
+            builder = builder.listen(addr);
+        }
+        if let Some(model) = &cfg.model {
+            builder = builder.model_path(model);
+        }
+        let agent = builder.start(rt.handle())?;
+        let agent_addr = agent.local_addr();
+        let tick = agent.tick();
+        let scores = agent.subscribe_scores();
+        let model_faults = Arc::new(ModelFaults::default());
+        let counters = Arc::new(Counters::default());
+        let state = Arc::new(ServerState {
+            mlp: Mlp::new(cfg.seed),
+            faults: model_faults.clone(),
+            counters: counters.clone(),
+        });
+        let app = Router::new()
+            .route("/v1/predict", post(predict))
+            .with_state(state);
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .context("binding the scene's inference server")?;
+        let server_addr = listener.local_addr()?;
+        rt.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("scene server stopped: {e}");
+            }
+        });
+        let plan = LoadPlan::new(cfg.seed);
+        let pace = Arc::new(Pace::new(cfg.rps * plan.factor(0)));
+        for id in 0..load::CLIENTS {
+            rt.spawn(load::client(
+                server_addr,
+                pace.clone(),
+                id,
+                counters.clone(),
+            ));
+        }
+        let injector = Injector::new(
+            rt.handle().clone(),
+            cfg.workers,
+            agent.tick(),
+            model_faults,
+            gpu_leak,
+        );
+        Ok(Self {
+            injector,
+            agent: Some(agent),
+            rt: Some(rt),
+            scores,
+            plan,
+            pace,
+            base_rps: cfg.rps,
+            counters,
+            server_addr,
+            agent_addr,
+            tick,
+            ticks: 0,
+        })
+    }
+
+    /// Waits for the agent's next tick (or `None` if the agent stopped) and moves the load along.
+    pub(crate) fn next_tick(&mut self) -> Option<Tick> {
+        let rt = self.rt.as_ref()?;
+        let agent = self.agent.as_ref()?;
+        let changed = rt.block_on(self.scores.changed());
+        if changed.is_err() {
+            return None;
+        }
+        let score = self.scores.borrow_and_update().clone();
+        let sample = agent.latest_sample();
+        self.ticks += 1;
+        let load = self.plan.factor(self.ticks);
+        self.pace.set_rps(self.base_rps * load);
+        Some(Tick {
+            sample,
+            score,
+            fault: self.injector.active(),
+            load,
+        })
+    }
+
+    /// Like [`Scene::next_tick`], but gives up at `deadline` (for Ctrl-C and `--duration`).
+    pub(crate) fn next_tick_until(&mut self, deadline: Option<std::time::Instant>) -> Option<Tick> {
+        let Some(deadline) = deadline else {
+            return self.next_tick();
+        };
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        let rt = self.rt.as_ref()?;
+        let ready =
+            rt.block_on(async { tokio::time::timeout(remaining, self.scores.changed()).await });
+        match ready {
+            Ok(Ok(())) => {
+                // Mark it unseen again so next_tick consumes it.
+                self.scores.mark_changed();
+                self.next_tick()
+            }
+            _ => None,
+        }
+    }
+
+    /// The agent's feature names (for naming top features).
+    pub(crate) fn feature_names(&self) -> Vec<String> {
+        self.agent
+            .as_ref()
+            .map(|a| a.feature_schema().names().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Sets `flag` when the user presses Ctrl-C (checked by the caller between ticks).
+    pub(crate) fn watch_ctrl_c(&self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        if let Some(rt) = &self.rt {
+            rt.spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            });
+        }
+    }
+
+    pub(crate) fn inject(&mut self, kind: AnomalyKind) -> anyhow::Result<()> {
+        self.injector
+            .start(kind)
+            .with_context(|| format!("starting the {} fault", kind.as_str()))
+    }
+
+    pub(crate) fn clear_fault(&mut self) {
+        self.injector.stop();
+    }
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        self.injector.stop();
+        if let Some(agent) = self.agent.take() {
+            agent.shutdown();
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(ticks: &[Tick], name: &str) -> Vec<f64> {
+        ticks
+            .iter()
+            .map(|t| t.sample.get(name).unwrap_or(f64::NAN))
+            .collect()
+    }
+
+    fn mean(v: &[f64]) -> f64 {
+        let f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        f.iter().sum::<f64>() / f.len().max(1) as f64
+    }
+
+    fn max(v: &[f64]) -> f64 {
+        v.iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .fold(f64::MIN, f64::max)
+    }
+
+    fn median(v: &[f64]) -> f64 {
+        let mut f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        f.sort_by(f64::total_cmp);
+        f.get(f.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+
+    /// Per-tick increase of a counter.
+    fn rate(v: &[f64]) -> Vec<f64> {
+        v.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    /// Every injector moves the signal it must move while it runs (and leaves unrelated ones alone),
+    /// on a real server under load, seen through the real agent.
+    #[test]
+    fn each_injector_moves_its_signal_and_stops_cleanly() {
+        let cfg = SceneConfig {
+            tick: Some(Duration::from_millis(100)),
+            warm_up: Some(Duration::from_secs(3600)), // no training: only the signals matter here
+            seed: 7,
+            rps: 200.0,
+            workers: 2,
+            listen: None,
+            model: None,
+            from_env: false,
+        };
+        let mut scene = Scene::start(&cfg).unwrap();
+        let take = |scene: &mut Scene, n: usize| -> Vec<Tick> {
+            (0..n).map(|_| scene.next_tick().unwrap()).collect()
+        };
+        take(&mut scene, 10); // the server and the load settle
+        let mut failures = Vec::new();
+        for kind in faults::all_faults() {
+            let before = take(&mut scene, 10);
+            scene.inject(kind).unwrap();
+            let during = take(&mut scene, 15);
+            scene.clear_fault();
+            assert_eq!(scene.injector.active(), None);
+            let (b, d) = (|n| series(&before, n), |n| series(&during, n));
+            let moved = match kind {
+                AnomalyKind::TaskLeak => {
+                    let a = d("tokio_alive_tasks");
+                    a[a.len() - 1] - median(&b("tokio_alive_tasks")) >= 200.0
+                }
+                AnomalyKind::SchedulerStall => {
+                    let m = max(&d("sched_latency_max_seconds"));
+                    m >= 0.04 && m >= 3.0 * median(&b("sched_latency_max_seconds"))
+                }
+                AnomalyKind::AllocStorm => {
+                    mean(&rate(&d("alloc_allocations")))
+                        >= 5.0 * mean(&rate(&b("alloc_allocations")))
+                }
+                AnomalyKind::MemoryLeak => {
+                    let l = d("alloc_live_bytes");
+                    l[l.len() - 1] - median(&b("alloc_live_bytes")) >= 20e6
+                }
+                AnomalyKind::CpuSaturation => {
+                    mean(&d("process_cpu_ratio")[3..]) >= mean(&b("process_cpu_ratio")) + 0.3
+                }
+                // 30 % of requests fail before their embed and forward stages run, so about 12 % of
+                // all observed calls.
+                AnomalyKind::ErrorBurst => mean(&d("inference_error_ratio")[2..]) >= 0.08,
+                AnomalyKind::LatencyRegression => {
+                    median(&d("inference_latency_p99_seconds")[2..])
+                        >= 2.0 * median(&b("inference_latency_p99_seconds"))
+                }
+                AnomalyKind::GpuMemoryLeak => {
+                    let g = d("gpu0_memory_used_bytes");
+                    g[g.len() - 1] - median(&b("gpu0_memory_used_bytes")) >= 1e9
+                }
+                AnomalyKind::Unknown => true,
+            };
+            if !moved {
+                failures.push(format!("{}: its signal did not move", kind.as_str()));
+            }
+            // Unrelated signals stay put.
+            if kind != AnomalyKind::TaskLeak {
+                let a = d("tokio_alive_tasks");
+                if max(&a) - median(&b("tokio_alive_tasks")) > 100.0 {
+                    failures.push(format!("{}: alive tasks jumped", kind.as_str()));
+                }
+            }
+            if kind != AnomalyKind::ErrorBurst && max(&d("inference_error_ratio")) > 0.05 {
+                failures.push(format!("{}: errors appeared", kind.as_str()));
+            }
+            if kind != AnomalyKind::GpuMemoryLeak
+                && max(&d("gpu0_memory_used_bytes")) != median(&b("gpu0_memory_used_bytes"))
+            {
+                failures.push(format!("{}: GPU memory moved", kind.as_str()));
+            }
+            // Stopped means released: leaked tasks finish, held memory is freed.
+            let after = take(&mut scene, 8);
+            match kind {
+                AnomalyKind::TaskLeak => {
+                    let a = series(&after, "tokio_alive_tasks");
+                    if a[a.len() - 1] > median(&b("tokio_alive_tasks")) + 50.0 {
+                        failures.push("task_leak: tasks not released".into());
+                    }
+                }
+                AnomalyKind::MemoryLeak => {
+                    let l = series(&after, "alloc_live_bytes");
+                    if l[l.len() - 1] > median(&b("alloc_live_bytes")) + 10e6 {
+                        failures.push("memory_leak: memory not released".into());
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+}
