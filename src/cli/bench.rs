@@ -26,6 +26,9 @@ enum BenchCommand {
     /// Inject every fault into a real server under varying load and measure detection, time to
     /// detect, type accuracy and false alarms, beside the classic static rules.
     Detect(DetectArgs),
+    /// The demo server under a fixed closed-loop load, agent off and on in alternating rounds:
+    /// throughput and p50/p99 latency ratios with their spread.
+    Overhead(super::overhead::OverheadArgs),
 }
 
 /// Flags of `vigil bench detect`.
@@ -60,6 +63,7 @@ const MAX_WARM_UP_TICKS: u64 = 2_000;
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Detect(d) => detect(d),
+        BenchCommand::Overhead(o) => super::overhead::run(o),
     }
 }
 

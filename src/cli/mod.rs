@@ -7,6 +7,7 @@ pub(crate) mod input;
 pub(crate) mod inspect;
 pub(crate) mod labels;
 pub(crate) mod offline;
+pub(crate) mod overhead;
 pub(crate) mod png;
 pub(crate) mod scenes;
 pub(crate) mod score;

@@ -131,7 +131,7 @@ pub(crate) async fn client(addr: SocketAddr, pace: Arc<Pace>, id: u32, counters:
 }
 
 /// Sends one request; `Ok(true)` for a 200, `Ok(false)` for another status.
-async fn request(conn: &mut BufReader<TcpStream>, body: &str) -> std::io::Result<bool> {
+pub(crate) async fn request(conn: &mut BufReader<TcpStream>, body: &str) -> std::io::Result<bool> {
     let req = format!(
         "POST /v1/predict HTTP/1.1\r\nhost: demo\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()

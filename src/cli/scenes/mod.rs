@@ -79,6 +79,33 @@ async fn predict(State(s): State<Arc<ServerState>>, body: String) -> (StatusCode
     }
 }
 
+/// Starts the demo inference server (`POST /v1/predict`) on `rt`, bound to a free loopback port.
+pub(crate) fn serve_model(
+    rt: &tokio::runtime::Runtime,
+    seed: u64,
+) -> anyhow::Result<(SocketAddr, Arc<ModelFaults>, Arc<Counters>)> {
+    let model_faults = Arc::new(ModelFaults::default());
+    let counters = Arc::new(Counters::default());
+    let state = Arc::new(ServerState {
+        mlp: Mlp::new(seed),
+        faults: model_faults.clone(),
+        counters: counters.clone(),
+    });
+    let app = Router::new()
+        .route("/v1/predict", post(predict))
+        .with_state(state);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .context("binding the inference server")?;
+    let server_addr = listener.local_addr()?;
+    rt.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("inference server stopped: {e}");
+        }
+    });
+    Ok((server_addr, model_faults, counters))
+}
+
 /// A running scene. Dropping it stops the fault, the agent, the load and the server.
 pub(crate) struct Scene {
     // Field order is drop order: the injector releases its fault before the runtime goes.
@@ -132,25 +159,7 @@ impl Scene {
         let agent_addr = agent.local_addr();
         let tick = agent.tick();
         let scores = agent.subscribe_scores();
-        let model_faults = Arc::new(ModelFaults::default());
-        let counters = Arc::new(Counters::default());
-        let state = Arc::new(ServerState {
-            mlp: Mlp::new(cfg.seed),
-            faults: model_faults.clone(),
-            counters: counters.clone(),
-        });
-        let app = Router::new()
-            .route("/v1/predict", post(predict))
-            .with_state(state);
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .context("binding the scene's inference server")?;
-        let server_addr = listener.local_addr()?;
-        rt.spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("scene server stopped: {e}");
-            }
-        });
+        let (server_addr, model_faults, counters) = serve_model(&rt, cfg.seed)?;
         let plan = LoadPlan::new(cfg.seed);
         let pace = Arc::new(Pace::new(cfg.rps * plan.factor(0)));
         for id in 0..load::CLIENTS {

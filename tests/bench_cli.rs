@@ -1,0 +1,100 @@
+//! `vigil bench detect` and `vigil bench overhead` run end to end as a user runs them, and fill every
+//! field of their JSON.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vigil-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn assert_scenarios(v: &Value, what: &str) {
+    let scen = v["scenarios"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: no scenarios: {v}"));
+    assert_eq!(scen.len(), 8, "{what}: one scenario per fault type");
+    for (name, s) in scen {
+        assert_eq!(s["runs"].as_u64(), Some(1), "{what} {name}");
+        let rate = s["detection_rate"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&rate), "{what} {name}");
+        for key in ["ttd_median_ticks", "ttd_p95_ticks", "type_accuracy"] {
+            // Filled: a number, or null exactly when nothing was detected.
+            assert!(
+                s[key].is_number() || (s[key].is_null() && rate == 0.0),
+                "{what} {name} {key}: {}",
+                s[key]
+            );
+        }
+    }
+    assert!(
+        v["false_alarms_per_3600_ticks"].as_f64().unwrap() >= 0.0,
+        "{what}"
+    );
+    assert!(v["fault_free_ticks"].as_u64().unwrap() >= 600, "{what}");
+}
+
+#[test]
+fn bench_detect_quick_measures_the_detector_and_the_static_rules_in_one_run() {
+    let d = tmp("detect");
+    let json = d.join("detect.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "bench",
+            "detect",
+            "--quick",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .args(["--record", d.join("rec").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("static rules"), "{stdout}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_scenarios(&v, "detector");
+    assert_scenarios(&v["baseline"], "baseline");
+    // The recordings replay offline: signals with a timestamp column, labels of every injected fault.
+    let labels = std::fs::read_to_string(d.join("rec/faults-seed1.labels.csv")).unwrap();
+    assert_eq!(labels.lines().count(), 9, "{labels}");
+    let signals = std::fs::read_to_string(d.join("rec/fault-free-seed101.csv")).unwrap();
+    assert!(signals.starts_with("timestamp,"));
+    assert!(signals.lines().count() > 600);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn bench_overhead_reports_ratios_with_their_spread() {
+    let d = tmp("overhead");
+    let json = d.join("overhead.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["bench", "overhead", "--rounds", "2", "--seconds", "1"])
+        .args(["--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in ["throughput_ratio", "p50_ratio", "p99_ratio"] {
+        for stat in ["median", "min", "max"] {
+            let x = v[key][stat]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key}.{stat}: {v}"));
+            assert!(x > 0.0 && x.is_finite(), "{key}.{stat} = {x}");
+        }
+    }
+    assert_eq!(v["rounds"].as_array().unwrap().len(), 2);
+    let _ = std::fs::remove_dir_all(&d);
+}
