@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenes").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/scenes")
+        .join(name)
 }
 
 fn vigil(args: &[&str]) -> String {
@@ -42,7 +44,13 @@ fn a_model_trained_on_the_fault_free_recording_ranks_injected_faults_above_norma
     let ff = data("fault-free-seed101.csv");
     let faults = data("faults-seed1.csv");
     let labels = data("faults-seed1.labels.csv");
-    vigil(&["train", "--csv", ff.to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    vigil(&[
+        "train",
+        "--csv",
+        ff.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
     let report = vigil(&[
         "eval",
         "--model",

@@ -302,7 +302,10 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         file.kind,
         rows.len(),
         schema.len(),
-        tick.map_or("unknown".into(), |t| format!("{}s", (t * 1e6).round() / 1e6)),
+        tick.map_or("unknown".into(), |t| format!(
+            "{}s",
+            (t * 1e6).round() / 1e6
+        )),
         skipped,
         args.out.display()
     );
