@@ -293,7 +293,8 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
             seed,
             rps: 200.0,
             workers: 2,
-            listen: None,
+            // Any free port: benchmark runs must not collide with a running agent.
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
             model: None,
             from_env: false,
         };

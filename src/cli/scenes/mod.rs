@@ -35,6 +35,7 @@ pub(crate) struct SceneConfig {
     pub(crate) seed: u64,
     pub(crate) rps: f64,
     pub(crate) workers: usize,
+    /// The agent's address; `None`: `VIGIL_LISTEN` (with `from_env`) or the agent's default.
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) model: Option<std::path::PathBuf>,
     /// Apply `VIGIL_*` variables (the demo does, the benchmark does not: it must be reproducible).
@@ -135,9 +136,7 @@ impl Scene {
             .context("building the scene's server runtime")?;
         let gpu_leak = Arc::new(GpuLeak::default());
         // Defaults, then VIGIL_* variables (the demo), then explicit settings.
-        let mut builder = vigil::Agent::builder()
-            .warm_up(Duration::from_secs(60))?
-            .listen("127.0.0.1:0".parse()?);
+        let mut builder = vigil::Agent::builder().warm_up(Duration::from_secs(60))?;
         if cfg.from_env {
             builder = builder.from_env()?;
         }
@@ -319,7 +318,7 @@ mod tests {
             seed: 7,
             rps: 200.0,
             workers: 2,
-            listen: None,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
             model: None,
             from_env: false,
         };
