@@ -87,12 +87,15 @@ fn bench_overhead_reports_ratios_with_their_spread() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for key in ["throughput_ratio", "p50_ratio", "p99_ratio"] {
-        for stat in ["median", "min", "max"] {
-            let x = v[key][stat]
-                .as_f64()
-                .unwrap_or_else(|| panic!("{key}.{stat}: {v}"));
-            assert!(x > 0.0 && x.is_finite(), "{key}.{stat} = {x}");
+    // The agent alone and the agent with allocation counting, each against the plain host.
+    for arm in ["agent_vs_plain", "full_vs_plain"] {
+        for key in ["throughput_ratio", "p50_ratio", "p99_ratio"] {
+            for stat in ["median", "min", "max"] {
+                let x = v[arm][key][stat]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{arm}.{key}.{stat}: {v}"));
+                assert!(x > 0.0 && x.is_finite(), "{arm}.{key}.{stat} = {x}");
+            }
         }
     }
     assert_eq!(v["rounds"].as_array().unwrap().len(), 2);

@@ -1,7 +1,12 @@
 //! `vigil bench overhead`: what the agent costs the host. The demo's inference server under a fixed
 //! closed-loop load (keep-alive clients sending the next request as soon as the last one is answered),
-//! with the agent off and on in alternating rounds in one run; reports throughput and p50/p99 latency
-//! ratios (on / off) with their spread across rounds.
+//! in rounds of three arms in rotating order, all in one process:
+//!
+//! - `plain`: no agent, `#[observe]` switched off, allocations not counted;
+//! - `agent`: the agent on the host runtime and `#[observe]` on, allocations not counted;
+//! - `full`: the agent, `#[observe]` and `CountingAlloc` counting every allocation.
+//!
+//! Reports throughput and p50/p99 latency ratios against `plain`, median and spread over the rounds.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use super::scenes::{load, serve_model};
 /// Flags of `vigil bench overhead`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct OverheadArgs {
-    /// Pairs of rounds (agent off, agent on; the order alternates between pairs).
+    /// Rounds (each runs the three arms, in an order that rotates between rounds).
     #[arg(long, default_value_t = 10)]
     rounds: u32,
     /// Seconds each round measures.
@@ -30,12 +35,26 @@ pub(crate) struct OverheadArgs {
     /// Worker threads of the server's runtime (the host).
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// The agent's scheduler probe interval (to see what the probes cost); default: the agent's.
+    #[arg(long, value_name = "DURATION")]
+    probe_interval: Option<String>,
+    /// The agent's tick.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    tick: String,
     /// Write the results as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
 }
 
-/// One round's measurements.
+/// The arms of a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arm {
+    Plain = 0,
+    Agent = 1,
+    Full = 2,
+}
+
+/// One arm's measurements.
 #[derive(Debug, Clone, Copy)]
 struct Round {
     throughput: f64,
@@ -134,88 +153,105 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the load runtime")?;
+    let parse = |flag: &str, v: &str| {
+        vigil::agent::parse_duration(v)
+            .with_context(|| format!("{flag} {v:?}: expected {}", vigil::agent::DURATION_SYNTAX))
+    };
+    let probe_interval = match &args.probe_interval {
+        Some(p) => Some(parse("--probe-interval", p)?),
+        None => None,
+    };
+    let tick = parse("--tick", &args.tick)?;
     let (addr, _faults, _counters) = serve_model(&host, 1)?;
     // Warm the server, the allocator and the connections.
     measure(&load_rt, addr, args.connections, 0.5);
-    let mut ratios = (Vec::new(), Vec::new(), Vec::new());
+    const ARMS: [Arm; 3] = [Arm::Plain, Arm::Agent, Arm::Full];
+    let mut ratios: [[Vec<f64>; 3]; 2] = Default::default();
     let mut rounds = Vec::new();
-    for pair in 0..args.rounds {
-        let mut off = None;
-        let mut on = None;
-        // Alternate which arm goes first so slow drift does not favour one.
-        let order = if pair % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for agent_on in order {
-            let agent = if agent_on {
-                vigil::observe::set_enabled(true);
-                Some(
-                    vigil::Agent::builder()
-                        .listen("127.0.0.1:0".parse()?)
-                        .gpu(vigil::GpuMode::Off)
-                        .start(host.handle())?,
-                )
-            } else {
-                // The baseline: no agent, and #[observe] switched off (one atomic load per call).
-                vigil::observe::set_enabled(false);
+    for round in 0..args.rounds {
+        let mut got = [None; 3];
+        for k in 0..3 {
+            let arm = ARMS[(k + round as usize) % 3];
+            crate::set_alloc_counting(arm == Arm::Full);
+            vigil::observe::set_enabled(arm != Arm::Plain);
+            let agent = if arm == Arm::Plain {
                 None
+            } else {
+                let mut b = vigil::Agent::builder()
+                    .listen("127.0.0.1:0".parse()?)
+                    .gpu(vigil::GpuMode::Off)
+                    .tick(tick)?;
+                if let Some(p) = probe_interval {
+                    b = b.probe_interval(p)?;
+                }
+                Some(b.start(host.handle())?)
             };
             // Let the agent's first tick and probe start before measuring.
             std::thread::sleep(Duration::from_millis(200));
-            let r = measure(&load_rt, addr, args.connections, args.seconds);
+            got[arm as usize] = Some(measure(&load_rt, addr, args.connections, args.seconds));
             drop(agent);
-            if agent_on {
-                on = Some(r);
-            } else {
-                off = Some(r);
-            }
         }
-        if let (Some(a), Some(b)) = (off, on) {
-            eprintln!(
-                "  pair {}: off {:.0} req/s p99 {:.2} ms · on {:.0} req/s p99 {:.2} ms",
-                pair + 1,
-                a.throughput,
-                a.p99 * 1e3,
-                b.throughput,
-                b.p99 * 1e3
-            );
-            ratios.0.push(b.throughput / a.throughput);
-            ratios.1.push(b.p50 / a.p50);
-            ratios.2.push(b.p99 / a.p99);
-            rounds.push(json!({
-                "off": {"throughput": a.throughput, "p50_seconds": a.p50, "p99_seconds": a.p99},
-                "on": {"throughput": b.throughput, "p50_seconds": b.p50, "p99_seconds": b.p99},
-            }));
+        let [Some(plain), Some(agent), Some(full)] = got else {
+            continue;
+        };
+        eprintln!(
+            "  round {}: plain {:.0} req/s p99 {:.2} ms · agent {:.0} req/s p99 {:.2} ms · full {:.0} req/s p99 {:.2} ms",
+            round + 1,
+            plain.throughput,
+            plain.p99 * 1e3,
+            agent.throughput,
+            agent.p99 * 1e3,
+            full.throughput,
+            full.p99 * 1e3,
+        );
+        for (i, arm) in [agent, full].iter().enumerate() {
+            ratios[i][0].push(arm.throughput / plain.throughput);
+            ratios[i][1].push(arm.p50 / plain.p50);
+            ratios[i][2].push(arm.p99 / plain.p99);
         }
+        let j = |r: &Round| json!({"throughput": r.throughput, "p50_seconds": r.p50, "p99_seconds": r.p99});
+        rounds.push(json!({"plain": j(&plain), "agent": j(&agent), "full": j(&full)}));
     }
+    crate::set_alloc_counting(true);
     vigil::observe::set_enabled(true);
+    let [mut agent_r, mut full_r] = ratios;
+    let arm_json = |r: &mut [Vec<f64>; 3]| {
+        json!({
+            "throughput_ratio": summary(&mut r[0]),
+            "p50_ratio": summary(&mut r[1]),
+            "p99_ratio": summary(&mut r[2]),
+        })
+    };
     let report = json!({
-        "baseline": "no agent, #[observe] switched off; CountingAlloc is the allocator in both arms",
-        "treatment": "agent started on the host runtime (default settings, GPU off), #[observe] on",
+        "plain": "no agent, #[observe] switched off, allocations not counted",
+        "agent": "agent on the host runtime (GPU off) and #[observe] on, allocations not counted",
+        "full": "agent, #[observe] and CountingAlloc counting every allocation",
         "connections": args.connections,
         "host_workers": args.workers,
         "seconds_per_round": args.seconds,
-        "pairs": args.rounds,
-        "throughput_ratio": summary(&mut ratios.0),
-        "p50_ratio": summary(&mut ratios.1),
-        "p99_ratio": summary(&mut ratios.2),
+        "rounds_run": args.rounds,
+        "tick_seconds": tick.as_secs_f64(),
+        "probe_interval_seconds": probe_interval.map(|p| p.as_secs_f64()),
+        "agent_vs_plain": arm_json(&mut agent_r),
+        "full_vs_plain": arm_json(&mut full_r),
         "rounds": rounds,
     });
     let f = |v: &serde_json::Value| v.as_f64().map_or("-".to_owned(), |x| format!("{x:.3}"));
-    for (name, key) in [
-        ("throughput", "throughput_ratio"),
-        ("p50 latency", "p50_ratio"),
-        ("p99 latency", "p99_ratio"),
-    ] {
-        println!(
-            "{name:<12} on/off: median {} (min {}, max {}) over {} pairs",
-            f(&report[key]["median"]),
-            f(&report[key]["min"]),
-            f(&report[key]["max"]),
-            args.rounds
-        );
+    for (arm, key) in [("agent", "agent_vs_plain"), ("full", "full_vs_plain")] {
+        for (name, ratio) in [
+            ("throughput", "throughput_ratio"),
+            ("p50 latency", "p50_ratio"),
+            ("p99 latency", "p99_ratio"),
+        ] {
+            let r = &report[key][ratio];
+            println!(
+                "{arm:<5} / plain {name:<12}: median {} (min {}, max {}) over {} rounds",
+                f(&r["median"]),
+                f(&r["min"]),
+                f(&r["max"]),
+                args.rounds
+            );
+        }
     }
     if let Some(mut out) = json_out {
         std::io::Write::write_all(&mut out, serde_json::to_string_pretty(&report)?.as_bytes())?;
