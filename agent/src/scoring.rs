@@ -183,24 +183,44 @@ impl ScoringStage {
         let spawned = std::thread::Builder::new()
             .name("vigil-train".into())
             .spawn(move || {
-                let result = KMeansDetector::fit(
-                    schema.names(),
-                    rows.iter().map(|r| &r[..]),
-                    KMeansParams::default(),
-                )
-                .map(|d| {
-                    let summary = TrainingSummary {
-                        rows: rows.len(),
-                        tick_seconds: Some(tick),
-                        ..TrainingSummary::default()
-                    };
-                    let mut file = ModelFile::new(&schema, d, summary);
-                    file.created_unix_seconds = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64());
-                    file
-                })
-                .map_err(|e| e.to_string());
+                // linfa fits through rayon. On the global pool that would start one thread per core,
+                // named after this one, alive for the rest of the host's life and competing with the
+                // host's workers during every fit; a private one-thread pool keeps training on one
+                // core and ends with it.
+                let fit = || {
+                    KMeansDetector::fit(
+                        schema.names(),
+                        rows.iter().map(|r| &r[..]),
+                        KMeansParams::default(),
+                    )
+                };
+                let fitted = match rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .thread_name(|_| "vigil-train-pool".to_owned())
+                    .build()
+                {
+                    Ok(pool) => pool.install(fit),
+                    Err(e) => {
+                        tracing::warn!(
+                            "no private training pool ({e}); fitting on rayon's global pool"
+                        );
+                        fit()
+                    }
+                };
+                let result = fitted
+                    .map(|d| {
+                        let summary = TrainingSummary {
+                            rows: rows.len(),
+                            tick_seconds: Some(tick),
+                            ..TrainingSummary::default()
+                        };
+                        let mut file = ModelFile::new(&schema, d, summary);
+                        file.created_unix_seconds = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0.0, |d| d.as_secs_f64());
+                        file
+                    })
+                    .map_err(|e| e.to_string());
                 let _ = tx.send(result);
             });
         match spawned {
