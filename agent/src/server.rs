@@ -107,19 +107,14 @@ struct Conn {
 }
 
 struct Table {
-    epoch: Instant,
     next_id: u64,
     conns: HashMap<u64, Arc<Conn>>,
 }
 
-impl Table {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
 /// Shared between the accept loop and the connection tasks (all on the agent's one thread).
 struct Shared {
+    /// Time base of `Conn::idle_since_ms`.
+    epoch: Instant,
     table: Mutex<Table>,
     limits: HttpLimits,
     metrics: ServerMetrics,
@@ -129,12 +124,17 @@ impl Shared {
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
-/// Removes the connection from the table when its task ends, however it ends.
+/// A connection's entry; removes it from the table when its task ends, however it ends.
 struct Registration {
     shared: Arc<Shared>,
     id: u64,
+    conn: Arc<Conn>,
 }
 
 impl Drop for Registration {
@@ -160,8 +160,8 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let shared = Arc::new(Shared {
+        epoch: Instant::now(),
         table: Mutex::new(Table {
-            epoch: Instant::now(),
             next_id: 0,
             conns: HashMap::new(),
         }),
@@ -242,17 +242,14 @@ fn admit(shared: &Arc<Shared>) -> Option<Registration> {
     }
     let id = t.next_id;
     t.next_id += 1;
-    let now = t.now_ms();
-    t.conns.insert(
-        id,
-        Arc::new(Conn {
-            idle_since_ms: AtomicU64::new(now),
-            busy: AtomicU64::new(0),
-            started: AtomicBool::new(false),
-            evict: Notify::new(),
-            evicted: AtomicBool::new(false),
-        }),
-    );
+    let conn = Arc::new(Conn {
+        idle_since_ms: AtomicU64::new(shared.now_ms()),
+        busy: AtomicU64::new(0),
+        started: AtomicBool::new(false),
+        evict: Notify::new(),
+        evicted: AtomicBool::new(false),
+    });
+    t.conns.insert(id, conn.clone());
     // The evicted connection is still counted until its task ends; the gauge shows what is open.
     let open = t.conns.len();
     drop(t);
@@ -263,6 +260,7 @@ fn admit(shared: &Arc<Shared>) -> Option<Registration> {
     Some(Registration {
         shared: shared.clone(),
         id,
+        conn,
     })
 }
 
@@ -273,10 +271,8 @@ async fn run_connection(
     registration: Registration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Some(conn) = shared.table().conns.get(&registration.id).cloned() else {
-        return;
-    };
-    let epoch = shared.table().epoch;
+    let conn = registration.conn.clone();
+    let epoch = shared.epoch;
     let now_ms = move || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
     let inner = TowerToHyperService::new(router);
     let activity = conn.clone();

@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use vigil::models::AnomalyKind;
 
+use super::offline::quantile;
 use super::scenes::faults::all_faults;
 use super::scenes::record::Recorder;
 use super::scenes::{Scene, SceneConfig, Tick};
@@ -224,14 +225,6 @@ fn detection(
     Some((first.0 - start, right))
 }
 
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
 #[derive(Debug, Default)]
 struct Tally {
     runs: usize,
@@ -246,6 +239,7 @@ impl Tally {
         json!({
             "runs": self.runs,
             "detection_rate": self.detected as f64 / self.runs.max(1) as f64,
+            // NaN (nothing detected) is written as null.
             "ttd_median_ticks": quantile(&self.ttd, 0.5),
             "ttd_p95_ticks": quantile(&self.ttd, 0.95),
             "type_accuracy": if self.detected > 0 { json!(self.typed_right as f64 / self.detected as f64) } else { Value::Null },

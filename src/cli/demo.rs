@@ -12,12 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use vigil::features::Sample;
 use vigil::models::{AnomalyKind, OutputFile};
 
 use super::labels::Label;
 use super::scenes::faults::parse_faults;
-use super::scenes::record::Recorder;
+use super::scenes::record::{Recorder, unix_seconds};
 use super::scenes::{Scene, SceneConfig, Tick};
 
 /// Quiet ticks before each fault and ticks each fault lasts.
@@ -117,12 +116,6 @@ impl Schedule {
         self.phase_ticks_left = FAULT_TICKS.saturating_sub(1);
         Some(Some(kind))
     }
-}
-
-fn unix(s: &Sample) -> f64 {
-    s.timestamp()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Cuts `line` to the live view's width.
@@ -248,7 +241,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             break;
         };
         ticks += 1;
-        let now_unix = unix(&t.sample);
+        let now_unix = unix_seconds(&t.sample);
         if let Some(r) = recorder.as_mut() {
             r.push(&t)?;
         }

@@ -8,7 +8,7 @@ use vigil_models::OutputFile;
 use super::input::InputError;
 use super::input::ReadOptions;
 use super::labels::{Label, read_labels};
-use super::offline::{load_model, score_csv};
+use super::offline::{load_model, quantile, score_csv};
 use super::say;
 
 /// Flags of `vigil eval`.
@@ -42,14 +42,6 @@ pub(crate) struct Metrics {
     pub(crate) composite_f1: f64,
     pub(crate) false_alarms_per_hour: f64,
     pub(crate) pr_auc: f64,
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// `windows`: (timestamp, score, flagged) of scored rows, in time order; `tick`: seconds per row.

@@ -21,6 +21,15 @@ pub(crate) fn progress(total: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// Nearest-rank quantile of a sorted slice; `NaN` when it is empty.
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 /// Loads a model; damage is input error (exit 2).
 pub(crate) fn load_model(path: &Path) -> anyhow::Result<ModelFile> {
     ModelFile::load(path).map_err(|e| anyhow::Error::new(InputError::file(path, e.to_string())))

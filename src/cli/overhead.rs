@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
+use super::offline::quantile;
 use super::scenes::{load, serve_model};
 
 /// Flags of `vigil bench overhead`.
@@ -60,14 +61,6 @@ struct Round {
     throughput: f64,
     p50: f64,
     p99: f64,
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Runs the closed-loop load for `secs` and measures it.
@@ -115,15 +108,15 @@ fn measure(
     all.sort_by(f64::total_cmp);
     Round {
         throughput: all.len() as f64 / elapsed,
-        p50: percentile(&all, 0.5),
-        p99: percentile(&all, 0.99),
+        p50: quantile(&all, 0.5),
+        p99: quantile(&all, 0.99),
     }
 }
 
 fn summary(v: &mut [f64]) -> serde_json::Value {
     v.sort_by(f64::total_cmp);
     json!({
-        "median": percentile(v, 0.5),
+        "median": quantile(v, 0.5),
         "min": v.first().copied(),
         "max": v.last().copied(),
     })

@@ -131,7 +131,6 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     let mut anomalous_rows: Reservoir<(Vec<f64>, RowLabel)> = Reservoir::new(args.max_windows, 43);
     let mut schema = None;
     let mut dts: Vec<f64> = Vec::new();
-    let mut skipped = 0usize;
     let mut data_rows = 0u64;
     let mut position = 0u64;
     // Per column: whether any row had a value (all-empty inputs are refused).
@@ -173,7 +172,6 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
                 window.extract(&mut fv)?;
                 check_features_finite(&fv, window.schema().names(), &src)?;
                 if matches!(label, Some(((true, _), _))) {
-                    skipped += 1;
                     anomalous_rows.offer(position, || (fv.values().to_vec(), label));
                 } else {
                     normal_rows.offer(position, || (fv.values().to_vec(), label));
@@ -190,7 +188,9 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         data_rows += rows_here;
     }
-    let windows_read = normal_rows.seen + anomalous_rows.seen;
+    // Windows labelled anomalous: kept out of the normal-behaviour fit.
+    let anomalous_windows = anomalous_rows.seen;
+    let windows_read = normal_rows.seen + anomalous_windows;
     if windows_read < min_windows as u64 {
         let files = if args.csv.len() > 1 {
             format!(
@@ -306,7 +306,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             "{}s",
             (t * 1e6).round() / 1e6
         )),
-        skipped,
+        anomalous_windows,
         args.out.display()
     );
     Ok(())

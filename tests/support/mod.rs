@@ -9,6 +9,8 @@
     clippy::panic
 )]
 
+pub mod cli;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

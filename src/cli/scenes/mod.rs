@@ -194,10 +194,24 @@ impl Scene {
 
     /// Waits for the agent's next tick (or `None` if the agent stopped) and moves the load along.
     pub(crate) fn next_tick(&mut self) -> Option<Tick> {
+        self.next_tick_until(None)
+    }
+
+    /// Like [`Scene::next_tick`], but gives up at `deadline` (for Ctrl-C and `--duration`).
+    pub(crate) fn next_tick_until(&mut self, deadline: Option<std::time::Instant>) -> Option<Tick> {
         let rt = self.rt.as_ref()?;
         let agent = self.agent.as_ref()?;
-        let changed = rt.block_on(self.scores.changed());
-        if changed.is_err() {
+        let scores = &mut self.scores;
+        // `None`: the deadline passed; `Some(Err)`: the agent stopped.
+        let changed = rt.block_on(async {
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), scores.changed())
+                    .await
+                    .ok(),
+                None => Some(scores.changed().await),
+            }
+        });
+        if !matches!(changed, Some(Ok(()))) {
             return None;
         }
         let score = self.scores.borrow_and_update().clone();
@@ -211,25 +225,6 @@ impl Scene {
             fault: self.injector.active(),
             load,
         })
-    }
-
-    /// Like [`Scene::next_tick`], but gives up at `deadline` (for Ctrl-C and `--duration`).
-    pub(crate) fn next_tick_until(&mut self, deadline: Option<std::time::Instant>) -> Option<Tick> {
-        let Some(deadline) = deadline else {
-            return self.next_tick();
-        };
-        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-        let rt = self.rt.as_ref()?;
-        let ready =
-            rt.block_on(async { tokio::time::timeout(remaining, self.scores.changed()).await });
-        match ready {
-            Ok(Ok(())) => {
-                // Mark it unseen again so next_tick consumes it.
-                self.scores.mark_changed();
-                self.next_tick()
-            }
-            _ => None,
-        }
     }
 
     /// The agent's feature names (for naming top features).

@@ -17,7 +17,8 @@ pub(crate) fn column_name(name: &str, kind: SignalKind) -> String {
     }
 }
 
-fn unix_seconds(s: &Sample) -> f64 {
+/// When the sample was taken, Unix seconds.
+pub(crate) fn unix_seconds(s: &Sample) -> f64 {
     s.timestamp()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
