@@ -84,8 +84,10 @@ fn main() {
     let mut w = Window::new(&signals(), h);
     let train = features(&mut w, &rows(1, 0, 6000, Fault::None, 0));
     let names = w.schema().names().to_vec();
+    let units = w.schema().units().to_vec();
     let km = KMeansDetector::fit(
         &names,
+        &units,
         train.iter().map(|r| &r[..]),
         KMeansParams::default(),
     )
@@ -131,6 +133,7 @@ fn main() {
     let t = Instant::now();
     let _ = KMeansDetector::fit(
         &names,
+        &units,
         train.iter().map(|r| &r[..]),
         KMeansParams::default(),
     )

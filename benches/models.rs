@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
         let train = rows(5000, width, 1);
         let d = KMeansDetector::fit(
             &names(width),
+            &vec!["count".to_owned(); width],
             train.iter().map(|r| &r[..]),
             KMeansParams::default(),
         )
@@ -60,6 +61,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             KMeansDetector::fit(
                 &names(64),
+                &vec!["count".to_owned(); 64],
                 big.iter().map(|r| &r[..]),
                 KMeansParams::default(),
             )

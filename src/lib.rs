@@ -23,8 +23,8 @@
 #[cfg(feature = "console")]
 pub use vigil_agent::console_layer;
 pub use vigil_agent::{
-    Agent, AgentBuilder, AgentHandle, AllocStats, CountingAlloc, Error, GpuMode, Sampler,
-    alloc_stats, alloc_tracking_enabled,
+    Agent, AgentBuilder, AgentHandle, AllocStats, CountingAlloc, Error, Event, EventNotice,
+    GpuMode, Sampler, agent_alloc_stats, alloc_stats, alloc_tracking_enabled, mark_agent_thread,
 };
 
 /// Runtime of `#[vigil::observe]`.

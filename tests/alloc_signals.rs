@@ -84,3 +84,44 @@ fn counts_are_exact_for_one_thread_and_survive_thread_churn() {
     assert!(a >= 100 * 1024 + 800, "{a}");
     assert!(b >= 100 * 1024 + 800, "{b}");
 }
+
+#[test]
+fn allocations_on_agent_threads_are_the_agents_not_the_hosts() {
+    // An agent thread (marked as the training, tick and probe threads are) allocates and holds 8 MiB,
+    // then exits; its shard is reused by host threads afterwards.
+    let host_before = vigil::alloc_stats();
+    let agent_before = vigil::agent_alloc_stats();
+    let held = std::thread::spawn(|| {
+        vigil::mark_agent_thread();
+        let v: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8; 1 << 20]).collect();
+        black_box(v)
+    })
+    .join()
+    .unwrap();
+    let host_after = vigil::alloc_stats();
+    let agent_after = vigil::agent_alloc_stats();
+    let agent_bytes = agent_after.bytes_allocated - agent_before.bytes_allocated;
+    let host_bytes = host_after.bytes_allocated - host_before.bytes_allocated;
+    assert!(agent_bytes >= 8 << 20, "agent counted {agent_bytes} bytes");
+    assert!(
+        host_bytes < 1 << 20,
+        "the host's signals saw {host_bytes} bytes of the agent's work"
+    );
+    drop(held);
+    // Host threads reusing the exited agent thread's shard: host totals never go back and the agent's
+    // totals keep what it counted.
+    for _ in 0..vigil::agent::SHARDS {
+        std::thread::spawn(|| black_box(vec![0u8; 4096]))
+            .join()
+            .unwrap();
+    }
+    let host_later = vigil::alloc_stats();
+    let agent_later = vigil::agent_alloc_stats();
+    assert!(host_later.bytes_allocated >= host_after.bytes_allocated);
+    assert!(host_later.allocations >= host_after.allocations);
+    assert!(agent_later.bytes_allocated >= agent_after.bytes_allocated);
+    assert!(
+        host_later.bytes_allocated - host_after.bytes_allocated
+            >= vigil::agent::SHARDS as u64 * 4096
+    );
+}

@@ -101,6 +101,7 @@ fn model_file_loads_at_start_and_wrong_models_are_refused() {
     let schema = source.feature_schema().clone();
     let detector = KMeansDetector::fit(
         schema.names(),
+        schema.units(),
         rows[30..].iter().map(|r| &r[..]),
         KMeansParams::default(),
     )

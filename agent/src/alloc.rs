@@ -29,6 +29,9 @@ struct Shard {
     bytes_allocated: AtomicU64,
     bytes_freed: AtomicU64,
     claimed: AtomicBool,
+    /// Owned by an agent thread ([`mark_agent_thread`]): counted in [`agent_alloc_stats`], not in
+    /// [`alloc_stats`].
+    agent: AtomicBool,
 }
 
 impl Shard {
@@ -39,11 +42,20 @@ impl Shard {
             bytes_allocated: AtomicU64::new(0),
             bytes_freed: AtomicU64::new(0),
             claimed: AtomicBool::new(false),
+            agent: AtomicBool::new(false),
         }
     }
 }
 
 static SHARD_TABLE: [Shard; SHARDS] = [const { Shard::new() }; SHARDS];
+/// Counts moved out of shards when they changed hands: what host threads counted in a shard an agent
+/// thread then took over, and what agent threads counted before they exited.
+static HOST_RETIRED: Shard = Shard::new();
+static AGENT_RETIRED: Shard = Shard::new();
+/// A sequence lock over every move between shards and the retired totals (rare: an agent thread
+/// starting or exiting): odd while a move is under way, so readers never see counts twice or not at
+/// all. The allocation hot path never touches it.
+static MOVES: AtomicU64 = AtomicU64::new(0);
 static NEXT_HINT: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
@@ -70,6 +82,10 @@ impl Drop for ReleaseOnExit {
         if !std::ptr::eq(own, overflow()) && !own.is_null() {
             // SAFETY: SHARD only ever holds null or a pointer into the static SHARD_TABLE.
             let shard = unsafe { &*own };
+            if shard.agent.load(Relaxed) {
+                // An agent thread's counts stay the agent's when a host thread reuses the shard.
+                move_counts(shard, &AGENT_RETIRED, false);
+            }
             // Release: the next owner's Acquire claim sees our last stores.
             shard.claimed.store(false, Release);
         }
@@ -99,6 +115,44 @@ fn claim() -> &'static Shard {
     }
     let _ = SHARD.try_with(|s| s.set(shard));
     shard
+}
+
+/// Moves `shard`'s counts into `to`, zeroes them and sets the shard's agent flag to `agent`, under the
+/// [`MOVES`] sequence lock.
+fn move_counts(shard: &Shard, to: &Shard, agent: bool) {
+    // Take the lock: from even to odd.
+    loop {
+        let v = MOVES.load(Relaxed);
+        if v.is_multiple_of(2) && MOVES.compare_exchange(v, v + 1, Acquire, Relaxed).is_ok() {
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    std::sync::atomic::fence(Release);
+    for (from, into) in [
+        (&shard.allocations, &to.allocations),
+        (&shard.frees, &to.frees),
+        (&shard.bytes_allocated, &to.bytes_allocated),
+        (&shard.bytes_freed, &to.bytes_freed),
+    ] {
+        into.fetch_add(from.swap(0, Relaxed), Relaxed);
+    }
+    shard.agent.store(agent, Relaxed);
+    MOVES.fetch_add(1, Release);
+}
+
+/// Marks the calling thread as one of the agent's own (its tick thread, probe, training): from now on
+/// its allocations count in [`agent_alloc_stats`] (exported as the agent's own cost) and not in
+/// [`alloc_stats`], so the host's allocation signals do not show the agent's work. Cheap; call it once,
+/// first thing on the thread. A thread that could not get a shard of its own (more than
+/// [`SHARDS`]` - 1` threads alive) stays counted with the host.
+pub fn mark_agent_thread() {
+    if let (shard, true) = my_shard()
+        && !shard.agent.load(Relaxed)
+    {
+        // What earlier owners of this shard counted stays the host's.
+        move_counts(shard, &HOST_RETIRED, true);
+    }
 }
 
 #[inline(always)]
@@ -174,27 +228,62 @@ impl AllocStats {
     }
 }
 
-/// Reads the process-wide totals. All zero when no [`CountingAlloc`] is the global allocator.
+/// Reads the host's totals: every allocation since the process started except those made on the
+/// agent's own threads (see [`mark_agent_thread`]). All zero when no [`CountingAlloc`] is the global
+/// allocator.
 ///
 /// Shards are read one by one while other threads keep allocating, so the result is a close, not
-/// atomic, snapshot; `live_bytes` saturates at zero rather than going negative.
+/// atomic, snapshot; `live_bytes` saturates at zero rather than going negative. Totals never go back.
 pub fn alloc_stats() -> AllocStats {
-    let mut s = AllocStats::default();
-    for shard in &SHARD_TABLE {
-        s.allocations = s.allocations.wrapping_add(shard.allocations.load(Relaxed));
-        s.frees = s.frees.wrapping_add(shard.frees.load(Relaxed));
-        s.bytes_allocated = s
-            .bytes_allocated
-            .wrapping_add(shard.bytes_allocated.load(Relaxed));
-        s.bytes_freed = s.bytes_freed.wrapping_add(shard.bytes_freed.load(Relaxed));
+    read_totals().0
+}
+
+/// The agent's own allocations (its tick, probe and training threads): what the agent costs the host.
+pub fn agent_alloc_stats() -> AllocStats {
+    read_totals().1
+}
+
+fn add(s: &mut AllocStats, shard: &Shard) {
+    s.allocations = s.allocations.wrapping_add(shard.allocations.load(Relaxed));
+    s.frees = s.frees.wrapping_add(shard.frees.load(Relaxed));
+    s.bytes_allocated = s
+        .bytes_allocated
+        .wrapping_add(shard.bytes_allocated.load(Relaxed));
+    s.bytes_freed = s.bytes_freed.wrapping_add(shard.bytes_freed.load(Relaxed));
+}
+
+/// (host, agent) totals, consistent with respect to moves between shards.
+fn read_totals() -> (AllocStats, AllocStats) {
+    loop {
+        let before = MOVES.load(Acquire);
+        if !before.is_multiple_of(2) {
+            std::hint::spin_loop();
+            continue;
+        }
+        let (mut host, mut agent) = (AllocStats::default(), AllocStats::default());
+        for shard in &SHARD_TABLE {
+            if shard.agent.load(Relaxed) {
+                add(&mut agent, shard);
+            } else {
+                add(&mut host, shard);
+            }
+        }
+        add(&mut host, &HOST_RETIRED);
+        add(&mut agent, &AGENT_RETIRED);
+        std::sync::atomic::fence(Acquire);
+        if MOVES.load(Relaxed) == before {
+            return (host, agent);
+        }
     }
-    s
 }
 
 /// True when a [`CountingAlloc`] has counted at least one allocation, i.e. it is installed as the global
 /// allocator (any Rust program allocates before `main`).
 pub fn alloc_tracking_enabled() -> bool {
-    SHARD_TABLE.iter().any(|s| s.allocations.load(Relaxed) != 0)
+    SHARD_TABLE
+        .iter()
+        .chain([&HOST_RETIRED, &AGENT_RETIRED])
+        .any(|s| s.allocations.load(Relaxed) != 0)
 }
 
 /// A [`GlobalAlloc`] that forwards to `A` (default [`System`]) and counts allocations, frees and bytes.

@@ -33,6 +33,10 @@ pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// Default cold-start warm-up before the first model is trained.
 pub const DEFAULT_WARM_UP: Duration = Duration::from_secs(300);
+/// Default interval between refits of the agent's own model on its recent windows.
+pub const DEFAULT_REFIT_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default false-alarm budget: anomaly events per day that the threshold allows on normal behaviour.
+pub const DEFAULT_FALSE_EVENTS_PER_DAY: f64 = 1.0;
 /// Default drift window, ticks.
 pub const DEFAULT_DRIFT_WINDOW: usize = 300;
 /// Default stall threshold.
@@ -42,6 +46,11 @@ const TICK_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::f
 const PROBE_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(60));
 const STALL_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(60));
 const WARM_UP_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
+const REFIT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(7 * 86_400));
+/// Windows of history kept for refits at least (more when the warm-up is longer).
+const HISTORY_WINDOWS: usize = 2000;
+/// Warm-up windows at most (memory: windows × features × 8 bytes).
+const MAX_WARM_UP_WINDOWS: usize = 20_000;
 const HTTP_IDLE_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(3600));
 const HTTP_CONNECTIONS_RANGE: (usize, usize) = (1, 65_536);
@@ -73,6 +82,8 @@ pub struct AgentBuilder {
     /// True when `model_path` came from `VIGIL_MODEL` (errors name the variable).
     model_from_env: bool,
     warm_up: Duration,
+    refit_interval: Option<Duration>,
+    false_events_per_day: f64,
     http: HttpLimits,
     /// False while the probe interval is the default (then it follows the tick).
     probe_interval_set: bool,
@@ -91,6 +102,8 @@ impl std::fmt::Debug for AgentBuilder {
             .field("model_path", &self.model_path)
             .field("model_from_env", &self.model_from_env)
             .field("warm_up", &self.warm_up)
+            .field("refit_interval", &self.refit_interval)
+            .field("false_events_per_day", &self.false_events_per_day)
             .field("http", &self.http)
             .field("probe_interval_set", &self.probe_interval_set)
             .finish()
@@ -117,6 +130,8 @@ impl Default for AgentBuilder {
             model_path: None,
             model_from_env: false,
             warm_up: DEFAULT_WARM_UP,
+            refit_interval: Some(DEFAULT_REFIT_INTERVAL),
+            false_events_per_day: DEFAULT_FALSE_EVENTS_PER_DAY,
             http: HttpLimits::default(),
             probe_interval_set: false,
         }
@@ -230,6 +245,50 @@ impl AgentBuilder {
         Ok(self)
     }
 
+    /// How often the agent refits its own model on its recent windows (windows inside or just before
+    /// anomaly events are never used), or `None` for never. Default 1 hour; accepted 1 s to 7 days.
+    /// Early on the model is also refitted each time its history has doubled. A model from
+    /// [`AgentBuilder::model_path`] is never refitted.
+    pub fn refit_interval(mut self, every: Option<Duration>) -> Result<Self, Error> {
+        self.refit_interval = match every {
+            Some(d) => Some(check_range("refit_interval", d, REFIT_RANGE)?),
+            None => None,
+        };
+        Ok(self)
+    }
+
+    /// False anomaly events per day the detector's threshold allows on normal behaviour (it is
+    /// calibrated on windows held out of each fit). Default 1; accepted 0.001 to 1,000.
+    pub fn false_events_per_day(mut self, n: f64) -> Result<Self, Error> {
+        if !(0.001..=1000.0).contains(&n) {
+            return Err(Error::Config {
+                setting: "false_events_per_day",
+                message: format!("{n} is outside the accepted range 0.001 to 1000"),
+            });
+        }
+        self.false_events_per_day = n;
+        Ok(self)
+    }
+
+    /// The engine settings this builder gives (tick, horizons, warm-up in windows, refits, budget):
+    /// what `vigil score` needs to replay a recording exactly as this agent scored it live.
+    pub fn engine_config(&self) -> vigil_models::EngineConfig {
+        let tick = self.tick.as_secs_f64();
+        let warm_up_windows =
+            ((self.warm_up.as_secs_f64() / tick).ceil() as usize).clamp(50, MAX_WARM_UP_WINDOWS);
+        vigil_models::EngineConfig {
+            horizons: self.features.horizons,
+            tick_seconds: tick,
+            warm_up_windows,
+            refit_every: self
+                .refit_interval
+                .map_or(0, |d| ((d.as_secs_f64() / tick).ceil() as usize).max(1)),
+            history_windows: HISTORY_WINDOWS.max(warm_up_windows),
+            false_events_per_day: self.false_events_per_day,
+            ..vigil_models::EngineConfig::default()
+        }
+    }
+
     /// Most connections the HTTP endpoint keeps open at once. Default 256; accepted 1 to 65,536. At the
     /// cap, a new connection closes the one that has waited longest for a request.
     pub fn http_max_connections(mut self, n: usize) -> Result<Self, Error> {
@@ -293,6 +352,7 @@ impl AgentBuilder {
                     expected: match var {
                         "VIGIL_TICK" => "a duration from 10ms to 1h",
                         "VIGIL_WARMUP" => "a duration from 1s to 24h",
+                        "VIGIL_REFIT_INTERVAL" => "off or a duration from 1s to 7d",
                         "VIGIL_HTTP_IDLE_TIMEOUT" => "a duration from 100ms to 1h",
                         _ => "a duration from 1ms to 60s",
                     },
@@ -349,6 +409,26 @@ impl AgentBuilder {
         if let Some(s) = get("VIGIL_WARMUP")? {
             let d = duration("VIGIL_WARMUP", s.clone())?;
             self.warm_up = in_range("VIGIL_WARMUP", s, d, WARM_UP_RANGE)?;
+        }
+        if let Some(s) = get("VIGIL_REFIT_INTERVAL")? {
+            self.refit_interval = if s.trim().eq_ignore_ascii_case("off") {
+                None
+            } else {
+                let d = duration("VIGIL_REFIT_INTERVAL", s.clone())?;
+                Some(in_range("VIGIL_REFIT_INTERVAL", s, d, REFIT_RANGE)?)
+            };
+        }
+        if let Some(s) = get("VIGIL_FALSE_EVENTS_PER_DAY")? {
+            self.false_events_per_day = s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|n| (0.001..=1000.0).contains(n))
+                .ok_or(Error::Env {
+                    var: "VIGIL_FALSE_EVENTS_PER_DAY",
+                    value: s,
+                    expected: "a number from 0.001 to 1000",
+                })?;
         }
         // Read by #[observe] itself; checked here so a typo fails start-up instead of being ignored.
         if let Some(s) = get("ENABLE_AI_OBSERVABILITY")?
@@ -445,8 +525,7 @@ impl AgentBuilder {
         let scoring = crate::sampler::ScoringConfig {
             model,
             model_origin,
-            warm_up: self.warm_up,
-            tick: self.tick,
+            engine: self.engine_config(),
         };
         let mut sampler = Sampler::new(collectors, self.features, scoring, &mut registry)?;
         if let Some(reference) = self.drift_reference.take() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// What [`parse_duration`] accepts, for error messages.
 pub const DURATION_SYNTAX: &str =
-    "a duration such as 500ms, 1s, 1.5s, 2m or 250us (a bare number means seconds)";
+    "a duration such as 500ms, 1s, 1.5s, 2m, 1h, 1d or 250us (a bare number means seconds)";
 
 /// Parses a duration; `None` when the text is not one (negative, NaN, unknown unit, overflow).
 pub fn parse_duration(s: &str) -> Option<Duration> {
@@ -22,6 +22,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "ns" => 1e-9,
         "m" | "min" => 60.0,
         "h" => 3600.0,
+        "d" => 86_400.0,
         _ => return None,
     };
     Duration::try_from_secs_f64(value * scale).ok()

@@ -1,14 +1,10 @@
-//! The feature stage of a tick: window → feature vector → (optional) metrics and drift.
-
-use std::time::Instant;
+//! The feature metrics of a tick: the engine's feature vector → (optional) per-feature gauges and drift.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use vigil_features::drift::{DriftMonitor, DriftReference};
-use vigil_features::{
-    FeatureError, FeatureSchema, FeatureVector, Horizons, Sample, SignalSet, Window,
-};
+use vigil_features::{FeatureError, FeatureSchema, FeatureVector, Horizons};
 
 use crate::metrics::{self as m, FGauge};
 
@@ -17,12 +13,9 @@ struct FeatureLabel {
     feature: String,
 }
 
-/// Owns the window and the live drift monitor; everything is allocated at construction (or when a
-/// reference arrives), nothing per tick.
+/// Owns the live drift monitor and the feature gauges; everything is allocated at construction (or when
+/// a reference arrives), nothing per tick.
 pub(crate) struct FeatureStage {
-    window: Window,
-    vector: FeatureVector,
-    started: Instant,
     /// One gauge per feature when feature metrics are on.
     value_gauges: Option<Vec<FGauge>>,
     drift_window: usize,
@@ -41,13 +34,14 @@ pub(crate) struct FeatureConfig {
 }
 
 impl FeatureStage {
-    pub(crate) fn new(signals: &SignalSet, config: FeatureConfig, registry: &mut Registry) -> Self {
-        let window = Window::new(signals, config.horizons);
-        let vector = FeatureVector::new(window.schema());
+    pub(crate) fn new(
+        schema: &FeatureSchema,
+        config: FeatureConfig,
+        registry: &mut Registry,
+    ) -> Self {
         let value_gauges = config.export_values.then(|| {
             let family = Family::<FeatureLabel, FGauge>::default();
-            let gauges = window
-                .schema()
+            let gauges = schema
                 .names()
                 .iter()
                 .map(|n| {
@@ -65,9 +59,6 @@ impl FeatureStage {
         max_psi.set(f64::NAN);
         m::FEATURE_DRIFT_MAX_PSI.register(registry, max_psi.clone());
         Self {
-            window,
-            vector,
-            started: Instant::now(),
             value_gauges,
             drift_window: config.drift_window,
             drift: None,
@@ -75,18 +66,6 @@ impl FeatureStage {
             psi_gauges: Vec::new(),
             max_psi,
         }
-    }
-
-    pub(crate) fn schema(&self) -> &FeatureSchema {
-        self.window.schema()
-    }
-
-    pub(crate) fn is_warm(&self) -> bool {
-        self.window.is_warm()
-    }
-
-    pub(crate) fn vector(&self) -> &FeatureVector {
-        &self.vector
     }
 
     /// Replaces the drift reference (its schema was checked by the caller).
@@ -105,18 +84,15 @@ impl FeatureStage {
         self.drift = Some(DriftMonitor::new(reference, self.drift_window));
     }
 
-    /// Pushes the sample (timestamped with a monotonic clock), extracts features, updates metrics.
-    pub(crate) fn update(&mut self, sample: &Sample) -> Result<(), FeatureError> {
-        let t = self.started.elapsed().as_secs_f64();
-        self.window.push_sample(sample, t)?;
-        self.window.extract(&mut self.vector)?;
+    /// Updates the feature gauges and the drift monitor with this tick's features.
+    pub(crate) fn update(&mut self, vector: &FeatureVector) -> Result<(), FeatureError> {
         if let Some(gauges) = &self.value_gauges {
-            for (g, v) in gauges.iter().zip(self.vector.values()) {
+            for (g, v) in gauges.iter().zip(vector.values()) {
                 g.set(*v);
             }
         }
         if let Some(drift) = &mut self.drift {
-            drift.push(self.vector.values())?;
+            drift.push(vector.values())?;
             let mut max = f64::NAN;
             for (i, g) in self.psi_gauges.iter().enumerate() {
                 let p = drift.psi_of(i);

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use vigil_features::drift::DriftReference;
 use vigil_features::{FeatureSchema, FeatureVector, Sample};
-use vigil_models::Score;
+use vigil_models::{Event, Score};
 
 use crate::builder::ProbeGuard;
 use crate::http::{self, HttpState};
@@ -29,6 +29,8 @@ pub struct AgentHandle {
     latest: watch::Receiver<Arc<Sample>>,
     latest_features: watch::Receiver<Arc<FeatureVector>>,
     latest_score: watch::Receiver<Option<Score>>,
+    latest_event: watch::Receiver<Option<Event>>,
+    events: tokio::sync::broadcast::Sender<crate::EventNotice>,
     schema: FeatureSchema,
     references: std::sync::mpsc::SyncSender<DriftReference>,
     shutdown: watch::Sender<bool>,
@@ -76,12 +78,15 @@ impl AgentHandle {
         let (features_tx, latest_features) = watch::channel(Arc::new(sampler.features().clone()));
         let schema = sampler.feature_schema().clone();
         let (score_tx, latest_score) = watch::channel(None);
+        let (event_tx, latest_event) = watch::channel(None);
+        let events = sampler.event_sender();
         // Capacity 1 and try_send: setting references faster than ticks keeps only what fits.
         let (references, references_rx) = std::sync::mpsc::sync_channel(1);
         let (done_tx, done) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("vigil-agent".into())
             .spawn(move || {
+                crate::alloc::mark_agent_thread();
                 runtime.block_on(async move {
                     let server = tokio::spawn(http::serve(
                         listener,
@@ -94,6 +99,7 @@ impl AgentHandle {
                         samples: latest_tx,
                         features: features_tx,
                         scores: score_tx,
+                        event: event_tx,
                         references: references_rx,
                     };
                     tick_loop(&mut sampler, tick, &outputs, &state, shutdown_rx).await;
@@ -109,6 +115,8 @@ impl AgentHandle {
             latest,
             latest_features,
             latest_score,
+            latest_event,
+            events,
             schema,
             references,
             shutdown,
@@ -151,6 +159,18 @@ impl AgentHandle {
     /// The anomaly score of the most recent tick; `None` while the cold start warms up or trains.
     pub fn latest_score(&self) -> Option<Score> {
         self.latest_score.borrow().clone()
+    }
+
+    /// The anomaly event open now, if any (updated every tick).
+    pub fn current_event(&self) -> Option<Event> {
+        self.latest_event.borrow().clone()
+    }
+
+    /// Event notices from now on: [`crate::EventNotice::Opened`] when an event opens (type, top
+    /// features), [`crate::EventNotice::Closed`] when it ends. At most 64 are buffered for a receiver
+    /// that does not keep up; it then gets `RecvError::Lagged` and continues with the newest.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<crate::EventNotice> {
+        self.events.subscribe()
     }
 
     /// A receiver that changes once per tick with that tick's score.
@@ -226,6 +246,7 @@ struct Outputs {
     samples: watch::Sender<Arc<Sample>>,
     features: watch::Sender<Arc<FeatureVector>>,
     scores: watch::Sender<Option<Score>>,
+    event: watch::Sender<Option<Event>>,
     references: std::sync::mpsc::Receiver<DriftReference>,
 }
 
@@ -256,5 +277,9 @@ async fn tick_loop(
         out.features
             .send_replace(Arc::new(sampler.features().clone()));
         out.scores.send_replace(sampler.score().cloned());
+        let open = sampler.current_event();
+        if out.event.borrow().as_ref() != open {
+            out.event.send_replace(open.cloned());
+        }
     }
 }

@@ -34,10 +34,14 @@ mod sampler;
 mod scoring;
 mod server;
 
-pub use alloc::{AllocStats, CountingAlloc, SHARDS, alloc_stats, alloc_tracking_enabled};
+pub use alloc::{
+    AllocStats, CountingAlloc, SHARDS, agent_alloc_stats, alloc_stats, alloc_tracking_enabled,
+    mark_agent_thread,
+};
 pub use builder::{
-    Agent, AgentBuilder, DEFAULT_DRIFT_WINDOW, DEFAULT_LISTEN, DEFAULT_PROBE_INTERVAL,
-    DEFAULT_STALL_THRESHOLD, DEFAULT_TICK, DEFAULT_WARM_UP, ProbeGuard,
+    Agent, AgentBuilder, DEFAULT_DRIFT_WINDOW, DEFAULT_FALSE_EVENTS_PER_DAY, DEFAULT_LISTEN,
+    DEFAULT_PROBE_INTERVAL, DEFAULT_REFIT_INTERVAL, DEFAULT_STALL_THRESHOLD, DEFAULT_TICK,
+    DEFAULT_WARM_UP, ProbeGuard,
 };
 pub use collectors::{CollectError, Collector};
 #[cfg(feature = "console")]
@@ -47,8 +51,9 @@ pub use error::Error;
 pub use handle::AgentHandle;
 pub use metrics::{CATALOGUE, MetricDef, MetricType, metrics_markdown};
 pub use sampler::Sampler;
+pub use scoring::EventNotice;
 pub use server::{DEFAULT_HTTP_IDLE_TIMEOUT, DEFAULT_HTTP_MAX_CONNECTIONS, MAX_CONNECTION_BUFFER};
 pub use vigil_features::drift::DriftReference;
 pub use vigil_features::{FeatureSchema, FeatureVector, Horizons};
 pub use vigil_gpu::GpuMode;
-pub use vigil_models::{ModelFile, Score};
+pub use vigil_models::{Event, EventEnd, ModelFile, Score};

@@ -132,6 +132,10 @@ defs! {
         "Bytes released by heap deallocations";
     ALLOC_LIVE_BYTES = "vigil_alloc_live_bytes", Gauge, [], ALLOC,
         "Bytes allocated and not yet freed (excludes allocator overhead); a steady climb is a leak";
+    AGENT_ALLOC_BYTES = "vigil_agent_alloc_bytes_total", Counter, [], ALLOC,
+        "Bytes the agent's own threads allocated (tick, probe, training); left out of every vigil_alloc_* series so the agent does not score its own work";
+    AGENT_ALLOC_LIVE_BYTES = "vigil_agent_alloc_live_bytes", Gauge, [], ALLOC,
+        "Bytes the agent's own threads hold (allocated there and not yet freed there)";
     PROCESS_CPU_RATIO = "vigil_process_cpu_ratio", Gauge, [], ALWAYS,
         "CPU time used by the process during the tick divided by the tick length (1 = one core fully busy)";
     PROCESS_CPU_SECONDS = "vigil_process_cpu_seconds_total", Counter, [], ALWAYS,
@@ -176,14 +180,22 @@ defs! {
         vigil_observe::ANOMALY_HELP;
     ANOMALY_SCORE = "vigil_anomaly_score", Gauge, [], MODEL,
         "Anomaly score of the current window, 0 to 1; the threshold is 0.5 for every model (NaN until a model is ready)";
+    ANOMALY_RAW_SCORE = "vigil_anomaly_raw_score", Gauge, [], MODEL,
+        "The detector's raw score of the current window before it is mapped to 0 to 1: the RMS of the three largest deviations from normal, in robust standard deviations (a ranking without a ceiling; NaN until a model is ready)";
     ANOMALY = "vigil_anomaly", Gauge, [], MODEL,
-        "1 when the current window scores at or above the threshold, else 0 (NaN until a model is ready)";
+        "1 while an anomaly event is open, else 0 (NaN until a model is ready); single windows over the threshold do not make an event";
+    ANOMALY_EVENT_OPEN = "vigil_anomaly_event_open", Gauge, [], ALWAYS,
+        "1 while an anomaly event is open, else 0 (0 until a model is ready)";
+    ANOMALY_EVENTS = "vigil_anomaly_events_total", Counter, ["anomaly_type"], ALWAYS,
+        "Anomaly events opened, by the type named at onset (every type exists from the start)";
     ANOMALY_THRESHOLD = "vigil_anomaly_threshold", Gauge, [], ALWAYS,
         "Score at which a window counts as anomalous (0.5: scores are calibrated so every model shares it)";
     MODEL_INFO = "vigil_model_info", Gauge, ["version", "schema_hash", "kind"], MODEL_LOADED,
         "1 for the model in use: model file format version, feature schema hash, detector kind";
     MODEL_TRAINED = "vigil_model_trained_timestamp_seconds", Gauge, [], MODEL,
         "When the model in use was trained, Unix seconds (NaN until a model is ready)";
+    MODEL_TRAININGS = "vigil_model_trainings_total", Counter, ["result"], ALWAYS,
+        "Models the agent trained on its own windows (cold start, refits, rebaselines) and installed (result ok) or failed to train (result error)";
     AGENT_TICK_DURATION = "vigil_agent_tick_duration_seconds", Histogram, [], ALWAYS,
         "Time the agent spent on one tick: every collector, feature extraction, drift and scoring";
     AGENT_TICKS = "vigil_agent_ticks_total", Counter, [], ALWAYS,
@@ -232,7 +244,9 @@ pub fn metrics_markdown() -> String {
          (more land under `model=\"__overflow__\"`); `anomaly_type` is one of `timeout`, `nan_output`, `oom`, \
          `cancelled`, `panic`, `error`. `gpu` is the NVML device index and `uuid` the device UUID, so both are bounded by the \
          number of GPUs; `collector` is one of `tokio`, `sched`, `alloc`, `process`, `gpu`, `inference`, `features`; `reason` is one of \
-         `idle_timeout`, `evicted`, `refused`, `accept_error`; `feature` is a name from the \
+         `idle_timeout`, `evicted`, `refused`, `accept_error`; `result` is `ok` or `error`; `anomaly_type` of \
+         `vigil_anomaly_events_total` is one of `task_leak`, `scheduler_stall`, `alloc_storm`, `memory_leak`, \
+         `gpu_memory_leak`, `cpu_saturation`, `error_burst`, `latency_regression`, `unknown`; `feature` is a name from the \
          agent's feature schema (about ten per signal, fixed at start).\n",
     );
     out

@@ -18,14 +18,13 @@ use crate::features::{FeatureConfig, FeatureStage};
 use crate::scoring::ScoringStage;
 use vigil_models::{ModelFile, Score};
 
-/// The model to score with, or the cold start's warm-up.
+/// The model to score with (or `None` for a cold start) and the engine's settings.
 #[derive(Debug)]
 pub(crate) struct ScoringConfig {
     pub(crate) model: Option<ModelFile>,
     /// Where the model came from, for errors (`VIGIL_MODEL=...` or `model_path ...`).
     pub(crate) model_origin: String,
-    pub(crate) warm_up: std::time::Duration,
-    pub(crate) tick: std::time::Duration,
+    pub(crate) engine: vigil_models::EngineConfig,
 }
 use crate::metrics as m;
 
@@ -83,6 +82,38 @@ pub struct Sampler {
     scoring: ScoringStage,
     tick_duration: Histogram,
     ticks: Counter,
+    clock: TickClock,
+}
+
+/// Sample timestamps: wall-clock time at start plus monotonic time since, in whole milliseconds and
+/// strictly increasing. Never steps back when the wall clock does, and is exactly what `--record`
+/// writes (three decimals), so a recording replays through the engine with the times the agent used.
+#[derive(Debug)]
+struct TickClock {
+    wall_ms: u64,
+    started: Instant,
+    last_ms: u64,
+}
+
+impl TickClock {
+    fn new() -> Self {
+        let wall_ms = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2));
+        Self {
+            wall_ms,
+            started: Instant::now(),
+            last_ms: 0,
+        }
+    }
+
+    /// The next sample time, Unix milliseconds.
+    fn next(&mut self) -> u64 {
+        let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX / 4);
+        let ms = self.wall_ms.saturating_add(elapsed).max(self.last_ms + 1);
+        self.last_ms = ms;
+        ms
+    }
 }
 
 impl std::fmt::Debug for Sampler {
@@ -127,10 +158,11 @@ impl Sampler {
             setting: "collectors",
             message,
         })?;
-        let features = FeatureStage::new(&signals, feature_config, registry);
+        let schema = vigil_features::FeatureSchema::new(&signals, feature_config.horizons);
+        let features = FeatureStage::new(&schema, feature_config, registry);
         if let Some(model) = &scoring.model {
             model
-                .check_schema(features.schema())
+                .check_schema(&schema)
                 .map_err(|source| crate::Error::Model {
                     origin: scoring.model_origin.clone(),
                     source,
@@ -139,13 +171,7 @@ impl Sampler {
                            this agent's features",
                 })?;
         }
-        let scoring = ScoringStage::new(
-            features.schema().clone(),
-            scoring.model,
-            scoring.warm_up,
-            scoring.tick,
-            registry,
-        );
+        let scoring = ScoringStage::new(&signals, scoring.engine, scoring.model, registry)?;
         Ok(Self {
             slots,
             sample: Sample::new(signals),
@@ -154,6 +180,7 @@ impl Sampler {
             scoring,
             tick_duration,
             ticks,
+            clock: TickClock::new(),
         })
     }
 
@@ -167,7 +194,9 @@ impl Sampler {
     /// failure, then at most once a minute with the count in between).
     pub fn tick(&mut self) -> &Sample {
         let started = Instant::now();
-        self.sample.reset(SystemTime::now());
+        let ms = self.clock.next();
+        self.sample
+            .reset(std::time::UNIX_EPOCH + Duration::from_millis(ms));
         let values = self.sample.values_mut();
         for slot in &mut self.slots {
             let Some(out) = values.get_mut(slot.range.clone()) else {
@@ -178,11 +207,13 @@ impl Sampler {
                 slot.failures.record(&e);
             }
         }
-        match self.features.update(&self.sample) {
-            Ok(()) => self
-                .scoring
-                .update(self.features.vector(), self.features.is_warm()),
-            Err(e) => self.feature_failures.record(&e),
+        let t = ms as f64 / 1000.0;
+        let updated = self
+            .scoring
+            .update(t, self.sample.values())
+            .and_then(|()| self.features.update(self.scoring.features()));
+        if let Err(e) = updated {
+            self.feature_failures.record(&e);
         }
         self.ticks.inc();
         self.tick_duration.observe(started.elapsed().as_secs_f64());
@@ -191,7 +222,7 @@ impl Sampler {
 
     /// The features of the last tick.
     pub fn features(&self) -> &FeatureVector {
-        self.features.vector()
+        self.scoring.features()
     }
 
     /// The anomaly score of the last tick; `None` while the cold start warms up or trains.
@@ -199,15 +230,29 @@ impl Sampler {
         self.scoring.last()
     }
 
+    /// The open anomaly event, if any.
+    pub fn current_event(&self) -> Option<&vigil_models::Event> {
+        self.scoring.current_event()
+    }
+
+    /// Event notices from now on (opened, closed); at most 64 are buffered for a slow receiver.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<crate::EventNotice> {
+        self.scoring.subscribe()
+    }
+
+    pub(crate) fn event_sender(&self) -> tokio::sync::broadcast::Sender<crate::EventNotice> {
+        self.scoring.notices()
+    }
+
     /// The schema of [`Sampler::features`].
     pub fn feature_schema(&self) -> &FeatureSchema {
-        self.features.schema()
+        self.scoring.schema()
     }
 
     /// Compares live features with `reference` from now on (`vigil_feature_drift_*`). The reference must
     /// have been fitted on this sampler's feature schema.
     pub fn set_drift_reference(&mut self, reference: DriftReference) -> Result<(), crate::Error> {
-        check_reference(self.features.schema(), &reference)?;
+        check_reference(self.scoring.schema(), &reference)?;
         self.features.set_reference(reference);
         Ok(())
     }

@@ -1,23 +1,34 @@
-//! Scoring every tick: a loaded model, or a cold start that collects a warm-up of windows and trains the
-//! unsupervised detector on its own thread.
+//! The engine stage of a tick: the shared [`vigil_models::Engine`] (window, cold start, scoring,
+//! refits, events) wrapped with the agent's metrics and its training thread.
 
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ndarray::ArrayView1;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use vigil_features::{FeatureSchema, FeatureVector};
-use vigil_models::{Detector, KMeansDetector, KMeansParams, ModelFile, Score, TrainingSummary};
+use tokio::sync::broadcast;
+use vigil_features::{FeatureError, FeatureSchema, FeatureVector, SignalSet};
+use vigil_models::{
+    AnomalyKind, Engine, EngineConfig, Event, ModelFile, Score, Step, TrainJob, Trainer,
+};
 
 use crate::metrics::{self as m, FGauge};
 
-/// Windows kept for cold-start training at most (memory bound: rows × features × 8 bytes).
-const MAX_WARMUP_ROWS: usize = 20_000;
 /// How long dropping the stage (agent shutdown) waits for a running `vigil-train` thread.
 const TRAIN_JOIN_GRACE: Duration = Duration::from_secs(3);
+/// Event notices buffered for slow subscribers (the oldest are dropped beyond this).
+pub(crate) const EVENT_CHANNEL: usize = 64;
+
+/// An event opening or closing, as [`crate::AgentHandle::subscribe_events`] delivers it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventNotice {
+    /// An event opened (its evidence, type and top features).
+    Opened(Event),
+    /// An event closed (with its end, peak and why it ended).
+    Closed(Event),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ModelLabels {
@@ -26,223 +37,85 @@ struct ModelLabels {
     kind: String,
 }
 
-enum Next {
-    Train(Vec<Vec<f64>>),
-    Install(Box<ModelFile>),
-    Fail(String),
-    Restart,
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TypeLabel {
+    anomaly_type: &'static str,
 }
 
-enum State {
-    /// Collecting warm-up windows.
-    WarmingUp { rows: Vec<Vec<f64>>, needed: usize },
-    /// Training on the `vigil-train` thread.
-    Training(Receiver<Result<ModelFile, String>>),
-    /// Scoring with a model.
-    Ready(Arc<ModelFile>),
-    /// Training failed; retried after another warm-up.
-    Failed,
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
-/// Owns the model (or the cold start) and the score metrics.
-pub(crate) struct ScoringStage {
-    state: State,
-    schema: FeatureSchema,
-    needed: usize,
-    tick: Duration,
-    score: FGauge,
-    anomaly: FGauge,
-    threshold: FGauge,
-    trained_at: FGauge,
-    info: Family<ModelLabels, FGauge>,
-    last: Option<Score>,
-    /// The `vigil-train` thread while it runs; joined when it reports and when the stage is dropped.
-    trainer: Option<std::thread::JoinHandle<()>>,
+/// What a training thread sends back.
+type TrainResult = Result<ModelFile, String>;
+
+/// Trains on one named thread (`vigil-train`) per job, inside a private one-thread rayon pool (linfa
+/// fits through rayon; its global pool would start one thread per core that lives as long as the
+/// host and competes with its workers). The thread ends with the job; it is joined when its result is
+/// collected and, at shutdown, within [`TRAIN_JOIN_GRACE`].
+#[derive(Default)]
+pub(crate) struct ThreadTrainer {
+    running: Option<(std::thread::JoinHandle<()>, Receiver<TrainResult>)>,
 }
 
-impl ScoringStage {
-    /// `model`: a loaded model (schema already checked) or `None` for a cold start of `warm_up`.
-    pub(crate) fn new(
-        schema: FeatureSchema,
-        model: Option<ModelFile>,
-        warm_up: Duration,
-        tick: Duration,
-        registry: &mut Registry,
-    ) -> Self {
-        let needed = ((warm_up.as_secs_f64() / tick.as_secs_f64()).ceil() as usize)
-            .clamp(50, MAX_WARMUP_ROWS);
-        let s = Self {
-            state: State::WarmingUp {
-                rows: Vec::new(),
-                needed,
-            },
-            schema,
-            needed,
-            tick,
-            score: FGauge::default(),
-            anomaly: FGauge::default(),
-            threshold: FGauge::default(),
-            trained_at: FGauge::default(),
-            info: Family::default(),
-            last: None,
-            trainer: None,
-        };
-        s.score.set(f64::NAN);
-        s.anomaly.set(f64::NAN);
-        s.threshold.set(0.5);
-        s.trained_at.set(f64::NAN);
-        m::ANOMALY_SCORE.register(registry, s.score.clone());
-        m::ANOMALY.register(registry, s.anomaly.clone());
-        m::ANOMALY_THRESHOLD.register(registry, s.threshold.clone());
-        m::MODEL_INFO.register(registry, s.info.clone());
-        m::MODEL_TRAINED.register(registry, s.trained_at.clone());
-        let mut s = s;
-        if let Some(model) = model {
-            s.install(model);
+impl Trainer for ThreadTrainer {
+    fn start(&mut self, job: TrainJob) -> bool {
+        if self.running.is_some() {
+            return false;
         }
-        s
-    }
-
-    fn install(&mut self, model: ModelFile) {
-        self.info.clear();
-        self.info
-            .get_or_create(&ModelLabels {
-                version: model.format_version.to_string(),
-                schema_hash: model.schema_hash.clone(),
-                kind: model.kind.clone(),
-            })
-            .set(1.0);
-        self.trained_at.set(model.created_unix_seconds);
-        tracing::info!(
-            kind = %model.kind,
-            windows = model.summary.rows,
-            "anomaly model ready"
-        );
-        self.state = State::Ready(Arc::new(model));
-    }
-
-    /// The score of the last tick (`None` while warming up or training).
-    pub(crate) fn last(&self) -> Option<&Score> {
-        self.last.as_ref()
-    }
-
-    /// Scores this tick's features, or feeds the warm-up; starts and collects training.
-    pub(crate) fn update(&mut self, features: &FeatureVector, window_warm: bool) {
-        self.last = None;
-        let next = match &mut self.state {
-            State::Ready(model) => {
-                let s = model.detector.score(ArrayView1::from(features.values()));
-                self.score.set(s.value);
-                self.anomaly.set(if s.is_anomaly { 1.0 } else { 0.0 });
-                self.last = Some(s);
-                None
-            }
-            State::WarmingUp { rows, needed } => {
-                if window_warm {
-                    rows.push(features.values().to_vec());
-                }
-                (rows.len() >= *needed).then(|| Next::Train(std::mem::take(rows)))
-            }
-            State::Training(rx) => match rx.try_recv() {
-                Ok(Ok(model)) => Some(Next::Install(Box::new(model))),
-                Ok(Err(e)) => Some(Next::Fail(e)),
-                Err(TryRecvError::Disconnected) => {
-                    Some(Next::Fail("the training thread stopped".into()))
-                }
-                Err(TryRecvError::Empty) => None,
-            },
-            State::Failed => Some(Next::Restart),
-        };
-        if matches!(next, Some(Next::Install(_) | Next::Fail(_)))
-            && let Some(t) = self.trainer.take()
-        {
-            // It has sent its result (or died): joining takes no time.
-            let _ = t.join();
-        }
-        match next {
-            None => {}
-            Some(Next::Train(rows)) => self.state = self.spawn_training(rows),
-            Some(Next::Install(model)) => self.install(*model),
-            Some(Next::Fail(e)) => {
-                tracing::warn!("cold-start training failed, collecting a new warm-up: {e}");
-                self.state = State::Failed;
-            }
-            Some(Next::Restart) => {
-                self.state = State::WarmingUp {
-                    rows: Vec::new(),
-                    needed: self.needed,
-                };
-            }
-        }
-    }
-
-    fn spawn_training(&mut self, rows: Vec<Vec<f64>>) -> State {
         let (tx, rx) = sync_channel(1);
-        let schema = self.schema.clone();
-        let tick = self.tick.as_secs_f64();
         let spawned = std::thread::Builder::new()
             .name("vigil-train".into())
             .spawn(move || {
-                // linfa fits through rayon. On the global pool that would start one thread per core,
-                // named after this one, alive for the rest of the host's life and competing with the
-                // host's workers during every fit; a private one-thread pool keeps training on one
-                // core and ends with it.
-                let fit = || {
-                    KMeansDetector::fit(
-                        schema.names(),
-                        rows.iter().map(|r| &r[..]),
-                        KMeansParams::default(),
-                    )
-                };
-                let fitted = match rayon::ThreadPoolBuilder::new()
+                crate::alloc::mark_agent_thread();
+                let fit = || job.run().map_err(|e| e.to_string());
+                let result = match rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
                     .thread_name(|_| "vigil-train-pool".to_owned())
+                    .start_handler(|_| crate::alloc::mark_agent_thread())
                     .build()
                 {
                     Ok(pool) => pool.install(fit),
                     Err(e) => {
-                        tracing::warn!(
-                            "no private training pool ({e}); fitting on rayon's global pool"
-                        );
+                        tracing::warn!("no private training pool ({e}); fitting on this thread");
                         fit()
                     }
                 };
-                let result = fitted
-                    .map(|d| {
-                        let summary = TrainingSummary {
-                            rows: rows.len(),
-                            tick_seconds: Some(tick),
-                            ..TrainingSummary::default()
-                        };
-                        let mut file = ModelFile::new(&schema, d, summary);
-                        file.created_unix_seconds = SystemTime::now()
-                            .duration_since(UNIX_EPOCH)
-                            .map_or(0.0, |d| d.as_secs_f64());
-                        file
-                    })
-                    .map_err(|e| e.to_string());
                 let _ = tx.send(result);
             });
         match spawned {
-            Ok(handle) => {
-                self.trainer = Some(handle);
-                State::Training(rx)
+            Ok(h) => {
+                self.running = Some((h, rx));
+                true
             }
             Err(e) => {
-                tracing::warn!(
-                    "cannot start the training thread, retrying after another warm-up: {e}"
-                );
-                State::Failed
+                tracing::warn!("cannot start the training thread, retrying at the next refit: {e}");
+                false
             }
         }
     }
+
+    fn poll(&mut self) -> Option<Result<ModelFile, String>> {
+        let (_, rx) = self.running.as_ref()?;
+        let result = match rx.try_recv() {
+            Ok(r) => r,
+            Err(TryRecvError::Empty) => return None,
+            Err(TryRecvError::Disconnected) => Err("the training thread stopped".into()),
+        };
+        if let Some((h, _)) = self.running.take() {
+            // It has sent its result (or died): joining takes no time.
+            let _ = h.join();
+        }
+        Some(result)
+    }
 }
 
-impl Drop for ScoringStage {
-    /// Shutdown joins the training thread (every agent thread is joined), waiting at most
-    /// [`TRAIN_JOIN_GRACE`]; a fit that takes longer is left to finish and its result is discarded.
+impl Drop for ThreadTrainer {
+    /// Shutdown joins the training thread, waiting at most [`TRAIN_JOIN_GRACE`]; a fit that takes
+    /// longer is left to finish and its result is discarded.
     fn drop(&mut self) {
-        let Some(t) = self.trainer.take() else {
+        let Some((t, _)) = self.running.take() else {
             return;
         };
         let deadline = std::time::Instant::now() + TRAIN_JOIN_GRACE;
@@ -259,73 +132,178 @@ impl Drop for ScoringStage {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use vigil_features::{Horizons, SignalKind, SignalSet, SignalSpec, Unit};
+/// Owns the engine and the score and event metrics.
+pub(crate) struct ScoringStage {
+    engine: Engine,
+    score: FGauge,
+    raw: FGauge,
+    anomaly: FGauge,
+    trained_at: FGauge,
+    event_open: FGauge,
+    events_total: Family<TypeLabel, Counter>,
+    trainings: Family<ResultLabel, Counter>,
+    info: Family<ModelLabels, FGauge>,
+    notices: broadcast::Sender<EventNotice>,
+}
 
-    fn threads_named(name: &str) -> usize {
-        std::fs::read_dir("/proc/self/task")
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|t| {
-                        std::fs::read_to_string(t.path().join("comm"))
-                            .is_ok_and(|c| c.trim() == name)
-                    })
-                    .count()
-            })
-            .unwrap_or(0)
+impl ScoringStage {
+    /// `model`: a loaded model (schema already checked) or `None` for a cold start.
+    pub(crate) fn new(
+        signals: &SignalSet,
+        config: EngineConfig,
+        model: Option<ModelFile>,
+        registry: &mut Registry,
+    ) -> Result<Self, crate::Error> {
+        let engine = Engine::new(signals, config, model, Box::new(ThreadTrainer::default()))
+            .map_err(|e| crate::Error::Config {
+                setting: "engine",
+                message: e.to_string(),
+            })?;
+        let (notices, _) = broadcast::channel(EVENT_CHANNEL);
+        let s = Self {
+            engine,
+            score: FGauge::default(),
+            raw: FGauge::default(),
+            anomaly: FGauge::default(),
+            trained_at: FGauge::default(),
+            event_open: FGauge::default(),
+            events_total: Family::default(),
+            trainings: Family::default(),
+            info: Family::default(),
+            notices,
+        };
+        s.score.set(f64::NAN);
+        s.raw.set(f64::NAN);
+        s.anomaly.set(f64::NAN);
+        s.trained_at.set(f64::NAN);
+        for k in AnomalyKind::ALL {
+            drop(s.events_total.get_or_create(&TypeLabel {
+                anomaly_type: k.as_str(),
+            }));
+        }
+        for r in ["ok", "error"] {
+            drop(s.trainings.get_or_create(&ResultLabel { result: r }));
+        }
+        let threshold = FGauge::default();
+        threshold.set(0.5);
+        m::ANOMALY_SCORE.register(registry, s.score.clone());
+        m::ANOMALY_RAW_SCORE.register(registry, s.raw.clone());
+        m::ANOMALY.register(registry, s.anomaly.clone());
+        m::ANOMALY_THRESHOLD.register(registry, threshold);
+        m::ANOMALY_EVENT_OPEN.register(registry, s.event_open.clone());
+        m::ANOMALY_EVENTS.register(registry, s.events_total.clone());
+        m::MODEL_INFO.register(registry, s.info.clone());
+        m::MODEL_TRAINED.register(registry, s.trained_at.clone());
+        m::MODEL_TRAININGS.register(registry, s.trainings.clone());
+        s.event_open.set(0.0);
+        if let Some(model) = s.engine.model().cloned() {
+            s.show_model(&model);
+        }
+        Ok(s)
     }
 
-    #[test]
-    fn dropping_the_stage_joins_a_running_training_thread() {
-        // linfa fits on rayon's global pool, whose workers are created by the first fit and named after
-        // the thread that made them: create the pool here, so every `vigil-train` thread is ours.
-        let rows: Vec<Vec<f64>> = (0..60)
-            .map(|i| vec![f64::from(i % 7), f64::from(i % 5)])
-            .collect();
-        let _ = KMeansDetector::fit(
-            &["a".to_owned(), "b".to_owned()],
-            rows.iter().map(|r| &r[..]),
-            KMeansParams::default(),
-        );
-        let specs = (0..20)
-            .map(|i| SignalSpec::named(format!("s{i}"), Unit::Count, SignalKind::Gauge))
-            .collect();
-        let signals = SignalSet::new(specs).unwrap();
-        let mut window = vigil_features::Window::new(&signals, Horizons::new(2, 5).unwrap());
-        let schema = window.schema().clone();
-        let mut registry = Registry::default();
-        let mut stage = ScoringStage::new(
-            schema.clone(),
-            None,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-            &mut registry,
-        );
-        let mut fv = FeatureVector::new(&schema);
-        let mut x = 7u64;
-        let mut t = 0.0;
-        let mut row = vec![0.0; 20];
-        while stage.trainer.is_none() {
-            for v in &mut row {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *v = (x % 1000) as f64;
-            }
-            t += 1.0;
-            window.push(t, &row).unwrap();
-            if window.is_warm() {
-                window.extract(&mut fv).unwrap();
-            }
-            stage.update(&fv, window.is_warm());
+    fn show_model(&self, model: &ModelFile) {
+        self.info.clear();
+        self.info
+            .get_or_create(&ModelLabels {
+                version: model.format_version.to_string(),
+                schema_hash: model.schema_hash.clone(),
+                kind: model.kind.clone(),
+            })
+            .set(1.0);
+        self.trained_at.set(model.created_unix_seconds);
+    }
+
+    pub(crate) fn schema(&self) -> &FeatureSchema {
+        self.engine.schema()
+    }
+
+    pub(crate) fn features(&self) -> &FeatureVector {
+        self.engine.features()
+    }
+
+    /// The score of the last tick (`None` while warming up or training).
+    pub(crate) fn last(&self) -> Option<&Score> {
+        self.engine.last_score()
+    }
+
+    /// The open event, if any.
+    pub(crate) fn current_event(&self) -> Option<&Event> {
+        self.engine.current_event()
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<EventNotice> {
+        self.notices.subscribe()
+    }
+
+    pub(crate) fn notices(&self) -> broadcast::Sender<EventNotice> {
+        self.notices.clone()
+    }
+
+    /// Pushes this tick's raw values (at `t`, seconds) through the engine and updates the metrics.
+    pub(crate) fn update(&mut self, t: f64, values: &[f64]) -> Result<(), FeatureError> {
+        let step = self.engine.push(t, values)?;
+        self.publish(&step);
+        Ok(())
+    }
+
+    fn publish(&self, step: &Step) {
+        if step.installed
+            && let Some(model) = self.engine.model()
+        {
+            self.trainings
+                .get_or_create(&ResultLabel { result: "ok" })
+                .inc();
+            tracing::info!(
+                kind = %model.kind,
+                windows = model.summary.rows,
+                notes = ?model.summary.notes,
+                "anomaly model installed"
+            );
+            self.show_model(model);
         }
-        drop(stage);
-        assert_eq!(
-            threads_named("vigil-train"),
-            0,
-            "training thread outlived the stage"
-        );
+        if let Some(e) = &step.train_error {
+            self.trainings
+                .get_or_create(&ResultLabel { result: "error" })
+                .inc();
+            tracing::warn!("training failed, retrying at the next refit: {e}");
+        }
+        match &step.score {
+            Some(s) => {
+                self.score.set(s.value);
+                self.raw.set(s.raw);
+                self.anomaly.set(if step.in_event { 1.0 } else { 0.0 });
+            }
+            None => {
+                self.score.set(f64::NAN);
+                self.raw.set(f64::NAN);
+                self.anomaly.set(f64::NAN);
+            }
+        }
+        self.event_open.set(if step.in_event { 1.0 } else { 0.0 });
+        if let Some(ev) = &step.closed {
+            tracing::info!(
+                id = ev.id,
+                anomaly_type = ev.anomaly_type.as_str(),
+                peak = ev.peak,
+                ended = ?ev.ended,
+                "anomaly event closed"
+            );
+            let _ = self.notices.send(EventNotice::Closed(ev.clone()));
+        }
+        if let Some(ev) = &step.opened {
+            self.events_total
+                .get_or_create(&TypeLabel {
+                    anomaly_type: ev.anomaly_type.as_str(),
+                })
+                .inc();
+            tracing::warn!(
+                id = ev.id,
+                anomaly_type = ev.anomaly_type.as_str(),
+                top = ?ev.top_features,
+                "anomaly event opened"
+            );
+            let _ = self.notices.send(EventNotice::Opened(ev.clone()));
+        }
     }
 }

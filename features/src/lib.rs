@@ -9,6 +9,7 @@
 //! - a [`Window`] keeps the last rows in a ring buffer allocated once and yields a [`FeatureVector`] per
 //!   tick over a [`FeatureSchema`] (ordered names, units and a stable hash): level, spread, trend and
 //!   change per signal over a short and a long horizon, counters as per-second rates;
+//! - [`vocab`] defines every signal the agent knows once (unit, kind, family, how it is read, metric);
 //! - [`drift`] compares live feature distributions with a training reference (PSI and two-sample KS).
 //!
 //! The same code serves live samples from the agent and offline rows (timestamp + numeric columns, any
@@ -20,6 +21,7 @@ mod sample;
 mod schema;
 mod signal;
 mod stats;
+pub mod vocab;
 mod window;
 
 pub use error::FeatureError;

@@ -42,13 +42,14 @@ impl Horizons {
 }
 
 /// Statistics computed per signal, in schema order.
-pub(crate) const STATS_PER_SIGNAL: usize = 10;
+pub(crate) const STATS_PER_SIGNAL: usize = 11;
 
 /// The ordered list of features a window produces, with units and a stable hash.
 ///
 /// For every signal (counters first turned into per-second rates, named `<signal>_rate`):
-/// `last`, then `mean`, `std`, `max`, `slope` over the short horizon, the same over the long horizon, and
-/// `change` = last − long-horizon mean. Names read `<base>.<stat>_<ticks>`, e.g.
+/// `last`, then `mean`, `std`, `max`, `slope` over the short horizon, the same over the long horizon,
+/// `change` = last − long-horizon mean, and the `median` over the short horizon (a level that one spike
+/// does not move). Names read `<base>.<stat>_<ticks>`, e.g.
 /// `tokio_alive_tasks.slope_60`. A host without a GPU has no `gpu*` features and so its own hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeatureSchema {
@@ -83,6 +84,7 @@ impl FeatureSchema {
                 (format!("max_{l}"), &unit),
                 (format!("slope_{l}"), &slope_unit),
                 (format!("change_{l}"), &unit),
+                (format!("median_{s}"), &unit),
             ];
             for (stat, u) in entries {
                 names.push(format!("{base}.{stat}"));
@@ -168,14 +170,15 @@ mod tests {
             ]),
             Horizons::new(5, 30).unwrap(),
         );
-        assert_eq!(s.len(), 20);
+        assert_eq!(s.len(), 22);
         assert_eq!(s.names()[0], "tasks.last");
         assert_eq!(s.names()[4], "tasks.slope_5");
         assert_eq!(s.units()[4], "count/s");
         assert_eq!(s.names()[9], "tasks.change_30");
-        assert_eq!(s.names()[10], "allocs_rate.last");
-        assert_eq!(s.units()[10], "bytes/s");
-        assert_eq!(s.units()[18], "bytes/s/s");
+        assert_eq!(s.names()[10], "tasks.median_5");
+        assert_eq!(s.names()[11], "allocs_rate.last");
+        assert_eq!(s.units()[11], "bytes/s");
+        assert_eq!(s.units()[19], "bytes/s/s");
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum Unit {
     Celsius,
     /// Watts.
     Watts,
+    /// A number of unknown scale (CSV columns the vocabulary does not know).
+    Value,
 }
 
 impl Unit {
@@ -34,6 +36,7 @@ impl Unit {
             Unit::PerSecond => "per_second",
             Unit::Celsius => "celsius",
             Unit::Watts => "watts",
+            Unit::Value => "value",
         }
     }
 }

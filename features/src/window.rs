@@ -39,6 +39,22 @@ impl FeatureVector {
     }
 }
 
+/// Median of `v` (reordered in place); `NaN` when empty.
+fn median_in_place(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let (_, hi, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let hi = *hi;
+    if n % 2 == 1 {
+        hi
+    } else {
+        let lo = v[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        0.5 * (lo + hi)
+    }
+}
+
 /// The last `long` rows of raw signals, as a ring buffer allocated once.
 ///
 /// Both live samples ([`Window::push_sample`]) and offline rows ([`Window::push`]: a timestamp in
@@ -62,6 +78,8 @@ pub struct Window {
     prev_ts: Vec<f64>,
     /// Timestamps relative to the newest row, rebuilt per extraction.
     rel_ts: Vec<f64>,
+    /// Scratch for short-horizon medians (allocated once).
+    scratch: Vec<f64>,
 }
 
 impl Window {
@@ -81,6 +99,7 @@ impl Window {
             prev_raw: vec![f64::NAN; n],
             prev_ts: vec![f64::NAN; n],
             rel_ts: vec![f64::NAN; cap],
+            scratch: Vec::with_capacity(horizons.short()),
         }
     }
 
@@ -188,6 +207,7 @@ impl Window {
         let short = self.segments(self.horizons.short().min(self.len));
         let long = self.segments(self.horizons.long().min(self.len));
         let ts = &self.rel_ts;
+        let scratch = &mut self.scratch;
         for (s, chunk) in out.values.chunks_exact_mut(STATS_PER_SIGNAL).enumerate() {
             let ring = &self.values[s * self.cap..(s + 1) * self.cap];
             let seg = |r: &[std::ops::Range<usize>; 2]| {
@@ -199,6 +219,11 @@ impl Window {
             let last = ring[newest];
             let a = stats(seg(&short));
             let b = stats(seg(&long));
+            scratch.clear();
+            for r in &short {
+                scratch.extend(ring[r.clone()].iter().filter(|v| !v.is_nan()));
+            }
+            let median = median_in_place(scratch);
             chunk.copy_from_slice(&[
                 last,
                 a.mean,
@@ -210,6 +235,7 @@ impl Window {
                 b.max,
                 b.slope,
                 last - b.mean,
+                median,
             ]);
         }
         for (m, v) in out.mask.iter_mut().zip(&out.values) {

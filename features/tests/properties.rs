@@ -32,6 +32,22 @@ fn naive(ts: &[f64], xs: &[f64], k: usize) -> [f64; 4] {
     [mean, var.sqrt(), max, slope]
 }
 
+/// Median of the last `k` values, skipping missing ones (sorted copy).
+fn naive_median(xs: &[f64], k: usize) -> f64 {
+    let n0 = xs.len().saturating_sub(k);
+    let mut v: Vec<f64> = xs[n0..].iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
 /// Naive counter → rate with Prometheus reset semantics, carrying the last valid value over gaps.
 fn naive_rates(ts: &[f64], raw: &[f64]) -> Vec<f64> {
     let mut out = Vec::new();
@@ -110,14 +126,14 @@ proptest! {
         let t0 = *ts.last().unwrap();
         let rel: Vec<f64> = ts.iter().map(|t| t - t0).collect();
         for (s, col) in [&g, &rates].into_iter().enumerate() {
-            let f = &fv.values()[s * 10..s * 10 + 10];
+            let f = &fv.values()[s * 11..s * 11 + 11];
             let last = *col.last().unwrap();
             let a = naive(&rel, col, short);
             let b = naive(&rel, col, long);
-            let expected = [last, a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], last - b[0]];
+            let expected = [last, a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], last - b[0], naive_median(col, short)];
             for (i, (got, want)) in f.iter().zip(expected).enumerate() {
                 prop_assert!(close(*got, want), "signal {} stat {}: got {} want {}", s, i, got, want);
-                prop_assert_eq!(fv.mask()[s * 10 + i], got.is_finite());
+                prop_assert_eq!(fv.mask()[s * 11 + i], got.is_finite());
             }
         }
     }

@@ -12,7 +12,7 @@ use crate::{KMeansDetector, ModelError, OutputFile};
 pub const MAX_MODEL_FILE_BYTES: u64 = 64 << 20;
 
 /// The model file format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What training saw and how the model did on held-out data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +91,11 @@ fn file_err(path: &str, message: impl Into<String>) -> ModelError {
 
 fn all_finite(d: &KMeansDetector) -> bool {
     d.threshold.is_finite()
+        && d.settle.is_finite()
+        && d.load
+            .iter()
+            .flatten()
+            .all(|(_, s, m)| s.is_finite() && m.is_finite())
         && d.scaler
             .median
             .iter()
@@ -99,13 +104,20 @@ fn all_finite(d: &KMeansDetector) -> bool {
         && d.centroids.iter().flatten().all(|v| v.is_finite())
 }
 
-/// The signal a feature belongs to, as the input column is named: `x.mean_10` → `x`, and a counter's
-/// rate `x_total_rate.last` → `x_total`.
-pub fn signal_of_feature(feature: &str) -> &str {
+/// The input column a feature comes from: `x.mean_10` → `x`, a counter's rate `x_total_rate.last` →
+/// `x_total`, and a known counter's rate `alloc_allocations_rate.last` → `alloc_allocations_total`
+/// (how `--record` and the vocabulary name counter columns).
+pub fn column_of_feature(feature: &str) -> String {
     let base = feature.rsplit_once('.').map_or(feature, |(b, _)| b);
     match base.strip_suffix("_rate") {
-        Some(counter) if counter.ends_with("_total") => counter,
-        _ => base,
+        Some(counter) if counter.ends_with("_total") => counter.to_owned(),
+        Some(counter)
+            if vigil_features::vocab::lookup(counter)
+                .is_some_and(|k| k.kind == vigil_features::SignalKind::Counter) =>
+        {
+            format!("{counter}_total")
+        }
+        _ => base.to_owned(),
     }
 }
 
@@ -116,10 +128,10 @@ pub(crate) fn schema_difference(
     input_names: &[String],
     input_units: &[String],
 ) -> String {
-    fn signals<'a>(names: &'a [String], units: &'a [String]) -> Vec<(&'a str, Vec<&'a str>)> {
-        let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+    fn signals<'a>(names: &'a [String], units: &'a [String]) -> Vec<(String, Vec<&'a str>)> {
+        let mut out: Vec<(String, Vec<&str>)> = Vec::new();
         for (n, u) in names.iter().zip(units) {
-            let sig = signal_of_feature(n);
+            let sig = column_of_feature(n);
             match out.last_mut() {
                 Some((last, us)) if *last == sig => us.push(u),
                 _ => out.push((sig, vec![u])),
@@ -142,21 +154,21 @@ pub(crate) fn schema_difference(
     };
     let model = signals(model_names, model_units);
     let input = signals(input_names, input_units);
-    let find = |set: &[(&str, Vec<&str>)], name: &str| set.iter().position(|(n, _)| *n == name);
+    let find = |set: &[(String, Vec<&str>)], name: &str| set.iter().position(|(n, _)| n == name);
     let missing: Vec<&str> = model
         .iter()
         .filter(|(n, _)| find(&input, n).is_none())
-        .map(|(n, _)| *n)
+        .map(|(n, _)| n.as_str())
         .collect();
     let extra: Vec<&str> = input
         .iter()
         .filter(|(n, _)| find(&model, n).is_none())
-        .map(|(n, _)| *n)
+        .map(|(n, _)| n.as_str())
         .collect();
     let changed: Vec<&str> = model
         .iter()
         .filter(|(n, us)| find(&input, n).is_some_and(|i| &input[i].1 != us))
-        .map(|(n, _)| *n)
+        .map(|(n, _)| n.as_str())
         .collect();
     let mut parts = Vec::new();
     if !missing.is_empty() {
@@ -224,12 +236,18 @@ impl ModelFile {
         }
         let w = self.feature_names.len();
         let d = &self.detector;
+        let dim = d.scored.len();
         let widths_ok = self.feature_units.len() == w
             && d.feature_names.len() == w
             && d.scaler.median.len() == w
             && d.scaler.scale.len() == w
+            && dim > 0
+            && d.scored.windows(2).all(|p| p[0] < p[1])
+            && d.scored.last().is_some_and(|i| *i < w)
             && !d.centroids.is_empty()
-            && d.centroids.iter().all(|c| c.len() == w);
+            && d.centroids.iter().all(|c| c.len() == dim)
+            && (d.load.is_empty() || d.load.len() == dim)
+            && d.load.iter().flatten().all(|(l, _, _)| *l < w);
         if !widths_ok {
             return Err(file_err(
                 path,
@@ -238,7 +256,7 @@ impl ModelFile {
         }
         if d.type_profiles
             .iter()
-            .any(|(_, p)| p.len() != w || p.iter().any(|v| !v.is_finite()))
+            .any(|(_, p)| p.len() != dim || p.iter().any(|v| !v.is_finite()))
         {
             return Err(file_err(
                 path,
@@ -246,7 +264,7 @@ impl ModelFile {
             ));
         }
         if let Some(tree) = &d.tree
-            && !tree.is_valid(w + 1)
+            && !tree.is_valid(dim + 1)
         {
             return Err(file_err(
                 path,
@@ -408,8 +426,12 @@ mod tests {
         ]);
         let d = schema_difference(&mn, &mu, &rn, &ru);
         assert!(d.contains("different column order"), "{d}");
-        assert_eq!(signal_of_feature("reqs_total_rate.slope_60"), "reqs_total");
-        assert_eq!(signal_of_feature("x_rate.last"), "x_rate");
+        assert_eq!(column_of_feature("reqs_total_rate.slope_60"), "reqs_total");
+        assert_eq!(column_of_feature("x_rate.last"), "x_rate");
+        assert_eq!(
+            column_of_feature("alloc_allocations_rate.last"),
+            "alloc_allocations_total"
+        );
     }
 
     #[test]

@@ -9,8 +9,14 @@ use crate::AnomalyKind;
 pub struct Score {
     /// In `[0, 1)`; `0.5` is the threshold for every model.
     pub value: f64,
+    /// The detector's raw score before squashing (a ranking without a ceiling; `0` for missing data).
+    pub raw: f64,
     /// `value >= 0.5`.
     pub is_anomaly: bool,
+    /// The raw score is back in the range of normal windows (at or below the 90th percentile of the
+    /// windows the threshold was calibrated on): what closes an event (hysteresis: opening needs the
+    /// threshold, closing only needs normal).
+    pub settled: bool,
     /// The features that contributed most: `(feature index, robust z-score)`, largest |z| first (3 at most).
     pub top_features: Vec<(usize, f64)>,
     /// Guessed anomaly type (`Unknown` for normal windows).

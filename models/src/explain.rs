@@ -61,30 +61,20 @@ impl AnomalyKind {
     }
 }
 
-/// The kind a feature points at, from its signal name (the part before the first `.`).
+/// The kind a feature points at: its signal's family in the vocabulary
+/// ([`vigil_features::vocab`]); `Unknown` for signals it does not know.
 pub fn kind_of_feature(name: &str) -> AnomalyKind {
-    let signal = name.split('.').next().unwrap_or(name);
-    let gpu_memory = signal.starts_with("gpu")
-        && (signal.contains("memory_used") || signal.contains("process_memory"));
-    if gpu_memory {
-        AnomalyKind::GpuMemoryLeak
-    } else if signal.starts_with("tokio_alive_tasks") || signal.starts_with("tokio_spawned") {
-        AnomalyKind::TaskLeak
-    } else if signal.starts_with("sched_") || signal.starts_with("tokio_global_queue") {
-        AnomalyKind::SchedulerStall
-    } else if signal.starts_with("alloc_allocations") || signal.starts_with("alloc_bytes_allocated")
-    {
-        AnomalyKind::AllocStorm
-    } else if signal.starts_with("alloc_live") || signal.starts_with("process_resident") {
-        AnomalyKind::MemoryLeak
-    } else if signal.starts_with("process_cpu") || signal.starts_with("tokio_busy") {
-        AnomalyKind::CpuSaturation
-    } else if signal.starts_with("inference_error") || signal.starts_with("inference_anomalies") {
-        AnomalyKind::ErrorBurst
-    } else if signal.starts_with("inference_latency") {
-        AnomalyKind::LatencyRegression
-    } else {
-        AnomalyKind::Unknown
+    use vigil_features::vocab::{Family, family_of_feature};
+    match family_of_feature(name) {
+        Family::Tasks => AnomalyKind::TaskLeak,
+        Family::Scheduler => AnomalyKind::SchedulerStall,
+        Family::Allocations => AnomalyKind::AllocStorm,
+        Family::Memory => AnomalyKind::MemoryLeak,
+        Family::GpuMemory => AnomalyKind::GpuMemoryLeak,
+        Family::Cpu => AnomalyKind::CpuSaturation,
+        Family::Errors => AnomalyKind::ErrorBurst,
+        Family::Latency => AnomalyKind::LatencyRegression,
+        Family::Other | Family::Load => AnomalyKind::Unknown,
     }
 }
 
@@ -113,6 +103,34 @@ pub fn guess(names: &[String], top: &[(usize, f64)]) -> AnomalyKind {
         match votes.iter_mut().find(|(v, _)| *v == k) {
             Some(v) => v.1 += z.abs(),
             None => votes.push((k, z.abs())),
+        }
+    }
+    votes
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(AnomalyKind::Unknown, |v| v.0)
+}
+
+/// Deviations below this many robust standard deviations do not vote on the anomaly type.
+pub const VOTE_MIN_Z: f64 = 3.0;
+
+/// The anomaly type the signal families that moved point at: every scored feature whose deviation
+/// `dev[j]` (of feature `indices[j]`) is at least [`VOTE_MIN_Z`] votes for its family with its |dev|;
+/// `Unknown` when no recognisable family moved.
+pub fn vote(names: &[String], indices: &[usize], dev: &[f64]) -> AnomalyKind {
+    let mut votes: Vec<(AnomalyKind, f64)> = Vec::new();
+    for (&i, d) in indices.iter().zip(dev) {
+        if d.abs() < VOTE_MIN_Z {
+            continue;
+        }
+        let Some(name) = names.get(i) else { continue };
+        let k = kind_of_feature(name);
+        if k == AnomalyKind::Unknown {
+            continue;
+        }
+        match votes.iter_mut().find(|(v, _)| *v == k) {
+            Some(v) => v.1 += d.abs(),
+            None => votes.push((k, d.abs())),
         }
     }
     votes

@@ -8,12 +8,21 @@ use rand_xoshiro::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::detector::squash;
-use crate::explain::{guess, top_features};
+use crate::explain::{guess, top_features, vote};
 use crate::supervised::{MIN_POSITIVE_WINDOWS, TreeClassifier};
 use crate::{AnomalyKind, Detector, ModelError, RobustScaler, Score};
 
 /// Windows the centroids are fitted on at most.
 const KMEANS_SAMPLE: usize = 25_000;
+/// Fit windows per cluster: below `2 × WINDOWS_PER_CLUSTER` the detector keeps one centroid (the
+/// median of every feature: per-signal robust checks), and it never fits more clusters than this many
+/// windows each can support.
+pub const WINDOWS_PER_CLUSTER: usize = 100;
+/// The smallest raw threshold: a window whose strongest features sit less than this many robust
+/// standard deviations from normal is never anomalous, whatever the calibration windows looked like.
+pub const MIN_RAW_THRESHOLD: f64 = 4.0;
+/// Features whose squared deviations are averaged into the raw score (the strongest ones).
+pub const TOP_K: usize = 3;
 
 /// Unchecked parameters of [`KMeansDetector::fit`]; [`KMeansParams::check`] validates them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,6 +35,14 @@ pub struct KMeansParams {
     pub seed: u64,
     /// k-means iterations per run. Default 100.
     pub max_iterations: u64,
+    /// Seconds between windows (floors of rate features depend on it). Default 1.
+    pub tick_seconds: f64,
+    /// The short horizon, ticks: the detector scores each signal's last value and its mean over the
+    /// short horizon (see [`KMeansDetector`]). Default 10.
+    pub short_horizon: usize,
+    /// Share of the (time-ordered) windows held out, newest last, to set the threshold on windows the
+    /// model was not fitted on. Default 0.3.
+    pub calibration_share: f64,
 }
 
 impl Default for KMeansParams {
@@ -35,6 +52,9 @@ impl Default for KMeansParams {
             alert_budget: 0.001,
             seed: 42,
             max_iterations: 100,
+            tick_seconds: 1.0,
+            short_horizon: 10,
+            calibration_share: 0.3,
         }
     }
 }
@@ -45,8 +65,21 @@ impl KMeansParams {
         50.max(self.clusters)
     }
 
-    /// Validates ranges: `1 ≤ clusters ≤ 256`, `0 < alert_budget < 0.5`, `max_iterations ≥ 1`.
+    /// Validates ranges: `1 ≤ clusters ≤ 256`, `0 < alert_budget < 0.5`, `max_iterations ≥ 1`,
+    /// `tick_seconds > 0`, `0.1 ≤ calibration_share ≤ 0.5`.
     pub fn check(self) -> Result<Self, ModelError> {
+        if !(self.tick_seconds.is_finite() && self.tick_seconds > 0.0) {
+            return Err(ModelError::Param {
+                name: "tick_seconds",
+                message: format!("{} is not a positive number of seconds", self.tick_seconds),
+            });
+        }
+        if !(0.1..=0.5).contains(&self.calibration_share) {
+            return Err(ModelError::Param {
+                name: "calibration_share",
+                message: format!("{} is outside 0.1 to 0.5", self.calibration_share),
+            });
+        }
         if !(1..=256).contains(&self.clusters) {
             return Err(ModelError::Param {
                 name: "clusters",
@@ -69,17 +102,34 @@ impl KMeansParams {
     }
 }
 
-/// Robust scaler + k-means centroids + a calibrated distance threshold.
+/// Robust scaler + k-means centroids + a threshold calibrated out of sample.
+///
+/// What it scores: per signal, the last value and the mean over the short horizon (`x.last`,
+/// `x.mean_10`), robustly scaled with unit floors. Spread, max, slope and long-horizon features stay in
+/// the schema (exported, drift) but do not decide verdicts: they keep a past event in view for up to a
+/// long horizon, so one event would read as a minute of alarms. The raw score is the RMS of the
+/// [`TOP_K`] largest deviations from the nearest centroid, each clipped at [`crate::Z_CLIP`]: what the
+/// most-moved features say, not an average diluted over hundreds of quiet ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KMeansDetector {
     /// Feature names, for explanations.
     pub feature_names: Vec<String>,
-    /// Scaling fitted on the training windows.
+    /// Scaling fitted on the training windows (every feature of the schema).
     pub scaler: RobustScaler,
-    /// Centroids in scaled space, one row per cluster.
+    /// Indices of the scored features, ascending.
+    pub scored: Vec<usize>,
+    /// Load adjustment per scored feature: `(load feature index, slope, load median)`. A scored
+    /// feature that follows the request load is scored on what the load does not explain,
+    /// `x − slope · (load − load median)`; its median and scale are those of that residual.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load: Vec<Option<(usize, f64, f64)>>,
+    /// Centroids in scaled space over the scored features, one row per cluster.
     pub centroids: Vec<Vec<f64>>,
-    /// Raw distance (RMS over features) that maps to score 0.5.
+    /// Raw score that maps to score 0.5.
     pub threshold: f64,
+    /// Raw score of a normal window: the 90th percentile of the calibration windows, at most 0.8 ×
+    /// the threshold. Windows at or below it are [`Score::settled`].
+    pub settle: f64,
     /// Supervised layer trained from labels, when there were enough of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<TreeClassifier>,
@@ -121,9 +171,11 @@ pub struct LabelledRow<'a> {
 /// Weight of unlabelled windows in the supervised layer: weak evidence of normal behaviour.
 pub const UNLABELLED_WEIGHT: f64 = 0.2;
 
-/// The threshold for an alert budget (used by every detector, exported for comparisons): an exponential tail fitted above the 90th percentile of the
-/// training distances (a peaks-over-threshold estimate that works from ~50 windows), never below the
-/// empirical (1 − budget) quantile when there are enough windows to have one.
+/// The threshold for an alert budget (used by every detector, exported for comparisons): an
+/// exponential tail fitted to the median and the 90th percentile of the distances,
+/// `p50 + (p90 − p50) · (ln(1/budget) − ln 2) / ln 5`, so up to 10 % of the windows may be anomalous
+/// without moving it, and it needs no more than a few dozen windows; never below the empirical
+/// (1 − budget) quantile when there are enough windows to have one.
 pub fn calibrate(mut raw: Vec<f64>, budget: f64) -> f64 {
     raw.retain(|r| r.is_finite());
     raw.sort_by(f64::total_cmp);
@@ -132,14 +184,8 @@ pub fn calibrate(mut raw: Vec<f64>, budget: f64) -> f64 {
         return 1.0;
     }
     let q = |p: f64| raw[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
-    let u = q(0.9);
-    let excess: Vec<f64> = raw.iter().filter(|r| **r > u).map(|r| r - u).collect();
-    let beta = if excess.is_empty() {
-        0.0
-    } else {
-        excess.iter().sum::<f64>() / excess.len() as f64
-    };
-    let tail = u + beta * (0.1 / budget).ln();
+    let (p50, p90) = (q(0.5), q(0.9));
+    let tail = p50 + (p90 - p50) * ((1.0 / budget).ln() - 2f64.ln()) / 5f64.ln();
     let empirical = if (n as f64) * budget >= 1.0 {
         q(1.0 - budget)
     } else {
@@ -149,64 +195,234 @@ pub fn calibrate(mut raw: Vec<f64>, budget: f64) -> f64 {
     if t > 0.0 { t } else { f64::MIN_POSITIVE }
 }
 
+/// The largest raw threshold: half of [`crate::Z_CLIP`]. A calibration that asks for more (windows
+/// held out of the fit were themselves anomalous) would give a model that can never alarm.
+pub const MAX_RAW_THRESHOLD: f64 = 0.5 * crate::Z_CLIP;
+
+/// Indices of the features a detector scores, by how the vocabulary reads each signal
+/// ([`vigil_features::vocab::Reading`]): a level signal's `last` and `mean_<short>`, a trend signal's
+/// `slope_<short>`, nothing of an ignored one (unknown signals are read by level); every feature when
+/// the names follow no schema pattern.
+pub fn scored_features(names: &[String], short_horizon: usize) -> Vec<usize> {
+    use vigil_features::vocab::{Reading, reading_of_feature};
+    let median = format!(".median_{short_horizon}");
+    let slope = format!(".slope_{short_horizon}");
+    let idx: Vec<usize> = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| match reading_of_feature(n) {
+            Reading::Level => n.ends_with(&median),
+            Reading::Trend => n.ends_with(&slope),
+            Reading::Ignored => false,
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if idx.is_empty() {
+        (0..names.len()).collect()
+    } else {
+        idx
+    }
+}
+
 impl KMeansDetector {
-    /// Fits on training windows (rows of `feature_names.len()` values; `NaN` = missing). Needs at least
-    /// 50 windows and as many windows as clusters.
+    /// Fits on training windows in time order (rows of `feature_names.len()` values; `NaN` = missing),
+    /// with the units of a feature schema for the scale floors. The oldest windows fit the scaler and
+    /// the centroids; the newest [`KMeansParams::calibration_share`] set the threshold, so it is
+    /// calibrated on windows the model has not seen. Needs at least 50 windows.
     pub fn fit<'a>(
         feature_names: &[String],
+        feature_units: &[String],
         rows: impl IntoIterator<Item = &'a [f64]> + Clone,
         params: KMeansParams,
     ) -> Result<Self, ModelError> {
         let params = params.check()?;
         let width = feature_names.len();
-        let scaler = RobustScaler::fit(rows.clone(), width)?;
-        let mut z = Vec::new();
-        let mut n = 0;
-        let mut buf = vec![0.0; width];
-        for row in rows {
-            scaler.transform(row, &mut buf);
-            z.extend_from_slice(&buf);
-            n += 1;
+        if feature_units.len() != width {
+            return Err(ModelError::SchemaMismatch {
+                expected: format!("{width} feature units"),
+                got: format!("{}", feature_units.len()),
+                detail: "names and units differ in length".into(),
+            });
         }
+        let n = rows.clone().into_iter().count();
         let needed = params.min_windows();
         if n < needed {
             return Err(ModelError::TooFewRows { needed, got: n });
         }
-        let records = Array2::from_shape_vec((n, width), z)
-            .map_err(|e| ModelError::Clustering(e.to_string()))?;
-        // Centroids from at most KMEANS_SAMPLE windows (an even stride keeps every regime and time of
-        // day); the threshold is still calibrated on every window.
-        let stride = n.div_ceil(KMEANS_SAMPLE).max(1);
-        let sample = records.slice(ndarray::s![..;stride, ..]).to_owned();
-        let dataset = DatasetBase::from(sample);
-        let model =
-            KMeans::params_with_rng(params.clusters, Xoshiro256Plus::seed_from_u64(params.seed))
-                .max_n_iterations(params.max_iterations)
-                .n_runs(3)
-                .tolerance(1e-4)
-                .fit(&dataset)
-                .map_err(|e| ModelError::Clustering(e.to_string()))?;
-        let centroids: Vec<Vec<f64>> = model
-            .centroids()
-            .rows()
-            .into_iter()
-            .map(|r| r.to_vec())
-            .collect();
+        let n_cal = ((n as f64 * params.calibration_share).round() as usize).clamp(1, n - 1);
+        let n_fit = n - n_cal;
+        let scaler = RobustScaler::fit_with_units(
+            rows.clone().into_iter().take(n_fit),
+            feature_names,
+            feature_units,
+            params.tick_seconds,
+        )?;
+        let scored = scored_features(feature_names, params.short_horizon);
+        let dim = scored.len();
         let mut detector = Self {
             feature_names: feature_names.to_vec(),
             scaler,
-            centroids,
+            scored,
+            load: Vec::new(),
+            centroids: vec![vec![0.0; dim]],
             threshold: 1.0,
+            settle: 0.8,
             tree: None,
             type_profiles: Vec::new(),
         };
-        let raw: Vec<f64> = records
-            .rows()
+        let fit_rows: Vec<&[f64]> = rows.clone().into_iter().take(n_fit).collect();
+        detector.fit_load(&fit_rows, feature_units, params.tick_seconds);
+        // One centroid (the medians) until the fit windows support more; then k-means.
+        let clusters = (n_fit / WINDOWS_PER_CLUSTER).clamp(1, params.clusters);
+        if clusters > 1 {
+            let mut z = Vec::with_capacity(n_fit * dim);
+            let mut buf = vec![0.0; dim];
+            for row in &fit_rows {
+                detector.scaled(row, &mut buf);
+                z.extend_from_slice(&buf);
+            }
+            let records = Array2::from_shape_vec((n_fit, dim), z)
+                .map_err(|e| ModelError::Clustering(e.to_string()))?;
+            // Centroids from at most KMEANS_SAMPLE windows (an even stride keeps every regime).
+            let stride = n_fit.div_ceil(KMEANS_SAMPLE).max(1);
+            let sample = records.slice(ndarray::s![..;stride, ..]).to_owned();
+            let dataset = DatasetBase::from(sample);
+            let model =
+                KMeans::params_with_rng(clusters, Xoshiro256Plus::seed_from_u64(params.seed))
+                    .max_n_iterations(params.max_iterations)
+                    .n_runs(3)
+                    .tolerance(1e-4)
+                    .fit(&dataset)
+                    .map_err(|e| ModelError::Clustering(e.to_string()))?;
+            detector.centroids = model
+                .centroids()
+                .rows()
+                .into_iter()
+                .map(|r| r.to_vec())
+                .collect();
+        }
+        let raw: Vec<f64> = rows
             .into_iter()
-            .map(|r| detector.distance(r.as_slice().unwrap_or(&[])))
+            .skip(n_fit)
+            .map(|r| detector.raw_score(r))
             .collect();
-        detector.threshold = calibrate(raw, params.alert_budget);
+        let mut sorted = raw.clone();
+        sorted.sort_by(f64::total_cmp);
+        let p90 = sorted
+            .get(((sorted.len() as f64 * 0.9).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0);
+        detector.threshold =
+            calibrate(raw, params.alert_budget).clamp(MIN_RAW_THRESHOLD, MAX_RAW_THRESHOLD);
+        detector.settle = p90.clamp(0.0, 0.8 * detector.threshold);
         Ok(detector)
+    }
+
+    /// Finds the scored features that follow the load and refits their median and scale on the
+    /// residual. The slope is fitted when the load moved in the fit windows (its 10–90 % spread at
+    /// least 10 % of its median) and explains at least a quarter of the feature's variance
+    /// (|r| ≥ 0.5); otherwise a signal the vocabulary says grows with the load
+    /// ([`vigil_features::vocab::follows_load`]) gets the proportional slope `median(x) / median(load)`
+    /// (work per request stays the same), and any other feature is left alone.
+    fn fit_load(&mut self, rows: &[&[f64]], units: &[String], tick_seconds: f64) {
+        let mut any = false;
+        let mut load = vec![None; self.scored.len()];
+        for (j, &i) in self.scored.iter().enumerate() {
+            let Some(l) = vigil_features::vocab::load_feature_for(
+                &self.feature_names[i],
+                &self.feature_names,
+            ) else {
+                continue;
+            };
+            let pairs: Vec<(f64, f64)> = rows
+                .iter()
+                .filter_map(|r| Some((*r.get(i)?, *r.get(l)?)))
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect();
+            if pairs.len() < 20 {
+                continue;
+            }
+            let n = pairs.len() as f64;
+            let (mx, ml) = pairs
+                .iter()
+                .fold((0.0, 0.0), |a, p| (a.0 + p.0 / n, a.1 + p.1 / n));
+            let (mut sxl, mut sll, mut sxx) = (0.0, 0.0, 0.0);
+            for (x, y) in &pairs {
+                sxl += (x - mx) * (y - ml);
+                sll += (y - ml) * (y - ml);
+                sxx += (x - mx) * (x - mx);
+            }
+            let mut loads: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+            loads.sort_by(f64::total_cmp);
+            let l_med = loads[loads.len() / 2];
+            let l_spread = loads[loads.len() * 9 / 10] - loads[loads.len() / 10];
+            let r = sxl / (sll.sqrt() * sxx.sqrt()).max(f64::MIN_POSITIVE);
+            let fitted = l_spread >= 0.1 * l_med.abs() && sll > 0.0 && r.abs() >= 0.5;
+            let slope = if fitted {
+                sxl / sll
+            } else if vigil_features::vocab::follows_load(&self.feature_names[i])
+                && l_med.abs() > 0.0
+            {
+                let mut xs: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+                xs.sort_by(f64::total_cmp);
+                xs[xs.len() / 2] / l_med
+            } else {
+                continue;
+            };
+            if !slope.is_finite() {
+                continue;
+            }
+            let mut resid: Vec<f64> = pairs.iter().map(|(x, y)| x - slope * (y - l_med)).collect();
+            resid.sort_by(f64::total_cmp);
+            let m = resid[resid.len() / 2];
+            let mut dev: Vec<f64> = resid.iter().map(|v| (v - m).abs()).collect();
+            dev.sort_by(f64::total_cmp);
+            let mad = 1.4826 * dev[dev.len() / 2];
+            let floor = crate::floor_for(units.get(i).map_or("", String::as_str), m, tick_seconds);
+            self.scaler.median[i] = m;
+            self.scaler.scale[i] = mad.max(floor);
+            load[j] = Some((l, slope, l_med));
+            any = true;
+        }
+        if any {
+            self.load = load;
+        }
+    }
+
+    /// |robust z| of feature `i` of a full feature row, not clipped, load-adjusted like the score
+    /// (0 when the value is missing).
+    pub fn deviation(&self, row: &[f64], i: usize) -> f64 {
+        let Some(mut x) = row.get(i).copied().filter(|x| x.is_finite()) else {
+            return 0.0;
+        };
+        if let Some(j) = self.scored.iter().position(|s| *s == i)
+            && let Some(Some((l, slope, l_med))) = self.load.get(j)
+            && let Some(lv) = row.get(*l).filter(|v| v.is_finite())
+        {
+            x -= slope * (lv - l_med);
+        }
+        match (self.scaler.median.get(i), self.scaler.scale.get(i)) {
+            (Some(m), Some(s)) => ((x - m) / s).abs(),
+            _ => 0.0,
+        }
+    }
+
+    /// Robust z-scores of the scored features of a full feature row.
+    fn scaled(&self, row: &[f64], out: &mut [f64]) {
+        for (j, (o, &i)) in out.iter_mut().zip(&self.scored).enumerate() {
+            let mut x = row.get(i).copied().unwrap_or(f64::NAN);
+            if let Some(Some((l, slope, l_med))) = self.load.get(j)
+                && let Some(lv) = row.get(*l).filter(|v| v.is_finite())
+            {
+                x -= slope * (lv - l_med);
+            }
+            let (m, s) = (self.scaler.median[i], self.scaler.scale[i]);
+            *o = if x.is_finite() {
+                ((x - m) / s).clamp(-crate::Z_CLIP, crate::Z_CLIP)
+            } else {
+                0.0
+            };
+        }
     }
 
     /// Fits the unsupervised detector on every window not labelled anomalous, then, when at least
@@ -215,6 +431,7 @@ impl KMeansDetector {
     /// trained.
     pub fn fit_with_labels(
         feature_names: &[String],
+        feature_units: &[String],
         rows: &[LabelledRow<'_>],
         params: KMeansParams,
     ) -> Result<(Self, String), ModelError> {
@@ -222,7 +439,7 @@ impl KMeansDetector {
             .iter()
             .filter(|r| !matches!(r.label, Some((true, _))))
             .map(|r| r.features);
-        let mut detector = Self::fit(feature_names, normal, params)?;
+        let mut detector = Self::fit(feature_names, feature_units, normal, params)?;
         detector.type_profiles = detector.profiles(rows);
         let positives = rows
             .iter()
@@ -237,11 +454,11 @@ impl KMeansDetector {
                 ),
             ));
         }
-        let width = feature_names.len() + 1;
-        let mut records = Array2::<f64>::zeros((rows.len(), width));
-        let mut z = vec![0.0; feature_names.len()];
+        let dim = detector.scored.len();
+        let mut records = Array2::<f64>::zeros((rows.len(), dim + 1));
+        let mut z = vec![0.0; dim];
         for (mut out, r) in records.rows_mut().into_iter().zip(rows) {
-            detector.scaler.transform(r.features, &mut z);
+            detector.scaled(r.features, &mut z);
             let raw = detector.distance(&z);
             for (o, v) in out.iter_mut().zip(z.iter().chain(std::iter::once(&raw))) {
                 *o = *v;
@@ -276,14 +493,14 @@ impl KMeansDetector {
 
     /// Mean |z| per labelled anomaly type.
     fn profiles(&self, rows: &[LabelledRow<'_>]) -> Vec<(AnomalyKind, Vec<f64>)> {
-        let width = self.scaler.width();
+        let width = self.scored.len();
         let mut acc: Vec<(AnomalyKind, Vec<f64>, usize)> = Vec::new();
         let mut z = vec![0.0; width];
         for r in rows {
             let (Some((true, _)), Some(kind)) = (r.label, r.kind) else {
                 continue;
             };
-            self.scaler.transform(r.features, &mut z);
+            self.scaled(r.features, &mut z);
             let slot = match acc.iter().position(|a| a.0 == kind) {
                 Some(i) => i,
                 None => {
@@ -312,28 +529,56 @@ impl KMeansDetector {
             .map(|(k, p)| (*k, cosine(&abs, p)))
             .filter(|(_, c)| *c >= PROFILE_MIN_COSINE)
             .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map_or_else(|| guess(&self.feature_names, top), |(k, _)| k)
+            .map_or_else(
+                || {
+                    let voted = vote(&self.feature_names, &self.scored, z);
+                    if voted == AnomalyKind::Unknown {
+                        guess(&self.feature_names, top)
+                    } else {
+                        voted
+                    }
+                },
+                |(k, _)| k,
+            )
     }
 
-    /// RMS distance of scaled `z` to the nearest centroid.
-    fn distance(&self, z: &[f64]) -> f64 {
-        let width = z.len().max(1) as f64;
-        let best = self
-            .centroids
+    /// The nearest centroid of scaled `z`.
+    fn nearest(&self, z: &[f64]) -> Option<&[f64]> {
+        self.centroids
             .iter()
-            .map(|c| c.iter().zip(z).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
-            .fold(f64::INFINITY, f64::min);
-        if best.is_finite() {
-            (best / width).sqrt()
-        } else {
-            0.0
-        }
+            .map(|c| {
+                let d: f64 = c.iter().zip(z).map(|(a, b)| (a - b) * (a - b)).sum();
+                (c, d)
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(c, _)| &c[..])
     }
 
-    /// Raw RMS distance of a raw feature window (for calibration studies).
+    /// Raw score of scaled `z`: RMS of the [`TOP_K`] largest squared deviations from the nearest
+    /// centroid.
+    fn distance(&self, z: &[f64]) -> f64 {
+        let Some(c) = self.nearest(z) else {
+            return 0.0;
+        };
+        let mut top = [0.0f64; TOP_K];
+        for (a, b) in z.iter().zip(c) {
+            let d = (a - b) * (a - b);
+            if d > top[TOP_K - 1] {
+                let pos = top.partition_point(|t| *t >= d);
+                top.copy_within(pos..TOP_K - 1, pos + 1);
+                top[pos] = d;
+            }
+        }
+        let k = TOP_K.min(z.len()).max(1);
+        let raw = (top.iter().take(k).sum::<f64>() / k as f64).sqrt();
+        if raw.is_finite() { raw } else { 0.0 }
+    }
+
+    /// Raw score of a raw feature window (threshold sweeps, calibration studies): the value that maps
+    /// to 0.5 at [`KMeansDetector::threshold`].
     pub fn raw_score(&self, x: &[f64]) -> f64 {
-        let mut z = vec![0.0; self.scaler.width()];
-        self.scaler.transform(x, &mut z);
+        let mut z = vec![0.0; self.scored.len()];
+        self.scaled(x, &mut z);
         self.distance(&z)
     }
 }
@@ -353,12 +598,12 @@ impl Detector for KMeansDetector {
 
     fn score(&self, x: ArrayView1<'_, f64>) -> Score {
         let width = self.scaler.width();
-        let mut z = vec![0.0; width];
+        let mut z = vec![0.0; self.scored.len()];
         match x.as_slice() {
-            Some(s) if s.len() == width => self.scaler.transform(s, &mut z),
+            Some(s) if s.len() == width => self.scaled(s, &mut z),
             _ if x.len() == width => {
                 let owned = x.to_vec();
-                self.scaler.transform(&owned, &mut z);
+                self.scaled(&owned, &mut z);
             }
             _ => {}
         }
@@ -377,15 +622,25 @@ impl Detector for KMeansDetector {
             None => unsupervised,
         };
         let is_anomaly = value >= 0.5;
-        let top = top_features(&z, 3);
+        // Explanations rank deviations from the nearest normal mode, by schema index.
+        let dev: Vec<f64> = match self.nearest(&z) {
+            Some(c) => z.iter().zip(c).map(|(a, b)| a - b).collect(),
+            None => z.clone(),
+        };
+        let top: Vec<(usize, f64)> = top_features(&dev, 3)
+            .into_iter()
+            .map(|(i, v)| (self.scored[i], v))
+            .collect();
         let anomaly_type = if is_anomaly {
-            self.kind_of(&z, &top)
+            self.kind_of(&dev, &top)
         } else {
             AnomalyKind::Unknown
         };
         Score {
             value,
+            raw,
             is_anomaly,
+            settled: raw <= self.settle && value < 0.5,
             top_features: top,
             anomaly_type,
         }
@@ -402,8 +657,27 @@ mod tests {
         let raw: Vec<f64> = (1..100_000)
             .map(|i| -(1.0 - f64::from(i) / 100_000.0).ln())
             .collect();
-        let t = calibrate(raw, 0.001);
+        let t = calibrate(raw.clone(), 0.001);
         assert!((t - 1000f64.ln()).abs() < 0.1, "{t}");
+        // Extrapolated beyond the data: the 1 - 1e-6 quantile is ln(1e6) ≈ 13.8.
+        let t = calibrate(raw, 1e-6);
+        assert!((t - 1e6f64.ln()).abs() < 0.1, "{t}");
+    }
+
+    #[test]
+    fn calibration_is_robust_to_a_few_anomalous_windows_and_small_samples() {
+        // 30 exponential distances (evenly spaced quantiles), then the same with 3 of them huge.
+        let clean: Vec<f64> = (1..=30)
+            .map(|i| -(1.0 - f64::from(i) / 31.0).ln())
+            .collect();
+        let t_clean = calibrate(clean.clone(), 1e-4);
+        let mut dirty = clean;
+        for v in dirty.iter_mut().take(3) {
+            *v = 500.0;
+        }
+        let t_dirty = calibrate(dirty, 1e-4);
+        assert!(t_clean > 5.0 && t_clean < 15.0, "{t_clean}");
+        assert!(t_dirty < 2.0 * t_clean, "{t_clean} -> {t_dirty}");
     }
 
     #[test]

@@ -3,10 +3,16 @@
 //! Scores are comparable across models: every detector maps its raw distance `d` to
 //! `value = d / (d + threshold)` in `[0, 1)`, so the decision threshold is always `0.5` and explicit.
 //!
-//! - [`RobustScaler`]: median/MAD scaling fitted on training rows; missing values score as the median.
-//! - [`KMeansDetector`]: the unsupervised cold-start detector — linfa k-means on the scaled features,
-//!   distance to the nearest centroid, threshold calibrated on the training windows to an alert budget
-//!   (default 1 alarm-window per 1,000 normal windows).
+//! - [`Engine`]: the online state machine (cold start → scoring → refits → events) that the agent runs
+//!   live and the CLI runs over CSV, with an injected [`Trainer`]; [`Event`]s open on k-of-n evidence,
+//!   close with hysteresis and a cooldown.
+//! - [`RobustScaler`]: median/MAD scaling fitted on training rows with floors from each feature's unit
+//!   ([`floor_for`]); missing values score as the median.
+//! - [`KMeansDetector`]: the unsupervised detector — each signal's level (last value, short mean),
+//!   robustly scaled; one centroid (per-signal robust checks) until there are windows for more, then
+//!   linfa k-means; the raw score is the RMS of the [`TOP_K`] largest deviations from the nearest
+//!   centroid; the threshold is calibrated on the newest windows, held out of the fit, to an alarm
+//!   budget per window (the engine derives it from a false-event budget per day).
 //! - Supervised layer ([`KMeansDetector::fit_with_labels`]): once at least [`MIN_POSITIVE_WINDOWS`]
 //!   windows are labelled anomalous, a linfa decision tree trained with sample weights (label confidence)
 //!   adds a probability `p` with evidence `e` (how much labelled weight fell in that leaf); the score is
@@ -17,7 +23,9 @@
 
 mod artifact;
 mod detector;
+pub mod engine;
 mod error;
+mod events;
 pub mod explain;
 mod kmeans;
 mod output;
@@ -25,12 +33,17 @@ mod scaler;
 mod supervised;
 
 pub use artifact::{
-    FORMAT_VERSION, MAX_MODEL_FILE_BYTES, ModelFile, TrainingSummary, signal_of_feature,
+    FORMAT_VERSION, MAX_MODEL_FILE_BYTES, ModelFile, TrainingSummary, column_of_feature,
 };
 pub use detector::{Detector, Score};
+pub use engine::{Engine, EngineConfig, InlineTrainer, Phase, Step, TrainJob, Trainer};
 pub use error::ModelError;
+pub use events::{Event, EventEnd, EventParams};
 pub use explain::AnomalyKind;
-pub use kmeans::{KMeansDetector, KMeansParams, LabelledRow, UNLABELLED_WEIGHT, calibrate};
+pub use kmeans::{
+    KMeansDetector, KMeansParams, LabelledRow, MAX_RAW_THRESHOLD, MIN_RAW_THRESHOLD, TOP_K,
+    UNLABELLED_WEIGHT, WINDOWS_PER_CLUSTER, calibrate, scored_features,
+};
 pub use output::{OutputError, OutputFile};
-pub use scaler::{RobustScaler, Z_CLIP};
+pub use scaler::{RobustScaler, Z_CLIP, floor_for};
 pub use supervised::{MIN_POSITIVE_WINDOWS, Node, TreeClassifier};

@@ -1,4 +1,10 @@
-//! Robust scaling: `z = (x − median) / (1.4826 · MAD)`, fitted on training rows.
+//! Robust scaling: `z = (x − median) / scale`, `scale = max(1.4826 · MAD, floor)`, fitted on training rows.
+//!
+//! The floor is what a feature's unit says a meaningful change is, so a feature that was constant (or
+//! nearly so) in training does not get a scale of nothing and drown every other feature the first time
+//! it moves a little: one task or thread for counts, Poisson noise for event rates, a page-sized amount
+//! or 0.1 % of the level for bytes, one percentage point for ratios, 10 µs or 5 % for durations. See
+//! [`floor_for`].
 
 use serde::{Deserialize, Serialize};
 
@@ -29,11 +35,26 @@ fn median_of(sorted: &[f64]) -> f64 {
 }
 
 impl RobustScaler {
-    /// Fits on `rows` (each of width `width`), ignoring non-finite values.
+    /// Fits on `rows` (each of width `width`), ignoring non-finite values, without unit floors (every
+    /// feature's floor is relative to its level); [`RobustScaler::fit_with_units`] is what detectors use.
     pub fn fit<'a>(
         rows: impl IntoIterator<Item = &'a [f64]>,
         width: usize,
     ) -> Result<Self, ModelError> {
+        let blank = vec![String::new(); width];
+        Self::fit_with_units(rows, &blank, &blank, 1.0)
+    }
+
+    /// Fits on `rows` with a floor per feature from its unit (`units[i]`, as feature schemas write them:
+    /// `count`, `bytes/s`, ...) and the tick length in seconds (rates are noisier on short ticks). A
+    /// feature whose name has a `.slope_` statistic gets its level's floor spread over ten ticks.
+    pub fn fit_with_units<'a>(
+        rows: impl IntoIterator<Item = &'a [f64]>,
+        names: &[String],
+        units: &[String],
+        tick_seconds: f64,
+    ) -> Result<Self, ModelError> {
+        let width = units.len();
         let mut cols: Vec<Vec<f64>> = vec![Vec::new(); width];
         for row in rows {
             if row.len() != width {
@@ -51,24 +72,56 @@ impl RobustScaler {
         }
         let mut median = Vec::with_capacity(width);
         let mut scale = Vec::with_capacity(width);
-        for mut c in cols {
+        // Medians of each signal's last value: the level a slope's floor is relative to.
+        let level_of = |name: &str, cols: &[Vec<f64>]| -> f64 {
+            let signal = name.split('.').next().unwrap_or(name);
+            names
+                .iter()
+                .position(|n| n.strip_suffix(".last") == Some(signal))
+                .and_then(|i| cols.get(i))
+                .map_or(0.0, |c| {
+                    let mut c = c.clone();
+                    c.sort_by(f64::total_cmp);
+                    median_of(&c)
+                })
+        };
+        let levels: Vec<f64> = names
+            .iter()
+            .map(|n| {
+                if n.contains(".slope_") {
+                    level_of(n, &cols)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        for (((mut c, unit), name), level) in cols.into_iter().zip(units).zip(names).zip(levels) {
             c.sort_by(f64::total_cmp);
             let m = median_of(&c);
             let mut dev: Vec<f64> = c.iter().map(|v| (v - m).abs()).collect();
             dev.sort_by(f64::total_cmp);
             let mad = 1.4826 * median_of(&dev);
-            // A feature that barely moved in training: fall back to its standard deviation, then to a
-            // floor relative to its level, so a later change is large but finite.
-            let s = if mad > 0.0 {
+            // A feature that barely moved in training (MAD 0: more than half the windows equal): its
+            // standard deviation says how far it strays; the unit's floor says what a real change is.
+            let spread = if mad > 0.0 {
                 mad
             } else {
                 let n = c.len().max(1) as f64;
                 let mean = c.iter().sum::<f64>() / n;
-                let sd = (c.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-                if sd > 0.0 { sd } else { 0.01 * m.abs() + 1e-6 }
+                (c.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt()
             };
+            let floor = if let Some((_, h)) = name.split_once(".slope_") {
+                // A slope's floor: its level's floor, or 1 % of the level, per horizon.
+                let ticks = h.parse::<f64>().unwrap_or(10.0).max(1.0);
+                let level_unit = unit.strip_suffix("/s").unwrap_or(unit);
+                floor_for(level_unit, level, tick_seconds).max(0.01 * level.abs())
+                    / (ticks * tick_seconds.max(1e-9))
+            } else {
+                floor_for(unit, m, tick_seconds)
+            };
+            let s = spread.max(floor);
             median.push(m);
-            scale.push(s);
+            scale.push(if s.is_finite() && s > 0.0 { s } else { 1.0 });
         }
         Ok(Self { median, scale })
     }
@@ -88,6 +141,37 @@ impl RobustScaler {
             };
         }
     }
+}
+
+/// The smallest scale a feature gets: what its unit says is a meaningful change around `level`.
+///
+/// `unit` is a level's unit as schemas write it: a base unit (`count`, `ratio`, `seconds`, `bytes`,
+/// `per_second`, `celsius`, `watts`), with `/s` for a counter's rate. Unknown units get a floor
+/// relative to the level (0.1 %) and no absolute part, since nothing is known of their scale.
+pub fn floor_for(unit: &str, level: f64, tick_seconds: f64) -> f64 {
+    let tick = if tick_seconds.is_finite() && tick_seconds > 0.0 {
+        tick_seconds
+    } else {
+        1.0
+    };
+    let level = if level.is_finite() { level.abs() } else { 0.0 };
+    // Counter rates (`count/s`) and event-rate gauges (`per_second`) are Poisson-like: counting `n`
+    // events in a tick has noise sqrt(n), i.e. sqrt(rate / tick) on the rate, and one event per tick is
+    // the resolution.
+    let rate_floor = |rate: f64| (rate.max(1.0 / tick) / tick).sqrt();
+    let f = match unit {
+        "count" => 1.0,
+        "count/s" | "per_second" => rate_floor(level),
+        "bytes" => (4096.0f64).max(1e-3 * level),
+        // Byte rates (allocation traffic) are bursty: 5 % of the level, at least a page per tick.
+        "bytes/s" => (4096.0 / tick).max(0.05 * level),
+        "ratio" => 0.01,
+        "seconds" | "seconds/s" => (10e-6f64).max(0.05 * level),
+        "celsius" => 1.0,
+        "watts" => (1.0f64).max(0.02 * level),
+        _ => 1e-3 * level,
+    };
+    f.max(1e-12)
 }
 
 #[cfg(test)]
@@ -111,21 +195,79 @@ mod tests {
     }
 
     #[test]
-    fn constant_features_get_a_finite_scale() {
-        let rows = vec![[2.0]; 50];
-        let s = RobustScaler::fit(rows.iter().map(|r| &r[..]), 1).unwrap();
-        assert!(s.scale[0] > 0.0 && s.scale[0].is_finite());
+    fn constant_features_get_the_floor_of_their_unit() {
+        let units = |u: &str| vec![u.to_owned()];
         let mut z = [0.0];
-        s.transform(&[3.0], &mut z);
-        assert!(
-            z[0] > 40.0,
-            "a worker-count change from 2 to 3 is loud: {}",
-            z[0]
+        // Seven threads all through training; one more thread is one unit, not 14 "sigmas" (the old
+        // floor of 1 % of the level made it 1 / 0.07).
+        let rows = vec![[7.0]; 50];
+        let s = RobustScaler::fit_with_units(
+            rows.iter().map(|r| &r[..]),
+            &units("x"),
+            &units("count"),
+            1.0,
+        )
+        .unwrap();
+        s.transform(&[8.0], &mut z);
+        assert!((z[0] - 1.0).abs() < 1e-9, "{}", z[0]);
+        s.transform(&[40.0], &mut z);
+        assert!(z[0] > 30.0, "a real jump stays loud: {}", z[0]);
+        // No errors in training: one error in a 100 ms tick (10/s) is about one unit of Poisson noise,
+        // a burst of 100 errors/s is ten.
+        let rows = vec![[0.0]; 50];
+        let s = RobustScaler::fit_with_units(
+            rows.iter().map(|r| &r[..]),
+            &units("x"),
+            &units("count/s"),
+            0.1,
+        )
+        .unwrap();
+        s.transform(&[10.0], &mut z);
+        assert!(z[0] <= 1.0 + 1e-9, "{}", z[0]);
+        s.transform(&[100.0], &mut z);
+        assert!(z[0] >= 9.9, "{}", z[0]);
+        // A steady 12 GiB of GPU memory: a page more is nothing, 256 MiB more is loud.
+        let rows = vec![[12.0 * (1u64 << 30) as f64]; 50];
+        let s = RobustScaler::fit_with_units(
+            rows.iter().map(|r| &r[..]),
+            &units("x"),
+            &units("bytes"),
+            1.0,
+        )
+        .unwrap();
+        s.transform(&[12.0 * (1u64 << 30) as f64 + 4096.0], &mut z);
+        assert!(z[0] < 0.01, "{}", z[0]);
+        s.transform(
+            &[12.0 * (1u64 << 30) as f64 + (256u64 << 20) as f64],
+            &mut z,
         );
-        // ... but one more task on a steady 1,700 is not a saturated outlier.
+        assert!(z[0] > 15.0, "{}", z[0]);
+        // Without units: finite, relative to the level.
         let rows = vec![[1700.0]; 50];
         let s = RobustScaler::fit(rows.iter().map(|r| &r[..]), 1).unwrap();
         s.transform(&[1701.0], &mut z);
-        assert!(z[0] < 1.0, "{}", z[0]);
+        assert!(z[0] <= 1.0, "{}", z[0]);
+    }
+
+    #[test]
+    fn floors_read_the_unit_suffixes() {
+        // count/s is a counter's rate (Poisson).
+        assert!((floor_for("count/s", 0.0, 1.0) - 1.0).abs() < 1e-12);
+        assert!((floor_for("count/s", 10_000.0, 1.0) - 100.0).abs() < 1e-9);
+        assert!((floor_for("count", 5.0, 1.0) - 1.0).abs() < 1e-12);
+        assert!((floor_for("count/s", 5.0, 0.1) - 10.0).abs() < 1e-9);
+        assert!((floor_for("ratio", 0.5, 1.0) - 0.01).abs() < 1e-12);
+        assert!((floor_for("seconds", 1.0, 1.0) - 0.05).abs() < 1e-12);
+        assert!((floor_for("mystery", 100.0, 1.0) - 0.1).abs() < 1e-12);
+        // A slope gets its level's floor over ten ticks.
+        let rows = vec![[0.0]; 50];
+        let s = RobustScaler::fit_with_units(
+            rows.iter().map(|r| &r[..]),
+            &["tasks.slope_10".to_owned()],
+            &["count/s".to_owned()],
+            1.0,
+        )
+        .unwrap();
+        assert!((s.scale[0] - 0.1).abs() < 1e-12, "{}", s.scale[0]);
     }
 }

@@ -24,6 +24,7 @@ fn train() -> (FeatureSchema, KMeansDetector) {
     let names = w.schema().names().to_vec();
     let d = KMeansDetector::fit(
         &names,
+        w.schema().units(),
         train.iter().map(|r| &r[..]),
         KMeansParams::default(),
     )
@@ -157,8 +158,14 @@ fn damaged_model_files_are_refused_with_a_reason() {
 fn too_little_data_is_an_error_that_says_so() {
     let names = vec!["a.last".to_string()];
     let rows = [[1.0]; 10];
-    let e = KMeansDetector::fit(&names, rows.iter().map(|r| &r[..]), KMeansParams::default())
-        .unwrap_err()
-        .to_string();
+    let units = vec!["count".to_string()];
+    let e = KMeansDetector::fit(
+        &names,
+        &units,
+        rows.iter().map(|r| &r[..]),
+        KMeansParams::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("at least 50"), "{e}");
 }

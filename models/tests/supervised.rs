@@ -9,6 +9,10 @@ fn names() -> Vec<String> {
     vec!["queue.last".into(), "latency.last".into()]
 }
 
+fn units() -> Vec<String> {
+    vec!["count".into(), "seconds".into()]
+}
+
 /// Deterministic pseudo-noise in [-0.5, 0.5).
 fn noise(i: u64) -> f64 {
     let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) ^ 0xdead_beef;
@@ -47,7 +51,7 @@ fn fit(rows: &[[f64; 2]], labels: &[Option<(bool, f64)>]) -> (KMeansDetector, St
             kind: None,
         })
         .collect();
-    KMeansDetector::fit_with_labels(&names(), &lr, KMeansParams::default()).unwrap()
+    KMeansDetector::fit_with_labels(&names(), &units(), &lr, KMeansParams::default()).unwrap()
 }
 
 fn score(d: &KMeansDetector, x: [f64; 2]) -> f64 {
@@ -119,7 +123,8 @@ fn typed_labels_teach_the_anomaly_type() {
             kind: matches!(l, Some((true, _))).then_some(vigil_models::AnomalyKind::AllocStorm),
         })
         .collect();
-    let (d, _) = KMeansDetector::fit_with_labels(&names(), &lr, KMeansParams::default()).unwrap();
+    let (d, _) =
+        KMeansDetector::fit_with_labels(&names(), &units(), &lr, KMeansParams::default()).unwrap();
     let s = d.score(ArrayView1::from(&[7.0, 1.0][..]));
     assert!(s.is_anomaly);
     assert_eq!(s.anomaly_type, vigil_models::AnomalyKind::AllocStorm);

@@ -50,6 +50,11 @@ pub(crate) struct DetectArgs {
     /// Agent tick, milliseconds (time-compressed: every duration below is in ticks).
     #[arg(long, default_value_t = 100, value_name = "MS")]
     tick_ms: u64,
+    /// Instead of running scenes, replay the recordings in this directory (written by --record)
+    /// through the engine the agent runs, with the same settings: the same input for every detector
+    /// change, in seconds instead of minutes.
+    #[arg(long, value_name = "DIR", conflicts_with = "record")]
+    replay: Option<PathBuf>,
 }
 
 /// Ticks of quiet before each fault, of each fault, and of grace after it for a detection to count.
@@ -71,10 +76,18 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
 /// One tick of a run, reduced to what scoring needs.
 #[derive(Debug, Clone)]
 struct Row {
-    flagged: bool,
-    kind: AnomalyKind,
+    /// The type of the anomaly event that opened on this tick.
+    opened: Option<AnomalyKind>,
     baseline: [bool; 4],
     fault: Option<AnomalyKind>,
+}
+
+/// The agent's engine settings in a bench run (what the scenes' agents use, and what a replay uses).
+fn bench_engine(tick: Duration) -> anyhow::Result<vigil::models::EngineConfig> {
+    Ok(vigil::Agent::builder()
+        .tick(tick)?
+        .warm_up(tick * WARM_UP_WINDOWS)?
+        .engine_config())
 }
 
 /// Per-tick values of the signals the static rules read.
@@ -165,13 +178,8 @@ fn run_scene(
         for _ in 0..*ticks {
             let t = scene.next_tick().context("the agent stopped")?;
             let base = observe(&t, &mut history)?;
-            let (flagged, kind) = match &t.score {
-                Some(s) => (s.is_anomaly, s.anomaly_type),
-                None => (false, AnomalyKind::Unknown),
-            };
             rows.push(Row {
-                flagged,
-                kind,
+                opened: t.opened.as_ref().map(|e| e.anomaly_type),
                 baseline: base,
                 fault: t.fault,
             });
@@ -179,6 +187,14 @@ fn run_scene(
     }
     scene.clear_fault();
     Ok(rows)
+}
+
+/// Onsets (index, type) of the detector's events.
+fn event_onsets(rows: &[Row]) -> Vec<(usize, AnomalyKind)> {
+    rows.iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.opened.map(|k| (i, k)))
+        .collect()
 }
 
 /// Onsets (index, type) of alarm events: a flagged tick after an unflagged one.
@@ -260,25 +276,18 @@ fn instances(rows: &[Row]) -> Vec<(AnomalyKind, usize, usize)> {
     out
 }
 
-fn detect(args: DetectArgs) -> anyhow::Result<()> {
+/// One measured run: its name, its rows after the warm-up, and whether faults were injected.
+struct Run {
+    rows: Vec<Row>,
+    fault_free: bool,
+}
+
+/// Runs the scenes live (optionally recording them).
+fn live_runs(args: &DetectArgs, tick: Duration) -> anyhow::Result<Vec<Run>> {
     let runs = if args.quick { 1 } else { 3 };
     let fault_free_ticks: u64 = if args.quick { 600 } else { 1500 };
-    let tick = Duration::from_millis(args.tick_ms);
-    anyhow::ensure!(
-        (10..=1000).contains(&args.tick_ms),
-        "--tick-ms {} is outside 10 to 1000",
-        args.tick_ms
-    );
-    // Checked before minutes of work.
-    let json_out = match &args.json {
-        Some(p) => Some(vigil::models::OutputFile::create(p, &[])?),
-        None => None,
-    };
     let faults = all_faults();
-    let mut detector: BTreeMap<&'static str, Tally> = BTreeMap::new();
-    let mut baseline_t: BTreeMap<&'static str, Tally> = BTreeMap::new();
-    let (mut fa_detector, mut fa_baseline, mut ff_ticks) = (0usize, 0usize, 0usize);
-    let started = std::time::Instant::now();
+    let mut out = Vec::new();
     for run in 0..runs {
         let seed = args.seed + run as u64;
         let cfg = SceneConfig {
@@ -300,23 +309,147 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
             schedule.push((Some(k), FAULT_TICKS));
         }
         schedule.push((None, QUIET_TICKS));
-        let name = format!("faults-seed{seed}");
-        eprintln!(
-            "vigil bench detect: {name} ({} ticks of {} ms)",
-            schedule.iter().map(|s| s.1).sum::<u64>(),
-            args.tick_ms
-        );
-        let mut rec = match &args.record {
-            Some(dir) => Some(Recorder::create(dir, &name)?),
-            None => None,
+        let ff_cfg = SceneConfig {
+            seed: seed + 100,
+            ..cfg.clone()
         };
-        let rows = run_scene(&cfg, &schedule, rec.as_mut(), &name)?;
-        if let Some(r) = rec {
-            r.finish()?;
+        for (name, cfg, schedule, fault_free) in [
+            (format!("faults-seed{seed}"), cfg, schedule, false),
+            (
+                format!("fault-free-seed{}", seed + 100),
+                ff_cfg,
+                vec![(None, fault_free_ticks)],
+                true,
+            ),
+        ] {
+            eprintln!(
+                "vigil bench detect: {name} ({} ticks of {} ms)",
+                schedule.iter().map(|s| s.1).sum::<u64>(),
+                args.tick_ms
+            );
+            let mut rec = match &args.record {
+                Some(dir) => Some(Recorder::create(dir, &name)?),
+                None => None,
+            };
+            let rows = run_scene(&cfg, &schedule, rec.as_mut(), &name)?;
+            if let Some(r) = rec {
+                r.finish()?;
+            }
+            out.push(Run { rows, fault_free });
         }
-        let det = onsets(&rows.iter().map(|r| (r.flagged, r.kind)).collect::<Vec<_>>());
-        let base = rule_onsets(&rows);
-        for (kind, start, end) in instances(&rows) {
+    }
+    Ok(out)
+}
+
+/// Replays every `NAME.csv` with a `NAME.labels.csv` beside it in `dir` through the engine, with the
+/// settings the scenes' agents ran with (warm-up, refits, budget) at the recording's own tick.
+fn replay_runs(dir: &std::path::Path) -> anyhow::Result<Vec<Run>> {
+    use super::input::{CsvSource, ReadOptions};
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read the directory", dir.display()))?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".labels.csv").map(str::to_owned)
+        })
+        .filter(|n| dir.join(format!("{n}.csv")).is_file())
+        .collect();
+    names.sort();
+    anyhow::ensure!(
+        !names.is_empty(),
+        "{}: no recordings (NAME.csv with NAME.labels.csv) to replay; write some with --record",
+        dir.display()
+    );
+    let mut out = Vec::new();
+    for name in names {
+        let csv = dir.join(format!("{name}.csv"));
+        let labels = super::labels::read_labels(&dir.join(format!("{name}.labels.csv")))?;
+        let options = ReadOptions::default();
+        let tick = super::offline::estimate_tick(&csv, options)?;
+        let cfg = bench_engine(Duration::from_secs_f64(tick))?;
+        let mut src = CsvSource::open(&csv, options)?;
+        let col = |n: &str| src.signals().index_of(n);
+        let cols = [
+            col("tokio_alive_tasks"),
+            col("sched_latency_p99_seconds"),
+            col("inference_error_ratio"),
+            col("process_resident_memory_bytes"),
+        ];
+        let mut engine = vigil::models::Engine::new(
+            src.signals(),
+            cfg,
+            None,
+            Box::new(vigil::models::InlineTrainer::default()),
+        )?;
+        let mut history = History::default();
+        let mut rows = Vec::new();
+        let mut scoring = false;
+        while src.next_row()? {
+            let step = engine.push(src.timestamp, &src.values)?;
+            let g = |c: Option<usize>| {
+                c.and_then(|i| src.values.get(i))
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            };
+            history.alive.push(g(cols[0]));
+            history.p99.push(g(cols[1]));
+            history.errors.push(g(cols[2]));
+            history.rss.push(g(cols[3]));
+            let base = baseline(&history, tick);
+            // Like the live run: measured from the first scored tick on.
+            scoring |= step.score.is_some();
+            if !scoring {
+                continue;
+            }
+            rows.push(Row {
+                opened: step.opened.as_ref().map(|e| e.anomaly_type),
+                baseline: base,
+                fault: super::labels::label_at(&labels, src.timestamp)
+                    .filter(|l| l.anomaly)
+                    .and_then(|l| l.kind),
+            });
+        }
+        eprintln!("  {name}: {} scored ticks replayed", rows.len());
+        out.push(Run {
+            rows,
+            fault_free: name.starts_with("fault-free"),
+        });
+    }
+    Ok(out)
+}
+
+fn detect(args: DetectArgs) -> anyhow::Result<()> {
+    let tick = Duration::from_millis(args.tick_ms);
+    anyhow::ensure!(
+        (10..=1000).contains(&args.tick_ms),
+        "--tick-ms {} is outside 10 to 1000",
+        args.tick_ms
+    );
+    // Checked before minutes of work.
+    let json_out = match &args.json {
+        Some(p) => Some(vigil::models::OutputFile::create(p, &[])?),
+        None => None,
+    };
+    let faults = all_faults();
+    let mut detector: BTreeMap<&'static str, Tally> = BTreeMap::new();
+    let mut baseline_t: BTreeMap<&'static str, Tally> = BTreeMap::new();
+    let (mut fa_detector, mut fa_baseline, mut ff_ticks) = (0usize, 0usize, 0usize);
+    let started = std::time::Instant::now();
+    let runs = match &args.replay {
+        Some(dir) => replay_runs(dir)?,
+        None => live_runs(&args, tick)?,
+    };
+    for run in &runs {
+        let rows = &run.rows;
+        if run.fault_free {
+            ff_ticks += rows.len();
+            fa_detector += event_onsets(rows).len();
+            fa_baseline += rule_onsets(rows).len();
+            continue;
+        }
+        let det = event_onsets(rows);
+        let base = rule_onsets(rows);
+        for (kind, start, end) in instances(rows) {
             for (ons, tally) in [(&det, &mut detector), (&base, &mut baseline_t)] {
                 let t = tally.entry(kind.as_str()).or_default();
                 t.runs += 1;
@@ -327,24 +460,6 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
                 }
             }
         }
-
-        let name = format!("fault-free-seed{}", seed + 100);
-        eprintln!("vigil bench detect: {name} ({fault_free_ticks} ticks)");
-        let cfg = SceneConfig {
-            seed: seed + 100,
-            ..cfg
-        };
-        let mut rec = match &args.record {
-            Some(dir) => Some(Recorder::create(dir, &name)?),
-            None => None,
-        };
-        let rows = run_scene(&cfg, &[(None, fault_free_ticks)], rec.as_mut(), &name)?;
-        if let Some(r) = rec {
-            r.finish()?;
-        }
-        ff_ticks += rows.len();
-        fa_detector += onsets(&rows.iter().map(|r| (r.flagged, r.kind)).collect::<Vec<_>>()).len();
-        fa_baseline += rule_onsets(&rows).len();
     }
     let per_3600 = |n: usize| n as f64 * 3600.0 / ff_ticks.max(1) as f64;
     let mut scen = serde_json::Map::new();
@@ -355,10 +470,10 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
         scen_b.insert(name.into(), baseline_t.entry(name).or_default().json());
     }
     let report = json!({
-        "mode": if args.quick { "quick" } else { "full" },
+        "mode": if args.replay.is_some() { "replay" } else if args.quick { "quick" } else { "full" },
         "tick_seconds": tick.as_secs_f64(),
         "seed": args.seed,
-        "detector": "the agent's own cold-start model (k-means, 50 warm-up windows)",
+        "detector": "the agent's engine from a cold start (50 warm-up windows, refits, events)",
         "scenarios": scen,
         "false_alarms_per_3600_ticks": per_3600(fa_detector),
         "fault_free_ticks": ff_ticks,

@@ -149,7 +149,7 @@ fn short_ms(s: f64) -> String {
 fn tick_line(t: &Tick, elapsed: Duration, req_rate: f64) -> String {
     let g = |n: &str| t.sample.get(n).unwrap_or(f64::NAN);
     let score = match &t.score {
-        Some(s) => format!("{:.2}{}", s.value, if s.is_anomaly { "!" } else { " " }),
+        Some(s) => format!("{:.2}{}", s.value, if t.in_event { "!" } else { " " }),
         None => "warm ".into(),
     };
     let fault = t
@@ -201,7 +201,6 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         from_env: true,
     };
     let mut scene = Scene::start(&cfg)?;
-    let names = scene.feature_names();
     let mut recorder = match &args.record {
         Some(dir) => Some(Recorder::create(dir, &format!("demo-seed{}", args.seed))?),
         None => None,
@@ -231,7 +230,6 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut schedule = Schedule::new(faults);
     let mut injected: Vec<Injected> = Vec::new();
     let mut scoring = false;
-    let mut prev_flag = false;
     let mut false_alarms = 0u64;
     let mut ticks = 0u64;
     let mut timeline: Vec<(f64, f64, bool)> = Vec::new();
@@ -264,13 +262,9 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
                     ))
                 );
             }
-            timeline.push((now_unix, s.value, s.is_anomaly));
-            if s.is_anomaly && !prev_flag {
-                let top: Vec<&str> = s
-                    .top_features
-                    .iter()
-                    .filter_map(|(i, _)| names.get(*i).map(String::as_str))
-                    .collect();
+            timeline.push((now_unix, s.value, t.in_event));
+            if let Some(ev) = &t.opened {
+                let top: Vec<&str> = ev.top_features.iter().map(|(n, _)| n.as_str()).collect();
                 // Which fault does this alarm catch (running, or ended within the grace period)?
                 let caught = injected.iter_mut().rev().find(|f| {
                     f.detected.is_none()
@@ -280,7 +274,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
                 let what = match caught {
                     Some(f) => {
                         let after = ticks - f.start_tick;
-                        f.detected = Some((after, s.anomaly_type));
+                        f.detected = Some((after, ev.anomaly_type));
                         format!("catches {} after {after} ticks", f.kind.as_str())
                     }
                     None => {
@@ -291,15 +285,14 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
                 println!(
                     "{}",
                     fit(format!(
-                        ">> t={:.1}s ALARM {} score {:.2}: {what}; top {}",
+                        ">> t={:.1}s EVENT {} opened, score {:.2}: {what}; top {}",
                         started.elapsed().as_secs_f64(),
-                        s.anomaly_type.as_str(),
-                        s.value,
+                        ev.anomaly_type.as_str(),
+                        ev.peak,
                         top.join(", ")
                     ))
                 );
             }
-            prev_flag = s.is_anomaly;
             match schedule.step() {
                 Some(Some(kind)) => {
                     scene.inject(kind)?;

@@ -8,15 +8,15 @@ use vigil_models::OutputFile;
 use super::input::InputError;
 use super::input::ReadOptions;
 use super::labels::{Label, read_labels};
-use super::offline::{load_model, quantile, score_csv};
+use super::offline::{EngineArgs, load_model, quantile, score_csv};
 use super::say;
 
 /// Flags of `vigil eval`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct EvalArgs {
-    /// Model file.
+    /// Model file; without it, the agent's cold start runs over the file (see `vigil score`).
     #[arg(long, value_name = "MODEL")]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// CSV to score.
     #[arg(long, value_name = "FILE")]
     csv: PathBuf,
@@ -28,6 +28,8 @@ pub(crate) struct EvalArgs {
     plot: Option<PathBuf>,
     #[command(flatten)]
     read: ReadOptions,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 /// The evaluation metrics.
@@ -217,11 +219,12 @@ fn png(windows: &[(f64, f64, bool)], labels: &[Label]) -> Vec<u8> {
 
 pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
     // Checked first, before the (long) scoring: never one of the inputs, and its directory must exist.
+    let mut inputs = vec![args.csv.as_path(), args.labels.as_path()];
+    if let Some(m) = &args.model {
+        inputs.push(m);
+    }
     let plot_out = match &args.plot {
-        Some(p) => Some(OutputFile::create(
-            p,
-            &[&args.model, &args.csv, &args.labels],
-        )?),
+        Some(p) => Some(OutputFile::create(p, &inputs)?),
         None => None,
     };
     let plot_kind = match &args.plot {
@@ -243,12 +246,16 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
         },
     };
-    let model = load_model(&args.model)?;
+    let model = match &args.model {
+        Some(p) => Some(load_model(p)?),
+        None => None,
+    };
+    let model_tick = model.as_ref().and_then(|m| m.summary.tick_seconds);
     let labels = read_labels(&args.labels)?;
     let mut windows = Vec::new();
-    score_csv(&model, &args.csv, args.read, |src, s| {
-        if let Some(s) = s {
-            windows.push((src.timestamp, s.value, s.is_anomaly));
+    score_csv(model, &args.engine, &args.csv, args.read, |src, step| {
+        if let Some(s) = &step.score {
+            windows.push((src.timestamp, s.value, step.in_event));
         }
         Ok(())
     })?;
@@ -257,7 +264,7 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
     let tick = dts
         .get(dts.len() / 2)
         .copied()
-        .or(model.summary.tick_seconds)
+        .or(model_tick)
         .unwrap_or(1.0);
     let m = metrics(&windows, &labels, tick);
     say!("windows scored:          {}", windows.len())?;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use vigil::features::{SignalKind, SignalSet, SignalSpec, Unit};
+use vigil::features::{SignalSet, SignalSpec};
 
 /// Bad input: names the file, line and column, and what is wrong. The CLI exits with code 2 on these.
 #[derive(Debug)]
@@ -130,14 +130,11 @@ pub(crate) struct ReadOptions {
 /// Line numbers of skipped rows kept for the report.
 const SKIPPED_SHOWN: usize = 5;
 
-/// A column named `*_total` is a cumulative counter (Prometheus convention); everything else a gauge.
+/// The signal a column records, from the vocabulary: the agent's signals (a counter's column is
+/// `<signal>_total`) get their unit and kind, so a recording has the agent's feature schema; other
+/// columns are counters when named `*_total` (Prometheus convention), else gauges, of unknown scale.
 fn spec_for(name: &str) -> SignalSpec {
-    let kind = if name.ends_with("_total") {
-        SignalKind::Counter
-    } else {
-        SignalKind::Gauge
-    };
-    SignalSpec::named(name.to_owned(), Unit::Count, kind)
+    vigil::features::vocab::column_signal(name)
 }
 
 /// One CSV file read row by row.

@@ -4,9 +4,8 @@
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::ArrayView1;
-use vigil::features::{FeatureVector, Horizons, Window};
-use vigil_models::{Detector, ModelFile, Score};
+use vigil::features::{FeatureVector, Horizons};
+use vigil_models::{Engine, EngineConfig, InlineTrainer, ModelError, ModelFile, Step};
 
 use super::input::{CsvSource, InputError, ReadOptions};
 
@@ -44,11 +43,11 @@ pub(crate) fn check_features_finite(
 ) -> Result<(), InputError> {
     if let Some(i) = fv.values().iter().position(|v| v.is_infinite()) {
         let feature = names.get(i).map_or("?", String::as_str);
-        let column = vigil_models::signal_of_feature(feature);
+        let column = vigil_models::column_of_feature(feature);
         return Err(InputError {
             file: src.path().to_owned(),
             line: Some(src.line),
-            column: Some(column.to_owned()),
+            column: Some(column),
             message: format!(
                 "values this large overflow the window statistics (feature `{feature}` is infinite); \
                  rescale the column (e.g. bytes to GiB) so its values stay below about 1e150"
@@ -66,36 +65,124 @@ pub(crate) fn too_few_rows(path: &Path, rows: u64, needed: usize, what: &str) ->
     )
 }
 
-/// Streams `csv` through the model's window and detector, calling `each(source, score)` per row
-/// (`None` inside the warm-up).
+/// How the engine runs offline: the same settings the agent derives from its builder (`vigil score`
+/// and `vigil eval` with no `--model` run the agent's cold start over the file).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct EngineArgs {
+    /// Seconds between rows, for the false-alarm budget and rate floors (default: the median interval
+    /// of the first 100 rows).
+    #[arg(long, value_name = "SECONDS")]
+    tick_seconds: Option<f64>,
+    /// Without --model: windows collected before the first model (the agent's warm-up divided by its
+    /// tick; 300 for the default 5 minutes at 1 s).
+    #[arg(long, default_value_t = 300, value_name = "WINDOWS")]
+    warm_up_windows: usize,
+    /// Without --model: ticks between scheduled refits (default one hour of ticks; 0 = never).
+    #[arg(long, value_name = "TICKS")]
+    refit_every: Option<usize>,
+    /// False anomaly events per day the threshold allows on normal behaviour.
+    #[arg(long, default_value_t = 1.0, value_name = "N")]
+    false_events_per_day: f64,
+}
+
+impl EngineArgs {
+    /// The settings of a cold-start run over rows `tick` seconds apart.
+    pub(crate) fn config(&self, tick: f64) -> EngineConfig {
+        let tick = self.tick_seconds.unwrap_or(tick);
+        EngineConfig {
+            tick_seconds: tick,
+            warm_up_windows: self.warm_up_windows,
+            refit_every: self
+                .refit_every
+                .unwrap_or(((3600.0 / tick).ceil() as usize).max(1)),
+            history_windows: 2000usize.max(self.warm_up_windows),
+            false_events_per_day: self.false_events_per_day,
+            ..EngineConfig::default()
+        }
+    }
+}
+
+/// The median interval between the first 100 rows of `csv` (1 s when it cannot tell).
+pub(crate) fn estimate_tick(csv: &Path, options: ReadOptions) -> Result<f64, InputError> {
+    let mut src = CsvSource::open(csv, options)?;
+    let mut prev = None;
+    let mut dts = Vec::new();
+    while dts.len() < 100 && src.next_row()? {
+        if let Some(p) = prev {
+            dts.push(src.timestamp - p);
+        }
+        prev = Some(src.timestamp);
+    }
+    dts.sort_by(f64::total_cmp);
+    Ok(dts
+        .get(dts.len() / 2)
+        .copied()
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .unwrap_or(1.0))
+}
+
+/// Streams `csv` through the engine the agent runs: with `model`, scoring with it from the first full
+/// window (never refitted, like `VIGIL_MODEL`); without, the agent's cold start, refits and events.
+/// Calls `each(source, step)` per row.
 pub(crate) fn score_csv(
-    model: &ModelFile,
+    model: Option<ModelFile>,
+    engine: &EngineArgs,
     csv: &Path,
     options: ReadOptions,
-    mut each: impl FnMut(&CsvSource, Option<&Score>) -> anyhow::Result<()>,
+    mut each: impl FnMut(&CsvSource, &Step) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let tick = match engine.tick_seconds {
+        Some(t) => t,
+        None => estimate_tick(csv, options)?,
+    };
+    let mut cfg = engine.config(tick);
+    if let Some(m) = &model {
+        cfg.horizons = Horizons::new(m.summary.short_horizon, m.summary.long_horizon)?;
+        if let Some(t) = m.summary.tick_seconds.filter(|t| *t > 0.0) {
+            cfg.tick_seconds = t;
+        }
+    }
+    let long = cfg.horizons.long();
     let mut src = CsvSource::open(csv, options)?;
-    let horizons = Horizons::new(model.summary.short_horizon, model.summary.long_horizon)?;
-    let mut window = Window::new(src.signals(), horizons);
-    model.check_schema(window.schema()).map_err(|e| {
-        InputError::file(
+    let model_names = model.as_ref().map(|m| m.feature_names.clone());
+    let mut engine = Engine::new(
+        src.signals(),
+        cfg,
+        model,
+        Box::new(InlineTrainer::default()),
+    )
+    .map_err(|e| match e {
+        ModelError::SchemaMismatch { .. } => anyhow::Error::new(InputError::file(
             csv,
             format!("{e} (the CSV's columns do not match the columns the model was trained on)"),
-        )
+        )),
+        other => anyhow::Error::new(other).context("checking the engine settings"),
     })?;
-    let mut fv = FeatureVector::new(window.schema());
+    let names = model_names.unwrap_or_else(|| engine.schema().names().to_vec());
     let pb = progress(src.size(), "scoring");
     let mut n: u64 = 0;
     while src.next_row()? {
-        window.push(src.timestamp, &src.values)?;
-        if window.is_warm() {
-            window.extract(&mut fv)?;
-            check_features_finite(&fv, &model.feature_names, &src)?;
-            let s = model.detector.score(ArrayView1::from(fv.values()));
-            each(&src, Some(&s))?;
-        } else {
-            each(&src, None)?;
+        let step = engine.push(src.timestamp, &src.values)?;
+        check_features_finite(engine.features(), &names, &src)?;
+        if step.installed
+            && let Some(m) = engine.model()
+        {
+            eprintln!(
+                "vigil: line {}: model installed ({} windows, {} clusters, raw threshold {:.2}; {})",
+                src.line,
+                m.summary.rows,
+                m.detector.centroids.len(),
+                m.detector.threshold,
+                m.summary.notes.join("; ")
+            );
         }
+        if let Some(e) = &step.train_error {
+            eprintln!(
+                "vigil: line {}: training failed, the engine goes on: {e}",
+                src.line
+            );
+        }
+        each(&src, &step)?;
         n += 1;
         if n.is_multiple_of(8192) {
             pb.set_position(src.position());
@@ -105,13 +192,12 @@ pub(crate) fn score_csv(
     if let Some(report) = src.skipped_report() {
         eprintln!("vigil: {report}");
     }
-    let long = model.summary.long_horizon;
     if n < long as u64 {
         return Err(too_few_rows(
             csv,
             n,
             long,
-            &format!("one window of the model's long horizon ({long} ticks)"),
+            &format!("one window of the long horizon ({long} ticks)"),
         )
         .into());
     }

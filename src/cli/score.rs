@@ -1,34 +1,45 @@
-//! `vigil score`: score every row of a CSV with a model, streaming.
+//! `vigil score`: run every row of a CSV through the agent's engine (a model, or the agent's own cold
+//! start), streaming.
 
 use std::path::PathBuf;
 
 use vigil_models::OutputFile;
 
 use super::input::ReadOptions;
-use super::offline::{load_model, score_csv};
+use super::offline::{EngineArgs, load_model, score_csv};
 
 /// Flags of `vigil score`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ScoreArgs {
-    /// Model file from `vigil train`.
+    /// Model file from `vigil train`; without it the engine does what the agent does without
+    /// `VIGIL_MODEL`: a cold start after --warm-up-windows, refits, events.
     #[arg(long, value_name = "MODEL")]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Input CSV with the columns the model was trained on.
     #[arg(long, value_name = "FILE")]
     csv: PathBuf,
-    /// Output CSV: timestamp,score,is_anomaly,anomaly_type,top_features (written to a temporary file
-    /// beside it and renamed when complete; never one of the inputs; a device or pipe such as
-    /// /dev/stdout is written through).
+    /// Output CSV: timestamp,score,raw_score,is_anomaly,anomaly_type,top_features,event_id,event_onset
+    /// (`is_anomaly` = inside an event; written to a temporary file beside it and renamed when
+    /// complete; never one of the inputs; a device or pipe such as /dev/stdout is written through).
     #[arg(long, value_name = "SCORES")]
     out: PathBuf,
     #[command(flatten)]
     read: ReadOptions,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 pub(crate) fn run(args: ScoreArgs) -> anyhow::Result<()> {
     // Refuse an output that is one of the inputs before reading anything.
-    let out = OutputFile::create(&args.out, &[&args.model, &args.csv])?;
-    let model = load_model(&args.model)?;
+    let mut inputs = vec![args.csv.as_path()];
+    if let Some(m) = &args.model {
+        inputs.push(m);
+    }
+    let out = OutputFile::create(&args.out, &inputs)?;
+    let model = match &args.model {
+        Some(p) => Some(load_model(p)?),
+        None => None,
+    };
     // Quotes any field that needs it (a column name with a comma in top_features).
     let mut w = csv::WriterBuilder::new()
         .buffer_capacity(1 << 20)
@@ -36,36 +47,47 @@ pub(crate) fn run(args: ScoreArgs) -> anyhow::Result<()> {
     w.write_record([
         "timestamp",
         "score",
+        "raw_score",
         "is_anomaly",
         "anomaly_type",
         "top_features",
+        "event_id",
+        "event_onset",
     ])?;
-    let mut n = 0u64;
+    let (mut n, mut events) = (0u64, 0u64);
     let mut top = String::new();
-    score_csv(&model, &args.csv, args.read, |src, score| {
+    let mut open: Option<(u64, f64, &'static str)> = None;
+    score_csv(model, &args.engine, &args.csv, args.read, |src, step| {
         n += 1;
-        match score {
+        if let Some(ev) = &step.opened {
+            events += 1;
+            open = Some((ev.id, ev.start, ev.anomaly_type.as_str()));
+        }
+        let inside = if step.in_event { open } else { None };
+        match &step.score {
             Some(s) => {
                 top.clear();
-                for (i, (f, _)) in s.top_features.iter().enumerate() {
+                for (i, (f, _)) in step.top.iter().enumerate() {
                     if i > 0 {
                         top.push(';');
                     }
-                    top.push_str(model.feature_names.get(*f).map_or("?", String::as_str));
+                    top.push_str(f);
                 }
                 w.write_record([
                     src.raw_timestamp.as_str(),
                     &format!("{:.6}", s.value),
-                    if s.is_anomaly { "1" } else { "0" },
-                    if s.is_anomaly {
-                        s.anomaly_type.as_str()
-                    } else {
-                        ""
-                    },
+                    &format!("{:.4}", s.raw),
+                    if inside.is_some() { "1" } else { "0" },
+                    inside.map_or("", |e| e.2),
                     &top,
+                    &inside.map_or(String::new(), |e| e.0.to_string()),
+                    &inside.map_or(String::new(), |e| format!("{:.3}", e.1)),
                 ])?;
             }
-            None => w.write_record([src.raw_timestamp.as_str(), "", "0", "", ""])?,
+            None => w.write_record([src.raw_timestamp.as_str(), "", "", "0", "", "", "", ""])?,
+        }
+        if step.closed.is_some() && !step.in_event {
+            open = None;
         }
         Ok(())
     })?;
@@ -74,6 +96,9 @@ pub(crate) fn run(args: ScoreArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: cannot write: {}", args.out.display(), e.error()))?;
     out.commit()?;
     // On stderr: the output may be standard output itself.
-    eprintln!("scored {n} rows -> {}", args.out.display());
+    eprintln!(
+        "scored {n} rows, {events} anomaly events -> {}",
+        args.out.display()
+    );
     Ok(())
 }

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use vigil::features::{FeatureVector, Horizons, Window};
-use vigil_models::{KMeansDetector, KMeansParams, LabelledRow, ModelFile, TrainingSummary};
+use vigil_models::engine::window_budget;
+use vigil_models::{
+    EventParams, KMeansDetector, KMeansParams, LabelledRow, ModelFile, TrainingSummary,
+};
 
 use vigil_models::OutputFile;
 
@@ -32,9 +35,13 @@ pub(crate) struct TrainArgs {
     /// Long feature horizon, in rows (also the warm-up).
     #[arg(long, default_value_t = 60)]
     long: usize,
-    /// Alarm windows allowed per normal training window.
-    #[arg(long, default_value_t = 0.001)]
-    alert_budget: f64,
+    /// False anomaly events per day the threshold allows on normal behaviour, at the rows' tick (the
+    /// threshold is set on the newest 30 % of the windows, held out of the fit).
+    #[arg(long, default_value_t = 1.0, value_name = "N")]
+    false_events_per_day: f64,
+    /// Alarm windows allowed per normal window, instead of --false-events-per-day.
+    #[arg(long, value_name = "SHARE")]
+    alert_budget: Option<f64>,
     /// k-means clusters (normal operating modes).
     #[arg(long, default_value_t = 8)]
     clusters: usize,
@@ -104,9 +111,18 @@ type RowLabel = Option<((bool, f64), Option<vigil_models::AnomalyKind>)>;
 pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     // Every argument is checked before a byte is read.
     let horizons = Horizons::new(args.short, args.long)?;
-    let params = KMeansParams {
+    if !(args.false_events_per_day.is_finite() && args.false_events_per_day > 0.0) {
+        anyhow::bail!(
+            "--false-events-per-day {} is not a positive number",
+            args.false_events_per_day
+        );
+    }
+    let mut params = KMeansParams {
         clusters: args.clusters,
-        alert_budget: args.alert_budget,
+        alert_budget: args.alert_budget.unwrap_or_else(|| {
+            window_budget(args.false_events_per_day, 1.0, &EventParams::default())
+        }),
+        short_horizon: args.short,
         ..KMeansParams::default()
     }
     .check()
@@ -245,11 +261,20 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             kind: l.and_then(|x| x.1),
         })
         .collect();
-    let (detector, note) = KMeansDetector::fit_with_labels(schema.names(), &labelled, params)
-        .context("training the detector")?;
+    params.tick_seconds = tick.filter(|t| *t > 0.0).unwrap_or(1.0);
+    if args.alert_budget.is_none() {
+        params.alert_budget = window_budget(
+            args.false_events_per_day,
+            params.tick_seconds,
+            &EventParams::default(),
+        );
+    }
+    let (detector, note) =
+        KMeansDetector::fit_with_labels(schema.names(), schema.units(), &labelled, params)
+            .context("training the detector")?;
     let mut summary = TrainingSummary {
         rows: rows.len(),
-        alert_budget: args.alert_budget,
+        alert_budget: params.alert_budget,
         tick_seconds: tick,
         short_horizon: args.short,
         long_horizon: args.long,
@@ -269,7 +294,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             args.max_windows
         ));
     }
-    // Alarm rate on the windows meant to be normal (labelled anomalies excluded).
+    // Alarm rate on the windows meant to be normal (labelled anomalies excluded; the newest 30 % of
+    // them were held out of the fit and set the threshold).
     let normal: Vec<&Vec<f64>> = rows
         .iter()
         .zip(&row_labels)

@@ -5,13 +5,16 @@ use prometheus_client::registry::Registry;
 use vigil_features::{SignalSpec, Unit};
 
 use super::{CollectError, Collector, fill};
-use crate::alloc::{AllocStats, alloc_stats};
+use crate::alloc::{AllocStats, agent_alloc_stats, alloc_stats};
 use crate::metrics::{self as m, FGauge};
 
 /// Sums the allocator shards each tick. Only built when `CountingAlloc` is the global allocator, so
 /// hosts without it get no allocation series rather than misleading zeros.
 pub(crate) struct AllocCollector {
     prev: AllocStats,
+    prev_agent: AllocStats,
+    agent_bytes: Counter,
+    agent_live: FGauge,
     allocations: Counter,
     frees: Counter,
     bytes: Counter,
@@ -23,6 +26,9 @@ impl AllocCollector {
     pub(crate) fn new(registry: &mut Registry) -> Self {
         let c = Self {
             prev: AllocStats::default(),
+            prev_agent: AllocStats::default(),
+            agent_bytes: Counter::default(),
+            agent_live: FGauge::default(),
             allocations: Counter::default(),
             frees: Counter::default(),
             bytes: Counter::default(),
@@ -34,6 +40,8 @@ impl AllocCollector {
         m::ALLOC_BYTES.register(registry, c.bytes.clone());
         m::ALLOC_FREED_BYTES.register(registry, c.freed_bytes.clone());
         m::ALLOC_LIVE_BYTES.register(registry, c.live.clone());
+        m::AGENT_ALLOC_BYTES.register(registry, c.agent_bytes.clone());
+        m::AGENT_ALLOC_LIVE_BYTES.register(registry, c.agent_live.clone());
         c
     }
 }
@@ -67,6 +75,14 @@ impl Collector for AllocCollector {
             .inc_by(now.bytes_freed.saturating_sub(self.prev.bytes_freed));
         self.live.set(now.live_bytes() as f64);
         self.prev = now;
+        let agent = agent_alloc_stats();
+        self.agent_bytes.inc_by(
+            agent
+                .bytes_allocated
+                .saturating_sub(self.prev_agent.bytes_allocated),
+        );
+        self.agent_live.set(agent.live_bytes() as f64);
+        self.prev_agent = agent;
         fill(
             out,
             0,

@@ -126,7 +126,10 @@ impl SchedCollector {
             let handle = handle.clone();
             std::thread::Builder::new()
                 .name("vigil-probe".into())
-                .spawn(move || probe_loop(&handle, config, &shared))?
+                .spawn(move || {
+                    crate::alloc::mark_agent_thread();
+                    probe_loop(&handle, config, &shared)
+                })?
         };
         Ok((
             Self {

@@ -47,6 +47,10 @@ pub(crate) struct SceneConfig {
 pub(crate) struct Tick {
     pub(crate) sample: Arc<Sample>,
     pub(crate) score: Option<Score>,
+    /// The anomaly event that opened on this tick.
+    pub(crate) opened: Option<vigil::models::Event>,
+    /// An event is open after this tick.
+    pub(crate) in_event: bool,
     /// The fault running during this tick.
     pub(crate) fault: Option<AnomalyKind>,
     /// Load multiplier of this tick.
@@ -60,9 +64,7 @@ struct ServerState {
 }
 
 async fn predict(State(s): State<Arc<ServerState>>, body: String) -> (StatusCode, String) {
-    // Simulated batching wait, then the model.
-    tokio::time::sleep(Duration::from_millis(2)).await;
-    match s.mlp.predict(body.as_bytes(), &s.faults) {
+    match s.mlp.request(body.as_bytes(), &s.faults).await {
         Ok((label, score)) => {
             s.counters.served.fetch_add(1, Ordering::Relaxed);
             (
@@ -114,6 +116,7 @@ pub(crate) struct Scene {
     agent: Option<vigil::AgentHandle>,
     rt: Option<tokio::runtime::Runtime>,
     scores: watch::Receiver<Option<Score>>,
+    events: tokio::sync::broadcast::Receiver<vigil::agent::EventNotice>,
     plan: LoadPlan,
     pace: Arc<Pace>,
     base_rps: f64,
@@ -158,6 +161,7 @@ impl Scene {
         let agent_addr = agent.local_addr();
         let tick = agent.tick();
         let scores = agent.subscribe_scores();
+        let events = agent.subscribe_events();
         let (server_addr, model_faults, counters) = serve_model(&rt, cfg.seed)?;
         let plan = LoadPlan::new(cfg.seed);
         let pace = Arc::new(Pace::new(cfg.rps * plan.factor(0)));
@@ -181,6 +185,7 @@ impl Scene {
             agent: Some(agent),
             rt: Some(rt),
             scores,
+            events,
             plan,
             pace,
             base_rps: cfg.rps,
@@ -216,18 +221,32 @@ impl Scene {
         }
         let score = self.scores.borrow_and_update().clone();
         let sample = agent.latest_sample();
+        // The tick's notices were sent before its score was published.
+        let mut opened = None;
+        loop {
+            match self.events.try_recv() {
+                Ok(vigil::agent::EventNotice::Opened(e)) => opened = Some(e),
+                Ok(vigil::agent::EventNotice::Closed(_)) => {}
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        let in_event = agent.current_event().is_some() || opened.is_some();
         self.ticks += 1;
         let load = self.plan.factor(self.ticks);
         self.pace.set_rps(self.base_rps * load);
         Some(Tick {
             sample,
             score,
+            opened,
+            in_event,
             fault: self.injector.active(),
             load,
         })
     }
 
     /// The agent's feature names (for naming top features).
+    #[allow(dead_code)]
     pub(crate) fn feature_names(&self) -> Vec<String> {
         self.agent
             .as_ref()

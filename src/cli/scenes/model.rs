@@ -106,6 +106,19 @@ impl Mlp {
     }
 
     /// One request: embed, forward, argmax; the injected faults apply here.
+    /// One request as a served model sees it: the accelerator's time (simulated: 2 ms per forward
+    /// pass, awaited, so it costs no CPU; an injected slowdown adds passes) and the model itself.
+    #[vigil::observe(model = "demo-mlp", stage = "request")]
+    pub(crate) async fn request(
+        &self,
+        prompt: &[u8],
+        faults: &ModelFaults,
+    ) -> Result<(usize, f32), InferError> {
+        let passes = 1 + faults.extra_passes.load(Ordering::Relaxed);
+        tokio::time::sleep(std::time::Duration::from_millis(2 * u64::from(passes))).await;
+        self.predict(prompt, faults)
+    }
+
     #[vigil::observe(model = "demo-mlp", stage = "predict")]
     pub(crate) fn predict(
         &self,

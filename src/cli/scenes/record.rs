@@ -4,18 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use vigil::features::{Sample, SignalKind};
+use vigil::features::Sample;
 use vigil::models::{AnomalyKind, OutputFile};
 
 use super::Tick;
-
-/// The CSV column of a signal: counters end in `_total` (the CSV reader's counter convention).
-pub(crate) fn column_name(name: &str, kind: SignalKind) -> String {
-    match kind {
-        SignalKind::Counter if !name.ends_with("_total") => format!("{name}_total"),
-        _ => name.to_owned(),
-    }
-}
 
 /// When the sample was taken, Unix seconds.
 pub(crate) fn unix_seconds(s: &Sample) -> f64 {
@@ -61,7 +53,7 @@ impl Recorder {
                 s.signals()
                     .specs()
                     .iter()
-                    .map(|spec| column_name(&spec.name, spec.kind)),
+                    .map(vigil::features::vocab::column_name),
             );
             self.signals.write_record(&header)?;
             self.header_written = true;

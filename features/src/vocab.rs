@@ -1,0 +1,582 @@
+//! The signal vocabulary: every signal the agent knows, defined once.
+//!
+//! Each entry gives a signal's name, unit and kind (what the collectors declare), its family (what
+//! anomaly typing reads), how the detector reads it, and its Prometheus metric. Collectors build their
+//! [`SignalSpec`]s from it, the CSV reader recognises recorded columns by it (a counter's column is
+//! `<name>_total`), and anomaly typing asks it which family a feature belongs to. A CSV recorded from
+//! the agent therefore has exactly the agent's feature schema, and a model trained on it loads in the
+//! agent.
+
+use crate::{SignalKind, SignalSpec, Unit};
+
+/// Which kind of trouble a signal's movement points at (anomaly typing votes by family).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// Alive or spawned tasks.
+    Tasks,
+    /// Scheduling delay, stalls, queue depth.
+    Scheduler,
+    /// Allocation traffic.
+    Allocations,
+    /// Heap or resident memory held.
+    Memory,
+    /// GPU memory held.
+    GpuMemory,
+    /// CPU or worker busy time.
+    Cpu,
+    /// Inference errors and anomalies.
+    Errors,
+    /// Inference latency.
+    Latency,
+    /// The request load itself (inference calls): what much of the rest follows. Detectors explain
+    /// other signals by it, so a busier hour is not an anomaly; no anomaly type of its own.
+    Load,
+    /// Context (load, configuration, other): no anomaly type of its own.
+    Other,
+}
+
+/// How the detector reads a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reading {
+    /// Its level: the last value and the short-horizon mean, against normal.
+    Level,
+    /// Its trend: the short-horizon slope. For signals whose level ratchets and never comes back
+    /// (resident memory: allocators keep pages), so a past step is not an anomaly for ever, while
+    /// growth is.
+    Trend,
+    /// Exported and kept in the features, but never scored (address-space reservations, constants of
+    /// the configuration).
+    Ignored,
+}
+
+/// One known signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    /// Signal name (for GPU signals, the part after `gpu<N>_`).
+    pub name: &'static str,
+    /// Unit.
+    pub unit: Unit,
+    /// Gauge or counter.
+    pub kind: SignalKind,
+    /// Family for anomaly typing.
+    pub family: Family,
+    /// How the detector reads it.
+    pub reading: Reading,
+    /// The Prometheus metric that exports it (`vigil_...`).
+    pub metric: &'static str,
+}
+
+const fn k(
+    name: &'static str,
+    unit: Unit,
+    kind: SignalKind,
+    family: Family,
+    reading: Reading,
+    metric: &'static str,
+) -> Known {
+    Known {
+        name,
+        unit,
+        kind,
+        family,
+        reading,
+        metric,
+    }
+}
+
+use Family as F;
+use Reading as R;
+use SignalKind::{Counter as C, Gauge as G};
+
+/// Every signal the agent collects, by collector, in collection order. GPU entries are per device:
+/// the signal is `gpu<N>_<name>`.
+pub const SIGNALS: &[Known] = &[
+    k(
+        "tokio_workers",
+        Unit::Count,
+        G,
+        F::Other,
+        R::Ignored,
+        "vigil_tokio_workers",
+    ),
+    k(
+        "tokio_alive_tasks",
+        Unit::Count,
+        G,
+        F::Tasks,
+        R::Level,
+        "vigil_tokio_alive_tasks",
+    ),
+    k(
+        "tokio_global_queue_depth",
+        Unit::Count,
+        G,
+        F::Scheduler,
+        R::Level,
+        "vigil_tokio_global_queue_depth",
+    ),
+    k(
+        "tokio_busy_ratio",
+        Unit::Ratio,
+        G,
+        F::Cpu,
+        R::Level,
+        "vigil_tokio_busy_ratio",
+    ),
+    k(
+        "tokio_park_rate",
+        Unit::PerSecond,
+        G,
+        F::Other,
+        R::Level,
+        "vigil_tokio_worker_parks_total",
+    ),
+    k(
+        "tokio_spawned_tasks",
+        Unit::Count,
+        C,
+        F::Tasks,
+        R::Level,
+        "vigil_tokio_spawned_tasks_total",
+    ),
+    k(
+        "tokio_polls",
+        Unit::Count,
+        C,
+        F::Other,
+        R::Level,
+        "vigil_tokio_polls_total",
+    ),
+    k(
+        "tokio_steals",
+        Unit::Count,
+        C,
+        F::Other,
+        R::Level,
+        "vigil_tokio_steals_total",
+    ),
+    k(
+        "tokio_local_queue_depth",
+        Unit::Count,
+        G,
+        F::Scheduler,
+        R::Level,
+        "vigil_tokio_local_queue_depth",
+    ),
+    k(
+        "tokio_blocking_threads",
+        Unit::Count,
+        G,
+        F::Other,
+        R::Level,
+        "vigil_tokio_blocking_threads",
+    ),
+    k(
+        "tokio_mean_poll_seconds",
+        Unit::Seconds,
+        G,
+        F::Scheduler,
+        R::Level,
+        "vigil_tokio_mean_poll_duration_seconds",
+    ),
+    k(
+        "tokio_budget_forced_yields",
+        Unit::Count,
+        C,
+        F::Scheduler,
+        R::Level,
+        "vigil_tokio_budget_forced_yields_total",
+    ),
+    k(
+        "sched_latency_p50_seconds",
+        Unit::Seconds,
+        G,
+        F::Scheduler,
+        R::Level,
+        "vigil_sched_latency_seconds",
+    ),
+    k(
+        "sched_latency_p99_seconds",
+        Unit::Seconds,
+        G,
+        F::Scheduler,
+        R::Level,
+        "vigil_sched_latency_seconds",
+    ),
+    k(
+        "sched_latency_max_seconds",
+        Unit::Seconds,
+        G,
+        F::Scheduler,
+        R::Level,
+        "vigil_sched_latency_max_seconds",
+    ),
+    k(
+        "sched_probes",
+        Unit::Count,
+        C,
+        F::Scheduler,
+        R::Level,
+        "vigil_sched_latency_seconds",
+    ),
+    k(
+        "sched_stalls",
+        Unit::Count,
+        C,
+        F::Scheduler,
+        R::Level,
+        "vigil_sched_stalls_total",
+    ),
+    k(
+        "alloc_allocations",
+        Unit::Count,
+        C,
+        F::Allocations,
+        R::Level,
+        "vigil_alloc_allocations_total",
+    ),
+    k(
+        "alloc_frees",
+        Unit::Count,
+        C,
+        F::Allocations,
+        R::Level,
+        "vigil_alloc_frees_total",
+    ),
+    k(
+        "alloc_bytes_allocated",
+        Unit::Bytes,
+        C,
+        F::Allocations,
+        R::Level,
+        "vigil_alloc_bytes_total",
+    ),
+    k(
+        "alloc_bytes_freed",
+        Unit::Bytes,
+        C,
+        F::Allocations,
+        R::Level,
+        "vigil_alloc_freed_bytes_total",
+    ),
+    k(
+        "alloc_live_bytes",
+        Unit::Bytes,
+        G,
+        F::Memory,
+        R::Trend,
+        "vigil_alloc_live_bytes",
+    ),
+    k(
+        "process_cpu_ratio",
+        Unit::Ratio,
+        G,
+        F::Cpu,
+        R::Level,
+        "vigil_process_cpu_ratio",
+    ),
+    k(
+        "process_resident_memory_bytes",
+        Unit::Bytes,
+        G,
+        F::Memory,
+        R::Trend,
+        "vigil_process_resident_memory_bytes",
+    ),
+    k(
+        "process_virtual_memory_bytes",
+        Unit::Bytes,
+        G,
+        F::Memory,
+        R::Ignored,
+        "vigil_process_virtual_memory_bytes",
+    ),
+    k(
+        "process_threads",
+        Unit::Count,
+        G,
+        F::Cpu,
+        R::Level,
+        "vigil_process_threads",
+    ),
+    k(
+        "process_open_fds",
+        Unit::Count,
+        G,
+        F::Other,
+        R::Level,
+        "vigil_process_open_fds",
+    ),
+    k(
+        "memory_used_bytes",
+        Unit::Bytes,
+        G,
+        F::GpuMemory,
+        R::Level,
+        "vigil_gpu_memory_used_bytes",
+    ),
+    k(
+        "memory_free_bytes",
+        Unit::Bytes,
+        G,
+        F::GpuMemory,
+        R::Level,
+        "vigil_gpu_memory_free_bytes",
+    ),
+    k(
+        "memory_total_bytes",
+        Unit::Bytes,
+        G,
+        F::Other,
+        R::Ignored,
+        "vigil_gpu_memory_total_bytes",
+    ),
+    k(
+        "utilization_ratio",
+        Unit::Ratio,
+        G,
+        F::Other,
+        R::Level,
+        "vigil_gpu_utilization_ratio",
+    ),
+    k(
+        "memory_utilization_ratio",
+        Unit::Ratio,
+        G,
+        F::Other,
+        R::Level,
+        "vigil_gpu_memory_utilization_ratio",
+    ),
+    k(
+        "temperature_celsius",
+        Unit::Celsius,
+        G,
+        F::Other,
+        R::Level,
+        "vigil_gpu_temperature_celsius",
+    ),
+    k(
+        "power_watts",
+        Unit::Watts,
+        G,
+        F::Other,
+        R::Level,
+        "vigil_gpu_power_watts",
+    ),
+    k(
+        "process_memory_bytes",
+        Unit::Bytes,
+        G,
+        F::GpuMemory,
+        R::Level,
+        "vigil_gpu_process_memory_bytes",
+    ),
+    k(
+        "inference_calls",
+        Unit::Count,
+        C,
+        F::Load,
+        R::Ignored,
+        "ai_inference_duration_seconds",
+    ),
+    k(
+        "inference_errors",
+        Unit::Count,
+        C,
+        F::Errors,
+        R::Level,
+        "ai_inference_errors_total",
+    ),
+    k(
+        "inference_error_ratio",
+        Unit::Ratio,
+        G,
+        F::Errors,
+        R::Level,
+        "ai_inference_errors_total",
+    ),
+    k(
+        "inference_latency_p50_seconds",
+        Unit::Seconds,
+        G,
+        F::Latency,
+        R::Level,
+        "ai_inference_duration_seconds",
+    ),
+    k(
+        "inference_latency_p99_seconds",
+        Unit::Seconds,
+        G,
+        F::Latency,
+        R::Level,
+        "ai_inference_duration_seconds",
+    ),
+];
+
+/// Signals that grow in proportion to the request load (work per request): allocation traffic and
+/// CPU time. Detectors explain them by the load even when the training windows saw too little load
+/// variation to fit the relation.
+const FOLLOWS_LOAD: &[&str] = &[
+    "alloc_allocations",
+    "alloc_frees",
+    "alloc_bytes_allocated",
+    "alloc_bytes_freed",
+    "process_cpu_ratio",
+    "tokio_busy_ratio",
+    "tokio_polls",
+    "tokio_park_rate",
+];
+
+/// True when the signal a feature belongs to grows in proportion to the request load.
+pub fn follows_load(feature: &str) -> bool {
+    FOLLOWS_LOAD.contains(&signal_of_feature(feature))
+}
+
+/// Per-anomaly inference counters: `inference_anomalies_<type>`.
+const INFERENCE_ANOMALIES: &str = "inference_anomalies_";
+
+/// The vocabulary entry of a signal name (`gpu0_memory_used_bytes` finds `memory_used_bytes`;
+/// `inference_anomalies_timeout` is an error counter).
+pub fn lookup(signal: &str) -> Option<Known> {
+    if let Some(k) = SIGNALS.iter().find(|k| k.name == signal) {
+        return Some(*k);
+    }
+    if let Some(rest) = signal.strip_prefix("gpu") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0
+            && let Some(name) = rest[digits..].strip_prefix('_')
+        {
+            return SIGNALS
+                .iter()
+                .find(|k| k.name == name && k.metric.starts_with("vigil_gpu_"))
+                .copied();
+        }
+    }
+    if signal.starts_with(INFERENCE_ANOMALIES) {
+        return Some(k(
+            "inference_anomalies",
+            Unit::Count,
+            C,
+            F::Errors,
+            R::Level,
+            "ai_inference_anomaly_total",
+        ));
+    }
+    None
+}
+
+/// The spec of a known signal, by its full name (`gpu0_memory_used_bytes`, `inference_anomalies_oom`);
+/// `None` for names the vocabulary does not know.
+pub fn spec(signal: &str) -> Option<SignalSpec> {
+    lookup(signal).map(|k| SignalSpec::named(signal.to_owned(), k.unit, k.kind))
+}
+
+/// The signal a CSV column records: a known counter's column is `<signal>_total` (Prometheus
+/// convention), every other known signal's column is its name; unknown columns are gauges of unknown
+/// scale unless they end in `_total` (counters).
+pub fn column_signal(column: &str) -> SignalSpec {
+    if let Some(base) = column.strip_suffix("_total")
+        && let Some(k) = lookup(base).filter(|k| k.kind == C)
+    {
+        return SignalSpec::named(base.to_owned(), k.unit, k.kind);
+    }
+    if let Some(k) = lookup(column).filter(|k| k.kind == G) {
+        return SignalSpec::named(column.to_owned(), k.unit, k.kind);
+    }
+    let kind = if column.ends_with("_total") { C } else { G };
+    SignalSpec::named(column.to_owned(), Unit::Value, kind)
+}
+
+/// The CSV column that records `spec` (the inverse of [`column_signal`] for known signals).
+pub fn column_name(spec: &SignalSpec) -> String {
+    match spec.kind {
+        C if !spec.name.ends_with("_total") => format!("{}_total", spec.name),
+        _ => spec.name.to_string(),
+    }
+}
+
+/// The signal part of a feature name: `tokio_alive_tasks.mean_10` → `tokio_alive_tasks`, and a
+/// counter's rate `alloc_allocations_rate.last` → `alloc_allocations`.
+pub fn signal_of_feature(feature: &str) -> &str {
+    let base = feature.split('.').next().unwrap_or(feature);
+    match base.strip_suffix("_rate") {
+        Some(counter) if lookup(counter).is_some_and(|k| k.kind == C) => counter,
+        _ => base,
+    }
+}
+
+/// The family of the signal a feature belongs to (`Other` for unknown signals).
+pub fn family_of_feature(feature: &str) -> Family {
+    lookup(signal_of_feature(feature)).map_or(Family::Other, |k| k.family)
+}
+
+/// The feature of the load signal with the same statistic as `feature` (`alloc_bytes_allocated_rate.mean_10`
+/// → `inference_calls_rate.mean_10`), when `names` has one and `feature` is not itself the load.
+pub fn load_feature_for(feature: &str, names: &[String]) -> Option<usize> {
+    if family_of_feature(feature) == Family::Load {
+        return None;
+    }
+    let stat = feature.split_once('.')?.1;
+    names.iter().position(|n| {
+        n.split_once('.')
+            .is_some_and(|(_, s)| s == stat && family_of_feature(n) == Family::Load)
+    })
+}
+
+/// How the detector reads the signal a feature belongs to (`Level` for unknown signals).
+pub fn reading_of_feature(feature: &str) -> Reading {
+    lookup(signal_of_feature(feature)).map_or(Reading::Level, |k| k.reading)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_lookups_cover_per_device_and_per_type_signals() {
+        let mut names: Vec<&str> = SIGNALS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SIGNALS.len());
+        assert_eq!(
+            lookup("gpu3_memory_used_bytes").map(|k| k.family),
+            Some(Family::GpuMemory)
+        );
+        assert_eq!(lookup("gpux_memory_used_bytes"), None);
+        assert_eq!(
+            lookup("inference_anomalies_oom").map(|k| k.family),
+            Some(Family::Errors)
+        );
+        assert_eq!(lookup("queue_len"), None);
+    }
+
+    #[test]
+    fn recorded_columns_map_back_to_the_agents_signals() {
+        for known in SIGNALS
+            .iter()
+            .filter(|k| !k.metric.starts_with("vigil_gpu_"))
+        {
+            let spec = SignalSpec::named(known.name.to_owned(), known.unit, known.kind);
+            assert_eq!(column_signal(&column_name(&spec)), spec, "{}", known.name);
+        }
+        let gpu = spec("gpu0_power_watts").unwrap();
+        assert_eq!(column_signal(&column_name(&gpu)), gpu);
+        // Unknown columns: `_total` is a counter, anything else a gauge, both of unknown scale.
+        assert_eq!(column_signal("reqs_total").kind, SignalKind::Counter);
+        assert_eq!(column_signal("reqs_total").name, "reqs_total");
+        assert_eq!(column_signal("queue").unit, Unit::Value);
+        assert_eq!(
+            signal_of_feature("alloc_allocations_rate.slope_60"),
+            "alloc_allocations"
+        );
+        assert_eq!(signal_of_feature("reqs_total_rate.last"), "reqs_total_rate");
+        assert_eq!(
+            family_of_feature("process_resident_memory_bytes.slope_10"),
+            Family::Memory
+        );
+        assert_eq!(
+            reading_of_feature("process_resident_memory_bytes.last"),
+            Reading::Trend
+        );
+    }
+}

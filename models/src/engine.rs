@@ -1,0 +1,598 @@
+//! The online engine: the one state machine that turns rows of raw signals into verdicts and events,
+//! run by the agent live and by `vigil score` / `vigil bench detect --replay` offline.
+//!
+//! Per tick: push the row into the [`Window`], extract features, and then
+//!
+//! - **cold start**: collect windows until [`EngineConfig::warm_up_windows`], then ask the [`Trainer`]
+//!   for a model. Below `2 ×` [`crate::WINDOWS_PER_CLUSTER`] fit windows the model is one centroid
+//!   (robust per-signal checks on every signal's level); more clusters come with more windows;
+//! - **scoring**: score the window, feed the [`events`](crate::Event) state machine;
+//! - **adaptation**: windows outside events (and not just before one, nor in a cooldown) go into a
+//!   bounded history; the model is refitted on it when the history has doubled since the last fit
+//!   (so early models are replaced quickly), then every [`EngineConfig::refit_every`] ticks. Windows
+//!   inside events never train a model, so a baseline does not absorb an ongoing event;
+//! - **rebaseline**: an event whose deviation has stopped growing for
+//!   [`EngineConfig::rebaseline_after`] windows is closed as `rebaselined` and the model is refitted on
+//!   the recent windows alone: a step change that stays is the new normal, a leak that keeps growing
+//!   stays an event until it stops.
+//!
+//! The engine holds no clock and no thread: the caller passes each row's time, and training goes
+//! through the injected [`Trainer`]. A trained model is installed exactly
+//! [`EngineConfig::install_delay`] ticks after it was requested (later only if the trainer is still
+//! busy), so a live run and a replay of its recording give the same verdicts.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use ndarray::ArrayView1;
+use vigil_features::{FeatureError, FeatureSchema, FeatureVector, Horizons, SignalSet, Window};
+
+use crate::events::{EventTracker, Transition, WindowVerdict};
+use crate::{
+    Detector, Event, EventEnd, EventParams, KMeansDetector, KMeansParams, ModelError, ModelFile,
+    Score, TrainingSummary,
+};
+
+/// Everything that decides the engine's verdicts. The same values give the same verdicts, live or
+/// offline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Feature horizons.
+    pub horizons: Horizons,
+    /// Nominal seconds between rows (the agent's tick): sets the per-window false-alarm budget and the
+    /// floors of rate features.
+    pub tick_seconds: f64,
+    /// Windows collected before the first model (at least 50).
+    pub warm_up_windows: usize,
+    /// Ticks between refits once the history stopped doubling; 0 turns scheduled refits off.
+    pub refit_every: usize,
+    /// Newest non-event windows kept for refits (memory: windows × features × 8 bytes).
+    pub history_windows: usize,
+    /// False events allowed per day per process: the threshold is calibrated to
+    /// `false_events_per_day × tick / 86,400` alarms per window.
+    pub false_events_per_day: f64,
+    /// Event state machine.
+    pub events: EventParams,
+    /// Largest number of k-means clusters.
+    pub clusters: usize,
+    /// Training seed.
+    pub seed: u64,
+    /// Ticks between asking for a model and installing it.
+    pub install_delay: usize,
+    /// Windows an event may last without its deviation growing before it is taken as the new normal;
+    /// 0 never rebaselines.
+    pub rebaseline_after: usize,
+    /// Whether a model given at start (a model file) is refitted on live windows too. Default false:
+    /// an operator's model (perhaps trained with labels) scores until it is replaced.
+    pub refit_loaded: bool,
+}
+
+impl Default for EngineConfig {
+    /// One-second ticks, horizons 10/60, 300 warm-up windows, refit hourly on the newest 2,000
+    /// windows, one false event per day, events 3-of-5 / 5 quiet / 10 cooldown, up to 8 clusters,
+    /// install after 10 ticks, rebaseline after 360 windows without growth.
+    fn default() -> Self {
+        Self {
+            horizons: Horizons::default(),
+            tick_seconds: 1.0,
+            warm_up_windows: 300,
+            refit_every: 3600,
+            history_windows: 2000,
+            false_events_per_day: 1.0,
+            events: EventParams::default(),
+            clusters: 8,
+            seed: 42,
+            install_delay: 10,
+            rebaseline_after: 360,
+            refit_loaded: false,
+        }
+    }
+}
+
+/// The per-window alarm budget that gives at most `false_events_per_day` events at a tick, for the
+/// event rule in `events`: an event needs `open_k` alarms among `open_n` windows, which for
+/// independent windows happens with probability `C(n, k) · q^k`; solved for `q`, then divided by
+/// `open_n` because neighbouring windows are not independent (they share most of their data).
+pub fn window_budget(false_events_per_day: f64, tick_seconds: f64, events: &EventParams) -> f64 {
+    let per_window = (false_events_per_day * tick_seconds / 86_400.0).max(1e-12);
+    let (n, k) = (
+        events.open_n.max(1),
+        events.open_k.clamp(1, events.open_n.max(1)),
+    );
+    let mut choose = 1.0;
+    for i in 0..k {
+        choose *= (n - i) as f64 / (i + 1) as f64;
+    }
+    ((per_window / choose).powf(1.0 / k as f64) / n as f64).clamp(1e-9, 0.25)
+}
+
+impl EngineConfig {
+    /// Validates every field, naming the one that is wrong.
+    pub fn check(&self) -> Result<(), ModelError> {
+        let param = |name: &'static str, message: String| Err(ModelError::Param { name, message });
+        if !(self.tick_seconds.is_finite() && self.tick_seconds > 0.0) {
+            return param(
+                "tick_seconds",
+                format!("{} is not positive", self.tick_seconds),
+            );
+        }
+        if self.warm_up_windows < 50 {
+            return param(
+                "warm_up_windows",
+                format!(
+                    "{} is below the 50 windows a model needs",
+                    self.warm_up_windows
+                ),
+            );
+        }
+        if self.history_windows < self.warm_up_windows {
+            return param(
+                "history_windows",
+                format!(
+                    "{} is below warm_up_windows ({})",
+                    self.history_windows, self.warm_up_windows
+                ),
+            );
+        }
+        if !(self.false_events_per_day.is_finite() && self.false_events_per_day > 0.0) {
+            return param(
+                "false_events_per_day",
+                format!("{} is not positive", self.false_events_per_day),
+            );
+        }
+        self.events.check().map_err(|message| ModelError::Param {
+            name: "events",
+            message,
+        })?;
+        self.params().check()?;
+        Ok(())
+    }
+
+    /// The detector parameters this configuration trains with.
+    pub fn params(&self) -> KMeansParams {
+        KMeansParams {
+            clusters: self.clusters,
+            alert_budget: window_budget(self.false_events_per_day, self.tick_seconds, &self.events),
+            seed: self.seed,
+            tick_seconds: self.tick_seconds,
+            short_horizon: self.horizons.short(),
+            ..KMeansParams::default()
+        }
+    }
+}
+
+/// A request to train: the schema and the windows (time order), and how.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    /// Feature schema of the windows.
+    pub schema: FeatureSchema,
+    /// Windows, oldest first.
+    pub rows: Vec<Arc<[f64]>>,
+    /// Detector parameters.
+    pub params: KMeansParams,
+    /// Horizons, recorded in the model file.
+    pub horizons: Horizons,
+    /// Creation time recorded in the model file (the caller's clock at the request).
+    pub created: f64,
+    /// Why the engine asked (model notes).
+    pub reason: String,
+}
+
+impl TrainJob {
+    /// Fits the detector and wraps it as a model file: what every [`Trainer`] runs.
+    pub fn run(&self) -> Result<ModelFile, ModelError> {
+        let d = KMeansDetector::fit(
+            self.schema.names(),
+            self.schema.units(),
+            self.rows.iter().map(|r| &r[..]),
+            self.params,
+        )?;
+        let summary = TrainingSummary {
+            rows: self.rows.len(),
+            alert_budget: self.params.alert_budget,
+            tick_seconds: Some(self.params.tick_seconds),
+            short_horizon: self.horizons.short(),
+            long_horizon: self.horizons.long(),
+            notes: vec![self.reason.clone()],
+            ..TrainingSummary::default()
+        };
+        let mut file = ModelFile::new(&self.schema, d, summary);
+        file.created_unix_seconds = self.created;
+        Ok(file)
+    }
+}
+
+/// Trains models for the engine: inline (offline, tests) or on a background thread (the agent).
+pub trait Trainer: Send {
+    /// Starts `job`; false when it could not start (the engine retries at the next refit).
+    fn start(&mut self, job: TrainJob) -> bool;
+    /// The finished result, once.
+    fn poll(&mut self) -> Option<Result<ModelFile, String>>;
+}
+
+/// Trains on the calling thread, at once.
+#[derive(Debug, Default)]
+pub struct InlineTrainer {
+    done: Option<Result<ModelFile, String>>,
+}
+
+impl Trainer for InlineTrainer {
+    fn start(&mut self, job: TrainJob) -> bool {
+        self.done = Some(job.run().map_err(|e| e.to_string()));
+        true
+    }
+
+    fn poll(&mut self) -> Option<Result<ModelFile, String>> {
+        self.done.take()
+    }
+}
+
+/// Where the engine is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The window is not yet full.
+    Filling,
+    /// Collecting windows for the first model.
+    WarmingUp,
+    /// Scoring with a model.
+    Scoring,
+}
+
+/// What one row produced.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The window's score; `None` before a model is installed.
+    pub score: Option<Score>,
+    /// The score's top features by name: `(feature, deviation in robust standard deviations)`.
+    pub top: Vec<(String, f64)>,
+    /// Inside an open event (including the window that opened it).
+    pub in_event: bool,
+    /// The event that opened on this window.
+    pub opened: Option<Event>,
+    /// The event that closed on this window.
+    pub closed: Option<Event>,
+    /// A model was installed on this window (scores from here on use it).
+    pub installed: bool,
+    /// A training request failed on this window (the message; the engine goes on).
+    pub train_error: Option<String>,
+}
+
+/// The engine.
+pub struct Engine {
+    cfg: EngineConfig,
+    window: Window,
+    fv: FeatureVector,
+    trainer: Box<dyn Trainer>,
+    model: Option<Arc<ModelFile>>,
+    model_loaded: bool,
+    events: EventTracker,
+    /// Clean windows for refits, oldest first.
+    history: VecDeque<Arc<[f64]>>,
+    /// Newest windows not yet committed to the history (dropped when an event opens on them).
+    pending: VecDeque<Arc<[f64]>>,
+    /// The newest `long` windows whatever their state (rebaseline refits).
+    recent: VecDeque<Arc<[f64]>>,
+    tick: u64,
+    /// Tick of the training request in flight.
+    requested: Option<u64>,
+    /// A finished model waiting for its install tick.
+    ready: Option<ModelFile>,
+    /// Windows the current model was trained on (0 for a loaded model).
+    fitted_on: usize,
+    last_fit_tick: u64,
+    /// Rebaseline bookkeeping of the open event: the feature leading it, its largest deviation before
+    /// and since the last check.
+    lead: Option<(usize, f64, f64, u64)>,
+    last_score: Option<Score>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("tick", &self.tick)
+            .field("phase", &self.phase())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over `signals`. `model`, when given, must match the window's schema and scores from
+    /// the first full window.
+    pub fn new(
+        signals: &SignalSet,
+        cfg: EngineConfig,
+        model: Option<ModelFile>,
+        trainer: Box<dyn Trainer>,
+    ) -> Result<Self, ModelError> {
+        cfg.check()?;
+        let window = Window::new(signals, cfg.horizons);
+        if let Some(m) = &model {
+            m.check_schema(window.schema())?;
+        }
+        let fv = FeatureVector::new(window.schema());
+        let history_cap = cfg.history_windows;
+        let events = EventTracker::new(cfg.events);
+        Ok(Self {
+            window,
+            fv,
+            trainer,
+            model_loaded: model.is_some(),
+            model: model.map(Arc::new),
+            events,
+            history: VecDeque::with_capacity(history_cap.min(4096)),
+            pending: VecDeque::new(),
+            recent: VecDeque::new(),
+            tick: 0,
+            requested: None,
+            ready: None,
+            fitted_on: 0,
+            last_fit_tick: 0,
+            lead: None,
+            last_score: None,
+            cfg,
+        })
+    }
+
+    /// The feature schema.
+    pub fn schema(&self) -> &FeatureSchema {
+        self.window.schema()
+    }
+
+    /// This tick's features.
+    pub fn features(&self) -> &FeatureVector {
+        &self.fv
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The model in use.
+    pub fn model(&self) -> Option<&Arc<ModelFile>> {
+        self.model.as_ref()
+    }
+
+    /// The open event, if any.
+    pub fn current_event(&self) -> Option<&Event> {
+        self.events.current()
+    }
+
+    /// The last window's score.
+    pub fn last_score(&self) -> Option<&Score> {
+        self.last_score.as_ref()
+    }
+
+    /// Where the engine is.
+    pub fn phase(&self) -> Phase {
+        if !self.window.is_warm() {
+            Phase::Filling
+        } else if self.model.is_none() {
+            Phase::WarmingUp
+        } else {
+            Phase::Scoring
+        }
+    }
+
+    /// Windows held for refits.
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Replaces the model (hot reload); an open event is closed as `model_changed`.
+    pub fn install(&mut self, model: ModelFile, t: f64) -> Result<Option<Event>, ModelError> {
+        model.check_schema(self.window.schema())?;
+        self.model = Some(Arc::new(model));
+        self.model_loaded = true;
+        self.lead = None;
+        Ok(self.events.close(t, EventEnd::ModelChanged))
+    }
+
+    /// Pushes one row (time in seconds, strictly increasing; one raw value per signal, `NaN` =
+    /// missing) and returns the verdict.
+    pub fn push(&mut self, t: f64, raw: &[f64]) -> Result<Step, FeatureError> {
+        self.window.push(t, raw)?;
+        self.window.extract(&mut self.fv)?;
+        self.tick += 1;
+        let mut step = Step {
+            score: None,
+            top: Vec::new(),
+            in_event: false,
+            opened: None,
+            closed: None,
+            installed: false,
+            train_error: None,
+        };
+        self.last_score = None;
+        self.collect_training(t, &mut step);
+        if !self.window.is_warm() {
+            return Ok(step);
+        }
+        let row: Arc<[f64]> = Arc::from(self.fv.values());
+        if self.recent.len() == self.cfg.horizons.long() {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(row.clone());
+        let Some(model) = self.model.clone() else {
+            self.commit(row);
+            if self.history.len() >= self.cfg.warm_up_windows && self.requested.is_none() {
+                self.request(t, "cold start");
+            }
+            return Ok(step);
+        };
+        let score = model.detector.score(ArrayView1::from(self.fv.values()));
+        let names = &model.feature_names;
+        let top: Vec<(String, f64)> = score
+            .top_features
+            .iter()
+            .map(|(i, z)| (names.get(*i).cloned().unwrap_or_default(), *z))
+            .collect();
+        // An open event also settles when the signal that led it is back to normal, whatever else
+        // still deviates (the aftermath of a fault, e.g. memory an allocator keeps): a new lead gets
+        // its own event, and the aftermath can become normal through the next refit.
+        let lead_settled = self
+            .lead
+            .is_some_and(|(i, ..)| self.deviation(&model, i) < crate::explain::VOTE_MIN_Z);
+        let (transition, event) = self.events.push(&WindowVerdict {
+            t,
+            value: score.value,
+            settled: score.settled || lead_settled,
+            kind: score.anomaly_type,
+            top: &top,
+        });
+        match transition {
+            Transition::Opened => {
+                // The windows just before the onset may hold the fault's start: never train on them.
+                self.pending.clear();
+                self.lead = score
+                    .top_features
+                    .first()
+                    .map(|(i, _)| (*i, self.deviation(&model, *i), 0.0, self.tick));
+                step.opened = event;
+            }
+            Transition::Closed => {
+                self.lead = None;
+                step.closed = event;
+            }
+            Transition::None => {}
+        }
+        step.in_event = self.events.current().is_some();
+        if !self.events.busy() {
+            self.commit(row);
+        }
+        if step.in_event {
+            self.check_rebaseline(&model, t, &mut step);
+        }
+        let due_doubling = self.fitted_on > 0
+            && self.history.len() >= 2 * self.fitted_on
+            && self.fitted_on < self.cfg.history_windows;
+        let due_schedule = self.cfg.refit_every > 0
+            && self.tick >= self.last_fit_tick + self.cfg.refit_every as u64;
+        let may_refit = !self.model_loaded || self.cfg.refit_loaded;
+        if may_refit
+            && self.requested.is_none()
+            && !self.events.busy()
+            && (due_doubling || due_schedule)
+            && self.history.len() >= self.cfg.warm_up_windows
+        {
+            self.request(
+                t,
+                if due_doubling {
+                    "refit: history doubled"
+                } else {
+                    "scheduled refit"
+                },
+            );
+        }
+        self.last_score = Some(score.clone());
+        step.score = Some(score);
+        step.top = top;
+        Ok(step)
+    }
+
+    /// |deviation| of feature `i` of this window from the model's median, in robust units, unclipped.
+    fn deviation(&self, model: &ModelFile, i: usize) -> f64 {
+        model.detector.deviation(self.fv.values(), i)
+    }
+
+    /// Closes an event whose lead deviation stopped growing for `rebaseline_after` windows and refits
+    /// on the recent windows alone.
+    fn check_rebaseline(&mut self, model: &ModelFile, t: f64, step: &mut Step) {
+        let period = self.cfg.rebaseline_after as u64;
+        let Some((i, before, since, checked)) = self.lead else {
+            return;
+        };
+        if period == 0 {
+            return;
+        }
+        let now = self.deviation(model, i);
+        let since = since.max(now);
+        if self.tick < checked + period {
+            self.lead = Some((i, before, since, checked));
+            return;
+        }
+        if since > before * 1.1 {
+            // Still growing (a leak): keep the event, check again after another period.
+            self.lead = Some((i, since, 0.0, self.tick));
+            return;
+        }
+        step.closed = self.events.close(t, EventEnd::Rebaselined);
+        step.in_event = false;
+        self.lead = None;
+        self.history.clear();
+        self.pending.clear();
+        self.history.extend(self.recent.iter().cloned());
+        if self.requested.is_none() && self.history.len() >= 50 {
+            self.request(
+                t,
+                "rebaseline: a deviation that stopped growing became the new normal",
+            );
+        }
+    }
+
+    /// Moves a clean window towards the history (through the pending queue).
+    fn commit(&mut self, row: Arc<[f64]>) {
+        self.pending.push_back(row);
+        while self.pending.len() > self.cfg.events.open_n {
+            if let Some(r) = self.pending.pop_front() {
+                if self.history.len() == self.cfg.history_windows {
+                    self.history.pop_front();
+                }
+                self.history.push_back(r);
+            }
+        }
+        if self.model.is_none() {
+            // No events can open before the first model: commit at once.
+            while let Some(r) = self.pending.pop_front() {
+                if self.history.len() == self.cfg.history_windows {
+                    self.history.pop_front();
+                }
+                self.history.push_back(r);
+            }
+        }
+    }
+
+    fn request(&mut self, t: f64, reason: &str) {
+        let job = TrainJob {
+            schema: self.window.schema().clone(),
+            rows: self.history.iter().cloned().collect(),
+            params: self.cfg.params(),
+            horizons: self.cfg.horizons,
+            created: t,
+            reason: format!("{reason} ({} windows)", self.history.len()),
+        };
+        let n = job.rows.len();
+        if self.trainer.start(job) {
+            self.requested = Some(self.tick);
+            self.fitted_on = n;
+        }
+        self.last_fit_tick = self.tick;
+    }
+
+    /// Picks up a finished model and installs it on its install tick.
+    fn collect_training(&mut self, _t: f64, step: &mut Step) {
+        let Some(asked) = self.requested else {
+            return;
+        };
+        if self.ready.is_none() {
+            match self.trainer.poll() {
+                Some(Ok(m)) => self.ready = Some(m),
+                Some(Err(e)) => {
+                    step.train_error = Some(e);
+                    self.requested = None;
+                    return;
+                }
+                None => {}
+            }
+        }
+        if self.tick >= asked + self.cfg.install_delay as u64
+            && let Some(m) = self.ready.take()
+        {
+            self.fitted_on = m.summary.rows;
+            self.model = Some(Arc::new(m));
+            self.model_loaded = false;
+            self.requested = None;
+            step.installed = true;
+        }
+    }
+}

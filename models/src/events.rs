@@ -1,0 +1,304 @@
+//! Events, not rows: a state machine over per-window verdicts that opens an event when the evidence
+//! is strong enough, keeps it open with hysteresis, closes it when the score settles, then waits out a
+//! cooldown before another can open.
+
+use serde::Serialize;
+
+use crate::AnomalyKind;
+
+/// When events open and close. Every count is in windows (ticks).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventParams {
+    /// An event opens when at least `open_k` of the last `open_n` windows score at or above 0.5.
+    pub open_k: usize,
+    /// See `open_k`.
+    pub open_n: usize,
+    /// The event closes after this many settled windows in a row (back in the normal range, which is
+    /// below the threshold: hysteresis).
+    pub close_after: usize,
+    /// After an event closes no new one opens for this many windows.
+    pub cooldown: usize,
+}
+
+impl Default for EventParams {
+    /// 3 of 5 to open, closed after 5 settled windows, 10 windows of cooldown.
+    fn default() -> Self {
+        Self {
+            open_k: 3,
+            open_n: 5,
+            close_after: 5,
+            cooldown: 10,
+        }
+    }
+}
+
+impl EventParams {
+    /// Validates: `1 ≤ open_k ≤ open_n ≤ 64`, `close_after ≥ 1`.
+    pub fn check(self) -> Result<Self, String> {
+        if !(1..=self.open_n).contains(&self.open_k) || self.open_n > 64 {
+            return Err(format!(
+                "need 1 <= open_k <= open_n <= 64, got {} of {}",
+                self.open_k, self.open_n
+            ));
+        }
+        if self.close_after == 0 {
+            return Err("close_after must be at least 1".into());
+        }
+        Ok(self)
+    }
+}
+
+/// Why an event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventEnd {
+    /// The score settled below the hysteresis level.
+    Settled,
+    /// The deviation stopped growing and stayed: the engine took it as the new normal and refits.
+    Rebaselined,
+    /// The model was replaced (scores before and after are not comparable).
+    ModelChanged,
+}
+
+/// One anomaly event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Increasing from 1 within one engine.
+    pub id: u64,
+    /// Time of the first window of the opening evidence (the caller's clock, seconds).
+    pub start: f64,
+    /// Time the event was declared open (`start` + up to `open_n` windows).
+    pub opened: f64,
+    /// Time of the last window inside the event; `None` while open.
+    pub end: Option<f64>,
+    /// Why it ended; `None` while open.
+    pub ended: Option<EventEnd>,
+    /// Highest score inside the event and when it was seen.
+    pub peak: f64,
+    /// When the peak was seen.
+    pub peak_at: f64,
+    /// The anomaly type of the strongest window of the opening evidence.
+    pub anomaly_type: AnomalyKind,
+    /// Top features of the peak window: `(feature name, deviation in robust standard deviations)`.
+    pub top_features: Vec<(String, f64)>,
+    /// Windows inside the event so far.
+    pub windows: u64,
+}
+
+/// What one window did to the event state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transition {
+    None,
+    Opened,
+    Closed,
+}
+
+/// One scored window as the tracker sees it.
+pub(crate) struct WindowVerdict<'a> {
+    pub(crate) t: f64,
+    pub(crate) value: f64,
+    pub(crate) settled: bool,
+    pub(crate) kind: AnomalyKind,
+    pub(crate) top: &'a [(String, f64)],
+}
+
+/// A window as remembered for the opening rule: time, score, type, top features.
+type Recent = (f64, f64, AnomalyKind, Vec<(String, f64)>);
+
+/// The open/close/cooldown state machine.
+#[derive(Debug, Clone)]
+pub(crate) struct EventTracker {
+    params: EventParams,
+    /// The last `open_n` windows: (time, value, kind, top features).
+    recent: std::collections::VecDeque<Recent>,
+    open: Option<Event>,
+    quiet_run: usize,
+    cooldown_left: usize,
+    next_id: u64,
+}
+
+impl EventTracker {
+    pub(crate) fn new(params: EventParams) -> Self {
+        Self {
+            params,
+            recent: std::collections::VecDeque::with_capacity(params.open_n + 1),
+            open: None,
+            quiet_run: 0,
+            cooldown_left: 0,
+            next_id: 1,
+        }
+    }
+
+    pub(crate) fn current(&self) -> Option<&Event> {
+        self.open.as_ref()
+    }
+
+    /// True while an event is open or its cooldown runs.
+    pub(crate) fn busy(&self) -> bool {
+        self.open.is_some() || self.cooldown_left > 0
+    }
+
+    /// Feeds one scored window.
+    pub(crate) fn push(&mut self, w: &WindowVerdict<'_>) -> (Transition, Option<Event>) {
+        let p = self.params;
+        if self.recent.len() == p.open_n {
+            self.recent.pop_front();
+        }
+        self.recent
+            .push_back((w.t, w.value, w.kind, w.top.to_vec()));
+        if let Some(ev) = &mut self.open {
+            ev.windows += 1;
+            if w.value > ev.peak {
+                ev.peak = w.value;
+                ev.peak_at = w.t;
+                ev.top_features = w.top.to_vec();
+            }
+            if w.settled {
+                self.quiet_run += 1;
+            } else {
+                self.quiet_run = 0;
+            }
+            if self.quiet_run >= p.close_after {
+                return (Transition::Closed, self.close(w.t, EventEnd::Settled));
+            }
+            return (Transition::None, None);
+        }
+        if self.cooldown_left > 0 {
+            self.cooldown_left -= 1;
+            return (Transition::None, None);
+        }
+        let over = self.recent.iter().filter(|r| r.1 >= 0.5).count();
+        if over < p.open_k {
+            return (Transition::None, None);
+        }
+        // The evidence starts at the first over-threshold window still in view.
+        let first = self.recent.iter().find(|r| r.1 >= 0.5);
+        let strongest = self
+            .recent
+            .iter()
+            .filter(|r| r.1 >= 0.5)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let (Some(first), Some(strongest)) = (first, strongest) else {
+            return (Transition::None, None);
+        };
+        let ev = Event {
+            id: self.next_id,
+            start: first.0,
+            opened: w.t,
+            end: None,
+            ended: None,
+            peak: strongest.1,
+            peak_at: strongest.0,
+            anomaly_type: strongest.2,
+            top_features: strongest.3.clone(),
+            windows: self.recent.iter().filter(|r| r.0 >= first.0).count() as u64,
+        };
+        self.next_id += 1;
+        self.quiet_run = 0;
+        self.open = Some(ev.clone());
+        (Transition::Opened, Some(ev))
+    }
+
+    /// Closes the open event (if any) at `t` for `why`, starting the cooldown.
+    pub(crate) fn close(&mut self, t: f64, why: EventEnd) -> Option<Event> {
+        let mut ev = self.open.take()?;
+        ev.end = Some(t);
+        ev.ended = Some(why);
+        self.quiet_run = 0;
+        self.cooldown_left = self.params.cooldown;
+        self.recent.clear();
+        Some(ev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(values: &[f64], params: EventParams) -> Vec<(usize, Transition, Option<Event>)> {
+        let mut t = EventTracker::new(params);
+        let top = vec![("x.last".to_owned(), 9.0)];
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let (tr, ev) = t.push(&WindowVerdict {
+                    t: i as f64,
+                    value: *v,
+                    settled: *v < 0.4,
+                    kind: AnomalyKind::TaskLeak,
+                    top: &top,
+                });
+                (i, tr, ev)
+            })
+            .filter(|(_, tr, _)| *tr != Transition::None)
+            .collect()
+    }
+
+    #[test]
+    fn single_spikes_do_not_open_events() {
+        let mut v = vec![0.1; 100];
+        for i in (5..100).step_by(7) {
+            v[i] = 0.9;
+        }
+        assert!(run(&v, EventParams::default()).is_empty());
+    }
+
+    #[test]
+    fn an_event_opens_on_k_of_n_stays_open_with_hysteresis_and_closes_when_the_score_settles() {
+        let mut v = vec![0.1; 60];
+        // Onset at 10; a dip to 0.45 (not settled: settled is below 0.4 here) and single quiet
+        // windows keep it open; it settles from 30 on.
+        for x in &mut v[10..30] {
+            *x = 0.8;
+        }
+        v[15] = 0.45;
+        v[20] = 0.2;
+        let out = run(&v, EventParams::default());
+        assert_eq!(out.len(), 2, "{out:?}");
+        let (i, tr, ev) = &out[0];
+        assert_eq!((*i, *tr), (12, Transition::Opened));
+        let ev = ev.as_ref().unwrap();
+        assert_eq!((ev.id, ev.start, ev.opened), (1, 10.0, 12.0));
+        let (i, tr, ev) = &out[1];
+        assert_eq!((*i, *tr), (34, Transition::Closed));
+        let ev = ev.as_ref().unwrap();
+        assert_eq!(ev.end, Some(34.0));
+        assert_eq!(ev.ended, Some(EventEnd::Settled));
+        assert_eq!(ev.windows, 25);
+    }
+
+    #[test]
+    fn no_event_opens_during_the_cooldown() {
+        let mut v = vec![0.1; 80];
+        for x in &mut v[10..20] {
+            *x = 0.9;
+        }
+        // Closed at 24 (five quiet windows 20..=24); cooldown 25..=34; evidence at 27..=29 ignored,
+        // evidence from 40 opens event 2.
+        for x in &mut v[27..30] {
+            *x = 0.9;
+        }
+        for x in &mut v[40..45] {
+            *x = 0.9;
+        }
+        let out = run(&v, EventParams::default());
+        let opened: Vec<usize> = out
+            .iter()
+            .filter(|o| o.1 == Transition::Opened)
+            .map(|o| o.0)
+            .collect();
+        assert_eq!(opened, vec![12, 42], "{out:?}");
+        assert_eq!(out.last().unwrap().2.as_ref().unwrap().id, 2);
+    }
+
+    #[test]
+    fn params_are_checked() {
+        let bad = EventParams {
+            open_k: 6,
+            ..EventParams::default()
+        };
+        assert!(bad.check().is_err());
+        assert!(EventParams::default().check().is_ok());
+    }
+}

@@ -1,0 +1,213 @@
+//! The online engine on crafted sequences: determinism, events on a level shift, refits that never
+//! see event windows, a slow leak that stays flagged while it grows (and becomes the new normal once it
+//! stops), and a feature that was constant in training moving a little without alarming.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+
+use vigil_features::{Horizons, SignalSet, SignalSpec, Unit};
+use vigil_models::{
+    Engine, EngineConfig, EventEnd, InlineTrainer, ModelFile, Step, TrainJob, Trainer,
+};
+
+fn signals() -> SignalSet {
+    SignalSet::new(vec![
+        SignalSpec::gauge("queue", Unit::Count),
+        SignalSpec::gauge("latency", Unit::Seconds),
+        SignalSpec::gauge("threads", Unit::Count),
+    ])
+    .unwrap()
+}
+
+/// xorshift noise in [-0.5, 0.5).
+struct Noise(u64);
+impl Noise {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % 10_000) as f64 / 10_000.0 - 0.5
+    }
+}
+
+/// Normal rows: queue ~ 20 ± 3, latency ~ 10 ms ± 1 ms, threads constant at 8.
+fn normal(n: &mut Noise) -> [f64; 3] {
+    [20.0 + 6.0 * n.next(), 0.010 + 0.002 * n.next(), 8.0]
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        horizons: Horizons::new(5, 20).unwrap(),
+        tick_seconds: 1.0,
+        warm_up_windows: 200,
+        refit_every: 400,
+        history_windows: 2000,
+        install_delay: 3,
+        rebaseline_after: 100,
+        ..EngineConfig::default()
+    }
+}
+
+/// Records every job, trains inline.
+#[derive(Clone, Default)]
+struct Spy {
+    jobs: Arc<Mutex<Vec<TrainJob>>>,
+    done: Arc<Mutex<Option<Result<ModelFile, String>>>>,
+}
+
+impl Trainer for Spy {
+    fn start(&mut self, job: TrainJob) -> bool {
+        let r = job.run().map_err(|e| e.to_string());
+        self.jobs.lock().unwrap().push(job);
+        *self.done.lock().unwrap() = Some(r);
+        true
+    }
+    fn poll(&mut self) -> Option<Result<ModelFile, String>> {
+        self.done.lock().unwrap().take()
+    }
+}
+
+fn run(rows: &[[f64; 3]], trainer: Box<dyn Trainer>) -> Vec<Step> {
+    run_with(rows, trainer, config())
+}
+
+fn run_with(rows: &[[f64; 3]], trainer: Box<dyn Trainer>, cfg: EngineConfig) -> Vec<Step> {
+    let mut e = Engine::new(&signals(), cfg, None, trainer).unwrap();
+    rows.iter()
+        .enumerate()
+        .map(|(t, r)| e.push(t as f64, r).unwrap())
+        .collect()
+}
+
+fn onsets(steps: &[Step]) -> Vec<usize> {
+    steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.opened.is_some())
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[test]
+fn the_same_rows_give_the_same_verdicts() {
+    let mut n = Noise(7);
+    let mut rows: Vec<[f64; 3]> = (0..1500).map(|_| normal(&mut n)).collect();
+    for r in &mut rows[900..960] {
+        r[0] += 60.0;
+    }
+    let a = run(&rows, Box::new(InlineTrainer::default()));
+    let b = run(&rows, Box::new(InlineTrainer::default()));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        let (sx, sy) = (x.score.as_ref(), y.score.as_ref());
+        assert_eq!(sx.map(|s| s.value.to_bits()), sy.map(|s| s.value.to_bits()));
+        assert_eq!(x.in_event, y.in_event);
+    }
+}
+
+#[test]
+fn a_level_shift_opens_one_typed_event_that_closes_after_it_ends() {
+    let mut n = Noise(11);
+    let mut rows: Vec<[f64; 3]> = (0..1400).map(|_| normal(&mut n)).collect();
+    for r in &mut rows[1000..1060] {
+        r[0] += 60.0;
+    }
+    let steps = run(&rows, Box::new(InlineTrainer::default()));
+    let on = onsets(&steps);
+    assert_eq!(on.len(), 1, "one event, not a flicker: {on:?}");
+    assert!((1000..1010).contains(&on[0]), "onset at {}", on[0]);
+    let ev = steps[on[0]].opened.as_ref().unwrap();
+    assert!(
+        ev.top_features[0].0.starts_with("queue"),
+        "{:?}",
+        ev.top_features
+    );
+    // Closed within the short horizon plus the close rule after the shift ends.
+    let closed = steps
+        .iter()
+        .position(|s| s.closed.is_some())
+        .expect("the event closes");
+    assert!((1060..1080).contains(&closed), "closed at {closed}");
+    assert_eq!(
+        steps[closed].closed.as_ref().unwrap().ended,
+        Some(EventEnd::Settled)
+    );
+    // No false event on the normal stretch after the first model.
+    assert!(steps[..1000].iter().all(|s| s.opened.is_none()));
+}
+
+#[test]
+fn refits_never_train_on_event_windows() {
+    let mut n = Noise(3);
+    let mut rows: Vec<[f64; 3]> = (0..2600).map(|_| normal(&mut n)).collect();
+    // A shift long enough to span refit schedules.
+    for r in &mut rows[700..1100] {
+        r[0] += 500.0;
+    }
+    let spy = Spy::default();
+    // No rebaseline: that is the one deliberate way event windows become normal.
+    let cfg = EngineConfig {
+        rebaseline_after: 0,
+        ..config()
+    };
+    let steps = run_with(&rows, Box::new(spy.clone()), cfg);
+    assert!(onsets(&steps).contains(&701) || onsets(&steps).iter().any(|o| (700..710).contains(o)));
+    let jobs = spy.jobs.lock().unwrap();
+    assert!(jobs.len() >= 3, "cold start and refits: {}", jobs.len());
+    for job in jobs.iter() {
+        for row in &job.rows {
+            // queue.last is feature 0: no training window ever saw the shifted queue.
+            assert!(row[0] < 100.0, "{}: trained on an event window", job.reason);
+        }
+    }
+}
+
+#[test]
+fn a_slow_leak_stays_flagged_while_it_grows_and_becomes_normal_after_it_stops() {
+    let mut n = Noise(5);
+    let mut rows: Vec<[f64; 3]> = (0..2400).map(|_| normal(&mut n)).collect();
+    // The queue grows by 0.5 per tick for 800 ticks (far longer than `rebaseline_after`), then stays.
+    for (k, r) in rows[1000..].iter_mut().enumerate() {
+        r[0] += 0.5 * (k.min(800) as f64);
+    }
+    let steps = run(&rows, Box::new(InlineTrainer::default()));
+    let on = onsets(&steps);
+    assert!(!on.is_empty() && on[0] >= 1000 && on[0] < 1100, "{on:?}");
+    // Open from the onset to the end of the growth.
+    assert!(
+        steps[on[0]..1800].iter().all(|s| s.in_event),
+        "the event must stay open while the leak grows"
+    );
+    // After it stops growing: rebaselined, then quiet.
+    let closed = steps[1800..]
+        .iter()
+        .position(|s| s.closed.is_some())
+        .map(|p| p + 1800)
+        .expect("closed once the growth stopped");
+    assert_eq!(
+        steps[closed].closed.as_ref().unwrap().ended,
+        Some(EventEnd::Rebaselined)
+    );
+    assert!(
+        steps[closed + 100..].iter().all(|s| !s.in_event),
+        "the new level is normal after the rebaseline"
+    );
+}
+
+#[test]
+fn a_feature_constant_in_training_that_moves_a_little_does_not_alarm_alone() {
+    let mut n = Noise(9);
+    let mut rows: Vec<[f64; 3]> = (0..1400).map(|_| normal(&mut n)).collect();
+    // One more thread from tick 1000 on (constant 8 in training).
+    for r in &mut rows[1000..] {
+        r[2] = 9.0;
+    }
+    let steps = run(&rows, Box::new(InlineTrainer::default()));
+    assert!(onsets(&steps).is_empty(), "{:?}", onsets(&steps));
+    // ... while a real jump of the same feature does.
+    for r in &mut rows[1000..] {
+        r[2] = 40.0;
+    }
+    let steps = run(&rows, Box::new(InlineTrainer::default()));
+    assert!(!onsets(&steps).is_empty());
+}
