@@ -71,7 +71,7 @@ fn train_score_eval_inspect_on_csv() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("tick 1s") && stdout.contains("30 features"),
+        stdout.contains("tick 1s") && stdout.contains("33 features"),
         "{stdout}"
     );
 
@@ -79,7 +79,7 @@ fn train_score_eval_inspect_on_csv() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("kind:           kmeans") && text.contains("format version: 1"),
+        text.contains("kind:           kmeans") && text.contains("format version: 2"),
         "{text}"
     );
 
@@ -102,25 +102,34 @@ fn train_score_eval_inspect_on_csv() {
     let lines: Vec<&str> = scored.lines().collect();
     assert_eq!(
         lines[0],
-        "timestamp,score,is_anomaly,anomaly_type,top_features"
+        "timestamp,score,raw_score,is_anomaly,anomaly_type,top_features,event_id,event_onset"
     );
     assert_eq!(lines.len(), 3001, "one row per input row");
     assert_eq!(
-        lines[1], "1700010000,,0,,",
+        lines[1], "1700010000,,,0,,,,",
         "rows inside the warm-up have an empty score"
     );
     let flagged_in_shift = lines[1..]
         .iter()
         .filter(|l| {
             let t: u64 = l.split(',').next().unwrap().parse().unwrap();
-            (1_700_011_500..1_700_011_700).contains(&t) && l.split(',').nth(2) == Some("1")
+            (1_700_011_500..1_700_011_700).contains(&t) && l.split(',').nth(3) == Some("1")
         })
         .count();
     assert!(
         flagged_in_shift > 50,
         "{flagged_in_shift} windows flagged in the shift"
     );
-    assert!(scored.contains("queue.last"), "top features name the queue");
+    assert!(
+        scored.contains("queue.median_10"),
+        "top features name the queue"
+    );
+    // One event for the one shift: is_anomaly means inside it, and every row of it carries its id.
+    let ids: std::collections::BTreeSet<&str> = lines[1..]
+        .iter()
+        .filter_map(|l| l.split(',').nth(6).filter(|id| !id.is_empty()))
+        .collect();
+    assert_eq!(ids.len(), 1, "events: {ids:?}");
 
     let plot = d.0.join("plot.svg");
     let out = vigil(&[

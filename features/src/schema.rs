@@ -191,7 +191,7 @@ mod tests {
             ]),
             Horizons::default(),
         );
-        assert_eq!(s.hash_hex(), "8075130eccb9dedc");
+        assert_eq!(s.hash_hex(), "c87bac012f6394b1");
     }
 
     #[test]

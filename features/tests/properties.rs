@@ -286,7 +286,7 @@ fn missing_signals_give_nan_and_a_false_mask_never_zero() {
     }
     let mut fv = FeatureVector::new(w.schema());
     w.extract(&mut fv).unwrap();
-    assert!(fv.values()[10..20].iter().all(|v| v.is_nan()));
-    assert!(fv.mask()[10..20].iter().all(|m| !m));
+    assert!(fv.values()[11..22].iter().all(|v| v.is_nan()));
+    assert!(fv.mask()[11..22].iter().all(|m| !m));
     assert!(fv.mask()[0]);
 }

@@ -270,7 +270,8 @@ pub struct Engine {
     history: VecDeque<Arc<[f64]>>,
     /// Newest windows not yet committed to the history (dropped when an event opens on them).
     pending: VecDeque<Arc<[f64]>>,
-    /// The newest `long` windows whatever their state (rebaseline refits).
+    /// The newest windows whatever their state, as many as a rebaseline looks back (at least 50, the
+    /// fewest a model trains on): what a rebaseline refits on.
     recent: VecDeque<Arc<[f64]>>,
     tick: u64,
     /// Tick of the training request in flight.
@@ -409,7 +410,7 @@ impl Engine {
             return Ok(step);
         }
         let row: Arc<[f64]> = Arc::from(self.fv.values());
-        if self.recent.len() == self.cfg.horizons.long() {
+        if self.recent.len() >= self.recent_cap() {
             self.recent.pop_front();
         }
         self.recent.push_back(row.clone());
@@ -488,6 +489,12 @@ impl Engine {
         step.score = Some(score);
         step.top = top;
         Ok(step)
+    }
+
+    fn recent_cap(&self) -> usize {
+        self.cfg
+            .rebaseline_after
+            .clamp(50, self.cfg.history_windows.max(50))
     }
 
     /// |deviation| of feature `i` of this window from the model's median, in robust units, unclipped.
