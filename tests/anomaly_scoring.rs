@@ -53,6 +53,15 @@ fn cold_start_trains_then_flags_a_task_leak() {
         "{info}"
     );
     assert!(s.value("vigil_model_trained_timestamp_seconds") > 1.7e9);
+    assert_eq!(s.value("vigil_model_trainings_total{result=\"ok\"}"), 1.0);
+    assert_eq!(s.value("vigil_anomaly_event_open"), 0.0);
+    // Drift by default: the model brought the reference of its training windows.
+    next_samples(&agent, 3);
+    let s = scrape(agent.local_addr());
+    assert!(
+        s.value("vigil_feature_drift_max_psi").is_finite(),
+        "drift against the model's training windows from its install on"
+    );
 
     // A leak of 5,000 tasks.
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -62,6 +71,7 @@ fn cold_start_trains_then_flags_a_task_leak() {
             let _ = rx.recv().await;
         });
     }
+    let mut events = agent.subscribe_events();
     let mut flagged = false;
     for _ in 0..30 {
         next_samples(&agent, 1);
@@ -71,6 +81,23 @@ fn cold_start_trains_then_flags_a_task_leak() {
         }
     }
     assert!(flagged, "5,000 leaked tasks were never flagged");
+    // One event, typed from the signal family that moved, on /metrics and to subscribers.
+    let s = scrape(agent.local_addr());
+    assert_eq!(s.value("vigil_anomaly_event_open"), 1.0);
+    assert_eq!(
+        s.value("vigil_anomaly_events_total{anomaly_type=\"task_leak\"}"),
+        1.0
+    );
+    let opened = loop {
+        match events.try_recv() {
+            Ok(vigil::EventNotice::Opened(e)) => break e,
+            Ok(_) => {}
+            Err(e) => panic!("no event notice: {e:?}"),
+        }
+    };
+    assert_eq!(opened.anomaly_type, vigil::models::AnomalyKind::TaskLeak);
+    assert!(opened.top_features[0].0.starts_with("tokio_alive_tasks"));
+    assert_eq!(agent.current_event().map(|e| e.id), Some(opened.id));
     drop(tx);
 }
 

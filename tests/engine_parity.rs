@@ -169,6 +169,10 @@ fn the_agent_and_vigil_score_agree_on_a_recorded_run() {
         .count()
         + usize::from(rows.first().is_some_and(|r| !r[6].is_empty()));
     assert_eq!(live_onsets, offline_onsets);
+    assert!(
+        live_onsets >= 1,
+        "the leaked tasks opened no event to compare"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -200,4 +204,32 @@ fn a_csv_recorded_from_the_agent_trains_a_model_the_agent_scores_with() {
         .expect("the agent scores with the trained model");
     assert!(first <= 60, "scored from tick {first}");
     let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn every_signal_the_agent_collects_is_defined_once_in_the_vocabulary() {
+    let rt = host_runtime();
+    let mut builder =
+        fast_agent(100).gpu_source(vigil::gpu::FakeGpu::leaking(80 << 30, 1 << 30, 0));
+    let (sampler, _registry, _probe) = builder.build_sampler(rt.handle()).unwrap();
+    for spec in sampler.signals().specs() {
+        assert_eq!(
+            vocab::spec(&spec.name).as_ref(),
+            Some(spec),
+            "`{}`: the collector and the vocabulary disagree (name, unit or kind)",
+            spec.name
+        );
+        // Its recorded column maps back to it.
+        assert_eq!(&vocab::column_signal(&vocab::column_name(spec)), spec);
+    }
+    // Every metric the vocabulary names is in the metric catalogue.
+    let catalogue: Vec<&str> = vigil::agent::CATALOGUE.iter().map(|d| d.name).collect();
+    for known in vocab::SIGNALS {
+        assert!(
+            catalogue.contains(&known.metric),
+            "{}: metric {} is not in the catalogue",
+            known.name,
+            known.metric
+        );
+    }
 }

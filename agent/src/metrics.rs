@@ -64,13 +64,14 @@ const UNSTABLE: &str = "built with `--cfg tokio_unstable`";
 const ALLOC: &str = "`vigil::CountingAlloc` is the global allocator";
 const GPU: &str = "one series per GPU the source reports";
 const FEATURES: &str = "feature metrics on (default; `VIGIL_FEATURE_METRICS=off` removes them)";
-const DRIFT: &str = "a drift reference is set (one series per feature)";
+const DRIFT: &str = "a drift reference is set: the host's, or the training windows of the model the agent trained last (one series per feature)";
 const OBSERVE: &str =
     "a `#[vigil::observe]` function has been called (exemplars: OpenMetrics only)";
 const MODEL: &str =
     "always (NaN until a model is loaded or the cold-start warm-up has trained one)";
 const MODEL_LOADED: &str = "a model is loaded or trained (one series)";
-const DRIFT_MAX: &str = "always (NaN until a drift reference is set)";
+const DRIFT_MAX: &str =
+    "always (NaN until a drift reference is set or the agent has trained its first model)";
 
 macro_rules! defs {
     ($($id:ident = $name:literal, $kind:ident, [$($label:literal),*], $present:expr, $help:expr;)*) => {

@@ -83,6 +83,8 @@ pub struct Sampler {
     tick_duration: Histogram,
     ticks: Counter,
     clock: TickClock,
+    /// The host set a drift reference: models the agent trains do not replace it.
+    host_reference: bool,
 }
 
 /// Sample timestamps: wall-clock time at start plus monotonic time since, in whole milliseconds and
@@ -181,6 +183,7 @@ impl Sampler {
             tick_duration,
             ticks,
             clock: TickClock::new(),
+            host_reference: false,
         })
     }
 
@@ -211,7 +214,16 @@ impl Sampler {
         let updated = self
             .scoring
             .update(t, self.sample.values())
-            .and_then(|()| self.features.update(self.scoring.features()));
+            .and_then(|reference| {
+                // Drift by default: a model the agent trained brings the reference of its training
+                // windows, unless the host set its own.
+                if let Some(r) = reference
+                    && !self.host_reference
+                {
+                    self.features.set_reference(r);
+                }
+                self.features.update(self.scoring.features())
+            });
         if let Err(e) = updated {
             self.feature_failures.record(&e);
         }
@@ -253,6 +265,7 @@ impl Sampler {
     /// have been fitted on this sampler's feature schema.
     pub fn set_drift_reference(&mut self, reference: DriftReference) -> Result<(), crate::Error> {
         check_reference(self.scoring.schema(), &reference)?;
+        self.host_reference = true;
         self.features.set_reference(reference);
         Ok(())
     }

@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::broadcast;
 use vigil_features::{FeatureError, FeatureSchema, FeatureVector, SignalSet};
 use vigil_models::{
-    AnomalyKind, Engine, EngineConfig, Event, ModelFile, Score, Step, TrainJob, Trainer,
+    AnomalyKind, Engine, EngineConfig, Event, ModelFile, Score, Step, TrainJob, Trained, Trainer,
 };
 
 use crate::metrics::{self as m, FGauge};
@@ -48,7 +48,7 @@ struct ResultLabel {
 }
 
 /// What a training thread sends back.
-type TrainResult = Result<ModelFile, String>;
+type TrainResult = Result<Trained, String>;
 
 /// Trains on one named thread (`vigil-train`) per job, inside a private one-thread rayon pool (linfa
 /// fits through rayon; its global pool would start one thread per core that lives as long as the
@@ -69,7 +69,7 @@ impl Trainer for ThreadTrainer {
             .name("vigil-train".into())
             .spawn(move || {
                 crate::alloc::mark_agent_thread();
-                let fit = || job.run().map_err(|e| e.to_string());
+                let fit = || job.train().map_err(|e| e.to_string());
                 let result = match rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
                     .thread_name(|_| "vigil-train-pool".to_owned())
@@ -96,7 +96,7 @@ impl Trainer for ThreadTrainer {
         }
     }
 
-    fn poll(&mut self) -> Option<Result<ModelFile, String>> {
+    fn poll(&mut self) -> Option<Result<Trained, String>> {
         let (_, rx) = self.running.as_ref()?;
         let result = match rx.try_recv() {
             Ok(r) => r,
@@ -241,10 +241,19 @@ impl ScoringStage {
     }
 
     /// Pushes this tick's raw values (at `t`, seconds) through the engine and updates the metrics.
-    pub(crate) fn update(&mut self, t: f64, values: &[f64]) -> Result<(), FeatureError> {
+    /// Returns the drift reference of a model installed on this tick (its training windows).
+    pub(crate) fn update(
+        &mut self,
+        t: f64,
+        values: &[f64],
+    ) -> Result<Option<vigil_features::drift::DriftReference>, FeatureError> {
         let step = self.engine.push(t, values)?;
         self.publish(&step);
-        Ok(())
+        Ok(if step.installed {
+            self.engine.take_reference()
+        } else {
+            None
+        })
     }
 
     fn publish(&self, step: &Step) {

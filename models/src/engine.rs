@@ -25,6 +25,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ndarray::ArrayView1;
+use vigil_features::drift::DriftReference;
 use vigil_features::{FeatureError, FeatureSchema, FeatureVector, Horizons, SignalSet, Window};
 
 use crate::events::{EventTracker, Transition, WindowVerdict};
@@ -178,8 +179,26 @@ pub struct TrainJob {
     pub reason: String,
 }
 
+/// What a training produced: the model, and the drift reference of the windows it was trained on (so
+/// drift is measured against the model's own training data from the moment it is installed).
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The model file.
+    pub model: ModelFile,
+    /// Feature distributions of the training windows; `None` when they could not be summarised.
+    pub reference: Option<DriftReference>,
+}
+
 impl TrainJob {
-    /// Fits the detector and wraps it as a model file: what every [`Trainer`] runs.
+    /// Fits the detector, wraps it as a model file and summarises the training windows for drift: what
+    /// every [`Trainer`] runs.
+    pub fn train(&self) -> Result<Trained, ModelError> {
+        let model = self.run()?;
+        let reference = DriftReference::fit(&self.schema, self.rows.iter().map(|r| &r[..])).ok();
+        Ok(Trained { model, reference })
+    }
+
+    /// Fits the detector and wraps it as a model file.
     pub fn run(&self) -> Result<ModelFile, ModelError> {
         let d = KMeansDetector::fit(
             self.schema.names(),
@@ -204,25 +223,26 @@ impl TrainJob {
 
 /// Trains models for the engine: inline (offline, tests) or on a background thread (the agent).
 pub trait Trainer: Send {
-    /// Starts `job`; false when it could not start (the engine retries at the next refit).
+    /// Starts `job` (usually [`TrainJob::train`]); false when it could not start (the engine retries
+    /// at the next refit).
     fn start(&mut self, job: TrainJob) -> bool;
     /// The finished result, once.
-    fn poll(&mut self) -> Option<Result<ModelFile, String>>;
+    fn poll(&mut self) -> Option<Result<Trained, String>>;
 }
 
 /// Trains on the calling thread, at once.
 #[derive(Debug, Default)]
 pub struct InlineTrainer {
-    done: Option<Result<ModelFile, String>>,
+    done: Option<Result<Trained, String>>,
 }
 
 impl Trainer for InlineTrainer {
     fn start(&mut self, job: TrainJob) -> bool {
-        self.done = Some(job.run().map_err(|e| e.to_string()));
+        self.done = Some(job.train().map_err(|e| e.to_string()));
         true
     }
 
-    fn poll(&mut self) -> Option<Result<ModelFile, String>> {
+    fn poll(&mut self) -> Option<Result<Trained, String>> {
         self.done.take()
     }
 }
@@ -277,7 +297,9 @@ pub struct Engine {
     /// Tick of the training request in flight.
     requested: Option<u64>,
     /// A finished model waiting for its install tick.
-    ready: Option<ModelFile>,
+    ready: Option<Trained>,
+    /// The drift reference of the installed model's training windows, until taken.
+    reference: Option<DriftReference>,
     /// Windows the current model was trained on (0 for a loaded model).
     fitted_on: usize,
     last_fit_tick: u64,
@@ -326,6 +348,7 @@ impl Engine {
             tick: 0,
             requested: None,
             ready: None,
+            reference: None,
             fitted_on: 0,
             last_fit_tick: 0,
             lead: None,
@@ -373,6 +396,12 @@ impl Engine {
         } else {
             Phase::Scoring
         }
+    }
+
+    /// The drift reference of the windows the installed model was trained on, once per install
+    /// (`None` for a model loaded from a file, which carries no windows).
+    pub fn take_reference(&mut self) -> Option<DriftReference> {
+        self.reference.take()
     }
 
     /// Windows held for refits.
@@ -593,8 +622,10 @@ impl Engine {
             }
         }
         if self.tick >= asked + self.cfg.install_delay as u64
-            && let Some(m) = self.ready.take()
+            && let Some(trained) = self.ready.take()
         {
+            let m = trained.model;
+            self.reference = trained.reference;
             self.fitted_on = m.summary.rows;
             self.model = Some(Arc::new(m));
             self.model_loaded = false;

@@ -36,7 +36,7 @@ pub use artifact::{
     FORMAT_VERSION, MAX_MODEL_FILE_BYTES, ModelFile, TrainingSummary, column_of_feature,
 };
 pub use detector::{Detector, Score};
-pub use engine::{Engine, EngineConfig, InlineTrainer, Phase, Step, TrainJob, Trainer};
+pub use engine::{Engine, EngineConfig, InlineTrainer, Phase, Step, TrainJob, Trained, Trainer};
 pub use error::ModelError;
 pub use events::{Event, EventEnd, EventParams};
 pub use explain::AnomalyKind;

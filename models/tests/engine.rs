@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use vigil_features::{Horizons, SignalSet, SignalSpec, Unit};
 use vigil_models::{
-    Engine, EngineConfig, EventEnd, InlineTrainer, ModelFile, Step, TrainJob, Trainer,
+    Engine, EngineConfig, EventEnd, InlineTrainer, Step, TrainJob, Trained, Trainer,
 };
 
 fn signals() -> SignalSet {
@@ -52,17 +52,17 @@ fn config() -> EngineConfig {
 #[derive(Clone, Default)]
 struct Spy {
     jobs: Arc<Mutex<Vec<TrainJob>>>,
-    done: Arc<Mutex<Option<Result<ModelFile, String>>>>,
+    done: Arc<Mutex<Option<Result<Trained, String>>>>,
 }
 
 impl Trainer for Spy {
     fn start(&mut self, job: TrainJob) -> bool {
-        let r = job.run().map_err(|e| e.to_string());
+        let r = job.train().map_err(|e| e.to_string());
         self.jobs.lock().unwrap().push(job);
         *self.done.lock().unwrap() = Some(r);
         true
     }
-    fn poll(&mut self) -> Option<Result<ModelFile, String>> {
+    fn poll(&mut self) -> Option<Result<Trained, String>> {
         self.done.lock().unwrap().take()
     }
 }

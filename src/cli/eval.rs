@@ -92,15 +92,15 @@ pub(crate) fn metrics(windows: &[(f64, f64, bool)], labels: &[Label], tick: f64)
     } else {
         0.0
     };
-    // Alarms outside labelled anomalies, counted as runs of consecutive flagged windows.
+    // False alarms: runs of flagged windows (events) that start outside every labelled anomaly. An
+    // event that starts inside a labelled anomaly and outlasts it is the same alarm, not a new one.
     let mut false_alarms = 0;
-    let mut prev_flag_outside = false;
+    let mut prev_flag = false;
     for w in windows {
-        let outside = w.2 && !inside(w.0);
-        if outside && !prev_flag_outside {
+        if w.2 && !prev_flag && !inside(w.0) {
             false_alarms += 1;
         }
-        prev_flag_outside = outside;
+        prev_flag = w.2;
     }
     let normal_windows = windows.iter().filter(|w| !inside(w.0)).count();
     let normal_hours = normal_windows as f64 * tick / 3600.0;
@@ -317,11 +317,12 @@ mod tests {
 
     #[test]
     fn metrics_on_a_hand_checked_case() {
-        // 1 window per second for 100 s; anomaly labelled 40..=49; flagged at 42, 43 and at 80 (false).
+        // 1 window per second for 100 s; anomaly labelled 40..=49; flagged at 42, 43 and at 80 (false),
+        // and from 48 to 51: an alarm that starts inside the label and outlasts it is not a false one.
         let windows: Vec<(f64, f64, bool)> = (0..100)
             .map(|t| {
                 let t = f64::from(t);
-                let flag = t == 42.0 || t == 43.0 || t == 80.0;
+                let flag = t == 42.0 || t == 43.0 || t == 80.0 || (48.0..=51.0).contains(&t);
                 (
                     t,
                     if flag {
@@ -339,8 +340,10 @@ mod tests {
         assert_eq!((m.events, m.caught), (1, 1));
         assert_eq!(m.event_recall, 1.0);
         assert_eq!(m.ttd_median, 2.0);
-        assert!((m.point_precision - 2.0 / 3.0).abs() < 1e-12);
-        assert!((m.composite_f1 - 0.8).abs() < 1e-12);
+        // 4 of 7 flagged windows inside the label.
+        assert!((m.point_precision - 4.0 / 7.0).abs() < 1e-12);
+        let f1 = 2.0 * (4.0 / 7.0) / (1.0 + 4.0 / 7.0);
+        assert!((m.composite_f1 - f1).abs() < 1e-12);
         assert!((m.false_alarms_per_hour - 3600.0 / 90.0).abs() < 1e-9);
         assert!(m.pr_auc > 0.5 && m.pr_auc <= 1.0);
     }
