@@ -10,7 +10,6 @@ mod support;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 use support::*;
@@ -22,17 +21,14 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
-fn vigil(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .output()
-        .unwrap();
+/// Runs `vigil ARGS`, which must succeed.
+fn vigil(args: &[&str]) {
+    let out = support::cli::vigil(args);
     assert!(
         out.status.success(),
         "vigil {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// One recorded tick: the CSV line and what the agent said live.

@@ -59,6 +59,21 @@ pub(crate) struct ThreadTrainer {
     running: Option<(std::thread::JoinHandle<()>, Receiver<TrainResult>)>,
 }
 
+/// Lowers the calling thread to the lowest CPU priority (nice 19), so a fit never competes with the
+/// host's workers for a core. On Linux a nice value is per thread; elsewhere, and when the OS refuses,
+/// the thread keeps its priority.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority with `who = 0` only changes the calling thread's nice value; it reads
+        // and writes no memory of ours.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        if r != 0 {
+            tracing::debug!("the training thread keeps its priority: setpriority failed");
+        }
+    }
+}
+
 impl Trainer for ThreadTrainer {
     fn start(&mut self, job: TrainJob) -> bool {
         if self.running.is_some() {
@@ -69,11 +84,15 @@ impl Trainer for ThreadTrainer {
             .name("vigil-train".into())
             .spawn(move || {
                 crate::alloc::mark_agent_thread();
+                lowest_priority();
                 let fit = || job.train().map_err(|e| e.to_string());
                 let result = match rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
                     .thread_name(|_| "vigil-train-pool".to_owned())
-                    .start_handler(|_| crate::alloc::mark_agent_thread())
+                    .start_handler(|_| {
+                        crate::alloc::mark_agent_thread();
+                        lowest_priority();
+                    })
                     .build()
                 {
                     Ok(pool) => pool.install(fit),
@@ -314,5 +333,91 @@ impl ScoringStage {
             );
             let _ = self.notices.send(EventNotice::Opened(ev.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use vigil_features::{FeatureSchema, Horizons, SignalSet, SignalSpec, Unit};
+    use vigil_models::KMeansParams;
+
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|c| c.trim() == name)
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn training_runs_on_one_thread_that_ends_with_it() {
+        let set = SignalSet::new(vec![
+            SignalSpec::gauge("a", Unit::Count),
+            SignalSpec::gauge("b", Unit::Seconds),
+        ])
+        .unwrap();
+        let horizons = Horizons::new(2, 5).unwrap();
+        let schema = FeatureSchema::new(&set, horizons);
+        let rows: Vec<Arc<[f64]>> = (0..80u32)
+            .map(|i| {
+                (0..schema.len())
+                    .map(|j| f64::from((i * 7 + j as u32) % 13))
+                    .collect::<Vec<f64>>()
+                    .into()
+            })
+            .collect();
+        let job = TrainJob {
+            schema,
+            rows,
+            params: KMeansParams::default(),
+            horizons,
+            created: 0.0,
+            reason: "test".into(),
+        };
+        let mut trainer = ThreadTrainer::default();
+        assert!(trainer.start(job.clone()));
+        // One training at a time: a second start waits for the first result to be collected.
+        assert!(!trainer.start(job));
+        let result = loop {
+            if let Some(r) = trainer.poll() {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let trained = result.unwrap();
+        assert!(
+            trained.reference.is_some(),
+            "the drift reference comes along"
+        );
+        assert_eq!(threads_named("vigil-train"), 0, "the thread ended");
+        assert_eq!(threads_named("vigil-train-pool"), 0, "its pool ended");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_training_thread_runs_at_the_lowest_priority() {
+        let nice = std::thread::spawn(|| {
+            lowest_priority();
+            // Field 19 of /proc/thread-self/stat is the nice value (after the `(comm)` field).
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+            let after = stat.rsplit_once(')').unwrap().1;
+            after
+                .split_whitespace()
+                .nth(16)
+                .unwrap()
+                .parse::<i32>()
+                .unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(nice, 19);
     }
 }

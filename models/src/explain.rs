@@ -93,22 +93,7 @@ pub fn top_features(z: &[f64], n: usize) -> Vec<(usize, f64)> {
 
 /// A vote over the top features, weighted by |z|; `Unknown` when nothing recognisable leads.
 pub fn guess(names: &[String], top: &[(usize, f64)]) -> AnomalyKind {
-    let mut votes: Vec<(AnomalyKind, f64)> = Vec::new();
-    for (i, z) in top {
-        let Some(name) = names.get(*i) else { continue };
-        let k = kind_of_feature(name);
-        if k == AnomalyKind::Unknown {
-            continue;
-        }
-        match votes.iter_mut().find(|(v, _)| *v == k) {
-            Some(v) => v.1 += z.abs(),
-            None => votes.push((k, z.abs())),
-        }
-    }
-    votes
-        .into_iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or(AnomalyKind::Unknown, |v| v.0)
+    tally(names, top.iter().copied())
 }
 
 /// Deviations below this many robust standard deviations do not vote on the anomaly type.
@@ -118,19 +103,28 @@ pub const VOTE_MIN_Z: f64 = 3.0;
 /// `dev[j]` (of feature `indices[j]`) is at least [`VOTE_MIN_Z`] votes for its family with its |dev|;
 /// `Unknown` when no recognisable family moved.
 pub fn vote(names: &[String], indices: &[usize], dev: &[f64]) -> AnomalyKind {
+    tally(
+        names,
+        indices
+            .iter()
+            .copied()
+            .zip(dev.iter().copied())
+            .filter(|(_, d)| d.abs() >= VOTE_MIN_Z),
+    )
+}
+
+/// The kind with the largest sum of |z| over `(feature index, z)` votes; unknown signals do not vote.
+fn tally(names: &[String], votes_in: impl Iterator<Item = (usize, f64)>) -> AnomalyKind {
     let mut votes: Vec<(AnomalyKind, f64)> = Vec::new();
-    for (&i, d) in indices.iter().zip(dev) {
-        if d.abs() < VOTE_MIN_Z {
-            continue;
-        }
+    for (i, z) in votes_in {
         let Some(name) = names.get(i) else { continue };
         let k = kind_of_feature(name);
         if k == AnomalyKind::Unknown {
             continue;
         }
         match votes.iter_mut().find(|(v, _)| *v == k) {
-            Some(v) => v.1 += d.abs(),
-            None => votes.push((k, d.abs())),
+            Some(v) => v.1 += z.abs(),
+            None => votes.push((k, z.abs())),
         }
     }
     votes
