@@ -424,8 +424,22 @@ const FOLLOWS_LOAD: &[&str] = &[
     "process_cpu_ratio",
     "tokio_busy_ratio",
     "tokio_polls",
-    "tokio_park_rate",
 ];
+
+/// The smallest change a signal's measurement can show at a tick, where it is coarser than its unit
+/// suggests: the process CPU ratio comes from CPU time counted in 10 ms clock ticks, so over a 100 ms
+/// tick it moves in steps of 0.1. Detectors never scale a feature below it.
+pub fn resolution_of_feature(feature: &str, tick_seconds: f64) -> f64 {
+    let tick = if tick_seconds.is_finite() && tick_seconds > 0.0 {
+        tick_seconds
+    } else {
+        1.0
+    };
+    match signal_of_feature(feature) {
+        "process_cpu_ratio" => 0.01 / tick,
+        _ => 0.0,
+    }
+}
 
 /// True when the signal a feature belongs to grows in proportion to the request load.
 pub fn follows_load(feature: &str) -> bool {

@@ -247,6 +247,8 @@ impl ModelFile {
             && !d.centroids.is_empty()
             && d.centroids.iter().all(|c| c.len() == dim)
             && (d.load.is_empty() || d.load.len() == dim)
+            && (d.sustain.is_empty() || d.sustain.len() == dim)
+            && d.sustain.iter().flatten().all(|p| *p < w)
             && d.load.iter().flatten().all(|(l, _, _)| *l < w);
         if !widths_ok {
             return Err(file_err(

@@ -20,7 +20,7 @@ const KMEANS_SAMPLE: usize = 25_000;
 pub const WINDOWS_PER_CLUSTER: usize = 100;
 /// The smallest raw threshold: a window whose strongest features sit less than this many robust
 /// standard deviations from normal is never anomalous, whatever the calibration windows looked like.
-pub const MIN_RAW_THRESHOLD: f64 = 4.0;
+pub const MIN_RAW_THRESHOLD: f64 = 5.0;
 /// Features whose squared deviations are averaged into the raw score (the strongest ones).
 pub const TOP_K: usize = 3;
 
@@ -123,6 +123,10 @@ pub struct KMeansDetector {
     /// `x − slope · (load − load median)`; its median and scale are those of that residual.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub load: Vec<Option<(usize, f64, f64)>>,
+    /// Per scored feature: for a trend signal's short slope, the index of its long slope; the score
+    /// reads the smaller of the two (growth that is recent and sustained).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sustain: Vec<Option<usize>>,
     /// Centroids in scaled space over the scored features, one row per cluster.
     pub centroids: Vec<Vec<f64>>,
     /// Raw score that maps to score 0.5.
@@ -224,6 +228,32 @@ pub fn scored_features(names: &[String], short_horizon: usize) -> Vec<usize> {
     }
 }
 
+/// For each scored short slope, the same signal's long slope (`x.slope_10` → `x.slope_60`).
+fn sustain_partners(names: &[String], scored: &[usize]) -> Vec<Option<usize>> {
+    let partners: Vec<Option<usize>> = scored
+        .iter()
+        .map(|&i| {
+            let (signal, stat) = names.get(i)?.split_once('.')?;
+            stat.strip_prefix("slope_")?;
+            names.iter().enumerate().position(|(k, n)| {
+                k != i
+                    && n.split_once('.').is_some_and(|(s, st)| {
+                        s == signal
+                            && st.strip_prefix("slope_").is_some_and(|h| {
+                                h.parse::<usize>().ok()
+                                    > stat.strip_prefix("slope_").and_then(|x| x.parse().ok())
+                            })
+                    })
+            })
+        })
+        .collect();
+    if partners.iter().all(Option::is_none) {
+        Vec::new()
+    } else {
+        partners
+    }
+}
+
 impl KMeansDetector {
     /// Fits on training windows in time order (rows of `feature_names.len()` values; `NaN` = missing),
     /// with the units of a feature schema for the scale floors. The oldest windows fit the scaler and
@@ -262,6 +292,7 @@ impl KMeansDetector {
         let mut detector = Self {
             feature_names: feature_names.to_vec(),
             scaler,
+            sustain: sustain_partners(feature_names, &scored),
             scored,
             load: Vec::new(),
             centroids: vec![vec![0.0; dim]],
@@ -319,11 +350,13 @@ impl KMeansDetector {
     }
 
     /// Finds the scored features that follow the load and refits their median and scale on the
-    /// residual. The slope is fitted when the load moved in the fit windows (its 10–90 % spread at
-    /// least 10 % of its median) and explains at least a quarter of the feature's variance
-    /// (|r| ≥ 0.5); otherwise a signal the vocabulary says grows with the load
+    /// residual. A signal the vocabulary says grows with the load
     /// ([`vigil_features::vocab::follows_load`]) gets the proportional slope `median(x) / median(load)`
-    /// (work per request stays the same), and any other feature is left alone.
+    /// (work per request stays the same): a fitted slope would be biased towards zero by the noise in
+    /// the measured load and would not extrapolate to loads the fit windows never saw. Any other
+    /// feature gets a fitted slope when the load moved in the fit windows (its 10–90 % spread at
+    /// least 10 % of its median) and explains at least a quarter of the feature's variance
+    /// (|r| ≥ 0.5), and is left alone otherwise.
     fn fit_load(&mut self, rows: &[&[f64]], units: &[String], tick_seconds: f64) {
         let mut any = false;
         let mut load = vec![None; self.scored.len()];
@@ -358,14 +391,14 @@ impl KMeansDetector {
             let l_spread = loads[loads.len() * 9 / 10] - loads[loads.len() / 10];
             let r = sxl / (sll.sqrt() * sxx.sqrt()).max(f64::MIN_POSITIVE);
             let fitted = l_spread >= 0.1 * l_med.abs() && sll > 0.0 && r.abs() >= 0.5;
-            let slope = if fitted {
-                sxl / sll
-            } else if vigil_features::vocab::follows_load(&self.feature_names[i])
+            let slope = if vigil_features::vocab::follows_load(&self.feature_names[i])
                 && l_med.abs() > 0.0
             {
                 let mut xs: Vec<f64> = pairs.iter().map(|p| p.0).collect();
                 xs.sort_by(f64::total_cmp);
                 xs[xs.len() / 2] / l_med
+            } else if fitted {
+                sxl / sll
             } else {
                 continue;
             };
@@ -389,39 +422,61 @@ impl KMeansDetector {
         }
     }
 
-    /// |robust z| of feature `i` of a full feature row, not clipped, load-adjusted like the score
-    /// (0 when the value is missing).
-    pub fn deviation(&self, row: &[f64], i: usize) -> f64 {
+    /// Robust z of feature `i` of a full feature row, not clipped, without load adjustment.
+    fn plain_z(&self, row: &[f64], i: usize) -> f64 {
+        match (
+            row.get(i).filter(|x| x.is_finite()),
+            self.scaler.median.get(i),
+            self.scaler.scale.get(i),
+        ) {
+            (Some(x), Some(m), Some(s)) => (x - m) / s,
+            _ => 0.0,
+        }
+    }
+
+    /// Robust z of scored feature `j`, not clipped: load-adjusted; for a trend signal, the smaller of
+    /// its short and long slopes' z when both point the same way (growth that is recent *and*
+    /// sustained; a one-off step moves the short slope only, and the score settles as soon as growth
+    /// stops). 0 when the value is missing.
+    fn z_of(&self, row: &[f64], j: usize) -> f64 {
+        let Some(&i) = self.scored.get(j) else {
+            return 0.0;
+        };
         let Some(mut x) = row.get(i).copied().filter(|x| x.is_finite()) else {
             return 0.0;
         };
-        if let Some(j) = self.scored.iter().position(|s| *s == i)
-            && let Some(Some((l, slope, l_med))) = self.load.get(j)
+        if let Some(Some((l, slope, l_med))) = self.load.get(j)
             && let Some(lv) = row.get(*l).filter(|v| v.is_finite())
         {
             x -= slope * (lv - l_med);
         }
-        match (self.scaler.median.get(i), self.scaler.scale.get(i)) {
-            (Some(m), Some(s)) => ((x - m) / s).abs(),
-            _ => 0.0,
+        let z = (x - self.scaler.median[i]) / self.scaler.scale[i];
+        match self.sustain.get(j).copied().flatten() {
+            Some(p) => {
+                let zp = self.plain_z(row, p);
+                if z * zp > 0.0 {
+                    z.signum() * z.abs().min(zp.abs())
+                } else {
+                    0.0
+                }
+            }
+            None => z,
+        }
+    }
+
+    /// |robust z| of feature `i` of a full feature row as the score sees it (load-adjusted, trends
+    /// sustained), not clipped.
+    pub fn deviation(&self, row: &[f64], i: usize) -> f64 {
+        match self.scored.iter().position(|s| *s == i) {
+            Some(j) => self.z_of(row, j).abs(),
+            None => self.plain_z(row, i).abs(),
         }
     }
 
     /// Robust z-scores of the scored features of a full feature row.
     fn scaled(&self, row: &[f64], out: &mut [f64]) {
-        for (j, (o, &i)) in out.iter_mut().zip(&self.scored).enumerate() {
-            let mut x = row.get(i).copied().unwrap_or(f64::NAN);
-            if let Some(Some((l, slope, l_med))) = self.load.get(j)
-                && let Some(lv) = row.get(*l).filter(|v| v.is_finite())
-            {
-                x -= slope * (lv - l_med);
-            }
-            let (m, s) = (self.scaler.median[i], self.scaler.scale[i]);
-            *o = if x.is_finite() {
-                ((x - m) / s).clamp(-crate::Z_CLIP, crate::Z_CLIP)
-            } else {
-                0.0
-            };
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = self.z_of(row, j).clamp(-crate::Z_CLIP, crate::Z_CLIP);
         }
     }
 

@@ -55,50 +55,42 @@ impl RobustScaler {
         tick_seconds: f64,
     ) -> Result<Self, ModelError> {
         let width = units.len();
-        let mut cols: Vec<Vec<f64>> = vec![Vec::new(); width];
-        for row in rows {
-            if row.len() != width {
-                return Err(ModelError::SchemaMismatch {
-                    expected: format!("{width} features"),
-                    got: format!("{} values", row.len()),
-                    detail: "rows of different widths".into(),
-                });
-            }
-            for (c, v) in cols.iter_mut().zip(row) {
-                if v.is_finite() {
-                    c.push(*v);
-                }
-            }
+        // Row references only: the columns are gathered one at a time, so fitting on a few thousand
+        // windows of hundreds of features never holds a second copy of them (the agent fits on its
+        // own thread inside the host; its transient memory shows in the host's RSS).
+        let rows: Vec<&[f64]> = rows.into_iter().collect();
+        if let Some(bad) = rows.iter().find(|r| r.len() != width) {
+            return Err(ModelError::SchemaMismatch {
+                expected: format!("{width} features"),
+                got: format!("{} values", bad.len()),
+                detail: "rows of different widths".into(),
+            });
         }
+        let mut col: Vec<f64> = Vec::with_capacity(rows.len());
+        let mut dev: Vec<f64> = Vec::with_capacity(rows.len());
+        let sorted_column = |i: usize, col: &mut Vec<f64>| {
+            col.clear();
+            col.extend(rows.iter().map(|r| r[i]).filter(|v| v.is_finite()));
+            col.sort_by(f64::total_cmp);
+        };
         let mut median = Vec::with_capacity(width);
         let mut scale = Vec::with_capacity(width);
-        // Medians of each signal's last value: the level a slope's floor is relative to.
-        let level_of = |name: &str, cols: &[Vec<f64>]| -> f64 {
-            let signal = name.split('.').next().unwrap_or(name);
-            names
-                .iter()
-                .position(|n| n.strip_suffix(".last") == Some(signal))
-                .and_then(|i| cols.get(i))
-                .map_or(0.0, |c| {
-                    let mut c = c.clone();
-                    c.sort_by(f64::total_cmp);
-                    median_of(&c)
-                })
-        };
-        let levels: Vec<f64> = names
-            .iter()
-            .map(|n| {
-                if n.contains(".slope_") {
-                    level_of(n, &cols)
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        for (((mut c, unit), name), level) in cols.into_iter().zip(units).zip(names).zip(levels) {
-            c.sort_by(f64::total_cmp);
-            let m = median_of(&c);
-            let mut dev: Vec<f64> = c.iter().map(|v| (v - m).abs()).collect();
+        for (i, (unit, name)) in units.iter().zip(names).enumerate() {
+            // A slope's floor is relative to its signal's level (the median of its last value).
+            let slope_level = name.split_once(".slope_").map(|(signal, h)| {
+                let level = names
+                    .iter()
+                    .position(|n| n.strip_suffix(".last") == Some(signal))
+                    .map_or(0.0, |l| {
+                        sorted_column(l, &mut col);
+                        median_of(&col)
+                    });
+                (level, h.parse::<f64>().unwrap_or(10.0).max(1.0))
+            });
+            sorted_column(i, &mut col);
+            let m = median_of(&col);
+            dev.clear();
+            dev.extend(col.iter().map(|v| (v - m).abs()));
             dev.sort_by(f64::total_cmp);
             let mad = 1.4826 * median_of(&dev);
             // A feature that barely moved in training (MAD 0: more than half the windows equal): its
@@ -106,20 +98,25 @@ impl RobustScaler {
             let spread = if mad > 0.0 {
                 mad
             } else {
-                let n = c.len().max(1) as f64;
-                let mean = c.iter().sum::<f64>() / n;
-                (c.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt()
+                let n = col.len().max(1) as f64;
+                let mean = col.iter().sum::<f64>() / n;
+                (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt()
             };
-            let floor = if let Some((_, h)) = name.split_once(".slope_") {
+            let floor = match slope_level {
                 // A slope's floor: its level's floor, or 1 % of the level, per horizon.
-                let ticks = h.parse::<f64>().unwrap_or(10.0).max(1.0);
-                let level_unit = unit.strip_suffix("/s").unwrap_or(unit);
-                floor_for(level_unit, level, tick_seconds).max(0.01 * level.abs())
-                    / (ticks * tick_seconds.max(1e-9))
-            } else {
-                floor_for(unit, m, tick_seconds)
+                Some((level, ticks)) => {
+                    let level_unit = unit.strip_suffix("/s").unwrap_or(unit);
+                    floor_for(level_unit, level, tick_seconds).max(0.01 * level.abs())
+                        / (ticks * tick_seconds.max(1e-9))
+                }
+                None => floor_for(unit, m, tick_seconds),
             };
-            let s = spread.max(floor);
+            let s = spread
+                .max(floor)
+                .max(vigil_features::vocab::resolution_of_feature(
+                    name,
+                    tick_seconds,
+                ));
             median.push(m);
             scale.push(if s.is_finite() && s > 0.0 { s } else { 1.0 });
         }

@@ -63,22 +63,16 @@ impl DriftReference {
         rows: impl IntoIterator<Item = &'a [f64]>,
     ) -> Result<Self, FeatureError> {
         let f = schema.len();
-        let mut columns: Vec<Vec<f64>> = vec![Vec::new(); f];
-        let mut n = 0;
-        for row in rows {
-            if row.len() != f {
-                return Err(FeatureError::SchemaMismatch {
-                    expected: format!("{f} features"),
-                    got: format!("{} values", row.len()),
-                });
-            }
-            n += 1;
-            for (c, v) in columns.iter_mut().zip(row) {
-                if v.is_finite() {
-                    c.push(*v);
-                }
-            }
+        // Row references only; each column is gathered, summarised and dropped in turn, so a fit
+        // never holds a second copy of the rows.
+        let rows: Vec<&[f64]> = rows.into_iter().collect();
+        if let Some(bad) = rows.iter().find(|r| r.len() != f) {
+            return Err(FeatureError::SchemaMismatch {
+                expected: format!("{f} features"),
+                got: format!("{} values", bad.len()),
+            });
         }
+        let n = rows.len();
         if n < 20 {
             return Err(FeatureError::TooFewRows { needed: 20, got: n });
         }
@@ -90,7 +84,10 @@ impl DriftReference {
             ks_edges: Vec::with_capacity(f),
             ks_ref_cdf: Vec::with_capacity(f),
         };
-        for mut c in columns {
+        let mut c: Vec<f64> = Vec::with_capacity(n);
+        for i in 0..f {
+            c.clear();
+            c.extend(rows.iter().map(|row| row[i]).filter(|v| v.is_finite()));
             c.sort_by(f64::total_cmp);
             if c.is_empty() {
                 r.psi_edges.push(Vec::new());
