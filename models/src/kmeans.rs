@@ -343,8 +343,12 @@ impl KMeansDetector {
             .get(((sorted.len() as f64 * 0.9).ceil() as usize).saturating_sub(1))
             .copied()
             .unwrap_or(0.0);
-        detector.threshold =
-            calibrate(raw, params.alert_budget).clamp(MIN_RAW_THRESHOLD, MAX_RAW_THRESHOLD);
+        // The tail is estimated from n_cal windows; its relative error shrinks like 1/sqrt(n), so the
+        // threshold is raised by two such errors: a first model from a short warm-up, which has seen
+        // little of the load's range, needs stronger evidence than one refitted on hours of windows.
+        let small_sample = 1.0 + 2.0 / (n_cal as f64).sqrt();
+        detector.threshold = (calibrate(raw, params.alert_budget) * small_sample)
+            .clamp(MIN_RAW_THRESHOLD, MAX_RAW_THRESHOLD);
         detector.settle = p90.clamp(0.0, 0.8 * detector.threshold);
         Ok(detector)
     }

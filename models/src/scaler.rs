@@ -3,7 +3,7 @@
 //! The floor is what a feature's unit says a meaningful change is, so a feature that was constant (or
 //! nearly so) in training does not get a scale of nothing and drown every other feature the first time
 //! it moves a little: one task or thread for counts, Poisson noise for event rates, a page-sized amount
-//! or 0.1 % of the level for bytes, one percentage point for ratios, 10 µs or 5 % for durations. See
+//! or 0.1 % of the level for bytes, one percentage point for ratios, 50 µs or 5 % for durations. See
 //! [`floor_for`].
 
 use serde::{Deserialize, Serialize};
@@ -111,7 +111,17 @@ impl RobustScaler {
                 }
                 None => floor_for(unit, m, tick_seconds),
             };
+            // Heavy tails: a feature whose 1st or 99th percentile lies further out than three times
+            // its MAD strays that far routinely (probe latencies, bursty rates), so its scale is at
+            // least a third of that distance: routine excursions stay below 3.
+            let q = |p: f64| {
+                col.get(((p * col.len() as f64).ceil() as usize).clamp(1, col.len().max(1)) - 1)
+                    .copied()
+                    .unwrap_or(m)
+            };
+            let tail = ((q(0.99) - m).max(m - q(0.01)) / 3.0).max(0.0);
             let s = spread
+                .max(tail)
                 .max(floor)
                 .max(vigil_features::vocab::resolution_of_feature(
                     name,
@@ -163,7 +173,9 @@ pub fn floor_for(unit: &str, level: f64, tick_seconds: f64) -> f64 {
         // Byte rates (allocation traffic) are bursty: 5 % of the level, at least a page per tick.
         "bytes/s" => (4096.0 / tick).max(0.05 * level),
         "ratio" => 0.01,
-        "seconds" | "seconds/s" => (10e-6f64).max(0.05 * level),
+        // Durations: 50 µs is below anything a request-latency measurement resolves (histogram
+        // buckets start at 1 ms), so smaller shifts in a delay are not worth an alarm.
+        "seconds" | "seconds/s" => (50e-6f64).max(0.05 * level),
         "celsius" => 1.0,
         "watts" => (1.0f64).max(0.02 * level),
         _ => 1e-3 * level,
