@@ -113,13 +113,18 @@ impl RobustScaler {
             };
             // Heavy tails: a feature whose 1st or 99th percentile lies further out than three times
             // its MAD strays that far routinely (probe latencies, bursty rates), so its scale is at
-            // least a third of that distance: routine excursions stay below 3.
+            // least a third of that distance: routine excursions stay below 3. Only from 100 values
+            // on, where those percentiles are not simply the extremes.
             let q = |p: f64| {
                 col.get(((p * col.len() as f64).ceil() as usize).clamp(1, col.len().max(1)) - 1)
                     .copied()
                     .unwrap_or(m)
             };
-            let tail = ((q(0.99) - m).max(m - q(0.01)) / 3.0).max(0.0);
+            let tail = if col.len() >= 100 {
+                ((q(0.99) - m).max(m - q(0.01)) / 3.0).max(0.0)
+            } else {
+                0.0
+            };
             let s = spread
                 .max(tail)
                 .max(floor)
