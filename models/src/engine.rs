@@ -487,10 +487,12 @@ impl Engine {
             Transition::None => {}
         }
         step.in_event = self.events.current().is_some();
-        if !self.events.busy() {
+        // A model given at start is never refitted (unless configured): no history to keep for it.
+        if self.may_refit() && !self.events.busy() {
             self.commit(row);
         }
-        if step.in_event {
+        // An operator's model is not replaced by a rebaseline either: its verdict stands.
+        if step.in_event && self.may_refit() {
             self.check_rebaseline(&model, t, &mut step);
         }
         let due_doubling = self.fitted_on > 0
@@ -498,8 +500,7 @@ impl Engine {
             && self.fitted_on < self.cfg.history_windows;
         let due_schedule = self.cfg.refit_every > 0
             && self.tick >= self.last_fit_tick + self.cfg.refit_every as u64;
-        let may_refit = !self.model_loaded || self.cfg.refit_loaded;
-        if may_refit
+        if self.may_refit()
             && self.requested.is_none()
             && !self.events.busy()
             && (due_doubling || due_schedule)
@@ -518,6 +519,12 @@ impl Engine {
         step.score = Some(score);
         step.top = top;
         Ok(step)
+    }
+
+    /// Whether the engine trains its own models: always, except over a model given at start (unless
+    /// `refit_loaded`).
+    fn may_refit(&self) -> bool {
+        !self.model_loaded || self.cfg.refit_loaded
     }
 
     fn recent_cap(&self) -> usize {

@@ -104,10 +104,12 @@ impl KMeansParams {
 
 /// Robust scaler + k-means centroids + a threshold calibrated out of sample.
 ///
-/// What it scores: per signal, the last value and the mean over the short horizon (`x.last`,
-/// `x.mean_10`), robustly scaled with unit floors. Spread, max, slope and long-horizon features stay in
-/// the schema (exported, drift) but do not decide verdicts: they keep a past event in view for up to a
-/// long horizon, so one event would read as a minute of alarms. The raw score is the RMS of the
+/// What it scores ([`scored_features`]): per signal, as the vocabulary reads it, the median over the
+/// short horizon (`x.median_10`: one spike does not move it) or, for signals whose level ratchets, the
+/// short slope as far as the long slope agrees (sustained growth); load-adjusted, robustly scaled with
+/// unit floors. Spread, max and long-horizon features stay in the schema (exported, drift) but do not
+/// decide verdicts: they keep a past event in view for up to a long horizon, so one event would read as
+/// a minute of alarms. The raw score is the RMS of the
 /// [`TOP_K`] largest deviations from the nearest centroid, each clipped at [`crate::Z_CLIP`]: what the
 /// most-moved features say, not an average diluted over hundreds of quiet ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

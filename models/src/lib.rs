@@ -8,8 +8,8 @@
 //!   close with hysteresis and a cooldown.
 //! - [`RobustScaler`]: median/MAD scaling fitted on training rows with floors from each feature's unit
 //!   ([`floor_for`]); missing values score as the median.
-//! - [`KMeansDetector`]: the unsupervised detector — each signal's level (last value, short mean),
-//!   robustly scaled; one centroid (per-signal robust checks) until there are windows for more, then
+//! - [`KMeansDetector`]: the unsupervised detector — each signal read as the vocabulary says (its
+//!   short-horizon median, or its sustained slope), load-adjusted, robustly scaled; one centroid (per-signal robust checks) until there are windows for more, then
 //!   linfa k-means; the raw score is the RMS of the [`TOP_K`] largest deviations from the nearest
 //!   centroid; the threshold is calibrated on the newest windows, held out of the fit, to an alarm
 //!   budget per window (the engine derives it from a false-event budget per day).
