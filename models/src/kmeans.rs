@@ -618,23 +618,32 @@ impl KMeansDetector {
     /// Raw score of scaled `z`: RMS of the [`TOP_K`] largest squared deviations from the nearest
     /// centroid.
     fn distance(&self, z: &[f64]) -> f64 {
-        let Some(c) = self.nearest(z) else {
-            return 0.0;
-        };
+        match self.nearest(z) {
+            Some(c) => top_k_rms(z.iter().zip(c).map(|(a, b)| a - b), z.len()),
+            None => 0.0,
+        }
+    }
+}
+
+/// RMS of the [`TOP_K`] largest squared deviations among `dev` (of `n` values).
+fn top_k_rms(dev: impl Iterator<Item = f64>, n: usize) -> f64 {
+    {
         let mut top = [0.0f64; TOP_K];
-        for (a, b) in z.iter().zip(c) {
-            let d = (a - b) * (a - b);
+        for x in dev {
+            let d = x * x;
             if d > top[TOP_K - 1] {
                 let pos = top.partition_point(|t| *t >= d);
                 top.copy_within(pos..TOP_K - 1, pos + 1);
                 top[pos] = d;
             }
         }
-        let k = TOP_K.min(z.len()).max(1);
+        let k = TOP_K.min(n).max(1);
         let raw = (top.iter().take(k).sum::<f64>() / k as f64).sqrt();
         if raw.is_finite() { raw } else { 0.0 }
     }
+}
 
+impl KMeansDetector {
     /// Raw score of a raw feature window (threshold sweeps, calibration studies): the value that maps
     /// to 0.5 at [`KMeansDetector::threshold`].
     pub fn raw_score(&self, x: &[f64]) -> f64 {
@@ -668,7 +677,12 @@ impl Detector for KMeansDetector {
             }
             _ => {}
         }
-        let raw = self.distance(&z);
+        // Deviations from the nearest normal mode: the raw score and the explanation both read them.
+        let dev: Vec<f64> = match self.nearest(&z) {
+            Some(c) => z.iter().zip(c).map(|(a, b)| a - b).collect(),
+            None => z.clone(),
+        };
+        let raw = top_k_rms(dev.iter().copied(), dev.len());
         let unsupervised = squash(raw, self.threshold);
         // With labels: where labelled windows fell (evidence e), their verdict p counts in proportion,
         // so a labelled pattern can lift a quiet window above 0.5 or hold a known false alarm below it;
@@ -684,10 +698,6 @@ impl Detector for KMeansDetector {
         };
         let is_anomaly = value >= 0.5;
         // Explanations rank deviations from the nearest normal mode, by schema index.
-        let dev: Vec<f64> = match self.nearest(&z) {
-            Some(c) => z.iter().zip(c).map(|(a, b)| a - b).collect(),
-            None => z.clone(),
-        };
         let top: Vec<(usize, f64)> = top_features(&dev, 3)
             .into_iter()
             .map(|(i, v)| (self.scored[i], v))
