@@ -422,7 +422,6 @@ const FOLLOWS_LOAD: &[&str] = &[
     "alloc_bytes_allocated",
     "alloc_bytes_freed",
     "process_cpu_ratio",
-    "tokio_busy_ratio",
     "tokio_polls",
 ];
 

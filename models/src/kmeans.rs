@@ -212,11 +212,16 @@ pub const MAX_RAW_THRESHOLD: f64 = 0.5 * crate::Z_CLIP;
 pub fn scored_features(names: &[String], short_horizon: usize) -> Vec<usize> {
     use vigil_features::vocab::{Reading, reading_of_feature};
     let median = format!(".median_{short_horizon}");
+    let mean = format!(".mean_{short_horizon}");
     let slope = format!(".slope_{short_horizon}");
     let idx: Vec<usize> = names
         .iter()
         .enumerate()
         .filter(|(_, n)| match reading_of_feature(n) {
+            // A signal explained by the load is read by its mean, not its median: the adjustment
+            // `x − slope · load` is linear, so on means it is exact tick by tick, while the medians of
+            // two noisy series jump at different ticks when the load changes within the horizon.
+            Reading::Level if vigil_features::vocab::follows_load(n) => n.ends_with(&mean),
             Reading::Level => n.ends_with(&median),
             Reading::Trend => n.ends_with(&slope),
             Reading::Ignored => false,
@@ -445,6 +450,11 @@ impl KMeansDetector {
     /// sustained; a one-off step moves the short slope only, and the score settles as soon as growth
     /// stops). 0 when the value is missing.
     fn z_of(&self, row: &[f64], j: usize) -> f64 {
+        self.z_with(row, j, true)
+    }
+
+    /// [`Self::z_of`], with the trend's agreement of the long slope (`sustained`) or without it.
+    fn z_with(&self, row: &[f64], j: usize, sustained: bool) -> f64 {
         let Some(&i) = self.scored.get(j) else {
             return 0.0;
         };
@@ -458,7 +468,7 @@ impl KMeansDetector {
         }
         let z = (x - self.scaler.median[i]) / self.scaler.scale[i];
         match self.sustain.get(j).copied().flatten() {
-            Some(p) => {
+            Some(p) if sustained => {
                 let zp = self.plain_z(row, p);
                 if z * zp > 0.0 {
                     z.signum() * z.abs().min(zp.abs())
@@ -466,7 +476,7 @@ impl KMeansDetector {
                     0.0
                 }
             }
-            None => z,
+            _ => z,
         }
     }
 
@@ -702,8 +712,23 @@ impl Detector for KMeansDetector {
             .into_iter()
             .map(|(i, v)| (self.scored[i], v))
             .collect();
+        // The type reads how far each signal moved now: a trend counts its short slope without
+        // waiting for the long one to agree (that wait guards the verdict, not the diagnosis).
         let anomaly_type = if is_anomaly {
-            self.kind_of(&dev, &top)
+            let typing: Vec<f64> = match x.as_slice() {
+                Some(row) if !self.sustain.is_empty() && row.len() == width => dev
+                    .iter()
+                    .enumerate()
+                    .map(|(j, d)| match self.sustain.get(j).copied().flatten() {
+                        Some(_) => self
+                            .z_with(row, j, false)
+                            .clamp(-crate::Z_CLIP, crate::Z_CLIP),
+                        None => *d,
+                    })
+                    .collect(),
+                _ => dev.clone(),
+            };
+            self.kind_of(&typing, &top)
         } else {
             AnomalyKind::Unknown
         };

@@ -19,7 +19,8 @@ pub(crate) struct ScoreArgs {
     #[arg(long, value_name = "FILE")]
     csv: PathBuf,
     /// Output CSV: timestamp,score,raw_score,is_anomaly,anomaly_type,top_features,event_id,event_onset
-    /// (`is_anomaly` = inside an event; written to a temporary file beside it and renamed when
+    /// (`is_anomaly` = inside an event; `top_features` = `feature:deviation` in robust standard
+    /// deviations, `;`-separated; written to a temporary file beside it and renamed when
     /// complete; never one of the inputs; a device or pipe such as /dev/stdout is written through).
     #[arg(long, value_name = "SCORES")]
     out: PathBuf,
@@ -67,11 +68,12 @@ pub(crate) fn run(args: ScoreArgs) -> anyhow::Result<()> {
         match &step.score {
             Some(s) => {
                 top.clear();
-                for (i, (f, _)) in step.top.iter().enumerate() {
+                for (i, (f, z)) in step.top.iter().enumerate() {
                     if i > 0 {
                         top.push(';');
                     }
                     top.push_str(f);
+                    top.push_str(&format!(":{z:+.1}"));
                 }
                 w.write_record([
                     src.raw_timestamp.as_str(),
