@@ -123,12 +123,14 @@ pub const SIGNALS: &[Known] = &[
         R::Level,
         "vigil_tokio_busy_ratio",
     ),
+    // Parks happen between requests: the rate follows the load, and not linearly; the busy ratio and
+    // CPU carry saturation, so the park rate is context, not evidence.
     k(
         "tokio_park_rate",
         Unit::PerSecond,
         G,
         F::Other,
-        R::Level,
+        R::Ignored,
         "vigil_tokio_worker_parks_total",
     ),
     k(
