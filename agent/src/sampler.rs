@@ -249,7 +249,7 @@ impl Sampler {
 
     /// Event notices from now on (opened, closed); at most 64 are buffered for a slow receiver.
     pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<crate::EventNotice> {
-        self.scoring.subscribe()
+        self.scoring.notices().subscribe()
     }
 
     pub(crate) fn event_sender(&self) -> tokio::sync::broadcast::Sender<crate::EventNotice> {

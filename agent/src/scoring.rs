@@ -251,10 +251,6 @@ impl ScoringStage {
         self.engine.current_event()
     }
 
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<EventNotice> {
-        self.notices.subscribe()
-    }
-
     pub(crate) fn notices(&self) -> broadcast::Sender<EventNotice> {
         self.notices.clone()
     }

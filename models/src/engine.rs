@@ -367,11 +367,6 @@ impl Engine {
         &self.fv
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &EngineConfig {
-        &self.cfg
-    }
-
     /// The model in use.
     pub fn model(&self) -> Option<&Arc<ModelFile>> {
         self.model.as_ref()
@@ -402,20 +397,6 @@ impl Engine {
     /// (`None` for a model loaded from a file, which carries no windows).
     pub fn take_reference(&mut self) -> Option<DriftReference> {
         self.reference.take()
-    }
-
-    /// Windows held for refits.
-    pub fn history_len(&self) -> usize {
-        self.history.len()
-    }
-
-    /// Replaces the model (hot reload); an open event is closed as `model_changed`.
-    pub fn install(&mut self, model: ModelFile, t: f64) -> Result<Option<Event>, ModelError> {
-        model.check_schema(self.window.schema())?;
-        self.model = Some(Arc::new(model));
-        self.model_loaded = true;
-        self.lead = None;
-        Ok(self.events.close(t, EventEnd::ModelChanged))
     }
 
     /// Pushes one row (time in seconds, strictly increasing; one raw value per signal, `NaN` =
@@ -468,7 +449,8 @@ impl Engine {
             value: score.value,
             settled: score.settled || lead_settled,
             kind: score.anomaly_type,
-            top: &top,
+            top: &score.top_features,
+            names,
         });
         match transition {
             Transition::Opened => {

@@ -56,8 +56,6 @@ pub enum EventEnd {
     Settled,
     /// The deviation stopped growing and stayed: the engine took it as the new normal and refits.
     Rebaselined,
-    /// The model was replaced (scores before and after are not comparable).
-    ModelChanged,
 }
 
 /// One anomaly event.
@@ -99,11 +97,20 @@ pub(crate) struct WindowVerdict<'a> {
     pub(crate) value: f64,
     pub(crate) settled: bool,
     pub(crate) kind: AnomalyKind,
-    pub(crate) top: &'a [(String, f64)],
+    /// Top features by schema index; named (through `names`) only when an event opens or peaks.
+    pub(crate) top: &'a [(usize, f64)],
+    pub(crate) names: &'a [String],
 }
 
 /// A window as remembered for the opening rule: time, score, type, top features.
-type Recent = (f64, f64, AnomalyKind, Vec<(String, f64)>);
+type Recent = (f64, f64, AnomalyKind, Vec<(usize, f64)>);
+
+/// Top features by name.
+fn named(top: &[(usize, f64)], names: &[String]) -> Vec<(String, f64)> {
+    top.iter()
+        .map(|(i, z)| (names.get(*i).cloned().unwrap_or_default(), *z))
+        .collect()
+}
 
 /// The open/close/cooldown state machine.
 #[derive(Debug, Clone)]
@@ -151,7 +158,7 @@ impl EventTracker {
             if w.value > ev.peak {
                 ev.peak = w.value;
                 ev.peak_at = w.t;
-                ev.top_features = w.top.to_vec();
+                ev.top_features = named(w.top, w.names);
             }
             if w.settled {
                 self.quiet_run += 1;
@@ -190,7 +197,7 @@ impl EventTracker {
             peak: strongest.1,
             peak_at: strongest.0,
             anomaly_type: strongest.2,
-            top_features: strongest.3.clone(),
+            top_features: named(&strongest.3, w.names),
             windows: self.recent.iter().filter(|r| r.0 >= first.0).count() as u64,
         };
         self.next_id += 1;
@@ -217,7 +224,8 @@ mod tests {
 
     fn run(values: &[f64], params: EventParams) -> Vec<(usize, Transition, Option<Event>)> {
         let mut t = EventTracker::new(params);
-        let top = vec![("x.last".to_owned(), 9.0)];
+        let top = vec![(0, 9.0)];
+        let names = vec!["x.last".to_owned()];
         values
             .iter()
             .enumerate()
@@ -228,6 +236,7 @@ mod tests {
                     settled: *v < 0.4,
                     kind: AnomalyKind::TaskLeak,
                     top: &top,
+                    names: &names,
                 });
                 (i, tr, ev)
             })
