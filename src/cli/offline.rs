@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use vigil::features::{FeatureVector, Horizons};
 use vigil_models::{Engine, EngineConfig, InlineTrainer, ModelError, ModelFile, Step};
@@ -131,6 +132,11 @@ pub(crate) fn score_csv(
     options: ReadOptions,
     mut each: impl FnMut(&CsvSource, &Step) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    // The settings are checked before a byte is read (the tick is only known after the first rows).
+    engine
+        .config(engine.tick_seconds.unwrap_or(1.0))
+        .check()
+        .context("checking the engine settings")?;
     let tick = match engine.tick_seconds {
         Some(t) => t,
         None => estimate_tick(csv, options)?,
