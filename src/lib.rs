@@ -42,3 +42,5 @@ pub use vigil_features as features;
 pub use vigil_gpu as gpu;
 /// Detectors and model files.
 pub use vigil_models as models;
+/// The local store: ticks, events, labels, model history (SQLite).
+pub use vigil_store as store;

@@ -99,6 +99,12 @@ enum Command {
     /// Benchmarks that need the whole product: `vigil bench detect` (faults injected into a real
     /// server, the agent's detector beside the static rules).
     Bench(cli::bench::BenchArgs),
+    /// Labels in the local store: add, list, import (a labels CSV or Alertmanager webhook payloads).
+    Labels(cli::store::LabelsArgs),
+    /// Anomaly events in the local store (JSON lines).
+    Events(cli::store::EventsArgs),
+    /// Write the local store's ticks as the CSV `vigil train/score/eval` read.
+    Export(cli::store::ExportArgs),
     /// Print docs/METRICS.md (the catalogue of exported metrics) to standard output.
     MetricsDoc,
 }
@@ -112,6 +118,9 @@ fn main() -> ExitCode {
         Command::Eval(args) => cli::eval::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Labels(args) => cli::store::labels(args),
+        Command::Events(args) => cli::store::events(args),
+        Command::Export(args) => cli::store::export(args),
         Command::MetricsDoc => {
             use std::io::Write;
             std::io::stdout()

@@ -3,9 +3,30 @@
 
 use std::process::Command;
 
+/// Removes a test's data directory when the test ends.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `vigil` with its own data directory (the demo keeps a store like any host; parallel tests must
+/// not share one).
+fn vigil(test: &str) -> (Command, std::path::PathBuf) {
+    let data = std::env::temp_dir().join(format!("vigil-demo-data-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.env("VIGIL_DATA_DIR", &data);
+    (c, data)
+}
+
 #[test]
 fn demo_serves_load_and_prints_one_line_per_tick() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+    let (mut cmd, data) = vigil("serves");
+    let _cleanup = Cleanup(data);
+    let out = cmd
         .args([
             "demo",
             "--duration",
@@ -59,7 +80,8 @@ fn demo_serves_load_and_prints_one_line_per_tick() {
 fn demo_injects_a_fault_records_it_and_summarises_it() {
     let dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+    let (mut cmd, data) = vigil("fault");
+    let out = cmd
         .args([
             "demo",
             "--duration",
@@ -146,12 +168,19 @@ fn demo_injects_a_fault_records_it_and_summarises_it() {
             .unwrap()
             .contains("memory_leak")
     );
+    // The demo kept its store like any host: every tick (25 s at 100 ms), with features once warm.
+    let store = vigil::store::Store::open_read_only(&data).unwrap();
+    let stats = store.stats().unwrap();
+    assert!(stats.ticks >= 150, "{stats:?}");
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[test]
 fn demo_quiet_prints_only_the_summary() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+    let (mut cmd, data) = vigil("quiet");
+    let _cleanup = Cleanup(data);
+    let out = cmd
         .args([
             "demo",
             "--duration",
@@ -174,7 +203,9 @@ fn demo_quiet_prints_only_the_summary() {
 
 #[test]
 fn demo_with_a_bad_variable_exits_non_zero_naming_it() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+    let (mut cmd, data) = vigil("badvar");
+    let _cleanup = Cleanup(data);
+    let out = cmd
         .args(["demo", "--duration", "1"])
         .env("VIGIL_TICK", "soon")
         .output()

@@ -13,6 +13,7 @@ fn from_env_reads_vigil_variables_and_names_the_bad_one() {
         std::env::set_var("VIGIL_LISTEN", "127.0.0.1:0");
         std::env::set_var("VIGIL_TICK", "50ms");
         std::env::set_var("VIGIL_GPU", "off");
+        std::env::set_var("VIGIL_DATA_DIR", temp_dir("env-config"));
     }
     let rt = host_runtime();
     let agent = vigil::Agent::builder()

@@ -211,13 +211,33 @@ fn shutdown_and_drop_release_the_port() {
     agent.shutdown();
     std::net::TcpListener::bind(addr).expect("port still held after shutdown");
 
+    // With the store on: drop also ends the store thread and releases the data directory's lock.
+    let dir = temp_dir("shutdown");
     let agent = vigil::Agent::builder()
         .listen(addr)
         .gpu(vigil::GpuMode::Off)
+        .data_dir(Some(dir.clone()))
         .start(rt.handle())
         .unwrap();
+    // A second agent on the same directory is refused while the first runs.
+    let err = vigil::Agent::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .gpu(vigil::GpuMode::Off)
+        .data_dir(Some(dir.clone()))
+        .start(rt.handle())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("another process"), "{err}");
     drop(agent);
     std::net::TcpListener::bind(addr).expect("port still held after drop");
+    let again = vigil::Agent::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .gpu(vigil::GpuMode::Off)
+        .data_dir(Some(dir.clone()))
+        .start(rt.handle())
+        .expect("the data directory is free again after drop");
+    drop(again);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

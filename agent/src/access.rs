@@ -2,8 +2,9 @@
 //!
 //! Read endpoints (`/metrics`, `/healthz`) are open to whoever can connect. The endpoint binds to
 //! loopback by default; bound elsewhere, the agent says once at start what it exposes. Write endpoints
-//! (labels, model reload; they arrive with the label store) must go through [`WriteAccess::authorize`]:
-//! on loopback they are open, off loopback they need `Authorization: Bearer <token>`.
+//! (labels, verdicts, the Alertmanager webhook) must go through [`WriteAccess::authorize`]: on
+//! loopback they are open, off loopback they need `Authorization: Bearer <token>`, and an agent bound
+//! off loopback with the store on does not start without a token.
 
 use std::net::SocketAddr;
 
@@ -20,13 +21,6 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the write endpoints (labels, model reload) come with the label store"
-        )
-    )]
     pub(crate) fn into_response(self) -> Response {
         json_error(self.status, self.message)
     }
@@ -74,13 +68,6 @@ impl WriteAccess {
     }
 
     /// Lets a write request through, or answers with the JSON error that says why not.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the write endpoints (labels, model reload) come with the label store"
-        )
-    )]
     pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         if !self.exposed() {
             return Ok(());

@@ -15,6 +15,7 @@ use crate::collectors::{
 use crate::duration::{DURATION_SYNTAX, parse_duration};
 use crate::features::FeatureConfig;
 use crate::server::HttpLimits;
+use crate::store::StoreConfig;
 use crate::{AgentHandle, Error, Sampler};
 use vigil_features::Horizons;
 use vigil_features::drift::DriftReference;
@@ -54,6 +55,12 @@ const MAX_WARM_UP_WINDOWS: usize = 20_000;
 const HTTP_IDLE_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(3600));
 const HTTP_CONNECTIONS_RANGE: (usize, usize) = (1, 65_536);
+const RETRAIN_RANGE: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(7 * 86_400));
+const RETENTION_AGE_RANGE: (Duration, Duration) =
+    (Duration::from_secs(3600), Duration::from_secs(365 * 86_400));
+/// Smallest store size accepted (one hour of ticks at 1 s fits in a few MiB).
+const MIN_RETENTION_BYTES: u64 = 16 << 20;
 
 /// Entry point: `vigil::Agent::builder()`.
 #[derive(Debug)]
@@ -87,6 +94,12 @@ pub struct AgentBuilder {
     http: HttpLimits,
     /// False while the probe interval is the default (then it follows the tick).
     probe_interval_set: bool,
+    /// The local store; `None` = off (no store, no API).
+    store: Option<StoreConfig>,
+    /// Bearer token for write endpoints off loopback (`VIGIL_TOKEN`).
+    token: Option<String>,
+    /// Time between retrains on stored windows and labels; `None` = only after new labels.
+    retrain_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -106,6 +119,9 @@ impl std::fmt::Debug for AgentBuilder {
             .field("false_events_per_day", &self.false_events_per_day)
             .field("http", &self.http)
             .field("probe_interval_set", &self.probe_interval_set)
+            .field("store", &self.store)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("retrain_interval", &self.retrain_interval)
             .finish()
     }
 }
@@ -134,6 +150,9 @@ impl Default for AgentBuilder {
             false_events_per_day: DEFAULT_FALSE_EVENTS_PER_DAY,
             http: HttpLimits::default(),
             probe_interval_set: false,
+            store: Some(StoreConfig::default()),
+            token: None,
+            retrain_interval: Some(crate::retrain::DEFAULT_RETRAIN_INTERVAL),
         }
     }
 }
@@ -267,6 +286,78 @@ impl AgentBuilder {
             });
         }
         self.false_events_per_day = n;
+        Ok(self)
+    }
+
+    /// Where the local store lives (windows, scores, events, labels, model history), or `None` to
+    /// run without it (and without the labels/events API). Default `./vigil-data`.
+    pub fn data_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.store = dir.map(|dir| StoreConfig {
+            dir,
+            ..self.store.take().unwrap_or_default()
+        });
+        self
+    }
+
+    /// Store retention: ticks and events older than `max_age` are deleted, and the oldest ticks while
+    /// the store uses more than `max_bytes`; labels are never deleted. Defaults 7 days and 512 MiB;
+    /// accepted 1 h to 365 days and at least 16 MiB.
+    pub fn retention(mut self, max_age: Duration, max_bytes: u64) -> Result<Self, Error> {
+        let max_age = check_range("retention_age", max_age, RETENTION_AGE_RANGE)?;
+        if max_bytes < MIN_RETENTION_BYTES {
+            return Err(Error::Config {
+                setting: "retention_size",
+                message: format!("{max_bytes} bytes is below the 16 MiB minimum"),
+            });
+        }
+        if let Some(s) = &mut self.store {
+            s.max_age = max_age;
+            s.max_bytes = max_bytes;
+        }
+        Ok(self)
+    }
+
+    /// How often the agent retrains on its stored windows and labels, promoting the result only when
+    /// it does at least as well as the model in use on the newest windows; `None` = only when new
+    /// labels arrive. Default 1 hour; accepted 1 min to 7 days. Needs the store.
+    pub fn retrain_interval(mut self, every: Option<Duration>) -> Result<Self, Error> {
+        self.retrain_interval = match every {
+            Some(d) => Some(check_range("retrain_interval", d, RETRAIN_RANGE)?),
+            None => None,
+        };
+        Ok(self)
+    }
+
+    /// The bearer token write endpoints require when the agent listens off loopback. Without one, an
+    /// agent bound off loopback with the store on does not start.
+    pub fn token(mut self, token: impl Into<String>) -> Result<Self, Error> {
+        let t: String = token.into();
+        if t.trim().len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::Config {
+                setting: "token",
+                message: "a token needs at least 16 characters and no whitespace".into(),
+            });
+        }
+        self.token = Some(t);
+        Ok(self)
+    }
+
+    /// Default confidence of labels from people and from Alertmanager (0.95 and 0.65), each 0 to 1.
+    pub fn label_confidence(mut self, human: f64, alertmanager: f64) -> Result<Self, Error> {
+        for (name, v) in [("human", human), ("alertmanager", alertmanager)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::Config {
+                    setting: "label_confidence",
+                    message: format!("{name} confidence {v} is not between 0 and 1"),
+                });
+            }
+        }
+        if let Some(s) = &mut self.store {
+            s.confidence = vigil_store::Confidence {
+                human,
+                alertmanager,
+            };
+        }
         Ok(self)
     }
 
@@ -430,6 +521,81 @@ impl AgentBuilder {
                     expected: "a number from 0.001 to 1000",
                 })?;
         }
+        if let Some(s) = get("VIGIL_DATA_DIR")? {
+            self = self.data_dir(crate::store::parse_data_dir(&s));
+        }
+        if let Some(s) = get("VIGIL_RETENTION_AGE")? {
+            let d = duration("VIGIL_RETENTION_AGE", s.clone())?;
+            let d = check_range("VIGIL_RETENTION_AGE", d, RETENTION_AGE_RANGE).map_err(|_| {
+                Error::Env {
+                    var: "VIGIL_RETENTION_AGE",
+                    value: s,
+                    expected: "a duration from 1h to 365d",
+                }
+            })?;
+            if let Some(st) = &mut self.store {
+                st.max_age = d;
+            }
+        }
+        if let Some(s) = get("VIGIL_RETENTION_SIZE")? {
+            let b = crate::duration::parse_bytes(&s)
+                .filter(|b| *b >= MIN_RETENTION_BYTES)
+                .ok_or(Error::Env {
+                    var: "VIGIL_RETENTION_SIZE",
+                    value: s,
+                    expected: "a size of at least 16MiB, e.g. 512MiB or 2GiB",
+                })?;
+            if let Some(st) = &mut self.store {
+                st.max_bytes = b;
+            }
+        }
+        if let Some(s) = get("VIGIL_RETRAIN_INTERVAL")? {
+            self.retrain_interval = if s.trim().eq_ignore_ascii_case("off") {
+                None
+            } else {
+                let d = duration("VIGIL_RETRAIN_INTERVAL", s.clone())?;
+                Some(
+                    check_range("VIGIL_RETRAIN_INTERVAL", d, RETRAIN_RANGE).map_err(|_| {
+                        Error::Env {
+                            var: "VIGIL_RETRAIN_INTERVAL",
+                            value: s,
+                            expected: "off or a duration from 1m to 7d",
+                        }
+                    })?,
+                )
+            };
+        }
+        if let Some(s) = get("VIGIL_TOKEN")? {
+            self = self.token(s.trim().to_owned()).map_err(|_| Error::Env {
+                var: "VIGIL_TOKEN",
+                value: "<hidden>".into(),
+                expected: "at least 16 characters without whitespace",
+            })?;
+        }
+        for (var, human) in [
+            ("VIGIL_LABEL_CONFIDENCE_HUMAN", true),
+            ("VIGIL_LABEL_CONFIDENCE_ALERTMANAGER", false),
+        ] {
+            if let Some(s) = get(var)? {
+                let v = s
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| (0.0..=1.0).contains(v))
+                    .ok_or(Error::Env {
+                        var,
+                        value: s,
+                        expected: "a number from 0 to 1",
+                    })?;
+                if let Some(st) = &mut self.store {
+                    if human {
+                        st.confidence.human = v;
+                    } else {
+                        st.confidence.alertmanager = v;
+                    }
+                }
+            }
+        }
         // Read by #[observe] itself; checked here so a typo fails start-up instead of being ignored.
         if let Some(s) = get("ENABLE_AI_OBSERVABILITY")?
             && vigil_observe::parse_enabled(&s).is_none()
@@ -551,12 +717,59 @@ impl AgentBuilder {
                 addr: self.listen,
                 source,
             })?;
-        let (sampler, mut registry, probe) = self.build_sampler(handle)?;
+        let access = crate::access::WriteAccess::new(self.listen, self.token.clone());
+        if self.store.is_some() && access.exposed() && self.token.is_none() {
+            return Err(Error::Config {
+                setting: "token",
+                message: format!(
+                    "the agent would listen on {} (reachable from other hosts) with its write \
+                     endpoints (labels, verdicts, Alertmanager webhook) open to anyone: set \
+                     VIGIL_TOKEN (callers send `Authorization: Bearer <token>`), bind to \
+                     127.0.0.1, or set VIGIL_DATA_DIR=off to run without the store and its API",
+                    self.listen
+                ),
+            });
+        }
+        // The store first: a data directory in use or damaged fails start-up before any thread runs.
+        let opened = match &self.store {
+            Some(cfg) => Some(crate::store::open(cfg).map_err(|source| Error::Store {
+                dir: cfg.dir.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let (mut sampler, mut registry, probe) = self.build_sampler(handle)?;
         let server_metrics = crate::server::ServerMetrics::new(&mut registry);
-        let access = crate::access::WriteAccess::new(self.listen, None);
         if let Some(notice) = access.exposure_notice() {
             tracing::warn!("{notice}");
         }
+        let mut wiring = crate::handle::Wiring::new(&sampler, self.model_path.clone());
+        let store = match (opened, self.store.take()) {
+            (Some((store, lock, max_event)), Some(cfg)) => {
+                sampler.continue_event_ids_after(max_event);
+                let metrics = crate::store::StoreMetrics::new(&mut registry);
+                let schema = crate::store::schema_info(&sampler);
+                let dir = cfg.dir.clone();
+                let retrainer = crate::retrain::Retrainer::new(
+                    self.retrain_interval,
+                    self.engine_config(),
+                    sampler.feature_schema().clone(),
+                    wiring.model_rx.clone(),
+                    wiring.control_tx.clone(),
+                    crate::retrain::metrics(&mut registry),
+                    wiring.retrain_tx.clone(),
+                );
+                let (sink, thread) =
+                    crate::store::spawn((store, lock), cfg, schema, metrics, Some(retrainer))
+                        .map_err(|source| Error::Spawn {
+                            what: "store thread",
+                            source,
+                        })?;
+                tracing::info!(dir = %dir.display(), "vigil store open");
+                Some((sink, thread))
+            }
+            _ => None,
+        };
         AgentHandle::spawn(
             listener,
             self.tick,
@@ -564,6 +777,11 @@ impl AgentBuilder {
             Arc::new(registry),
             probe,
             (self.http, server_metrics),
+            {
+                wiring.store = store;
+                wiring.access = Some(access);
+                wiring
+            },
         )
     }
 }

@@ -7,15 +7,20 @@ use std::time::Duration;
 pub const DURATION_SYNTAX: &str =
     "a duration such as 500ms, 1s, 1.5s, 2m, 1h, 1d or 250us (a bare number means seconds)";
 
-/// Parses a duration; `None` when the text is not one (negative, NaN, unknown unit, overflow).
-pub fn parse_duration(s: &str) -> Option<Duration> {
+/// `"1.5 GiB"` → `(1.5, "GiB")`: a non-negative decimal number and the (trimmed) rest.
+fn number_and_unit(s: &str) -> Option<(f64, &str)> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().ok()?;
-    let scale = match unit.trim() {
+    Some((num.parse().ok()?, unit.trim()))
+}
+
+/// Parses a duration; `None` when the text is not one (negative, NaN, unknown unit, overflow).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let (value, unit) = number_and_unit(s)?;
+    let scale = match unit {
         "" | "s" | "sec" | "secs" => 1.0,
         "ms" => 1e-3,
         "us" | "µs" => 1e-6,
@@ -28,9 +33,40 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(value * scale).ok()
 }
 
+/// Parses a size: `512MiB`, `2GiB`, `100MB`, `64KiB`, or a bare number of bytes; `None` otherwise.
+pub(crate) fn parse_bytes(s: &str) -> Option<u64> {
+    let (value, unit) = number_and_unit(s)?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" | "k" => 1024.0,
+        "mib" | "m" => 1024.0 * 1024.0,
+        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
+        "tib" | "t" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let b = value * scale;
+    (0.0..1.8e19).contains(&b).then_some(b as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("2 GiB"), Some(2 << 30));
+        assert_eq!(parse_bytes("100MB"), Some(100_000_000));
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("1.5k"), Some(1536));
+        for bad in ["", "lots", "-1GiB", "1e30", "5 parsecs"] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn parses_the_documented_forms() {

@@ -53,6 +53,19 @@ pub enum Error {
         /// What to do beyond what `source` says (may be empty).
         hint: &'static str,
     },
+    /// The local store (`VIGIL_DATA_DIR`) cannot be used.
+    #[error(
+        "cannot use the data directory {}: {source}. Set VIGIL_DATA_DIR to a writable directory of \
+         this process's own, or VIGIL_DATA_DIR=off to run without the store and its API",
+        dir.display()
+    )]
+    Store {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// What went wrong.
+        #[source]
+        source: vigil_store::StoreError,
+    },
     /// A thread or the agent's own runtime could not be created.
     #[error("cannot start the agent's {what}: {source}")]
     Spawn {

@@ -84,6 +84,11 @@ impl FeatureStage {
         self.drift = Some(DriftMonitor::new(reference, self.drift_window));
     }
 
+    /// The `vigil_feature_drift_max_psi` gauge (shared: the API's status reads it).
+    pub(crate) fn max_psi(&self) -> FGauge {
+        self.max_psi.clone()
+    }
+
     /// Updates the feature gauges and the drift monitor with this tick's features.
     pub(crate) fn update(&mut self, vector: &FeatureVector) -> Result<(), FeatureError> {
         if let Some(gauges) = &self.value_gauges {

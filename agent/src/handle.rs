@@ -17,6 +17,42 @@ use crate::builder::ProbeGuard;
 use crate::http::{self, HttpState};
 use crate::{Error, Sampler};
 
+/// The channels between the agent thread, the store thread (retrains) and the API: the model in use,
+/// model controls (install, rollback) and the last retrain's outcome.
+pub(crate) struct Wiring {
+    pub(crate) model_tx: watch::Sender<Option<Arc<vigil_models::ModelFile>>>,
+    pub(crate) model_rx: watch::Receiver<Option<Arc<vigil_models::ModelFile>>>,
+    pub(crate) control_tx: std::sync::mpsc::SyncSender<crate::retrain::Control>,
+    control_rx: std::sync::mpsc::Receiver<crate::retrain::Control>,
+    pub(crate) retrain_tx: watch::Sender<Option<crate::retrain::LastRetrain>>,
+    retrain_rx: watch::Receiver<Option<crate::retrain::LastRetrain>>,
+    model_path: Option<std::path::PathBuf>,
+    /// The store's sending side and thread, when the store is on.
+    pub(crate) store: Option<(crate::store::StoreSink, crate::store::StoreThread)>,
+    /// Who may use the write endpoints.
+    pub(crate) access: Option<crate::access::WriteAccess>,
+}
+
+impl Wiring {
+    pub(crate) fn new(sampler: &Sampler, model_path: Option<std::path::PathBuf>) -> Self {
+        let (model_tx, model_rx) = watch::channel(sampler.model().cloned());
+        // Room for a promoted model and a few API requests; more are refused, not queued.
+        let (control_tx, control_rx) = std::sync::mpsc::sync_channel(4);
+        let (retrain_tx, retrain_rx) = watch::channel(None);
+        Self {
+            model_tx,
+            model_rx,
+            control_tx,
+            control_rx,
+            retrain_tx,
+            retrain_rx,
+            model_path,
+            store: None,
+            access: None,
+        }
+    }
+}
+
 /// How long shutdown waits for the agent thread before leaving it to finish on its own.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -37,6 +73,7 @@ pub struct AgentHandle {
     done: Option<std::sync::mpsc::Receiver<()>>,
     thread: Option<JoinHandle<()>>,
     probe: Option<ProbeGuard>,
+    store: Option<crate::store::StoreThread>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -55,7 +92,26 @@ impl AgentHandle {
         registry: Arc<Registry>,
         probe: ProbeGuard,
         (limits, server_metrics): (crate::server::HttpLimits, crate::server::ServerMetrics),
+        wiring: Wiring,
     ) -> Result<Self, Error> {
+        let Wiring {
+            model_tx,
+            model_rx: latest_model,
+            control_tx,
+            control_rx,
+            retrain_tx: _,
+            retrain_rx,
+            model_path,
+            store,
+            access,
+        } = wiring;
+        let access = access.unwrap_or_else(|| {
+            crate::access::WriteAccess::new(crate::builder::DEFAULT_LISTEN, None)
+        });
+        let (sink, store_thread) = match store {
+            Some((s, t)) => (Some(s), Some(t)),
+            None => (None, None),
+        };
         let spawn_err = |what| move |source| Error::Spawn { what, source };
         let local_addr = listener.local_addr().map_err(spawn_err("HTTP listener"))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -66,20 +122,32 @@ impl AgentHandle {
             let _enter = runtime.enter();
             tokio::net::TcpListener::from_std(listener).map_err(spawn_err("HTTP listener"))?
         };
+        let (score_tx, latest_score) = watch::channel(None);
+        let (event_tx, latest_event) = watch::channel(None);
         let state = Arc::new(HttpState {
             registry: registry.clone(),
             started: Instant::now(),
             last_tick_ms: AtomicU64::new(u64::MAX),
             ticks: AtomicU64::new(0),
             tick,
+            api: crate::api::Api {
+                store: sink.clone(),
+                access,
+                score: latest_score.clone(),
+                event: latest_event.clone(),
+                model: latest_model.clone(),
+                drift_max_psi: sampler.drift_max_psi(),
+                control: control_tx,
+                model_path,
+                retrain: retrain_rx,
+            },
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (latest_tx, latest) = watch::channel(Arc::new(sampler.sample().clone()));
         let (features_tx, latest_features) = watch::channel(Arc::new(sampler.features().clone()));
         let schema = sampler.feature_schema().clone();
-        let (score_tx, latest_score) = watch::channel(None);
-        let (event_tx, latest_event) = watch::channel(None);
         let events = sampler.event_sender();
+        let notices = events.subscribe();
         // Capacity 1 and try_send: setting references faster than ticks keeps only what fits.
         let (references, references_rx) = std::sync::mpsc::sync_channel(1);
         let (done_tx, done) = std::sync::mpsc::sync_channel(1);
@@ -95,14 +163,18 @@ impl AgentHandle {
                         server_metrics,
                         shutdown_rx.clone(),
                     ));
-                    let outputs = Outputs {
+                    let mut outputs = Outputs {
                         samples: latest_tx,
                         features: features_tx,
                         scores: score_tx,
                         event: event_tx,
                         references: references_rx,
+                        store: sink,
+                        notices,
+                        model: model_tx,
+                        control: control_rx,
                     };
-                    tick_loop(&mut sampler, tick, &outputs, &state, shutdown_rx).await;
+                    tick_loop(&mut sampler, tick, &mut outputs, &state, shutdown_rx).await;
                     let _ = server.await;
                 });
                 let _ = done_tx.send(());
@@ -123,6 +195,7 @@ impl AgentHandle {
             done: Some(done),
             thread: Some(thread),
             probe: Some(probe),
+            store: store_thread,
         })
     }
 
@@ -167,7 +240,8 @@ impl AgentHandle {
     }
 
     /// Event notices from now on: [`crate::EventNotice::Opened`] when an event opens (type, top
-    /// features), [`crate::EventNotice::Closed`] when it ends. At most 64 are buffered for a receiver
+    /// features), [`crate::EventNotice::Retyped`] when a stronger peak names another type,
+    /// [`crate::EventNotice::Closed`] when it ends. At most 64 are buffered for a receiver
     /// that does not keep up; it then gets `RecvError::Lagged` and continues with the newest.
     pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<crate::EventNotice> {
         self.events.subscribe()
@@ -232,6 +306,10 @@ impl AgentHandle {
                 }
             }
         }
+        // The agent thread held the last senders: the store thread writes what was queued and ends.
+        if let Some(store) = self.store.take() {
+            store.join(SHUTDOWN_GRACE);
+        }
     }
 }
 
@@ -248,12 +326,20 @@ struct Outputs {
     scores: watch::Sender<Option<Score>>,
     event: watch::Sender<Option<Event>>,
     references: std::sync::mpsc::Receiver<DriftReference>,
+    /// The store (ticks and events are queued to it); `None` when it is off.
+    store: Option<crate::store::StoreSink>,
+    /// The model in use (for `GET /api/v1/status`).
+    model: watch::Sender<Option<Arc<vigil_models::ModelFile>>>,
+    /// Model controls (a promoted retrain, reload, rollback), applied between ticks.
+    control: std::sync::mpsc::Receiver<crate::retrain::Control>,
+    /// Event notices, drained every tick for the store.
+    notices: tokio::sync::broadcast::Receiver<crate::EventNotice>,
 }
 
 async fn tick_loop(
     sampler: &mut Sampler,
     tick: Duration,
-    out: &Outputs,
+    out: &mut Outputs,
     state: &HttpState,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -280,6 +366,38 @@ async fn tick_loop(
         let open = sampler.current_event();
         if out.event.borrow().as_ref() != open {
             out.event.send_replace(open.cloned());
+        }
+        while let Ok(c) = out.control.try_recv() {
+            if let Some((m, outcome)) = sampler.control(c) {
+                if let (Some(store), Some(outcome)) = (&out.store, outcome) {
+                    store.model(m.clone(), outcome);
+                }
+                out.model.send_replace(Some(m));
+            }
+        }
+        let model = sampler.model();
+        let changed = match (out.model.borrow().as_ref(), model) {
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            (None, None) => false,
+            _ => true,
+        };
+        if changed {
+            if let (Some(store), Some(m)) = (&out.store, model) {
+                store.model(m.clone(), "trained");
+            }
+            out.model.send_replace(model.cloned());
+        }
+        // Notices are drained every tick, store or not (a lagging receiver only loses old ones).
+        while let Ok(notice) = out.notices.try_recv() {
+            if let Some(store) = &out.store {
+                let (crate::EventNotice::Opened(e)
+                | crate::EventNotice::Retyped(e)
+                | crate::EventNotice::Closed(e)) = notice;
+                store.write(vigil_store::Write::Event(e));
+            }
+        }
+        if let Some(store) = &out.store {
+            store.write(crate::store::tick_record(sampler));
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The agent's HTTP endpoint: `GET /metrics`, `GET /healthz`. Connections, limits and timeouts are
+//! The agent's HTTP endpoint: `GET /metrics`, `GET /healthz`, and the store's JSON API (`api.rs`). Connections, limits and timeouts are
 //! handled in `server.rs`; every error reply is JSON `{"error": "..."}`.
 
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub(crate) struct HttpState {
     pub(crate) last_tick_ms: AtomicU64,
     pub(crate) ticks: AtomicU64,
     pub(crate) tick: Duration,
+    /// The store API's handles.
+    pub(crate) api: crate::api::Api,
 }
 
 impl HttpState {
@@ -38,6 +40,7 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .merge(crate::api::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

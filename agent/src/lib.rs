@@ -20,6 +20,7 @@
 
 mod access;
 mod alloc;
+mod api;
 mod builder;
 mod collectors;
 #[cfg(feature = "console")]
@@ -30,9 +31,11 @@ mod features;
 mod handle;
 mod http;
 mod metrics;
+mod retrain;
 mod sampler;
 mod scoring;
 mod server;
+mod store;
 
 pub use alloc::{
     AllocStats, CountingAlloc, SHARDS, agent_alloc_stats, alloc_stats, alloc_tracking_enabled,

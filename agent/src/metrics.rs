@@ -70,6 +70,7 @@ const OBSERVE: &str =
 const MODEL: &str =
     "always (NaN until a model is loaded or the cold-start warm-up has trained one)";
 const MODEL_LOADED: &str = "a model is loaded or trained (one series)";
+const STORE: &str = "the local store is on (default; `VIGIL_DATA_DIR=off` removes it)";
 const DRIFT_MAX: &str =
     "always (NaN until a drift reference is set or the agent has trained its first model)";
 
@@ -203,6 +204,16 @@ defs! {
         "Ticks the agent has completed";
     AGENT_COLLECTOR_ERRORS = "vigil_agent_collector_errors_total", Counter, ["collector"], ALWAYS,
         "Ticks on which a collector failed; its signals are missing for that tick and the others go on";
+    STORE_DROPPED = "vigil_store_dropped_total", Counter, ["what"], STORE,
+        "Writes the local store did not take because its queue was full (a slow disk): ticks and events are dropped, API requests answered 503; the tick never waits";
+    STORE_ERRORS = "vigil_store_errors_total", Counter, [], STORE,
+        "Store operations that failed (write, retention, size check); each is logged at most once a minute and the agent goes on";
+    STORE_BYTES = "vigil_store_bytes", Gauge, [], STORE,
+        "Bytes the local store uses (SQLite pages in use), measured after each retention pass (every minute)";
+    LABELS = "vigil_labels_total", Counter, ["source"], STORE,
+        "Labels stored through the API: human (POST /api/v1/labels, verdicts on events), alertmanager (webhook intervals opened or closed)";
+    RETRAINS = "vigil_retrain_total", Counter, ["outcome"], STORE,
+        "Retrains on stored windows and labels (hourly and after new labels): promoted (the candidate caught at least what the model in use caught, with at most the margin of extra false events, and was installed), rejected, failed";
     HTTP_CONNECTIONS = "vigil_http_connections", Gauge, [], ALWAYS,
         "Connections open on the agent's HTTP endpoint (at most VIGIL_HTTP_MAX_CONNECTIONS, plus one being closed)";
     HTTP_CONNECTIONS_SHED = "vigil_http_connections_shed_total", Counter, ["reason"], ALWAYS,
@@ -245,7 +256,8 @@ pub fn metrics_markdown() -> String {
          (more land under `model=\"__overflow__\"`); `anomaly_type` is one of `timeout`, `nan_output`, `oom`, \
          `cancelled`, `panic`, `error`. `gpu` is the NVML device index and `uuid` the device UUID, so both are bounded by the \
          number of GPUs; `collector` is one of `tokio`, `sched`, `alloc`, `process`, `gpu`, `inference`, `features`; `reason` is one of \
-         `idle_timeout`, `evicted`, `refused`, `accept_error`; `result` is `ok` or `error`; `anomaly_type` of \
+         `idle_timeout`, `evicted`, `refused`, `accept_error`; `what` is one of `tick`, `event`, `model`, `request`; `outcome` is `promoted`, `rejected` or `failed`; \
+         `source` is `human` or `alertmanager`; `result` is `ok` or `error`; `anomaly_type` of \
          `vigil_anomaly_events_total` is one of `task_leak`, `scheduler_stall`, `alloc_storm`, `memory_leak`, \
          `gpu_memory_leak`, `cpu_saturation`, `error_burst`, `latency_regression`, `unknown`; `feature` is a name from the \
          agent's feature schema (about ten per signal, fixed at start).\n",

@@ -252,6 +252,36 @@ impl Sampler {
         self.scoring.notices().subscribe()
     }
 
+    /// Whether the window is full (features are meaningful).
+    pub fn is_warm(&self) -> bool {
+        self.scoring.is_warm()
+    }
+
+    /// The model in use.
+    pub fn model(&self) -> Option<&std::sync::Arc<vigil_models::ModelFile>> {
+        self.scoring.model()
+    }
+
+    /// Applies a model control between ticks; returns the model now in use and what to record in the
+    /// model history (`None` when it is recorded already).
+    pub(crate) fn control(
+        &mut self,
+        c: crate::retrain::Control,
+    ) -> Option<(
+        std::sync::Arc<vigil_models::ModelFile>,
+        Option<&'static str>,
+    )> {
+        self.scoring.control(c)
+    }
+
+    pub(crate) fn drift_max_psi(&self) -> crate::metrics::FGauge {
+        self.features.max_psi()
+    }
+
+    pub(crate) fn continue_event_ids_after(&mut self, last: u64) {
+        self.scoring.continue_event_ids_after(last);
+    }
+
     pub(crate) fn event_sender(&self) -> tokio::sync::broadcast::Sender<crate::EventNotice> {
         self.scoring.notices()
     }

@@ -1,6 +1,7 @@
 //! The engine stage of a tick: the shared [`vigil_models::Engine`] (window, cold start, scoring,
 //! refits, events) wrapped with the agent's metrics and its training thread.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub(crate) const EVENT_CHANNEL: usize = 64;
 pub enum EventNotice {
     /// An event opened (its evidence, type and top features).
     Opened(Event),
+    /// An open event reached a new peak of another type: its type changed (the opening windows may
+    /// show only the signals that move fastest). `opened_as` keeps the first type.
+    Retyped(Event),
     /// An event closed (with its end, peak and why it ended).
     Closed(Event),
 }
@@ -74,38 +78,50 @@ fn lowest_priority() {
     }
 }
 
+/// Runs `work` on a new thread named `name` at the lowest CPU priority, inside a private one-thread
+/// rayon pool (`{name}-pool`), as an agent thread (its allocations are the agent's); its result comes
+/// back on the returned channel and the thread ends.
+pub(crate) fn spawn_low_priority<T: Send + 'static>(
+    name: &'static str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<(std::thread::JoinHandle<()>, Receiver<T>)> {
+    let (tx, rx) = sync_channel(1);
+    let handle = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            crate::alloc::mark_agent_thread();
+            lowest_priority();
+            let result = match rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .thread_name(move |_| format!("{name}-pool"))
+                .start_handler(|_| {
+                    crate::alloc::mark_agent_thread();
+                    lowest_priority();
+                })
+                .build()
+            {
+                Ok(pool) => pool.install(work),
+                Err(e) => {
+                    tracing::warn!("no private pool for {name} ({e}); running on this thread");
+                    work()
+                }
+            };
+            let _ = tx.send(result);
+        })?;
+    Ok((handle, rx))
+}
+
 impl Trainer for ThreadTrainer {
     fn start(&mut self, job: TrainJob) -> bool {
         if self.running.is_some() {
             return false;
         }
-        let (tx, rx) = sync_channel(1);
-        let spawned = std::thread::Builder::new()
-            .name("vigil-train".into())
-            .spawn(move || {
-                crate::alloc::mark_agent_thread();
-                lowest_priority();
-                let fit = || job.train().map_err(|e| e.to_string());
-                let result = match rayon::ThreadPoolBuilder::new()
-                    .num_threads(1)
-                    .thread_name(|_| "vigil-train-pool".to_owned())
-                    .start_handler(|_| {
-                        crate::alloc::mark_agent_thread();
-                        lowest_priority();
-                    })
-                    .build()
-                {
-                    Ok(pool) => pool.install(fit),
-                    Err(e) => {
-                        tracing::warn!("no private training pool ({e}); fitting on this thread");
-                        fit()
-                    }
-                };
-                let _ = tx.send(result);
-            });
+        let spawned = spawn_low_priority("vigil-train", move || {
+            job.train().map_err(|e| e.to_string())
+        });
         match spawned {
-            Ok(h) => {
-                self.running = Some((h, rx));
+            Ok(running) => {
+                self.running = Some(running);
                 true
             }
             Err(e) => {
@@ -163,6 +179,8 @@ pub(crate) struct ScoringStage {
     trainings: Family<ResultLabel, Counter>,
     info: Family<ModelLabels, FGauge>,
     notices: broadcast::Sender<EventNotice>,
+    /// The model before the last install, for one rollback.
+    previous: Option<Arc<ModelFile>>,
 }
 
 impl ScoringStage {
@@ -190,6 +208,7 @@ impl ScoringStage {
             trainings: Family::default(),
             info: Family::default(),
             notices,
+            previous: None,
         };
         s.score.set(f64::NAN);
         s.raw.set(f64::NAN);
@@ -247,6 +266,92 @@ impl ScoringStage {
     }
 
     /// The open event, if any.
+    /// Installs a promoted or reloaded model, or rolls back to the one before (see
+    /// [`crate::retrain::Control`]); the previous model is kept for one rollback.
+    pub(crate) fn control(
+        &mut self,
+        c: crate::retrain::Control,
+    ) -> Option<(Arc<ModelFile>, Option<&'static str>)> {
+        use crate::retrain::Control;
+        let before = self.engine.model().cloned();
+        let (result, reply, outcome) = match c {
+            Control::Install(p, reply) => {
+                let what = if reply.is_some() {
+                    "reloaded"
+                } else {
+                    "promoted"
+                };
+                let p = *p;
+                (
+                    self.engine
+                        .install(p.model, p.labelled)
+                        .map_err(|e| e.to_string()),
+                    reply,
+                    if what == "reloaded" {
+                        Some("reloaded")
+                    } else {
+                        None
+                    },
+                )
+            }
+            Control::Rollback(reply) => match self.previous.take() {
+                Some(prev) => (
+                    self.engine
+                        .install((*prev).clone(), Vec::new())
+                        .map_err(|e| e.to_string()),
+                    Some(reply),
+                    Some("rollback"),
+                ),
+                None => {
+                    let _ = reply.send(Err("no previous model to roll back to".into()));
+                    return None;
+                }
+            },
+        };
+        match result {
+            Ok(()) => {
+                self.previous = before;
+                let model = self.engine.model().cloned()?;
+                self.show_model(&model);
+                tracing::info!(
+                    kind = %model.kind,
+                    windows = model.summary.rows,
+                    notes = ?model.summary.notes,
+                    "anomaly model installed ({})",
+                    outcome.unwrap_or("promoted by a retrain")
+                );
+                if let Some(r) = reply {
+                    let _ = r.send(Ok(format!(
+                        "{} model {} trained on {} windows installed",
+                        model.kind,
+                        vigil_features::time::format_rfc3339(model.created_unix_seconds),
+                        model.summary.rows
+                    )));
+                }
+                Some((model, outcome))
+            }
+            Err(e) => {
+                tracing::warn!("model not installed: {e}");
+                if let Some(r) = reply {
+                    let _ = r.send(Err(e));
+                }
+                None
+            }
+        }
+    }
+
+    pub(crate) fn is_warm(&self) -> bool {
+        self.engine.phase() != vigil_models::Phase::Filling
+    }
+
+    pub(crate) fn model(&self) -> Option<&Arc<vigil_models::ModelFile>> {
+        self.engine.model()
+    }
+
+    pub(crate) fn continue_event_ids_after(&mut self, last: u64) {
+        self.engine.continue_event_ids_after(last);
+    }
+
     pub(crate) fn current_event(&self) -> Option<&Event> {
         self.engine.current_event()
     }
@@ -329,6 +434,16 @@ impl ScoringStage {
             );
             let _ = self.notices.send(EventNotice::Opened(ev.clone()));
         }
+        if let Some(ev) = &step.retyped {
+            tracing::warn!(
+                id = ev.id,
+                anomaly_type = ev.anomaly_type.as_str(),
+                opened_as = ev.opened_as.as_str(),
+                top = ?ev.top_features,
+                "anomaly event retyped"
+            );
+            let _ = self.notices.send(EventNotice::Retyped(ev.clone()));
+        }
     }
 }
 
@@ -377,6 +492,7 @@ mod tests {
             horizons,
             created: 0.0,
             reason: "test".into(),
+            labelled: Default::default(),
         };
         let mut trainer = ThreadTrainer::default();
         assert!(trainer.start(job.clone()));

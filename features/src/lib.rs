@@ -21,6 +21,7 @@ mod sample;
 mod schema;
 mod signal;
 mod stats;
+pub mod time;
 pub mod vocab;
 mod window;
 

@@ -14,7 +14,13 @@
 //! - **rebaseline**: an event whose deviation has stopped growing for
 //!   [`EngineConfig::rebaseline_after`] windows is closed as `rebaselined` and the model is refitted on
 //!   the recent windows alone: a step change that stays is the new normal, a leak that keeps growing
-//!   stays an event until it stops.
+//!   stays an event until it stops;
+//! - **drift**: a shift too small to open events still moves the scores. The model's calibration
+//!   windows put [`DRIFT_EXPECTED`] of normal windows above their p90 (the score's settle level); when
+//!   at least [`DRIFT_RATE`] of the last [`EngineConfig::rebaseline_after`] windows scored outside
+//!   events are above it, the model no longer describes normal and is refitted on the newest
+//!   `2 × rebaseline_after` clean windows (the regime before the shift and the one after, in time
+//!   order, so the calibration windows are the new regime).
 //!
 //! The engine holds no clock and no thread: the caller passes each row's time, and training goes
 //! through the injected [`Trainer`]. A trained model is installed exactly
@@ -89,6 +95,13 @@ impl Default for EngineConfig {
         }
     }
 }
+
+/// Share of normal windows above the calibration p90 (the settle level), by construction.
+pub const DRIFT_EXPECTED: f64 = 0.1;
+/// Share of windows above the calibration p90 that counts as a large, sustained drift: five times
+/// [`DRIFT_EXPECTED`]. Under no drift, the count over 360 windows is binomial with mean 36 and
+/// standard deviation 5.7; 180 is 25 standard deviations away.
+pub const DRIFT_RATE: f64 = 0.5;
 
 /// The per-window alarm budget that gives at most `false_events_per_day` events at a tick, for the
 /// event rule in `events`: an event needs `open_k` alarms among `open_n` windows, which for
@@ -177,6 +190,20 @@ pub struct TrainJob {
     pub created: f64,
     /// Why the engine asked (model notes).
     pub reason: String,
+    /// Labelled windows kept from the last retrain on stored windows (a person's verdicts, alerts):
+    /// every refit learns from them too, so feedback outlives the engine's own refits.
+    pub labelled: Arc<Vec<LabelledWindow>>,
+}
+
+/// A window with its label, as a retrain on stored windows found it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledWindow {
+    /// The window's features.
+    pub features: Arc<[f64]>,
+    /// `(anomalous, weight)`.
+    pub label: (bool, f64),
+    /// The labelled anomaly type, if any.
+    pub kind: Option<crate::AnomalyKind>,
 }
 
 /// What a training produced: the model, and the drift reference of the windows it was trained on (so
@@ -200,19 +227,48 @@ impl TrainJob {
 
     /// Fits the detector and wraps it as a model file.
     pub fn run(&self) -> Result<ModelFile, ModelError> {
-        let d = KMeansDetector::fit(
-            self.schema.names(),
-            self.schema.units(),
-            self.rows.iter().map(|r| &r[..]),
-            self.params,
-        )?;
+        let mut notes = vec![self.reason.clone()];
+        let d = if self.labelled.is_empty() {
+            KMeansDetector::fit(
+                self.schema.names(),
+                self.schema.units(),
+                self.rows.iter().map(|r| &r[..]),
+                self.params,
+            )?
+        } else {
+            let rows: Vec<crate::LabelledRow<'_>> = self
+                .labelled
+                .iter()
+                .map(|w| crate::LabelledRow {
+                    features: &w.features,
+                    label: Some(w.label),
+                    kind: w.kind,
+                })
+                .chain(self.rows.iter().map(|r| crate::LabelledRow {
+                    features: r,
+                    label: None,
+                    kind: None,
+                }))
+                .collect();
+            let (d, note) = KMeansDetector::fit_with_labels(
+                self.schema.names(),
+                self.schema.units(),
+                &rows,
+                self.params,
+            )?;
+            notes.push(format!(
+                "with {} labelled windows kept from the last retrain; {note}",
+                self.labelled.len()
+            ));
+            d
+        };
         let summary = TrainingSummary {
-            rows: self.rows.len(),
+            rows: self.rows.len() + self.labelled.len(),
             alert_budget: self.params.alert_budget,
             tick_seconds: Some(self.params.tick_seconds),
             short_horizon: self.horizons.short(),
             long_horizon: self.horizons.long(),
-            notes: vec![self.reason.clone()],
+            notes,
             ..TrainingSummary::default()
         };
         let mut file = ModelFile::new(&self.schema, d, summary);
@@ -269,6 +325,8 @@ pub struct Step {
     pub in_event: bool,
     /// The event that opened on this window.
     pub opened: Option<Event>,
+    /// The open event whose type changed on this window (a new peak of another type).
+    pub retyped: Option<Event>,
     /// The event that closed on this window.
     pub closed: Option<Event>,
     /// A model was installed on this window (scores from here on use it).
@@ -307,6 +365,14 @@ pub struct Engine {
     /// and since the last check.
     lead: Option<(usize, f64, f64, u64)>,
     last_score: Option<Score>,
+    /// Windows scored outside events since the install (newest last, at most `rebaseline_after`):
+    /// whether each was above the calibration p90; and how many were.
+    drift: VecDeque<bool>,
+    drift_over: usize,
+    /// Labelled windows every refit learns from (see [`TrainJob::labelled`]).
+    labelled: Arc<Vec<LabelledWindow>>,
+    /// The training in flight was asked for before [`Engine::install`]: its result is dropped.
+    superseded: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -353,6 +419,10 @@ impl Engine {
             last_fit_tick: 0,
             lead: None,
             last_score: None,
+            drift: VecDeque::new(),
+            drift_over: 0,
+            labelled: Arc::new(Vec::new()),
+            superseded: false,
             cfg,
         })
     }
@@ -370,6 +440,34 @@ impl Engine {
     /// The model in use.
     pub fn model(&self) -> Option<&Arc<ModelFile>> {
         self.model.as_ref()
+    }
+
+    /// Installs a model retrained outside the engine (on stored windows, with labels, promoted by the
+    /// gate) from the next row on, with the labelled windows its refits keep learning from. It is the
+    /// engine's own model from then on: refitted, rebaselined and adapted like one it trained. Refused
+    /// when it was trained on another feature schema.
+    pub fn install(
+        &mut self,
+        model: ModelFile,
+        labelled: Vec<LabelledWindow>,
+    ) -> Result<(), ModelError> {
+        model.check_schema(self.window.schema())?;
+        self.fitted_on = model.summary.rows.max(1);
+        self.model = Some(Arc::new(model));
+        self.model_loaded = false;
+        self.labelled = Arc::new(labelled);
+        self.last_fit_tick = self.tick;
+        // A refit asked for before this model arrived must not replace it.
+        self.superseded = self.requested.is_some();
+        self.ready = None;
+        self.drift.clear();
+        self.drift_over = 0;
+        Ok(())
+    }
+
+    /// Numbers new events after `last` (an agent over a store continues the ids stored before it).
+    pub fn continue_event_ids_after(&mut self, last: u64) {
+        self.events.continue_after(last);
     }
 
     /// The open event, if any.
@@ -410,6 +508,7 @@ impl Engine {
             top: Vec::new(),
             in_event: false,
             opened: None,
+            retyped: None,
             closed: None,
             installed: false,
             train_error: None,
@@ -462,6 +561,7 @@ impl Engine {
                     .map(|(i, _)| (*i, self.deviation(&model, *i), 0.0, self.tick));
                 step.opened = event;
             }
+            Transition::Retyped => step.retyped = event,
             Transition::Closed => {
                 self.lead = None;
                 step.closed = event;
@@ -482,6 +582,29 @@ impl Engine {
             && self.fitted_on < self.cfg.history_windows;
         let due_schedule = self.cfg.refit_every > 0
             && self.tick >= self.last_fit_tick + self.cfg.refit_every as u64;
+        if self.may_refit()
+            && !self.events.busy()
+            && self.drifted(!score.settled)
+            && self.requested.is_none()
+        {
+            let (n, over) = (self.drift.len(), self.drift_over);
+            self.drift.clear();
+            self.drift_over = 0;
+            let keep = 2 * self.cfg.rebaseline_after;
+            while self.history.len() > keep {
+                self.history.pop_front();
+            }
+            if self.history.len() >= 50 {
+                self.request(
+                    t,
+                    &format!(
+                        "refit: sustained drift ({over} of the last {n} windows above the \
+                         calibration p90, {:.0} expected)",
+                        n as f64 * DRIFT_EXPECTED
+                    ),
+                );
+            }
+        }
         if self.may_refit()
             && self.requested.is_none()
             && !self.events.busy()
@@ -507,6 +630,21 @@ impl Engine {
     /// `refit_loaded`).
     fn may_refit(&self) -> bool {
         !self.model_loaded || self.cfg.refit_loaded
+    }
+
+    /// Records one window scored outside events (`over`: above the calibration p90) and says whether
+    /// the last `rebaseline_after` such windows are a large, sustained drift.
+    fn drifted(&mut self, over: bool) -> bool {
+        let n = self.cfg.rebaseline_after;
+        if n == 0 {
+            return false;
+        }
+        if self.drift.len() == n && self.drift.pop_front() == Some(true) {
+            self.drift_over -= 1;
+        }
+        self.drift.push_back(over);
+        self.drift_over += usize::from(over);
+        self.drift.len() == n && self.drift_over as f64 >= DRIFT_RATE * n as f64
     }
 
     fn recent_cap(&self) -> usize {
@@ -585,6 +723,7 @@ impl Engine {
             horizons: self.cfg.horizons,
             created: t,
             reason: format!("{reason} ({} windows)", self.history.len()),
+            labelled: self.labelled.clone(),
         };
         let n = job.rows.len();
         if self.trainer.start(job) {
@@ -605,10 +744,17 @@ impl Engine {
                 Some(Err(e)) => {
                     step.train_error = Some(e);
                     self.requested = None;
+                    self.superseded = false;
                     return;
                 }
                 None => {}
             }
+        }
+        if self.superseded && self.ready.is_some() {
+            self.ready = None;
+            self.superseded = false;
+            self.requested = None;
+            return;
         }
         if self.tick >= asked + self.cfg.install_delay as u64
             && let Some(trained) = self.ready.take()
@@ -619,6 +765,8 @@ impl Engine {
             self.model = Some(Arc::new(m));
             self.model_loaded = false;
             self.requested = None;
+            self.drift.clear();
+            self.drift_over = 0;
             step.installed = true;
         }
     }

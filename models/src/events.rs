@@ -75,8 +75,12 @@ pub struct Event {
     pub peak: f64,
     /// When the peak was seen.
     pub peak_at: f64,
-    /// The anomaly type of the strongest window of the opening evidence.
+    /// The anomaly type: at opening, that of the strongest window of the opening evidence; then that
+    /// of the peak window (the opening windows may show only the signals that move fastest: a short
+    /// mean moves in one or two windows, a median in half its horizon). `opened_as` keeps the first.
     pub anomaly_type: AnomalyKind,
+    /// The anomaly type the event opened with.
+    pub opened_as: AnomalyKind,
     /// Top features of the peak window: `(feature name, deviation in robust standard deviations)`.
     pub top_features: Vec<(String, f64)>,
     /// Windows inside the event so far.
@@ -88,6 +92,8 @@ pub struct Event {
 pub(crate) enum Transition {
     None,
     Opened,
+    /// A new peak window of another (known) type: the event's type changed.
+    Retyped,
     Closed,
 }
 
@@ -136,6 +142,11 @@ impl EventTracker {
         }
     }
 
+    /// Numbers the next event `last + 1` (ids stay unique across restarts over one store).
+    pub(crate) fn continue_after(&mut self, last: u64) {
+        self.next_id = self.next_id.max(last.saturating_add(1));
+    }
+
     pub(crate) fn current(&self) -> Option<&Event> {
         self.open.as_ref()
     }
@@ -155,10 +166,15 @@ impl EventTracker {
             .push_back((w.t, w.value, w.kind, w.top.to_vec()));
         if let Some(ev) = &mut self.open {
             ev.windows += 1;
+            let mut retyped = false;
             if w.value > ev.peak {
                 ev.peak = w.value;
                 ev.peak_at = w.t;
                 ev.top_features = named(w.top, w.names);
+                if w.kind != AnomalyKind::Unknown && w.kind != ev.anomaly_type {
+                    ev.anomaly_type = w.kind;
+                    retyped = true;
+                }
             }
             if w.settled {
                 self.quiet_run += 1;
@@ -167,6 +183,9 @@ impl EventTracker {
             }
             if self.quiet_run >= p.close_after {
                 return (Transition::Closed, self.close(w.t, EventEnd::Settled));
+            }
+            if retyped {
+                return (Transition::Retyped, Some(ev.clone()));
             }
             return (Transition::None, None);
         }
@@ -197,6 +216,7 @@ impl EventTracker {
             peak: strongest.1,
             peak_at: strongest.0,
             anomaly_type: strongest.2,
+            opened_as: strongest.2,
             top_features: named(&strongest.3, w.names),
             windows: self.recent.iter().filter(|r| r.0 >= first.0).count() as u64,
         };
@@ -299,6 +319,51 @@ mod tests {
             .collect();
         assert_eq!(opened, vec![12, 42], "{out:?}");
         assert_eq!(out.last().unwrap().2.as_ref().unwrap().id, 2);
+    }
+
+    #[test]
+    fn the_type_follows_the_peak_window() {
+        let mut t = EventTracker::new(EventParams::default());
+        let names = vec!["x.last".to_owned()];
+        let top = vec![(0, 9.0)];
+        let mut push = |i: usize, value: f64, kind: AnomalyKind| {
+            t.push(&WindowVerdict {
+                t: i as f64,
+                value,
+                settled: value < 0.4,
+                kind,
+                top: &top,
+                names: &names,
+            })
+        };
+        let mut out = Vec::new();
+        for i in 0..3 {
+            out.push(push(i, 0.7, AnomalyKind::AllocStorm));
+        }
+        assert_eq!(out[2].0, Transition::Opened);
+        // Weaker windows of another type do not retype; a stronger one does, once; an unknown
+        // peak keeps the type.
+        assert_eq!(
+            push(3, 0.6, AnomalyKind::LatencyRegression).0,
+            Transition::None
+        );
+        let (tr, ev) = push(4, 0.9, AnomalyKind::LatencyRegression);
+        assert_eq!(tr, Transition::Retyped);
+        let ev = ev.unwrap();
+        assert_eq!(ev.anomaly_type, AnomalyKind::LatencyRegression);
+        assert_eq!(ev.opened_as, AnomalyKind::AllocStorm);
+        assert_eq!(
+            push(5, 0.95, AnomalyKind::LatencyRegression).0,
+            Transition::None
+        );
+        assert_eq!(push(6, 0.99, AnomalyKind::Unknown).0, Transition::None);
+        let closed = (7..20)
+            .map(|i| push(i, 0.1, AnomalyKind::Unknown))
+            .find(|o| o.0 == Transition::Closed)
+            .unwrap()
+            .1
+            .unwrap();
+        assert_eq!(closed.anomaly_type, AnomalyKind::LatencyRegression);
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub fn top_features(z: &[f64], n: usize) -> Vec<(usize, f64)> {
     top
 }
 
-/// A vote over the top features, weighted by |z|; `Unknown` when nothing recognisable leads.
+/// A vote over the top features (see [`vote`]); `Unknown` when nothing recognisable leads.
 pub fn guess(names: &[String], top: &[(usize, f64)]) -> AnomalyKind {
     tally(names, top.iter().copied())
 }
@@ -100,8 +100,9 @@ pub fn guess(names: &[String], top: &[(usize, f64)]) -> AnomalyKind {
 pub const VOTE_MIN_Z: f64 = 3.0;
 
 /// The anomaly type the signal families that moved point at: every scored feature whose deviation
-/// `dev[j]` (of feature `indices[j]`) is at least [`VOTE_MIN_Z`] votes for its family with its |dev|;
-/// `Unknown` when no recognisable family moved.
+/// `dev[j]` (of feature `indices[j]`) is at least [`VOTE_MIN_Z`] votes for its family; the family that
+/// moved furthest wins (each family counts once, by its largest |dev|); `Unknown` when no recognisable
+/// family moved.
 pub fn vote(names: &[String], indices: &[usize], dev: &[f64]) -> AnomalyKind {
     tally(
         names,
@@ -113,23 +114,31 @@ pub fn vote(names: &[String], indices: &[usize], dev: &[f64]) -> AnomalyKind {
     )
 }
 
-/// The kind with the largest sum of |z| over `(feature index, z)` votes; unknown signals do not vote.
+/// The kind whose family moved most: each family counts once, by its largest |z| (clipped at
+/// [`crate::Z_CLIP`], as the score sees it), so a family measured by four correlated signals does not
+/// outvote one measured by a single signal that moved further; ties (both at the clip) go to the larger
+/// sum. Unknown signals do not vote.
 fn tally(names: &[String], votes_in: impl Iterator<Item = (usize, f64)>) -> AnomalyKind {
-    let mut votes: Vec<(AnomalyKind, f64)> = Vec::new();
+    // Per kind: (largest |z|, sum of |z|).
+    let mut votes: Vec<(AnomalyKind, f64, f64)> = Vec::new();
     for (i, z) in votes_in {
         let Some(name) = names.get(i) else { continue };
         let k = kind_of_feature(name);
         if k == AnomalyKind::Unknown {
             continue;
         }
-        match votes.iter_mut().find(|(v, _)| *v == k) {
-            Some(v) => v.1 += z.abs(),
-            None => votes.push((k, z.abs())),
+        let z = z.abs().min(crate::Z_CLIP);
+        match votes.iter_mut().find(|(v, ..)| *v == k) {
+            Some(v) => {
+                v.1 = v.1.max(z);
+                v.2 += z;
+            }
+            None => votes.push((k, z, z)),
         }
     }
     votes
         .into_iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(a.2.total_cmp(&b.2)))
         .map_or(AnomalyKind::Unknown, |v| v.0)
 }
 
@@ -204,16 +213,36 @@ mod tests {
     }
 
     #[test]
-    fn guess_weights_votes_by_z() {
+    fn each_family_votes_once_by_its_largest_deviation() {
         let names: Vec<String> = [
-            "tokio_alive_tasks.last",
-            "alloc_live_bytes.last",
-            "alloc_live_bytes.max_60",
+            "inference_latency_p99_seconds.median_10",
+            "alloc_allocations_rate.mean_10",
+            "alloc_frees_rate.mean_10",
+            "alloc_bytes_allocated_rate.mean_10",
+            "tokio_alive_tasks.median_10",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let top = [(0, 10.0), (1, 6.0), (2, 6.0)];
-        assert_eq!(guess(&names, &top), AnomalyKind::MemoryLeak);
+        // Latency moved furthest; four correlated allocation signals do not outvote it.
+        let dev = [40.0, 30.0, 30.0, 25.0, 0.5];
+        assert_eq!(
+            vote(&names, &[0, 1, 2, 3, 4], &dev),
+            AnomalyKind::LatencyRegression
+        );
+        // Both families at the clip: the one with more evidence in total wins.
+        let dev = [80.0, 60.0, 55.0, 3.5, 0.5];
+        assert_eq!(
+            vote(&names, &[0, 1, 2, 3, 4], &dev),
+            AnomalyKind::AllocStorm
+        );
+        // Deviations below VOTE_MIN_Z do not vote; nothing recognisable left is Unknown.
+        assert_eq!(
+            vote(&names, &[0, 1, 2, 3, 4], &[2.9, -2.0, 1.0, 0.0, 2.5]),
+            AnomalyKind::Unknown
+        );
+        // The top-feature guess follows the same rule.
+        let top = [(4, 10.0), (1, 6.0), (2, 6.0)];
+        assert_eq!(guess(&names, &top), AnomalyKind::TaskLeak);
     }
 }

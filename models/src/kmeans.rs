@@ -506,9 +506,14 @@ impl KMeansDetector {
         rows: &[LabelledRow<'_>],
         params: KMeansParams,
     ) -> Result<(Self, String), ModelError> {
+        // Windows a person or a rule called normal come first, so they fall in the fit part of the
+        // time-ordered split and become normal modes (a known false alarm is learned as normal, not
+        // absorbed by raising the threshold); the unlabelled windows follow in time order, the
+        // newest of them setting the threshold.
         let normal = rows
             .iter()
-            .filter(|r| !matches!(r.label, Some((true, _))))
+            .filter(|r| matches!(r.label, Some((false, _))))
+            .chain(rows.iter().filter(|r| r.label.is_none()))
             .map(|r| r.features);
         let mut detector = Self::fit(feature_names, feature_units, normal, params)?;
         detector.type_profiles = detector.profiles(rows);
@@ -592,9 +597,11 @@ impl KMeansDetector {
             .collect()
     }
 
-    /// The anomaly type of an anomalous window: the closest learned profile, else the name-based guess.
-    fn kind_of(&self, z: &[f64], top: &[(usize, f64)]) -> AnomalyKind {
-        let abs: Vec<f64> = z.iter().map(|v| v.abs()).collect();
+    /// The anomaly type of an anomalous window: the closest learned profile (profiles are mean |z|
+    /// of labelled windows, so they are matched against the window's |z|, `scaled`), else the vote
+    /// of the deviations `z` from the nearest mode, else the name-based guess.
+    fn kind_of(&self, scaled: &[f64], z: &[f64], top: &[(usize, f64)]) -> AnomalyKind {
+        let abs: Vec<f64> = scaled.iter().map(|v| v.abs()).collect();
         self.type_profiles
             .iter()
             .map(|(k, p)| (*k, cosine(&abs, p)))
@@ -728,7 +735,7 @@ impl Detector for KMeansDetector {
                     .collect(),
                 _ => dev.clone(),
             };
-            self.kind_of(&typing, &top)
+            self.kind_of(&z, &typing, &top)
         } else {
             AnomalyKind::Unknown
         };

@@ -25,10 +25,13 @@ mod artifact;
 mod detector;
 pub mod engine;
 mod error;
+pub mod evaluation;
 mod events;
 pub mod explain;
 mod kmeans;
+pub mod labels;
 mod output;
+pub mod retrain;
 mod scaler;
 mod supervised;
 
@@ -36,7 +39,10 @@ pub use artifact::{
     FORMAT_VERSION, MAX_MODEL_FILE_BYTES, ModelFile, TrainingSummary, column_of_feature,
 };
 pub use detector::{Detector, Score};
-pub use engine::{Engine, EngineConfig, InlineTrainer, Phase, Step, TrainJob, Trained, Trainer};
+pub use engine::{
+    DRIFT_EXPECTED, DRIFT_RATE, Engine, EngineConfig, InlineTrainer, LabelledWindow, Phase, Step,
+    TrainJob, Trained, Trainer,
+};
 pub use error::ModelError;
 pub use events::{Event, EventEnd, EventParams};
 pub use explain::AnomalyKind;

@@ -211,3 +211,77 @@ fn a_feature_constant_in_training_that_moves_a_little_does_not_alarm_alone() {
     let steps = run(&rows, Box::new(InlineTrainer::default()));
     assert!(!onsets(&steps).is_empty());
 }
+
+/// Latency shifted up by 1.5 ms (the noise is ±1 ms) from `from` on: too little to open an event,
+/// enough to keep most windows above the calibration p90.
+fn drifting(seed: u64, from: usize, len: usize) -> Vec<[f64; 3]> {
+    let mut n = Noise(seed);
+    (0..len)
+        .map(|i| {
+            let mut r = normal(&mut n);
+            if i >= from {
+                r[1] += 0.0015;
+            }
+            r
+        })
+        .collect()
+}
+
+fn drift_jobs(rows: &[[f64; 3]]) -> (Vec<Step>, Vec<String>) {
+    let spy = Spy::default();
+    let cfg = EngineConfig {
+        refit_every: 0,
+        ..config()
+    };
+    let steps = run_with(rows, Box::new(spy.clone()), cfg);
+    let reasons = spy
+        .jobs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|j| j.reason.clone())
+        .collect();
+    (steps, reasons)
+}
+
+#[test]
+fn a_large_sustained_drift_triggers_a_refit_and_a_stable_stream_does_not() {
+    let rows = drifting(13, 1000, 1600);
+    let (steps, reasons) = drift_jobs(&rows);
+    let drift: Vec<&String> = reasons.iter().filter(|r| r.contains("drift")).collect();
+    assert_eq!(drift.len(), 1, "one drift refit: {reasons:?}");
+    // The shift kept most windows above the calibration p90 before the refit, and few after it.
+    let above = |s: &[Step]| {
+        let scored: Vec<&Step> = s.iter().filter(|s| s.score.is_some()).collect();
+        scored
+            .iter()
+            .filter(|s| !s.score.as_ref().unwrap().settled)
+            .count() as f64
+            / scored.len() as f64
+    };
+    let installed: Vec<usize> = steps
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.installed && *i > 1000)
+        .map(|(i, _)| i)
+        .collect();
+    let refit_at = *installed.first().expect("the drift refit was installed");
+    // Half of the last rebaseline_after (100) windows above the p90: 50 drifted windows, plus the
+    // install delay.
+    assert!(
+        (1045..1110).contains(&refit_at),
+        "refit once half of the last 100 windows drifted: {refit_at}"
+    );
+    assert!(above(&steps[1000..refit_at]) >= 0.5);
+    assert!(
+        above(&steps[refit_at + 50..]) < 0.3,
+        "{}",
+        above(&steps[refit_at + 50..])
+    );
+
+    let (_, reasons) = drift_jobs(&drifting(13, usize::MAX, 1600));
+    assert!(
+        reasons.iter().all(|r| !r.contains("drift")),
+        "no drift refit on a stable stream: {reasons:?}"
+    );
+}

@@ -78,6 +78,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
 struct Row {
     /// The type of the anomaly event that opened on this tick.
     opened: Option<AnomalyKind>,
+    /// The open event's new type when it changed on this tick (a stronger peak of another type).
+    retyped: Option<AnomalyKind>,
     baseline: [bool; 4],
     fault: Option<AnomalyKind>,
 }
@@ -180,6 +182,7 @@ fn run_scene(
             let base = observe(&t, &mut history)?;
             rows.push(Row {
                 opened: t.opened.as_ref().map(|e| e.anomaly_type),
+                retyped: t.retyped.as_ref().map(|e| e.anomaly_type),
                 baseline: base,
                 fault: t.fault,
             });
@@ -189,12 +192,18 @@ fn run_scene(
     Ok(rows)
 }
 
-/// Onsets (index, type) of the detector's events.
-fn event_onsets(rows: &[Row]) -> Vec<(usize, AnomalyKind)> {
-    rows.iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.opened.map(|k| (i, k)))
-        .collect()
+/// Onsets (index, type) of the detector's events: the type the event opened with (`at_open`), or
+/// its last type (it follows the event's peak window).
+fn event_onsets(rows: &[Row], at_open: bool) -> Vec<(usize, AnomalyKind)> {
+    let mut out: Vec<(usize, AnomalyKind)> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(k) = r.opened {
+            out.push((i, k));
+        } else if let (Some(k), Some(last), false) = (r.retyped, out.last_mut(), at_open) {
+            last.1 = k;
+        }
+    }
+    out
 }
 
 /// Onsets (index, type) of alarm events: a flagged tick after an unflagged one.
@@ -246,6 +255,8 @@ struct Tally {
     runs: usize,
     detected: usize,
     typed_right: usize,
+    /// Typed right by the type the event opened with (what a page at onset says).
+    typed_right_at_open: usize,
     ttd: Vec<f64>,
 }
 
@@ -259,6 +270,7 @@ impl Tally {
             "ttd_median_ticks": quantile(&self.ttd, 0.5),
             "ttd_p95_ticks": quantile(&self.ttd, 0.95),
             "type_accuracy": if self.detected > 0 { json!(self.typed_right as f64 / self.detected as f64) } else { Value::Null },
+            "type_accuracy_at_open": if self.detected > 0 { json!(self.typed_right_at_open as f64 / self.detected as f64) } else { Value::Null },
         })
     }
 }
@@ -403,6 +415,7 @@ fn replay_runs(dir: &std::path::Path) -> anyhow::Result<Vec<Run>> {
             }
             rows.push(Row {
                 opened: step.opened.as_ref().map(|e| e.anomaly_type),
+                retyped: step.retyped.as_ref().map(|e| e.anomaly_type),
                 baseline: base,
                 fault: super::labels::label_at(&labels, src.timestamp)
                     .filter(|l| l.anomaly)
@@ -443,20 +456,27 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
         let rows = &run.rows;
         if run.fault_free {
             ff_ticks += rows.len();
-            fa_detector += event_onsets(rows).len();
+            fa_detector += event_onsets(rows, false).len();
             fa_baseline += rule_onsets(rows).len();
             continue;
         }
-        let det = event_onsets(rows);
+        let det = event_onsets(rows, false);
+        let det_open = event_onsets(rows, true);
         let base = rule_onsets(rows);
         for (kind, start, end) in instances(rows) {
-            for (ons, tally) in [(&det, &mut detector), (&base, &mut baseline_t)] {
+            for (ons, at_open, tally) in [
+                (&det, &det_open, &mut detector),
+                (&base, &base, &mut baseline_t),
+            ] {
                 let t = tally.entry(kind.as_str()).or_default();
                 t.runs += 1;
                 if let Some((ttd, right)) = detection(ons, start, end, kind) {
                     t.detected += 1;
                     t.typed_right += usize::from(right);
                     t.ttd.push(ttd as f64);
+                }
+                if let Some((_, right)) = detection(at_open, start, end, kind) {
+                    t.typed_right_at_open += usize::from(right);
                 }
             }
         }
@@ -499,20 +519,21 @@ fn print_table(r: &Value) {
         None => "-".to_owned(),
     };
     println!(
-        "{:<20} | {:>6} {:>7} {:>7} {:>6} | {:>6} {:>7} {:>7} {:>6}",
-        "fault", "det", "ttd p50", "ttd p95", "type", "base", "ttd p50", "ttd p95", "type"
+        "{:<20} | {:>6} {:>7} {:>7} {:>6} {:>6} | {:>6} {:>7} {:>7} {:>6}",
+        "fault", "det", "ttd p50", "ttd p95", "type", "@open", "base", "ttd p50", "ttd p95", "type"
     );
     let empty = serde_json::Map::new();
     let scen = r["scenarios"].as_object().unwrap_or(&empty);
     for (name, d) in scen {
         let b = &r["baseline"]["scenarios"][name];
         println!(
-            "{:<20} | {:>6} {:>7} {:>7} {:>6} | {:>6} {:>7} {:>7} {:>6}",
+            "{:<20} | {:>6} {:>7} {:>7} {:>6} {:>6} | {:>6} {:>7} {:>7} {:>6}",
             name,
             num(&d["detection_rate"], 2),
             num(&d["ttd_median_ticks"], 0),
             num(&d["ttd_p95_ticks"], 0),
             num(&d["type_accuracy"], 2),
+            num(&d["type_accuracy_at_open"], 2),
             num(&b["detection_rate"], 2),
             num(&b["ttd_median_ticks"], 0),
             num(&b["ttd_p95_ticks"], 0),

@@ -77,8 +77,18 @@ struct Injected {
     end_tick: u64,
     start_unix: f64,
     end_unix: f64,
-    /// Ticks to the alarm and the type it named.
-    detected: Option<(u64, AnomalyKind)>,
+    /// The event that caught it.
+    detected: Option<Detected>,
+}
+
+/// The event that caught a fault: ticks to its opening, its id, the type it opened with and its type
+/// now (it follows the event's peak window).
+#[derive(Debug, Clone)]
+struct Detected {
+    after: u64,
+    event: u64,
+    opened_as: AnomalyKind,
+    kind: AnomalyKind,
 }
 
 /// The fault schedule after the warm-up: quiet, fault, quiet, fault, ... then quiet.
@@ -274,7 +284,12 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
                 let what = match caught {
                     Some(f) => {
                         let after = ticks - f.start_tick;
-                        f.detected = Some((after, ev.anomaly_type));
+                        f.detected = Some(Detected {
+                            after,
+                            event: ev.id,
+                            opened_as: ev.anomaly_type,
+                            kind: ev.anomaly_type,
+                        });
                         format!("catches {} after {after} ticks", f.kind.as_str())
                     }
                     None => {
@@ -290,6 +305,26 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
                         ev.anomaly_type.as_str(),
                         ev.peak,
                         top.join(", ")
+                    ))
+                );
+            }
+            if let Some(ev) = &t.retyped {
+                if let Some(d) = injected
+                    .iter_mut()
+                    .filter_map(|f| f.detected.as_mut())
+                    .find(|d| d.event == ev.id)
+                {
+                    d.kind = ev.anomaly_type;
+                }
+                println!(
+                    "{}",
+                    fit(format!(
+                        ">> t={:.1}s EVENT {} retyped {} (opened as {}), score {:.2}",
+                        started.elapsed().as_secs_f64(),
+                        ev.id,
+                        ev.anomaly_type.as_str(),
+                        ev.opened_as.as_str(),
+                        ev.peak
                     ))
                 );
             }
@@ -387,13 +422,23 @@ fn summary(injected: &[Injected], false_alarms: u64, ticks: u64) -> String {
             f.start_tick,
             f.end_tick
         );
-        match f.detected {
-            Some((after, kind)) => {
+        match &f.detected {
+            Some(d) => {
                 let _ = writeln!(
                     out,
-                    "detected after {after} ticks as {}{}",
-                    kind.as_str(),
-                    if kind == f.kind { "" } else { " (wrong type)" }
+                    "detected after {} ticks as {}{}{}",
+                    d.after,
+                    d.kind.as_str(),
+                    if d.opened_as == d.kind {
+                        String::new()
+                    } else {
+                        format!(" (opened as {})", d.opened_as.as_str())
+                    },
+                    if d.kind == f.kind {
+                        ""
+                    } else {
+                        " (wrong type)"
+                    }
                 );
             }
             None => out.push_str("missed\n"),

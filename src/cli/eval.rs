@@ -8,7 +8,7 @@ use vigil_models::OutputFile;
 use super::input::InputError;
 use super::input::ReadOptions;
 use super::labels::{Label, read_labels};
-use super::offline::{EngineArgs, load_model, quantile, score_csv};
+use super::offline::{EngineArgs, load_model, score_csv};
 use super::say;
 
 /// Flags of `vigil eval`.
@@ -32,95 +32,7 @@ pub(crate) struct EvalArgs {
     engine: EngineArgs,
 }
 
-/// The evaluation metrics.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Metrics {
-    pub(crate) events: usize,
-    pub(crate) caught: usize,
-    pub(crate) event_recall: f64,
-    pub(crate) ttd_median: f64,
-    pub(crate) ttd_p95: f64,
-    pub(crate) point_precision: f64,
-    pub(crate) composite_f1: f64,
-    pub(crate) false_alarms_per_hour: f64,
-    pub(crate) pr_auc: f64,
-}
-
-/// `windows`: (timestamp, score, flagged) of scored rows, in time order; `tick`: seconds per row.
-pub(crate) fn metrics(windows: &[(f64, f64, bool)], labels: &[Label], tick: f64) -> Metrics {
-    let anomalies: Vec<&Label> = labels.iter().filter(|l| l.anomaly).collect();
-    let inside = |t: f64| anomalies.iter().any(|l| l.contains(t));
-    let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
-        return Metrics {
-            events: 0,
-            caught: 0,
-            event_recall: f64::NAN,
-            ttd_median: f64::NAN,
-            ttd_p95: f64::NAN,
-            point_precision: f64::NAN,
-            composite_f1: f64::NAN,
-            false_alarms_per_hour: f64::NAN,
-            pr_auc: f64::NAN,
-        };
-    };
-    let mut ttd = Vec::new();
-    let mut events = 0;
-    for l in anomalies
-        .iter()
-        .filter(|l| l.end >= first.0 && l.start <= last.0)
-    {
-        events += 1;
-        if let Some(w) = windows.iter().find(|w| w.2 && l.contains(w.0)) {
-            ttd.push(w.0 - l.start);
-        }
-    }
-    ttd.sort_by(f64::total_cmp);
-    let flagged = windows.iter().filter(|w| w.2).count();
-    let true_flags = windows.iter().filter(|w| w.2 && inside(w.0)).count();
-    let point_precision = if flagged > 0 {
-        true_flags as f64 / flagged as f64
-    } else {
-        f64::NAN
-    };
-    let event_recall = if events > 0 {
-        ttd.len() as f64 / events as f64
-    } else {
-        f64::NAN
-    };
-    let composite_f1 = if event_recall + point_precision > 0.0 {
-        2.0 * event_recall * point_precision / (event_recall + point_precision)
-    } else {
-        0.0
-    };
-    // False alarms: runs of flagged windows (events) that start outside every labelled anomaly. An
-    // event that starts inside a labelled anomaly and outlasts it is the same alarm, not a new one.
-    let mut false_alarms = 0;
-    let mut prev_flag = false;
-    for w in windows {
-        if w.2 && !prev_flag && !inside(w.0) {
-            false_alarms += 1;
-        }
-        prev_flag = w.2;
-    }
-    let normal_windows = windows.iter().filter(|w| !inside(w.0)).count();
-    let normal_hours = normal_windows as f64 * tick / 3600.0;
-    let scored: Vec<(f64, bool)> = windows.iter().map(|w| (w.1, inside(w.0))).collect();
-    Metrics {
-        events,
-        caught: ttd.len(),
-        event_recall,
-        ttd_median: quantile(&ttd, 0.5),
-        ttd_p95: quantile(&ttd, 0.95),
-        point_precision,
-        composite_f1,
-        false_alarms_per_hour: if normal_hours > 0.0 {
-            false_alarms as f64 / normal_hours
-        } else {
-            f64::NAN
-        },
-        pr_auc: vigil_models::explain::average_precision(&scored),
-    }
-}
+pub(crate) use vigil_models::evaluation::metrics;
 
 pub(crate) fn svg(windows: &[(f64, f64, bool)], labels: &[Label]) -> String {
     let (w, h, pad) = (1200.0, 360.0, 40.0);

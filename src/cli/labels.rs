@@ -4,46 +4,7 @@ use std::path::Path;
 
 use super::input::{InputError, parse_timestamp};
 
-/// One labelled interval.
-#[derive(Debug, Clone)]
-pub(crate) struct Label {
-    pub(crate) start: f64,
-    pub(crate) end: f64,
-    pub(crate) anomaly: bool,
-    pub(crate) source: String,
-    /// Confidence, from the `confidence` column or the source's default (human 0.95, others 0.65).
-    pub(crate) confidence: f64,
-    /// The `anomaly_type` column, when given.
-    pub(crate) kind: Option<vigil_models::AnomalyKind>,
-}
-
-/// Default confidence of a label source: people 0.95, alert rules and anything else 0.65.
-pub(crate) fn default_confidence(source: &str) -> f64 {
-    if source.eq_ignore_ascii_case("human") {
-        0.95
-    } else {
-        0.65
-    }
-}
-
-/// The label of a window at `t`: a human label overrides rule labels on the same windows; among labels
-/// of equal standing the most confident wins.
-pub(crate) fn label_at(labels: &[Label], t: f64) -> Option<&Label> {
-    let most_confident = |human_only: bool| {
-        labels
-            .iter()
-            .filter(|l| l.contains(t))
-            .filter(|l| !human_only || l.source.eq_ignore_ascii_case("human"))
-            .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
-    };
-    most_confident(true).or_else(|| most_confident(false))
-}
-
-impl Label {
-    pub(crate) fn contains(&self, t: f64) -> bool {
-        t >= self.start && t <= self.end
-    }
-}
+pub(crate) use vigil_models::labels::{Label, default_confidence, label_at};
 
 pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
     let file = std::fs::File::open(path)
@@ -138,32 +99,4 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
         });
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn l(start: f64, end: f64, anomaly: bool, source: &str) -> Label {
-        Label {
-            start,
-            end,
-            anomaly,
-            source: source.into(),
-            confidence: default_confidence(source),
-            kind: None,
-        }
-    }
-
-    #[test]
-    fn a_human_label_overrides_rule_labels_on_the_same_windows() {
-        let labels = [
-            l(0.0, 10.0, false, "alertmanager"),
-            l(5.0, 6.0, true, "human"),
-        ];
-        let at = |t| label_at(&labels, t).map(|l| (l.anomaly, l.confidence));
-        assert_eq!(at(2.0), Some((false, 0.65)));
-        assert_eq!(at(5.5), Some((true, 0.95)));
-        assert_eq!(at(11.0), None);
-    }
 }

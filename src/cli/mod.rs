@@ -11,6 +11,7 @@ pub(crate) mod overhead;
 pub(crate) mod png;
 pub(crate) mod scenes;
 pub(crate) mod score;
+pub(crate) mod store;
 pub(crate) mod train;
 
 /// Writes one line to standard output. A closed pipe (`vigil inspect m.json | head`) comes back as an

@@ -21,14 +21,7 @@ pub(crate) fn progress(total: u64, what: &str) -> ProgressBar {
     pb
 }
 
-/// Nearest-rank quantile of a sorted slice; `NaN` when it is empty.
-pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
+pub(crate) use vigil_models::evaluation::quantile;
 
 /// Loads a model; damage is input error (exit 2).
 pub(crate) fn load_model(path: &Path) -> anyhow::Result<ModelFile> {

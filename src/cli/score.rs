@@ -19,7 +19,8 @@ pub(crate) struct ScoreArgs {
     #[arg(long, value_name = "FILE")]
     csv: PathBuf,
     /// Output CSV: timestamp,score,raw_score,is_anomaly,anomaly_type,top_features,event_id,event_onset
-    /// (`is_anomaly` = inside an event; `top_features` = `feature:deviation` in robust standard
+    /// (`is_anomaly` = inside an event; `anomaly_type` = the event's type, which follows its peak
+    /// window; `top_features` = `feature:deviation` in robust standard
     /// deviations, `;`-separated; written to a temporary file beside it and renamed when
     /// complete; never one of the inputs; a device or pipe such as /dev/stdout is written through).
     #[arg(long, value_name = "SCORES")]
@@ -63,6 +64,10 @@ pub(crate) fn run(args: ScoreArgs) -> anyhow::Result<()> {
         if let Some(ev) = &step.opened {
             events += 1;
             open = Some((ev.id, ev.start, ev.anomaly_type.as_str()));
+        }
+        // The event's type follows its peak window: rows from here on carry the new one.
+        if let (Some(ev), Some(o)) = (&step.retyped, open.as_mut()) {
+            o.2 = ev.anomaly_type.as_str();
         }
         let inside = if step.in_event { open } else { None };
         match &step.score {

@@ -36,6 +36,14 @@ pub fn fast_agent(tick_ms: u64) -> vigil::AgentBuilder {
         .tick(Duration::from_millis(tick_ms))
         .unwrap()
         .gpu(vigil::GpuMode::Off)
+        .data_dir(None)
+}
+
+/// A fresh, empty directory under the system's temp dir for one test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vigil-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
 }
 
 /// Response of one HTTP GET.
@@ -63,16 +71,31 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
 /// `METHOD path` (no body) over a fresh connection, with extra request headers.
 #[track_caller]
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    send(addr, method, path, headers, b"")
+}
+
+/// `METHOD path` with a body over a fresh connection, with extra request headers.
+#[track_caller]
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: 0\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
     );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
+    // A server may answer (413) before reading a large body and close: a failed write is fine.
+    let _ = s.write_all(body);
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw

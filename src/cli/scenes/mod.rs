@@ -49,6 +49,8 @@ pub(crate) struct Tick {
     pub(crate) score: Option<Score>,
     /// The anomaly event that opened on this tick.
     pub(crate) opened: Option<vigil::models::Event>,
+    /// The open event whose type changed on this tick.
+    pub(crate) retyped: Option<vigil::models::Event>,
     /// An event is open after this tick.
     pub(crate) in_event: bool,
     /// The fault running during this tick.
@@ -141,7 +143,11 @@ impl Scene {
         // Defaults, then VIGIL_* variables (the demo), then explicit settings.
         let mut builder = vigil::Agent::builder().warm_up(Duration::from_secs(60))?;
         if cfg.from_env {
+            // The demo is a host like any other: VIGIL_DATA_DIR (default ./vigil-data) applies.
             builder = builder.from_env()?;
+        } else {
+            // Benchmark scenes run several agents one after another: no store.
+            builder = builder.data_dir(None);
         }
         if let Some(t) = cfg.tick {
             builder = builder.tick(t)?;
@@ -222,10 +228,11 @@ impl Scene {
         let score = self.scores.borrow_and_update().clone();
         let sample = agent.latest_sample();
         // The tick's notices were sent before its score was published.
-        let mut opened = None;
+        let (mut opened, mut retyped) = (None, None);
         loop {
             match self.events.try_recv() {
                 Ok(vigil::agent::EventNotice::Opened(e)) => opened = Some(e),
+                Ok(vigil::agent::EventNotice::Retyped(e)) => retyped = Some(e),
                 Ok(vigil::agent::EventNotice::Closed(_)) => {}
                 Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
                 Err(_) => break,
@@ -239,6 +246,7 @@ impl Scene {
             sample,
             score,
             opened,
+            retyped,
             in_event,
             fault: self.injector.active(),
             load,

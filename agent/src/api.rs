@@ -1,0 +1,569 @@
+//! The agent's JSON API over the local store: labels, verdicts on events, the Alertmanager webhook,
+//! events and status. Every error is `{"error": "..."}` saying what is wrong; bodies over
+//! [`MAX_BODY`] are refused; write endpoints go through [`crate::access::WriteAccess`]; nothing is
+//! stored from a request that fails.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tokio::sync::watch;
+use vigil_features::time::{format_rfc3339, parse_timestamp};
+use vigil_models::{AnomalyKind, Event, ModelFile, Score};
+use vigil_store::{LabelQuery, NewLabel, StoreError, Verdict, Webhook};
+
+use crate::http::{HttpState, json_error};
+use crate::store::{Command, StoreSink, Unavailable};
+
+/// Largest request body accepted (1 MiB).
+pub(crate) const MAX_BODY: usize = 1 << 20;
+/// Most labels or events one GET returns.
+pub(crate) const MAX_LIST: usize = 10_000;
+
+/// What the API handlers read.
+pub(crate) struct Api {
+    pub(crate) store: Option<StoreSink>,
+    pub(crate) access: crate::access::WriteAccess,
+    pub(crate) score: watch::Receiver<Option<Score>>,
+    pub(crate) event: watch::Receiver<Option<Event>>,
+    pub(crate) model: watch::Receiver<Option<Arc<ModelFile>>>,
+    /// `vigil_feature_drift_max_psi`.
+    pub(crate) drift_max_psi: crate::metrics::FGauge,
+    /// Model controls to the agent thread.
+    pub(crate) control: std::sync::mpsc::SyncSender<crate::retrain::Control>,
+    /// The model file a reload reads (`VIGIL_MODEL`).
+    pub(crate) model_path: Option<std::path::PathBuf>,
+    /// The last retrain's outcome.
+    pub(crate) retrain: watch::Receiver<Option<crate::retrain::LastRetrain>>,
+}
+
+pub(crate) fn routes() -> Router<Arc<HttpState>> {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/labels", get(list_labels).post(add_label))
+        .route("/api/v1/events", get(list_events))
+        .route("/api/v1/events/{id}/verdict", post(verdict))
+        .route("/api/v1/alertmanager", post(alertmanager))
+        .route("/api/v1/model/reload", post(reload))
+        .route("/api/v1/model/rollback", post(rollback))
+}
+
+/// Sends a model control to the agent thread and waits for the result (applied between two ticks).
+async fn control(
+    state: &HttpState,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<Result<String, String>>) -> crate::retrain::Control,
+) -> Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if state.api.control.try_send(make(tx)).is_err() {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent has model changes waiting already; retry after the next tick",
+        );
+    }
+    match rx.await {
+        Ok(Ok(message)) => json(StatusCode::OK, &serde_json::json!({ "message": message })),
+        Ok(Err(e)) => json_error(StatusCode::CONFLICT, &e),
+        Err(_) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent is shutting down",
+        ),
+    }
+}
+
+/// `POST /api/v1/model/reload`: reads `VIGIL_MODEL` again and installs it if it is valid for this
+/// agent's schema; the model in use stays otherwise.
+async fn reload(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.api.access.authorize(&headers) {
+        return r.into_response();
+    }
+    let Some(path) = state.api.model_path.clone() else {
+        return json_error(
+            StatusCode::CONFLICT,
+            "no model file to reload: the agent was started without VIGIL_MODEL",
+        );
+    };
+    // The file is read off the agent's runtime, on the store thread when there is one.
+    let model = match state.api.store.as_ref() {
+        Some(store) => match store.ask(|reply| Command::LoadModel(path, reply)).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return json_error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+            Err(u) => return unavailable(u),
+        },
+        None => {
+            let p = path.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                // The agent runtime's blocking pool serves only the agent.
+                crate::alloc::mark_agent_thread();
+                vigil_models::ModelFile::load(&p)
+            })
+            .await;
+            match loaded {
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) => {
+                    return json_error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &format!("{}: {e}", path.display()),
+                    );
+                }
+                Err(e) => {
+                    return json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("reading the model failed: {e}"),
+                    );
+                }
+            }
+        }
+    };
+    let promoted = crate::retrain::Promoted {
+        model,
+        labelled: Vec::new(),
+    };
+    control(&state, |tx| {
+        crate::retrain::Control::Install(Box::new(promoted), Some(tx))
+    })
+    .await
+}
+
+/// `POST /api/v1/model/rollback`: back to the model in use before the last install.
+async fn rollback(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.api.access.authorize(&headers) {
+        return r.into_response();
+    }
+    control(&state, crate::retrain::Control::Rollback).await
+}
+
+/// A failed request's reply (boxed: a `Response` is large to move around in a `Result`).
+pub(crate) struct Fail(Box<Response>);
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+fn fail(status: StatusCode, message: &str) -> Fail {
+    Fail(Box::new(json_error(status, message)))
+}
+
+fn json(status: StatusCode, v: &impl serde::Serialize) -> Response {
+    match serde_json::to_string(v) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the reply: {e}"),
+        ),
+    }
+}
+
+fn no_store() -> Response {
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store is off (VIGIL_DATA_DIR=off): labels and events are not kept",
+    )
+}
+
+fn unavailable(u: Unavailable) -> Response {
+    match u {
+        Unavailable::Busy => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is behind (slow disk); nothing was stored: retry shortly",
+        ),
+        Unavailable::Stopped => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store has stopped (the agent is shutting down)",
+        ),
+    }
+}
+
+fn store_error(e: &StoreError) -> Response {
+    match e {
+        StoreError::Invalid(m) => json_error(StatusCode::BAD_REQUEST, m),
+        other => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the store failed; nothing was stored: {other}"),
+        ),
+    }
+}
+
+/// Reads the body up to [`MAX_BODY`]; a larger one is a 413.
+async fn read_body(body: Body) -> Result<axum::body::Bytes, Fail> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        fail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {MAX_BODY} bytes"),
+        )
+    })
+}
+
+/// Checks write access and that the store is on; returns the sink.
+fn writer<'a>(state: &'a HttpState, headers: &HeaderMap) -> Result<&'a StoreSink, Fail> {
+    state
+        .api
+        .access
+        .authorize(headers)
+        .map_err(|r| Fail(Box::new(r.into_response())))?;
+    state
+        .api
+        .store
+        .as_ref()
+        .ok_or_else(|| Fail(Box::new(no_store())))
+}
+
+fn json_content(headers: &HeaderMap) -> Result<(), Fail> {
+    match headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(ct) if ct.trim_start().starts_with("application/json") => Ok(()),
+        Some(ct) => Err(fail(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("Content-Type `{ct}` is not application/json"),
+        )),
+        None => Err(fail(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as JSON with Content-Type: application/json",
+        )),
+    }
+}
+
+/// `from`/`to` (RFC 3339 or Unix seconds) and `limit` from a query string.
+fn range(query: Option<&str>) -> Result<(f64, f64, usize), Fail> {
+    let (mut from, mut to, mut limit) = (f64::MIN, f64::MAX, 1000usize);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        let time = |name: &str| {
+            parse_timestamp(&v).ok_or_else(|| {
+                fail(
+                    StatusCode::BAD_REQUEST,
+                    &format!("`{name}={v}` is not a time (RFC 3339 or Unix seconds)"),
+                )
+            })
+        };
+        match k {
+            "from" => from = time("from")?,
+            "to" => to = time("to")?,
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIST).contains(n))
+                    .ok_or_else(|| {
+                        fail(
+                            StatusCode::BAD_REQUEST,
+                            &format!("`limit={v}` is not a number from 1 to {MAX_LIST}"),
+                        )
+                    })?;
+            }
+            other => {
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    &format!("unknown query parameter `{other}` (from, to, limit)"),
+                ));
+            }
+        }
+    }
+    if from > to {
+        return Err(fail(StatusCode::BAD_REQUEST, "`from` is after `to`"));
+    }
+    Ok((from, to, limit))
+}
+
+/// `%XX` and `+` decoding for query values (timestamps carry `:` and `+`).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelBody {
+    start: String,
+    end: String,
+    label: String,
+    anomaly_type: Option<String>,
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerdictBody {
+    label: String,
+    note: Option<String>,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Fail> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+/// A JSON body of type `T`: the content type checked, at most [`MAX_BODY`] bytes, unknown fields
+/// refused.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, Fail> {
+    json_content(headers)?;
+    parse_json(&read_body(body).await?)
+}
+
+fn verdict_of(s: &str) -> Result<Verdict, Fail> {
+    Verdict::parse(s).ok_or_else(|| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            &format!("label `{s}` is not `anomaly` or `normal`"),
+        )
+    })
+}
+
+async fn add_label(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let store = match writer(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let b: LabelBody = match json_body(&headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    let time = |name: &str, v: &str| {
+        parse_timestamp(v).ok_or_else(|| {
+            fail(
+                StatusCode::BAD_REQUEST,
+                &format!("`{name}` `{v}` is not an RFC 3339 time"),
+            )
+        })
+    };
+    let (start, end) = match (time("start", &b.start), time("end", &b.end)) {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+    };
+    let verdict = match verdict_of(&b.label) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let anomaly_type = match b.anomaly_type.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) => match AnomalyKind::parse(t) {
+            Some(k) => Some(k),
+            None => {
+                let known: Vec<&str> = AnomalyKind::ALL.iter().map(|k| k.as_str()).collect();
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("anomaly_type `{t}` is not one of {}", known.join(", ")),
+                );
+            }
+        },
+    };
+    let label = NewLabel {
+        start,
+        end: Some(end),
+        verdict,
+        anomaly_type,
+        source: "human".into(),
+        confidence: store.confidence.human,
+        note: b.note,
+        event_id: None,
+    };
+    match store.ask(|reply| Command::AddLabel(label, reply)).await {
+        Ok(Ok(l)) => {
+            store.count_labels("human", 1);
+            json(StatusCode::CREATED, &l)
+        }
+        Ok(Err(e)) => store_error(&e),
+        Err(u) => unavailable(u),
+    }
+}
+
+async fn verdict(
+    State(state): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let store = match writer(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(id) = id.parse::<u64>() else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("event id `{id}` is not a number"),
+        );
+    };
+    let b: VerdictBody = match json_body(&headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    let verdict = match verdict_of(&b.label) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let note = b.note;
+    match store
+        .ask(|reply| Command::Verdict {
+            id,
+            verdict,
+            note,
+            reply,
+        })
+        .await
+    {
+        Ok(Ok(Some(l))) => {
+            store.count_labels("human", 1);
+            json(StatusCode::CREATED, &l)
+        }
+        Ok(Ok(None)) => json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no event {id} in the store (GET /api/v1/events lists them)"),
+        ),
+        Ok(Err(e)) => store_error(&e),
+        Err(u) => unavailable(u),
+    }
+}
+
+async fn alertmanager(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let store = match writer(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let bytes = match read_body(body).await {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    let hook = match Webhook::parse(&bytes) {
+        Ok(h) => h,
+        Err(m) => return json_error(StatusCode::BAD_REQUEST, &m),
+    };
+    match store.ask(|reply| Command::Webhook(hook, reply)).await {
+        Ok(Ok(out)) => {
+            store.count_labels("alertmanager", out.opened + out.closed);
+            json(StatusCode::OK, &out)
+        }
+        Ok(Err(e)) => store_error(&e),
+        Err(u) => unavailable(u),
+    }
+}
+
+/// The store and the query's range, for the list endpoints.
+fn listing<'a>(
+    state: &'a HttpState,
+    q: Option<&str>,
+) -> Result<(&'a StoreSink, (f64, f64, usize)), Fail> {
+    let store = state
+        .api
+        .store
+        .as_ref()
+        .ok_or_else(|| Fail(Box::new(no_store())))?;
+    Ok((store, range(q)?))
+}
+
+async fn list_labels(State(state): State<Arc<HttpState>>, RawQuery(q): RawQuery) -> Response {
+    let (store, (from, to, limit)) = match listing(&state, q.as_deref()) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let q = LabelQuery { from, to, limit };
+    match store.ask(|reply| Command::Labels(q, reply)).await {
+        Ok(Ok(labels)) => json(StatusCode::OK, &serde_json::json!({ "labels": labels })),
+        Ok(Err(e)) => store_error(&e),
+        Err(u) => unavailable(u),
+    }
+}
+
+async fn list_events(State(state): State<Arc<HttpState>>, RawQuery(q): RawQuery) -> Response {
+    let (store, (from, to, limit)) = match listing(&state, q.as_deref()) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    match store
+        .ask(|reply| Command::Events {
+            from,
+            to,
+            limit,
+            reply,
+        })
+        .await
+    {
+        Ok(Ok(events)) => json(StatusCode::OK, &serde_json::json!({ "events": events })),
+        Ok(Err(e)) => store_error(&e),
+        Err(u) => unavailable(u),
+    }
+}
+
+async fn status(State(state): State<Arc<HttpState>>) -> Response {
+    let api = &state.api;
+    let model = api.model.borrow().clone();
+    let score = api.score.borrow().clone();
+    let event = api.event.borrow().clone();
+    let model_json = model.as_ref().map(|m| {
+        serde_json::json!({
+            "kind": m.kind,
+            "format_version": m.format_version,
+            "schema_hash": m.schema_hash,
+            "created": format_rfc3339(m.created_unix_seconds),
+            "raw_threshold": m.detector.threshold,
+            "training_rows": m.summary.rows,
+            "notes": m.summary.notes,
+        })
+    });
+    let store = match api.store.as_ref() {
+        Some(s) => match s.ask(Command::Summary).await {
+            Ok(Ok(summary)) => serde_json::to_value(&summary).unwrap_or_default(),
+            Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }),
+            Err(_) => serde_json::json!({ "error": "the store is busy or stopped" }),
+        },
+        None => serde_json::Value::Null,
+    };
+    let drift = api.drift_max_psi.get();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "model": model_json,
+            "threshold": 0.5,
+            "last_score": score.map(|s| serde_json::json!({
+                "score": s.value, "raw": s.raw, "settled": s.settled,
+            })),
+            "open_event": event,
+            "last_retrain": api.retrain.borrow().clone(),
+            "drift_max_psi": if drift.is_finite() { serde_json::json!(drift) } else { serde_json::Value::Null },
+            "store": store,
+        }),
+    )
+}

@@ -1,0 +1,283 @@
+//! In-process retraining from the store: on a schedule and when new labels arrive, the store thread
+//! reads the newest stored windows and the labels over them, and a low-priority thread
+//! (`vigil-retrain`) fits a candidate, gates it against the model in use
+//! ([`vigil_models::retrain::retrain`]) and, when it is better, hands it to the agent thread, which
+//! installs it between two ticks (an atomic swap: a tick scores with the old model or the new one).
+//! Every outcome is counted (`vigil_retrain_total{outcome}`), logged with its figures and kept in the
+//! model history.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use vigil_features::FeatureSchema;
+use vigil_models::retrain::{RetrainInput, RetrainOutcome, retrain};
+use vigil_models::{EngineConfig, LabelledWindow, ModelFile};
+use vigil_store::{LabelQuery, Store};
+
+/// Default time between scheduled retrains.
+pub(crate) const DEFAULT_RETRAIN_INTERVAL: Duration = Duration::from_secs(3600);
+/// Stored windows a retrain reads at most (memory: windows × features × 8 bytes; 20,000 windows of
+/// 200 features is 32 MB, for the seconds the fit takes).
+pub(crate) const MAX_RETRAIN_WINDOWS: usize = 20_000;
+/// New labels wait this long before they trigger a retrain (a burst of verdicts makes one retrain).
+const LABEL_SETTLE: Duration = Duration::from_secs(30);
+
+/// A promoted model on its way to the agent thread.
+pub(crate) struct Promoted {
+    pub(crate) model: ModelFile,
+    pub(crate) labelled: Vec<LabelledWindow>,
+}
+
+/// What the agent thread is asked to do with its model between two ticks; the reply says what
+/// happened.
+pub(crate) enum Control {
+    /// Install a model (a promoted retrain: no reply; a reload: the reply).
+    Install(
+        Box<Promoted>,
+        Option<tokio::sync::oneshot::Sender<Result<String, String>>>,
+    ),
+    /// Go back to the model before the current one.
+    Rollback(tokio::sync::oneshot::Sender<Result<String, String>>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// The last retrain, for `GET /api/v1/status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct LastRetrain {
+    pub(crate) at: String,
+    pub(crate) outcome: &'static str,
+    pub(crate) reason: String,
+    pub(crate) why: String,
+}
+
+/// A retrain in flight: its thread, its result, why it started.
+type Running = (
+    std::thread::JoinHandle<()>,
+    Receiver<Result<RetrainOutcome, String>>,
+    String,
+);
+
+/// When and how the store thread retrains.
+pub(crate) struct Retrainer {
+    every: Option<Duration>,
+    engine: EngineConfig,
+    schema: FeatureSchema,
+    model: watch::Receiver<Option<Arc<ModelFile>>>,
+    install: SyncSender<Control>,
+    running: Option<Running>,
+    last: Instant,
+    labels_at: Option<Instant>,
+    outcomes: Family<OutcomeLabel, Counter>,
+    pub(crate) last_outcome: watch::Sender<Option<LastRetrain>>,
+}
+
+pub(crate) fn metrics(registry: &mut Registry) -> Family<OutcomeLabel, Counter> {
+    let f = Family::<OutcomeLabel, Counter>::default();
+    crate::metrics::RETRAINS.register(registry, f.clone());
+    for outcome in ["promoted", "rejected", "failed"] {
+        let _ = f.get_or_create(&OutcomeLabel { outcome });
+    }
+    f
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Retrainer {
+    pub(crate) fn new(
+        every: Option<Duration>,
+        engine: EngineConfig,
+        schema: FeatureSchema,
+        model: watch::Receiver<Option<Arc<ModelFile>>>,
+        install: SyncSender<Control>,
+        outcomes: Family<OutcomeLabel, Counter>,
+        last_outcome: watch::Sender<Option<LastRetrain>>,
+    ) -> Self {
+        Self {
+            every,
+            engine,
+            schema,
+            model,
+            install,
+            running: None,
+            last: Instant::now(),
+            labels_at: None,
+            outcomes,
+            last_outcome,
+        }
+    }
+
+    /// New labels were stored: retrain soon.
+    pub(crate) fn labels_arrived(&mut self) {
+        self.labels_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Called by the store thread between commands: collects a finished retrain, or starts one when
+    /// it is due.
+    pub(crate) fn poll(&mut self, store: &mut Store) {
+        if let Some((_, rx, _)) = &self.running {
+            let result = match rx.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => Err("the retrain thread stopped".into()),
+            };
+            if let Some((h, _, reason)) = self.running.take() {
+                let _ = h.join();
+                self.finish(store, result, &reason);
+            }
+            return;
+        }
+        let labels_due = self.labels_at.is_some_and(|t| t.elapsed() >= LABEL_SETTLE);
+        let schedule_due = self.every.is_some_and(|e| self.last.elapsed() >= e);
+        if !(labels_due || schedule_due) {
+            return;
+        }
+        let reason = if labels_due {
+            "new labels"
+        } else {
+            "scheduled"
+        };
+        self.last = Instant::now();
+        self.labels_at = None;
+        let Some(current) = self.model.borrow().clone() else {
+            // Nothing to compare with before the cold start: the next schedule tries again.
+            return;
+        };
+        let input = match self.input(store) {
+            Ok(i) => i,
+            Err(e) => {
+                self.finish(store, Err(e), reason);
+                return;
+            }
+        };
+        match crate::scoring::spawn_low_priority("vigil-retrain", move || {
+            retrain(&input, &current).map_err(|e| e.to_string())
+        }) {
+            Ok((h, rx)) => self.running = Some((h, rx, reason.to_owned())),
+            Err(e) => self.finish(
+                store,
+                Err(format!("cannot start the retrain thread: {e}")),
+                reason,
+            ),
+        }
+    }
+
+    fn input(&self, store: &Store) -> Result<RetrainInput, String> {
+        let windows = store
+            .recent_windows(&self.schema.hash_hex(), MAX_RETRAIN_WINDOWS)
+            .map_err(|e| e.to_string())?;
+        let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+            return Err("no stored windows yet".into());
+        };
+        let now = now_unix();
+        let labels = store
+            .labels(&LabelQuery {
+                from: first.0,
+                to: last.0,
+                limit: usize::MAX,
+            })
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|l| l.to_label(now))
+            .collect();
+        Ok(RetrainInput {
+            schema: self.schema.clone(),
+            windows: windows
+                .into_iter()
+                .map(|(t, f, e)| (t, Arc::from(f), e))
+                .collect(),
+            labels,
+            params: self.engine.params(),
+            events: self.engine.events,
+            horizons: self.engine.horizons,
+            tick_seconds: self.engine.tick_seconds,
+            false_events_per_day: self.engine.false_events_per_day,
+            holdout: 0.3,
+            created: now,
+        })
+    }
+
+    fn finish(&mut self, store: &mut Store, result: Result<RetrainOutcome, String>, reason: &str) {
+        let (outcome, why) = match result {
+            Ok(o) => {
+                let p = &o.promotion;
+                let figures = serde_json::json!({
+                    "windows": o.used,
+                    "labelled_windows": o.labelled_windows,
+                    "left_out_event_windows": o.left_out,
+                    "current": {"caught": p.current.caught, "false_events": p.current.false_alarms},
+                    "candidate": {"caught": p.candidate.caught, "false_events": p.candidate.false_alarms},
+                    "labelled_anomalies": p.candidate.events,
+                    "margin": p.margin,
+                });
+                let outcome = if p.promote { "promoted" } else { "rejected" };
+                tracing::info!(
+                    outcome,
+                    reason,
+                    windows = o.used,
+                    labelled = o.labelled_windows,
+                    caught = p.candidate.caught,
+                    caught_before = p.current.caught,
+                    false_events = p.candidate.false_alarms,
+                    false_events_before = p.current.false_alarms,
+                    "retrain: {}",
+                    p.reason
+                );
+                if let Some(model) = o.model {
+                    let json = model.to_json().unwrap_or_default();
+                    if let Err(e) = store.add_model(
+                        model.created_unix_seconds,
+                        outcome,
+                        reason,
+                        &figures,
+                        &json,
+                    ) {
+                        tracing::warn!("store: cannot record the retrained model: {e}");
+                    }
+                    if self
+                        .install
+                        .try_send(Control::Install(
+                            Box::new(Promoted {
+                                model,
+                                labelled: o.labelled,
+                            }),
+                            None,
+                        ))
+                        .is_err()
+                    {
+                        tracing::warn!(
+                            "retrain: the agent has a promoted model waiting already; this one is dropped"
+                        );
+                    }
+                } else if let Err(e) = store.add_model(now_unix(), outcome, reason, &figures, "") {
+                    tracing::warn!("store: cannot record the retrain outcome: {e}");
+                }
+                (outcome, p.reason.clone())
+            }
+            Err(e) => {
+                tracing::warn!(reason, "retrain failed: {e}");
+                ("failed", e)
+            }
+        };
+        self.outcomes.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.last_outcome.send_replace(Some(LastRetrain {
+            at: vigil_features::time::format_rfc3339(now_unix()),
+            outcome,
+            reason: reason.to_owned(),
+            why,
+        }));
+    }
+}

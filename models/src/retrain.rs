@@ -1,0 +1,199 @@
+//! Retraining on stored windows with labels, and the gate that promotes only a better model.
+//!
+//! 1. Every stored window gets its label (a human label overrides rule labels; the most confident
+//!    wins). A window inside an event that no label covers is left out: nobody said whether it was
+//!    an anomaly, and training on it as normal would teach the detector to ignore real faults.
+//! 2. The procedure is validated out of sample: a candidate is fitted on the oldest
+//!    `1 − holdout` of the windows and compared with the model in use on the newest `holdout`
+//!    ([`crate::evaluation::gate`]): it must catch at least the labelled anomalies the current model
+//!    catches and raise at most [`crate::evaluation::false_event_margin`] more false events.
+//! 3. When it passes, the same procedure is refitted on every window and that model is promoted, with
+//!    the labelled windows its later refits keep learning from.
+
+use std::sync::Arc;
+
+use vigil_features::{FeatureSchema, Horizons};
+
+use crate::engine::LabelledWindow;
+use crate::evaluation::{Promotion, false_event_margin, gate};
+use crate::labels::{Label, label_at};
+use crate::{
+    EventParams, KMeansDetector, KMeansParams, LabelledRow, ModelError, ModelFile, TrainingSummary,
+};
+
+/// Fewest windows a retrain runs on.
+pub const MIN_RETRAIN_WINDOWS: usize = 200;
+/// Labelled windows handed to the engine at most (the newest).
+pub const MAX_LABELLED_KEPT: usize = 5000;
+
+/// What a retrain reads.
+#[derive(Debug, Clone)]
+pub struct RetrainInput {
+    /// The schema of the windows.
+    pub schema: FeatureSchema,
+    /// Stored windows, oldest first: `(time, features, inside an event)`.
+    pub windows: Vec<(f64, Arc<[f64]>, bool)>,
+    /// Labels overlapping them.
+    pub labels: Vec<Label>,
+    /// Detector parameters (the engine's).
+    pub params: KMeansParams,
+    /// Event rule (the engine's).
+    pub events: EventParams,
+    /// Horizons recorded in the model.
+    pub horizons: Horizons,
+    /// Seconds per window.
+    pub tick_seconds: f64,
+    /// The false-event budget per day (sets the gate's margin).
+    pub false_events_per_day: f64,
+    /// Share of the newest windows held out for the gate (0.1 to 0.5).
+    pub holdout: f64,
+    /// Creation time recorded in the model.
+    pub created: f64,
+}
+
+/// What a retrain decided.
+#[derive(Debug, Clone)]
+pub struct RetrainOutcome {
+    /// The gate's figures and verdict.
+    pub promotion: Promotion,
+    /// The model to install, when promoted.
+    pub model: Option<ModelFile>,
+    /// The labelled windows the engine's refits keep learning from (when promoted).
+    pub labelled: Vec<LabelledWindow>,
+    /// Windows used (labelled or not), and how many were left out (unlabelled event windows).
+    pub used: usize,
+    /// Unlabelled windows inside events, left out.
+    pub left_out: usize,
+    /// Windows labelled.
+    pub labelled_windows: usize,
+}
+
+type Row = (
+    f64,
+    Arc<[f64]>,
+    Option<((bool, f64), Option<crate::AnomalyKind>)>,
+);
+
+fn fit(input: &RetrainInput, rows: &[Row]) -> Result<(KMeansDetector, String), ModelError> {
+    let labelled: Vec<LabelledRow<'_>> = rows
+        .iter()
+        .map(|(_, f, l)| LabelledRow {
+            features: f,
+            label: l.map(|x| x.0),
+            kind: l.and_then(|x| x.1),
+        })
+        .collect();
+    KMeansDetector::fit_with_labels(
+        input.schema.names(),
+        input.schema.units(),
+        &labelled,
+        input.params,
+    )
+}
+
+/// Runs a retrain against the model in use.
+pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutcome, ModelError> {
+    let mut rows: Vec<Row> = Vec::with_capacity(input.windows.len());
+    let mut left_out = 0;
+    for (t, f, in_event) in &input.windows {
+        match label_at(&input.labels, *t) {
+            Some(l) => rows.push((*t, f.clone(), Some(((l.anomaly, l.confidence), l.kind)))),
+            None if *in_event => left_out += 1,
+            None => rows.push((*t, f.clone(), None)),
+        }
+    }
+    if rows.len() < MIN_RETRAIN_WINDOWS {
+        return Err(ModelError::Param {
+            name: "windows",
+            message: format!(
+                "{} usable stored windows, at least {MIN_RETRAIN_WINDOWS} are needed",
+                rows.len()
+            ),
+        });
+    }
+    let holdout = input.holdout.clamp(0.1, 0.5);
+    let split = ((rows.len() as f64) * (1.0 - holdout)).round() as usize;
+    let (train, held) = rows.split_at(split.clamp(1, rows.len() - 1));
+    let (cand, _) = fit(input, train)?;
+    let schema_hash = input.schema.hash_hex();
+    let wrap = |d: KMeansDetector, notes: Vec<String>, n: usize| {
+        let summary = TrainingSummary {
+            rows: n,
+            alert_budget: input.params.alert_budget,
+            tick_seconds: Some(input.tick_seconds),
+            short_horizon: input.horizons.short(),
+            long_horizon: input.horizons.long(),
+            notes,
+            ..TrainingSummary::default()
+        };
+        let mut m = ModelFile::new(&input.schema, d, summary);
+        m.created_unix_seconds = input.created;
+        m
+    };
+    let candidate = wrap(cand, Vec::new(), train.len());
+    debug_assert_eq!(candidate.schema_hash, schema_hash);
+    let held_rows: Vec<(f64, &[f64])> = held.iter().map(|(t, f, _)| (*t, &f[..])).collect();
+    let span = match (held.first(), held.last()) {
+        (Some(a), Some(b)) => (b.0 - a.0).max(input.tick_seconds),
+        _ => input.tick_seconds,
+    };
+    let margin = false_event_margin(span, input.false_events_per_day);
+    let promotion = gate(
+        current,
+        &candidate,
+        &held_rows,
+        &input.labels,
+        input.events,
+        input.tick_seconds,
+        margin,
+    );
+    let labelled_windows = rows.iter().filter(|r| r.2.is_some()).count();
+    if !promotion.promote {
+        return Ok(RetrainOutcome {
+            promotion,
+            model: None,
+            labelled: Vec::new(),
+            used: rows.len(),
+            left_out,
+            labelled_windows,
+        });
+    }
+    let (final_d, note) = fit(input, &rows)?;
+    let model = wrap(
+        final_d,
+        vec![
+            format!(
+                "retrained on {} stored windows ({labelled_windows} labelled, {left_out} unlabelled event windows left out)",
+                rows.len()
+            ),
+            format!(
+                "gate on the newest {} windows: {}",
+                held.len(),
+                promotion.reason
+            ),
+            note,
+        ],
+        rows.len(),
+    );
+    let mut labelled: Vec<LabelledWindow> = rows
+        .iter()
+        .filter_map(|(_, f, l)| {
+            l.map(|((a, w), kind)| LabelledWindow {
+                features: f.clone(),
+                label: (a, w),
+                kind,
+            })
+        })
+        .collect();
+    if labelled.len() > MAX_LABELLED_KEPT {
+        labelled.drain(..labelled.len() - MAX_LABELLED_KEPT);
+    }
+    Ok(RetrainOutcome {
+        promotion,
+        model: Some(model),
+        labelled,
+        used: rows.len(),
+        left_out,
+        labelled_windows,
+    })
+}

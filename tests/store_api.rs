@@ -1,0 +1,338 @@
+//! The local store through the agent's HTTP API, as an operator and Alertmanager use it: ticks and
+//! events are stored, labels and verdicts go in, every bad request gets its 4xx with a message and
+//! stores nothing, the webhook is idempotent, write access off loopback needs the token, and the CLI
+//! reads the store while the agent writes it.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use vigil::store::{LabelQuery, Store, Write};
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// A bad request: method, path, headers, body, expected status, a phrase its error must contain.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Vec<u8>,
+    u16,
+    &'a str,
+);
+
+fn json(r: &Response) -> serde_json::Value {
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.body))
+}
+
+fn labels(addr: std::net::SocketAddr) -> Vec<serde_json::Value> {
+    let r = get(addr, "/api/v1/labels", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    json(&r)["labels"].as_array().unwrap().clone()
+}
+
+fn event(id: u64, start: f64, end: f64) -> vigil::Event {
+    vigil::Event {
+        id,
+        start,
+        opened: start + 1.0,
+        end: Some(end),
+        ended: Some(vigil::models::EventEnd::Settled),
+        peak: 0.8,
+        peak_at: start + 2.0,
+        anomaly_type: vigil::models::AnomalyKind::TaskLeak,
+        opened_as: vigil::models::AnomalyKind::TaskLeak,
+        top_features: vec![("tokio_alive_tasks.median_10".into(), 40.0)],
+        windows: 9,
+    }
+}
+
+#[test]
+fn labels_verdicts_and_webhooks_through_the_api_and_every_bad_request_stores_nothing() {
+    let rt = host_runtime();
+    let dir = temp_dir("api");
+    let agent = fast_agent(50)
+        .data_dir(Some(dir.clone()))
+        .start(rt.handle())
+        .unwrap();
+    let addr = agent.local_addr();
+    next_samples(&agent, 5);
+
+    // A label from a person.
+    let body = br#"{"start":"2026-11-25T12:00:00Z","end":"2026-11-25T12:05:00Z","label":"anomaly","anomaly_type":"memory_leak","note":"RSS climbed"}"#;
+    let r = send(addr, "POST", "/api/v1/labels", &[JSON], body);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let l = json(&r);
+    assert_eq!(l["source"], "human");
+    assert_eq!(l["confidence"], 0.95);
+    assert_eq!(l["anomaly_type"], "memory_leak");
+    assert_eq!(l["end"], "2026-11-25T12:05:00.000Z");
+    assert_eq!(labels(addr).len(), 1);
+
+    // Every bad request: its status, a JSON error that says what is wrong, nothing stored.
+    let big = vec![b' '; (1 << 20) + 10];
+    let cases: Vec<Case> = vec![
+        ("POST", "/api/v1/labels", vec![JSON], b"{not json".to_vec(), 400, "not the expected JSON"),
+        ("POST", "/api/v1/labels", vec![JSON], br#"{"start":"2026-11-25T12:00:00Z","label":"anomaly"}"#.to_vec(), 400, "missing field `end`"),
+        ("POST", "/api/v1/labels", vec![JSON], br#"{"start":"2026-11-25T12:00:00Z","end":"2026-11-25T12:01:00Z","label":"anomaly","colour":"red"}"#.to_vec(), 400, "unknown field `colour`"),
+        ("POST", "/api/v1/labels", vec![JSON], br#"{"start":"2026-11-25T12:00:00Z","end":"2026-11-25T11:00:00Z","label":"anomaly"}"#.to_vec(), 400, "before start"),
+        ("POST", "/api/v1/labels", vec![JSON], br#"{"start":"yesterday","end":"2026-11-25T11:00:00Z","label":"anomaly"}"#.to_vec(), 400, "`start` `yesterday`"),
+        ("POST", "/api/v1/labels", vec![JSON], br#"{"start":"2026-11-25T12:00:00Z","end":"2026-11-25T12:01:00Z","label":"bad"}"#.to_vec(), 400, "`anomaly` or `normal`"),
+        ("POST", "/api/v1/labels", vec![JSON], br#"{"start":"2026-11-25T12:00:00Z","end":"2026-11-25T12:01:00Z","label":"anomaly","anomaly_type":"gremlins"}"#.to_vec(), 400, "not one of"),
+        ("POST", "/api/v1/labels", vec![("content-type", "text/plain")], br#"{}"#.to_vec(), 415, "not application/json"),
+        ("POST", "/api/v1/labels", vec![JSON], big.clone(), 413, "larger than"),
+        ("POST", "/api/v1/events/12345/verdict", vec![JSON], br#"{"label":"normal"}"#.to_vec(), 404, "no event 12345"),
+        ("POST", "/api/v1/events/abc/verdict", vec![JSON], br#"{"label":"normal"}"#.to_vec(), 400, "not a number"),
+        ("POST", "/api/v1/alertmanager", vec![JSON], br#"{"version":"3","alerts":[]}"#.to_vec(), 400, "version `3`"),
+        ("POST", "/api/v1/alertmanager", vec![JSON], b"[1,2".to_vec(), 400, "not JSON"),
+        ("POST", "/api/v1/alertmanager", vec![JSON], br#"{"version":"4","alerts":[{"status":"firing","labels":{},"startsAt":"2026-11-25T12:00:00Z","endsAt":"0001-01-01T00:00:00Z"}]}"#.to_vec(), 400, "no `fingerprint`"),
+        ("GET", "/api/v1/labels?from=noon", vec![], vec![], 400, "not a time"),
+        ("GET", "/api/v1/events?limit=0", vec![], vec![], 400, "limit"),
+        ("GET", "/api/v1/events?colour=red", vec![], vec![], 400, "unknown query parameter"),
+    ];
+    for (method, path, headers, body, status, needle) in cases {
+        let r = send(addr, method, path, &headers, &body);
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+        let e = json(&r)["error"].as_str().unwrap().to_owned();
+        assert!(
+            e.contains(needle),
+            "{method} {path}: `{e}` lacks `{needle}`"
+        );
+    }
+    assert_eq!(labels(addr).len(), 1, "a bad request stored something");
+
+    // Alertmanager: firing opens an interval, a repeat changes nothing, resolved closes it.
+    let hook = |status: &str, ends: &str| {
+        format!(
+            r#"{{"version":"4","status":"{status}","receiver":"vigil","groupKey":"g","alerts":[{{"status":"{status}","labels":{{"alertname":"VigilAnomalyEvent","anomaly_type":"task_leak"}},"annotations":{{}},"startsAt":"2026-11-25T13:00:00Z","endsAt":"{ends}","fingerprint":"0123abcd"}}]}}"#
+        )
+        .into_bytes()
+    };
+    let firing = hook("firing", "0001-01-01T00:00:00Z");
+    let r = send(addr, "POST", "/api/v1/alertmanager", &[JSON], &firing);
+    assert_eq!(
+        (r.status, json(&r)["opened"].as_u64()),
+        (200, Some(1)),
+        "{}",
+        r.body
+    );
+    let r = send(addr, "POST", "/api/v1/alertmanager", &[JSON], &firing);
+    assert_eq!(json(&r)["unchanged"], 1);
+    let resolved = hook("resolved", "2026-11-25T13:02:00Z");
+    let r = send(addr, "POST", "/api/v1/alertmanager", &[JSON], &resolved);
+    assert_eq!(json(&r)["closed"], 1, "{}", r.body);
+    let all = labels(addr);
+    assert_eq!(all.len(), 2);
+    let am = all.iter().find(|l| l["source"] == "alertmanager").unwrap();
+    assert_eq!(am["end"], "2026-11-25T13:02:00.000Z");
+    assert_eq!(am["confidence"], 0.65);
+
+    // A verdict on an event: the event as the engine would have stored it (another connection
+    // writes beside the agent's, as the CLI does), then a person says "false alarm".
+    {
+        let mut side = Store::open(&dir).unwrap();
+        side.write_batch(&[Write::Event(event(900, 1_764_072_000.0, 1_764_072_060.0))])
+            .unwrap();
+    }
+    let r = send(
+        addr,
+        "POST",
+        "/api/v1/events/900/verdict",
+        &[JSON],
+        br#"{"label":"normal","note":"nightly batch job"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = json(&r);
+    assert_eq!(
+        (v["event_id"].as_u64(), v["label"].as_str()),
+        (Some(900), Some("normal"))
+    );
+    let r = get(addr, "/api/v1/events?from=2025-11-25T12:00:00Z", &[]);
+    let evs = json(&r)["events"].as_array().unwrap().clone();
+    assert!(evs.iter().any(|e| e["id"] == 900), "{}", r.body);
+
+    // Status: label counts by source and the store's size.
+    let st = json(&get(addr, "/api/v1/status", &[]));
+    assert_eq!(st["store"]["labels"]["human"], 2, "{st}");
+    assert_eq!(st["store"]["labels"]["alertmanager"], 1, "{st}");
+    assert!(st["store"]["ticks"].as_u64().unwrap() >= 1, "{st}");
+    // Labels counted as a metric by source.
+    let m = scrape(addr);
+    assert_eq!(m.value("vigil_labels_total{source=\"human\"}"), 2.0);
+    assert_eq!(m.value("vigil_labels_total{source=\"alertmanager\"}"), 2.0);
+    agent.shutdown();
+
+    // Everything acknowledged is on disk after shutdown; ticks were stored with their features.
+    let s = Store::open_read_only(&dir).unwrap();
+    assert_eq!(s.labels(&LabelQuery::default()).unwrap().len(), 3);
+    let stats = s.stats().unwrap();
+    assert!(stats.ticks >= 5, "{stats:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn write_endpoints_off_loopback_need_the_token_and_the_agent_refuses_to_start_without_one() {
+    let rt = host_runtime();
+    let dir = temp_dir("token");
+    let err = fast_agent(50)
+        .listen("0.0.0.0:0".parse().unwrap())
+        .data_dir(Some(dir.clone()))
+        .start(rt.handle())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("VIGIL_TOKEN"), "{err}");
+    // Without the store there are no write endpoints: it starts.
+    drop(
+        fast_agent(50)
+            .listen("0.0.0.0:0".parse().unwrap())
+            .start(rt.handle())
+            .unwrap(),
+    );
+    let token = "s3cret-token-of-the-agent";
+    let agent = fast_agent(50)
+        .listen("0.0.0.0:0".parse().unwrap())
+        .data_dir(Some(dir.clone()))
+        .token(token)
+        .unwrap()
+        .start(rt.handle())
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", agent.local_addr().port())
+        .parse()
+        .unwrap();
+    let body = br#"{"start":"2026-11-25T12:00:00Z","end":"2026-11-25T12:05:00Z","label":"normal"}"#;
+    let r = send(addr, "POST", "/api/v1/labels", &[JSON], body);
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = send(
+        addr,
+        "POST",
+        "/api/v1/labels",
+        &[JSON, ("authorization", "Bearer wrong-token-wrong-token")],
+        body,
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(labels(addr).len(), 0);
+    let bearer = format!("Bearer {token}");
+    let r = send(
+        addr,
+        "POST",
+        "/api/v1/labels",
+        &[JSON, ("authorization", &bearer)],
+        body,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(labels(addr).len(), 1);
+    agent.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn without_the_store_the_api_says_so() {
+    let rt = host_runtime();
+    let agent = fast_agent(50).start(rt.handle()).unwrap();
+    let r = get(agent.local_addr(), "/api/v1/labels", &[]);
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("VIGIL_DATA_DIR=off"), "{}", r.body);
+    let st = json(&get(agent.local_addr(), "/api/v1/status", &[]));
+    assert!(st["store"].is_null(), "{st}");
+    agent.shutdown();
+}
+
+#[test]
+fn the_cli_adds_imports_lists_and_exports_while_the_agent_writes() {
+    let rt = host_runtime();
+    let dir = temp_dir("cli");
+    let agent = fast_agent(20)
+        .data_dir(Some(dir.clone()))
+        .start(rt.handle())
+        .unwrap();
+    next_samples(&agent, 20);
+    std::thread::sleep(Duration::from_millis(200));
+    let vigil = env!("CARGO_BIN_EXE_vigil");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(vigil)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let d = dir.to_str().unwrap();
+    let (ok, out, err) = run(&[
+        "labels",
+        "add",
+        "--store",
+        d,
+        "--start",
+        "2026-11-25T10:00:00Z",
+        "--end",
+        "2026-11-25T10:10:00Z",
+        "--label",
+        "normal",
+        "--note",
+        "deploy",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"label\":\"normal\""), "{out}");
+    let (ok, _, err) = run(&[
+        "labels",
+        "add",
+        "--store",
+        d,
+        "--start",
+        "2026-11-25T10:00:00Z",
+        "--end",
+        "2026-11-25T09:00:00Z",
+        "--label",
+        "normal",
+    ]);
+    assert!(!ok && err.contains("before start"), "{err}");
+    // Import: a labels CSV with one bad row stores nothing; the good file stores all.
+    let csv = dir.join("labels.csv");
+    std::fs::write(
+        &csv,
+        "start,end,label,anomaly_type\n1764064800,1764064860,anomaly,task_leak\n1764064900,1764064800,anomaly,\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["labels", "import", "--store", d, csv.to_str().unwrap()]);
+    assert!(!ok && err.contains("end is before start"), "{err}");
+    std::fs::write(
+        &csv,
+        "start,end,label,anomaly_type\n1764064800,1764064860,anomaly,task_leak\n1764064900,1764064960,normal,\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["labels", "import", "--store", d, csv.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&["labels", "list", "--store", d]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    // The agent sees them too.
+    assert_eq!(labels(agent.local_addr()).len(), 3);
+    // Export: the CSV `vigil train/score` read, from the live store.
+    let out_csv = dir.join("export.csv");
+    let (ok, _, err) = run(&["export", "--store", d, "--out", out_csv.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&out_csv).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("timestamp,"), "{header}");
+    assert!(header.contains("tokio_alive_tasks"), "{header}");
+    assert!(lines.count() >= 15, "{text}");
+    // Never over the store itself.
+    let (ok, _, err) = run(&[
+        "export",
+        "--store",
+        d,
+        "--out",
+        dir.join("vigil.db").to_str().unwrap(),
+    ]);
+    assert!(!ok, "{err}");
+    assert!(dir.join("vigil.db").metadata().unwrap().len() > 0);
+    agent.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
