@@ -336,3 +336,115 @@ fn the_cli_adds_imports_lists_and_exports_while_the_agent_writes() {
     agent.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Polls `GET /api/v1/status` until `done` holds (at most 60 s).
+fn status_until(
+    addr: std::net::SocketAddr,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = json(&get(addr, "/api/v1/status", &[]));
+        if done(&st) {
+            return st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn retrains_are_gated_counted_and_recorded_and_a_model_reloads_and_rolls_back() {
+    let rt = host_runtime();
+    let dir = temp_dir("retrain");
+    let agent = fast_agent(20)
+        .warm_up(Duration::from_secs(1))
+        .unwrap()
+        .data_dir(Some(dir.clone()))
+        .start(rt.handle())
+        .unwrap();
+    let addr = agent.local_addr();
+    // Too early: the outcome says why, and is counted as failed.
+    let r = send(addr, "POST", "/api/v1/model/retrain", &[], b"");
+    assert_eq!(r.status, 202, "{}", r.body);
+    let st = status_until(addr, "the first retrain", |s| !s["last_retrain"].is_null());
+    assert_eq!(st["last_retrain"]["outcome"], "failed", "{st}");
+    assert_eq!(st["last_retrain"]["reason"], "asked", "{st}");
+    // Enough stored windows: the gate decides, the outcome is counted, logged and kept.
+    status_until(addr, "400 stored ticks", |s| {
+        !s["model"].is_null() && s["store"]["ticks"].as_u64().unwrap_or(0) >= 400
+    });
+    let before = st["last_retrain"]["at"].clone();
+    let r = send(addr, "POST", "/api/v1/model/retrain", &[], b"");
+    assert_eq!(r.status, 202, "{}", r.body);
+    let st = status_until(addr, "the second retrain", |s| {
+        s["last_retrain"]["at"] != before
+    });
+    let outcome = st["last_retrain"]["outcome"].as_str().unwrap().to_owned();
+    assert!(outcome == "promoted" || outcome == "rejected", "{st}");
+    assert!(
+        st["last_retrain"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("false events"),
+        "{st}"
+    );
+    let m = scrape(addr);
+    assert_eq!(m.value("vigil_retrain_total{outcome=\"failed\"}"), 1.0);
+    assert_eq!(
+        m.value(&format!("vigil_retrain_total{{outcome=\"{outcome}\"}}")),
+        1.0
+    );
+    let models = st["store"]["models"].as_array().unwrap();
+    assert!(models.iter().any(|h| h["outcome"] == outcome), "{st}");
+    assert!(
+        models.iter().any(|h| h["outcome"] == "trained"),
+        "the cold-start model is in the history: {st}"
+    );
+    if outcome == "promoted" {
+        let notes = st["model"]["notes"].to_string();
+        assert!(notes.contains("retrained on"), "{st}");
+    }
+    // Reload needs VIGIL_MODEL.
+    let r = send(addr, "POST", "/api/v1/model/reload", &[], b"");
+    assert_eq!(r.status, 409, "{}", r.body);
+    agent.shutdown();
+
+    // The history keeps the trained model: written to a file, a second agent loads it, reloads it
+    // and rolls back once.
+    let s = Store::open_read_only(&dir).unwrap();
+    let trained = s
+        .models(50)
+        .unwrap()
+        .into_iter()
+        .find(|h| h.outcome == "trained")
+        .unwrap();
+    let model_file = dir.join("model.json");
+    std::fs::write(&model_file, s.model_json(trained.id).unwrap().unwrap()).unwrap();
+    let dir2 = temp_dir("retrain-2");
+    let agent = fast_agent(20)
+        .model_path(&model_file)
+        .data_dir(Some(dir2.clone()))
+        .start(rt.handle())
+        .unwrap();
+    let addr = agent.local_addr();
+    let r = send(addr, "POST", "/api/v1/model/rollback", &[], b"");
+    assert_eq!(r.status, 409, "nothing to roll back to yet: {}", r.body);
+    let r = send(addr, "POST", "/api/v1/model/reload", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(json(&r)["message"].as_str().unwrap().contains("installed"));
+    let r = send(addr, "POST", "/api/v1/model/rollback", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A damaged file is refused and the model in use stays.
+    std::fs::write(&model_file, "{ not a model").unwrap();
+    let r = send(addr, "POST", "/api/v1/model/reload", &[], b"");
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(!json(&get(addr, "/api/v1/status", &[]))["model"].is_null());
+    agent.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
+}

@@ -51,6 +51,7 @@ pub(crate) fn routes() -> Router<Arc<HttpState>> {
         .route("/api/v1/alertmanager", post(alertmanager))
         .route("/api/v1/model/reload", post(reload))
         .route("/api/v1/model/rollback", post(rollback))
+        .route("/api/v1/model/retrain", post(retrain_now))
 }
 
 /// Sends a model control to the agent thread and waits for the result (applied between two ticks).
@@ -127,6 +128,23 @@ async fn reload(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Resp
         crate::retrain::Control::Install(Box::new(promoted), Some(tx))
     })
     .await
+}
+
+/// `POST /api/v1/model/retrain`: retrain on the stored windows and labels now (the outcome, promoted
+/// or rejected by the gate, shows in `GET /api/v1/status` and `vigil_retrain_total`).
+async fn retrain_now(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    let store = match writer(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match store.ask(Command::RetrainNow).await {
+        Ok(Ok(message)) => json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({ "message": message }),
+        ),
+        Ok(Err(e)) => store_error(&e),
+        Err(u) => unavailable(u),
+    }
 }
 
 /// `POST /api/v1/model/rollback`: back to the model in use before the last install.

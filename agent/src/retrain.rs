@@ -77,6 +77,8 @@ pub(crate) struct Retrainer {
     running: Option<Running>,
     last: Instant,
     labels_at: Option<Instant>,
+    /// Asked for by `POST /api/v1/model/retrain`.
+    asked: bool,
     outcomes: Family<OutcomeLabel, Counter>,
     pub(crate) last_outcome: watch::Sender<Option<LastRetrain>>,
 }
@@ -115,6 +117,7 @@ impl Retrainer {
             running: None,
             last: Instant::now(),
             labels_at: None,
+            asked: false,
             outcomes,
             last_outcome,
         }
@@ -123,6 +126,16 @@ impl Retrainer {
     /// New labels were stored: retrain soon.
     pub(crate) fn labels_arrived(&mut self) {
         self.labels_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Retrain at the next poll (a person asked); says whether one is already running.
+    pub(crate) fn request_now(&mut self) -> &'static str {
+        if self.running.is_some() {
+            "a retrain is running; its outcome will be in GET /api/v1/status"
+        } else {
+            self.asked = true;
+            "retrain started; its outcome will be in GET /api/v1/status and vigil_retrain_total"
+        }
     }
 
     /// Called by the store thread between commands: collects a finished retrain, or starts one when
@@ -142,18 +155,26 @@ impl Retrainer {
         }
         let labels_due = self.labels_at.is_some_and(|t| t.elapsed() >= LABEL_SETTLE);
         let schedule_due = self.every.is_some_and(|e| self.last.elapsed() >= e);
-        if !(labels_due || schedule_due) {
+        if !(labels_due || schedule_due || self.asked) {
             return;
         }
-        let reason = if labels_due {
+        let reason = if self.asked {
+            "asked"
+        } else if labels_due {
             "new labels"
         } else {
             "scheduled"
         };
         self.last = Instant::now();
         self.labels_at = None;
+        self.asked = false;
         let Some(current) = self.model.borrow().clone() else {
-            // Nothing to compare with before the cold start: the next schedule tries again.
+            // Nothing to compare with before the cold start.
+            self.finish(
+                store,
+                Err("no model in use yet (the cold start has not trained one)".into()),
+                reason,
+            );
             return;
         };
         let input = match self.input(store) {

@@ -76,6 +76,8 @@ pub(crate) enum Command {
     Summary(Reply<Summary>),
     /// A model the agent installed (`outcome`: `trained`, `loaded`), kept in the model history.
     Model(std::sync::Arc<vigil_models::ModelFile>, &'static str),
+    /// Starts a retrain now (`POST /api/v1/model/retrain`).
+    RetrainNow(Reply<String>),
     /// Reads and checks a model file (a reload), off the agent's runtime.
     LoadModel(PathBuf, Reply<vigil_models::ModelFile>),
 }
@@ -371,7 +373,13 @@ fn run(
                 other => {
                     // Keep order: what was queued before a request is written before it is served.
                     flush(&mut store, &mut writes, &mut fail);
-                    if serve(&mut store, other, cfg)
+                    if let Command::RetrainNow(reply) = other {
+                        let message = match retrainer.as_deref_mut() {
+                            Some(r) => r.request_now().to_owned(),
+                            None => "retraining is off".to_owned(),
+                        };
+                        let _ = reply.send(Ok(message));
+                    } else if serve(&mut store, other, cfg)
                         && let Some(r) = retrainer.as_deref_mut()
                     {
                         r.labels_arrived();
@@ -424,6 +432,9 @@ fn serve(store: &mut Store, cmd: Command, cfg: &StoreConfig) -> bool {
             let ok = r.as_ref().is_ok_and(|o| o.opened + o.closed > 0);
             let _ = reply.send(r);
             return ok;
+        }
+        Command::RetrainNow(reply) => {
+            let _ = reply.send(Ok("retraining is off".into()));
         }
         Command::LoadModel(path, reply) => {
             let r = vigil_models::ModelFile::load(&path)

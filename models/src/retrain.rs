@@ -111,10 +111,33 @@ pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutco
             ),
         });
     }
+    // The split is in time, over every window: the candidate trains on the usable windows before it,
+    // and the gate replays every window after it (unlabelled event windows included: they are the
+    // current model's alarms that nobody confirmed, which count as false, as in `vigil eval`).
     let holdout = input.holdout.clamp(0.1, 0.5);
-    let split = ((rows.len() as f64) * (1.0 - holdout)).round() as usize;
-    let (train, held) = rows.split_at(split.clamp(1, rows.len() - 1));
-    let (cand, _) = fit(input, train)?;
+    let at = ((input.windows.len() as f64) * (1.0 - holdout)).round() as usize;
+    let t_split = input
+        .windows
+        .get(at.min(input.windows.len().saturating_sub(1)))
+        .map_or(f64::INFINITY, |w| w.0);
+    let train: Vec<Row> = rows.iter().filter(|r| r.0 < t_split).cloned().collect();
+    let held: Vec<(f64, &[f64])> = input
+        .windows
+        .iter()
+        .filter(|w| w.0 >= t_split)
+        .map(|(t, f, _)| (*t, &f[..]))
+        .collect();
+    if train.len() < MIN_RETRAIN_WINDOWS / 2 || held.len() < MIN_RETRAIN_WINDOWS / 4 {
+        return Err(ModelError::Param {
+            name: "windows",
+            message: format!(
+                "{} usable windows before the hold-out and {} in it; too few to compare models",
+                train.len(),
+                held.len()
+            ),
+        });
+    }
+    let (cand, _) = fit(input, &train)?;
     let schema_hash = input.schema.hash_hex();
     let wrap = |d: KMeansDetector, notes: Vec<String>, n: usize| {
         let summary = TrainingSummary {
@@ -132,7 +155,6 @@ pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutco
     };
     let candidate = wrap(cand, Vec::new(), train.len());
     debug_assert_eq!(candidate.schema_hash, schema_hash);
-    let held_rows: Vec<(f64, &[f64])> = held.iter().map(|(t, f, _)| (*t, &f[..])).collect();
     let span = match (held.first(), held.last()) {
         (Some(a), Some(b)) => (b.0 - a.0).max(input.tick_seconds),
         _ => input.tick_seconds,
@@ -141,7 +163,7 @@ pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutco
     let promotion = gate(
         current,
         &candidate,
-        &held_rows,
+        &held,
         &input.labels,
         input.events,
         input.tick_seconds,
