@@ -60,8 +60,11 @@ fn cfg() -> EngineConfig {
     }
 }
 
+/// A feature window and its time.
+type Win = (f64, Arc<[f64]>);
+
 /// Feature windows `(time, features)` of the rows.
-fn windows(rows: &[[f64; 2]]) -> (vigil_features::FeatureSchema, Vec<(f64, Arc<[f64]>)>) {
+fn windows(rows: &[[f64; 2]]) -> (vigil_features::FeatureSchema, Vec<Win>) {
     let mut w = Window::new(&signals(), cfg().horizons);
     let mut fv = FeatureVector::new(w.schema());
     let mut out = Vec::new();
