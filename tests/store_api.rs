@@ -414,8 +414,7 @@ fn retrains_are_gated_counted_and_recorded_and_a_model_reloads_and_rolls_back() 
     assert_eq!(r.status, 409, "{}", r.body);
     agent.shutdown();
 
-    // The history keeps the trained model: written to a file, a second agent loads it, reloads it
-    // and rolls back once.
+    // The history keeps the trained model, whole.
     let s = Store::open_read_only(&dir).unwrap();
     let trained = s
         .models(50)
@@ -423,8 +422,26 @@ fn retrains_are_gated_counted_and_recorded_and_a_model_reloads_and_rolls_back() 
         .into_iter()
         .find(|h| h.outcome == "trained")
         .unwrap();
+    vigil::models::ModelFile::from_json(&s.model_json(trained.id).unwrap().unwrap(), "history")
+        .unwrap();
+    // Offline: `vigil train --store` makes a model from the stored windows and labels; a second agent
+    // loads it (VIGIL_MODEL), reloads it and rolls back once.
     let model_file = dir.join("model.json");
-    std::fs::write(&model_file, s.model_json(trained.id).unwrap().unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["train", "--store", dir.to_str().unwrap(), "--out"])
+        .arg(&model_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stored windows"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir2 = temp_dir("retrain-2");
     let agent = fast_agent(20)
         .model_path(&model_file)

@@ -533,3 +533,66 @@ pub(crate) fn parse_data_dir(s: &str) -> Option<PathBuf> {
     let t = s.trim();
     (!t.eq_ignore_ascii_case("off")).then(|| Path::new(t).to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(t: f64) -> Write {
+        Write::Tick(vigil_store::TickRecord {
+            t,
+            schema: "0".into(),
+            sample: vec![1.0],
+            features: None,
+            score: None,
+            raw: None,
+            event_id: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_stuck_store_drops_ticks_and_refuses_requests_without_waiting() {
+        let mut registry = Registry::default();
+        let metrics = StoreMetrics::new(&mut registry);
+        // A store thread that never takes anything (a disk that hangs): the queue holds 2.
+        let (tx, _rx) = std::sync::mpsc::sync_channel(2);
+        let sink = StoreSink {
+            tx,
+            metrics: metrics.clone(),
+            confidence: vigil_store::Confidence::default(),
+        };
+        let started = Instant::now();
+        for i in 0..10 {
+            sink.write(tick(f64::from(i)));
+        }
+        let r = sink
+            .ask(|reply| Command::Labels(LabelQuery::default(), reply))
+            .await;
+        assert!(matches!(r, Err(Unavailable::Busy)));
+        // Nothing waited on the disk, and every dropped write is counted.
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let dropped = |what: &'static str| metrics.dropped.get_or_create(&WhatLabel { what }).get();
+        assert_eq!(dropped("tick"), 8);
+        assert_eq!(dropped("request"), 1);
+    }
+
+    #[test]
+    fn the_data_directory_is_locked_to_one_agent() {
+        let dir = std::env::temp_dir().join(format!("vigil-lock-{}", std::process::id()));
+        let first = lock(&dir).unwrap();
+        let e = lock(&dir).err().unwrap().to_string();
+        assert!(e.contains("another process"), "{e}");
+        drop(first);
+        assert!(lock(&dir).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn off_disables_the_store() {
+        assert_eq!(parse_data_dir(" OFF "), None);
+        assert_eq!(
+            parse_data_dir("/var/lib/vigil"),
+            Some(PathBuf::from("/var/lib/vigil"))
+        );
+    }
+}

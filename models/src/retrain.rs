@@ -91,8 +91,8 @@ fn fit(input: &RetrainInput, rows: &[Row]) -> Result<(KMeansDetector, String), M
     )
 }
 
-/// Runs a retrain against the model in use.
-pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutcome, ModelError> {
+/// Each window with its label; unlabelled windows inside events left out (their count).
+fn prepare(input: &RetrainInput) -> (Vec<Row>, usize) {
     let mut rows: Vec<Row> = Vec::with_capacity(input.windows.len());
     let mut left_out = 0;
     for (t, f, in_event) in &input.windows {
@@ -102,6 +102,76 @@ pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutco
             None => rows.push((*t, f.clone(), None)),
         }
     }
+    (rows, left_out)
+}
+
+/// Wraps a fitted detector as a model file of `input`'s schema.
+fn wrap(input: &RetrainInput, d: KMeansDetector, notes: Vec<String>, n: usize) -> ModelFile {
+    let summary = TrainingSummary {
+        rows: n,
+        alert_budget: input.params.alert_budget,
+        tick_seconds: Some(input.tick_seconds),
+        short_horizon: input.horizons.short(),
+        long_horizon: input.horizons.long(),
+        notes,
+        ..TrainingSummary::default()
+    };
+    let mut m = ModelFile::new(&input.schema, d, summary);
+    m.created_unix_seconds = input.created;
+    m
+}
+
+/// Fits one model on every usable window, without a gate (`vigil train --store`: the operator
+/// decides): the same row preparation as [`retrain`]. Returns the model and the labelled windows.
+pub fn train_all(input: &RetrainInput) -> Result<(ModelFile, Vec<LabelledWindow>), ModelError> {
+    let (rows, left_out) = prepare(input);
+    if rows.len() < MIN_RETRAIN_WINDOWS {
+        return Err(ModelError::Param {
+            name: "windows",
+            message: format!(
+                "{} usable stored windows, at least {MIN_RETRAIN_WINDOWS} are needed",
+                rows.len()
+            ),
+        });
+    }
+    let labelled_windows = rows.iter().filter(|r| r.2.is_some()).count();
+    let (d, note) = fit(input, &rows)?;
+    let model = wrap(
+        input,
+        d,
+        vec![
+            format!(
+                "trained on {} stored windows ({labelled_windows} labelled, {left_out} unlabelled event windows left out)",
+                rows.len()
+            ),
+            note,
+        ],
+        rows.len(),
+    );
+    Ok((model, labelled(&rows)))
+}
+
+/// The labelled windows of `rows` (the newest [`MAX_LABELLED_KEPT`]).
+fn labelled(rows: &[Row]) -> Vec<LabelledWindow> {
+    let mut out: Vec<LabelledWindow> = rows
+        .iter()
+        .filter_map(|(_, f, l)| {
+            l.map(|((a, w), kind)| LabelledWindow {
+                features: f.clone(),
+                label: (a, w),
+                kind,
+            })
+        })
+        .collect();
+    if out.len() > MAX_LABELLED_KEPT {
+        out.drain(..out.len() - MAX_LABELLED_KEPT);
+    }
+    out
+}
+
+/// Runs a retrain against the model in use.
+pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutcome, ModelError> {
+    let (rows, left_out) = prepare(input);
     if rows.len() < MIN_RETRAIN_WINDOWS {
         return Err(ModelError::Param {
             name: "windows",
@@ -138,23 +208,7 @@ pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutco
         });
     }
     let (cand, _) = fit(input, &train)?;
-    let schema_hash = input.schema.hash_hex();
-    let wrap = |d: KMeansDetector, notes: Vec<String>, n: usize| {
-        let summary = TrainingSummary {
-            rows: n,
-            alert_budget: input.params.alert_budget,
-            tick_seconds: Some(input.tick_seconds),
-            short_horizon: input.horizons.short(),
-            long_horizon: input.horizons.long(),
-            notes,
-            ..TrainingSummary::default()
-        };
-        let mut m = ModelFile::new(&input.schema, d, summary);
-        m.created_unix_seconds = input.created;
-        m
-    };
-    let candidate = wrap(cand, Vec::new(), train.len());
-    debug_assert_eq!(candidate.schema_hash, schema_hash);
+    let candidate = wrap(input, cand, Vec::new(), train.len());
     let span = match (held.first(), held.last()) {
         (Some(a), Some(b)) => (b.0 - a.0).max(input.tick_seconds),
         _ => input.tick_seconds,
@@ -182,6 +236,7 @@ pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutco
     }
     let (final_d, note) = fit(input, &rows)?;
     let model = wrap(
+        input,
         final_d,
         vec![
             format!(
@@ -197,19 +252,7 @@ pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutco
         ],
         rows.len(),
     );
-    let mut labelled: Vec<LabelledWindow> = rows
-        .iter()
-        .filter_map(|(_, f, l)| {
-            l.map(|((a, w), kind)| LabelledWindow {
-                features: f.clone(),
-                label: (a, w),
-                kind,
-            })
-        })
-        .collect();
-    if labelled.len() > MAX_LABELLED_KEPT {
-        labelled.drain(..labelled.len() - MAX_LABELLED_KEPT);
-    }
+    let labelled = labelled(&rows);
     Ok(RetrainOutcome {
         promotion,
         model: Some(model),

@@ -19,8 +19,19 @@ use super::offline::{check_features_finite, progress, too_few_rows};
 #[derive(Debug, clap::Args)]
 pub(crate) struct TrainArgs {
     /// Input CSV (header `timestamp,<signal>,...`); repeat for several hosts of one service.
-    #[arg(long = "csv", required = true, value_name = "FILE")]
+    #[arg(
+        long = "csv",
+        required_unless_present = "store",
+        conflicts_with = "store",
+        value_name = "FILE"
+    )]
     csv: Vec<PathBuf>,
+    /// Train on an agent's store instead (VIGIL_DATA_DIR, readable while the agent runs): its newest
+    /// --max-windows windows with the labels over them, prepared as the agent's own retrain prepares
+    /// them (unlabelled windows inside events left out); no promotion gate (you decide). The horizons
+    /// and the tick are the store's.
+    #[arg(long, value_name = "DIR", conflicts_with = "labels")]
+    store: Option<PathBuf>,
     /// Where to write the model (written atomically).
     #[arg(long, value_name = "MODEL")]
     out: PathBuf,
@@ -108,7 +119,121 @@ impl<T> Reservoir<T> {
 /// `((anomalous, weight), anomaly type)` of a training window.
 type RowLabel = Option<((bool, f64), Option<vigil_models::AnomalyKind>)>;
 
+/// `vigil train --store DIR`: the stored windows and labels, the agent's retrain preparation.
+fn from_store(args: &TrainArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    use vigil_store::{LabelQuery, Store};
+    let store = Store::open_read_only(dir)?;
+    let out = OutputFile::create(&args.out, &[store.path()])?;
+    // The newest schema decides; its horizons are read from its feature names.
+    let mut newest: Option<String> = None;
+    store.for_each_tick(f64::MIN, f64::MAX, |t| {
+        newest = Some(t.schema.clone());
+        true
+    })?;
+    let hash =
+        newest.with_context(|| format!("{}: no ticks stored yet", store.path().display()))?;
+    let info = store
+        .schema(&hash)?
+        .with_context(|| format!("schema {hash} of the stored ticks is not recorded"))?;
+    let signals = vigil::features::SignalSet::new(
+        info.columns
+            .iter()
+            .map(|c| vigil::features::vocab::column_signal(c))
+            .collect(),
+    )
+    .map_err(|m| anyhow::anyhow!("the stored columns are not a signal set: {m}"))?;
+    let horizon = |prefix: &str| {
+        info.features.iter().find_map(|f| {
+            f.rsplit_once('.')
+                .and_then(|(_, stat)| stat.strip_prefix(prefix))
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+    };
+    let horizons = match (horizon("median_"), horizon("slope_")) {
+        (Some(s), Some(l)) if l > s => Horizons::new(s, l)?,
+        _ => Horizons::new(args.short, args.long)?,
+    };
+    let schema = Window::new(&signals, horizons).schema().clone();
+    anyhow::ensure!(
+        schema.hash_hex() == hash,
+        "the stored features (schema {hash}) do not match horizons {}/{}: pass the agent's --short/--long",
+        horizons.short(),
+        horizons.long()
+    );
+    let windows = store.recent_windows(&hash, args.max_windows)?;
+    let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+        anyhow::bail!(
+            "{}: no windows with features stored yet",
+            store.path().display()
+        );
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let labels: Vec<_> = store
+        .labels(&LabelQuery {
+            from: first.0,
+            to: last.0,
+            limit: usize::MAX,
+        })?
+        .iter()
+        .map(|l| l.to_label(now))
+        .collect();
+    let mut dts: Vec<f64> = windows.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    dts.sort_by(f64::total_cmp);
+    let tick = dts.get(dts.len() / 2).copied().unwrap_or(1.0).max(1e-3);
+    let events = EventParams::default();
+    let params = KMeansParams {
+        clusters: args.clusters,
+        alert_budget: args
+            .alert_budget
+            .unwrap_or_else(|| window_budget(args.false_events_per_day, tick, &events)),
+        short_horizon: horizons.short(),
+        tick_seconds: tick,
+        ..KMeansParams::default()
+    }
+    .check()
+    .context("checking the training parameters")?;
+    let input = vigil_models::retrain::RetrainInput {
+        schema,
+        windows: windows
+            .into_iter()
+            .map(|(t, f, e)| (t, std::sync::Arc::from(f), e))
+            .collect(),
+        labels,
+        params,
+        events,
+        horizons,
+        tick_seconds: tick,
+        false_events_per_day: args.false_events_per_day,
+        holdout: 0.3,
+        created: now,
+    };
+    let (model, _) = vigil_models::retrain::train_all(&input)?;
+    let json = model.to_json()?;
+    let mut out = out;
+    std::io::Write::write_all(&mut out, json.as_bytes())
+        .with_context(|| format!("{}: cannot write", args.out.display()))?;
+    out.commit()?;
+    eprintln!(
+        "trained on {} -> {} ({})",
+        store.path().display(),
+        args.out.display(),
+        model.summary.notes.join("; ")
+    );
+    Ok(())
+}
+
 pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
+    if let Some(dir) = args.store.clone() {
+        if !(args.false_events_per_day.is_finite() && args.false_events_per_day > 0.0) {
+            anyhow::bail!(
+                "--false-events-per-day {} is not a positive number",
+                args.false_events_per_day
+            );
+        }
+        return from_store(&args, &dir);
+    }
     // Every argument is checked before a byte is read.
     let horizons = Horizons::new(args.short, args.long)?;
     if !(args.false_events_per_day.is_finite() && args.false_events_per_day > 0.0) {

@@ -83,8 +83,22 @@ pub fn send(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_send(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+/// [`send`], with connection and protocol failures as an error (for polling a server that may not be
+/// up yet).
+pub fn try_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
@@ -93,29 +107,29 @@ pub fn send(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     // A server may answer (413) before reading a large body and close: a failed write is fine.
     let _ = s.write_all(body);
     let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
     let (head, body) = raw
         .split_once("\r\n\r\n")
-        .expect("HTTP response without header end");
+        .ok_or("HTTP response without header end")?;
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
-        .expect("status line");
+        .ok_or("no status line")?;
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Response {
+    Ok(Response {
         status,
         headers,
         body: body.to_owned(),
-    }
+    })
 }
 
 /// Series of one scrape: `name{labels}` (labels as exposed) → value.
