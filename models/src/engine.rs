@@ -204,6 +204,8 @@ pub struct LabelledWindow {
     pub label: (bool, f64),
     /// The labelled anomaly type, if any.
     pub kind: Option<crate::AnomalyKind>,
+    /// The label came from an alert (see [`crate::LabelledRow::coarse`]).
+    pub coarse: bool,
 }
 
 /// What a training produced: the model, and the drift reference of the windows it was trained on (so
@@ -243,11 +245,13 @@ impl TrainJob {
                     features: &w.features,
                     label: Some(w.label),
                     kind: w.kind,
+                    coarse: w.coarse,
                 })
                 .chain(self.rows.iter().map(|r| crate::LabelledRow {
                     features: r,
                     label: None,
                     kind: None,
+                    coarse: false,
                 }))
                 .collect();
             let (d, note) = KMeansDetector::fit_with_labels(

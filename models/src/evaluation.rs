@@ -22,7 +22,7 @@ pub struct Metrics {
     pub point_precision: f64,
     /// Harmonic mean of event recall and point precision.
     pub composite_f1: f64,
-    /// Runs of flagged windows that start outside every labelled anomaly.
+    /// Runs of flagged windows that overlap no labelled anomaly.
     pub false_alarms: usize,
     /// `false_alarms` per hour of windows outside labelled anomalies.
     pub false_alarms_per_hour: f64,
@@ -86,15 +86,24 @@ pub fn metrics(windows: &[(f64, f64, bool)], labels: &[Label], tick: f64) -> Met
     } else {
         0.0
     };
-    // False alarms: runs of flagged windows (events) that start outside every labelled anomaly. An
-    // event that starts inside a labelled anomaly and outlasts it is the same alarm, not a new one.
+    // False alarms: runs of flagged windows (events) that overlap no labelled anomaly. An event that
+    // starts a little before a labelled interval (a detector quicker than the alert that labelled
+    // it) or outlasts it is the same alarm, not a false one.
     let mut false_alarms = 0;
-    let mut prev_flag = false;
+    let mut run: Option<bool> = None;
     for w in windows {
-        if w.2 && !prev_flag && !inside(w.0) {
-            false_alarms += 1;
+        match (&mut run, w.2) {
+            (Some(hit), true) => *hit |= inside(w.0),
+            (None, true) => run = Some(inside(w.0)),
+            (Some(hit), false) => {
+                false_alarms += usize::from(!*hit);
+                run = None;
+            }
+            (None, false) => {}
         }
-        prev_flag = w.2;
+    }
+    if run == Some(false) {
+        false_alarms += 1;
     }
     let normal_windows = windows.iter().filter(|w| !inside(w.0)).count();
     let normal_hours = normal_windows as f64 * tick / 3600.0;

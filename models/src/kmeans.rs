@@ -172,6 +172,10 @@ pub struct LabelledRow<'a> {
     pub label: Option<(bool, f64)>,
     /// The anomaly type a labelled anomaly named, if any.
     pub kind: Option<AnomalyKind>,
+    /// The label covers a span around the anomaly rather than exactly its windows: an alert that
+    /// fired (any source but `human`). Its windows count as anomalous examples only where they
+    /// deviate beyond the threshold; the run-up and the aftermath inside the span count as unlabelled.
+    pub coarse: bool,
 }
 
 /// Weight of unlabelled windows in the supervised layer: weak evidence of normal behaviour.
@@ -517,41 +521,53 @@ impl KMeansDetector {
             .map(|r| r.features);
         let mut detector = Self::fit(feature_names, feature_units, normal, params)?;
         detector.type_profiles = detector.profiles(rows);
-        let positives = rows
-            .iter()
-            .filter(|r| matches!(r.label, Some((true, _))))
-            .count();
-        let labelled = rows.iter().filter(|r| r.label.is_some()).count();
-        if positives < MIN_POSITIVE_WINDOWS {
-            return Ok((
-                detector,
-                format!(
-                    "stayed unsupervised: {positives} windows labelled anomalous (at least {MIN_POSITIVE_WINDOWS} are needed for the supervised layer)"
-                ),
-            ));
-        }
         let dim = detector.scored.len();
         let mut records = Array2::<f64>::zeros((rows.len(), dim + 1));
         let mut z = vec![0.0; dim];
+        let mut raws = Vec::with_capacity(rows.len());
         for (mut out, r) in records.rows_mut().into_iter().zip(rows) {
             detector.scaled(r.features, &mut z);
             let raw = detector.distance(&z);
+            raws.push(raw);
             for (o, v) in out.iter_mut().zip(z.iter().chain(std::iter::once(&raw))) {
                 *o = *v;
             }
         }
-        let anomaly: Vec<bool> = rows
+        // An alert's label marks the span the alert fired over, not each anomalous window in it: a
+        // window of such a span whose deviation stays below the threshold is ambiguous (the run-up
+        // or the aftermath of the anomaly) and counts as unlabelled. Otherwise the tree learns to
+        // call ordinary-looking windows anomalies and raises false events wherever they recur
+        // (measured with `vigil bench feedback`: with the calibration p90 as the cut, windows 1.4
+        // robust sd off normal scored 0.97). A person's label is taken as meant: it can lift a quiet
+        // window above 0.5.
+        let label_of = |i: usize| match rows[i].label {
+            Some((true, _)) if rows[i].coarse && raws[i] < detector.threshold => None,
+            other => other,
+        };
+        let positives = (0..rows.len())
+            .filter(|&i| matches!(label_of(i), Some((true, _))))
+            .count();
+        let ambiguous = rows
             .iter()
-            .map(|r| matches!(r.label, Some((true, _))))
+            .filter(|r| matches!(r.label, Some((true, _))))
+            .count()
+            - positives;
+        let labelled = (0..rows.len()).filter(|&i| label_of(i).is_some()).count();
+        if positives < MIN_POSITIVE_WINDOWS {
+            return Ok((
+                detector,
+                format!(
+                    "stayed unsupervised: {positives} windows labelled anomalous that deviate ({ambiguous} more look normal; at least {MIN_POSITIVE_WINDOWS} are needed for the supervised layer)"
+                ),
+            ));
+        }
+        let anomaly: Vec<bool> = (0..rows.len())
+            .map(|i| matches!(label_of(i), Some((true, _))))
             .collect();
-        let weights: Vec<f64> = rows
-            .iter()
-            .map(|r| {
-                r.label
-                    .map_or(UNLABELLED_WEIGHT, |(_, w)| w.clamp(0.0, 1.0))
-            })
+        let weights: Vec<f64> = (0..rows.len())
+            .map(|i| label_of(i).map_or(UNLABELLED_WEIGHT, |(_, w)| w.clamp(0.0, 1.0)))
             .collect();
-        let is_labelled: Vec<bool> = rows.iter().map(|r| r.label.is_some()).collect();
+        let is_labelled: Vec<bool> = (0..rows.len()).map(|i| label_of(i).is_some()).collect();
         detector.tree = Some(TreeClassifier::fit(
             &records,
             &anomaly,
@@ -562,7 +578,7 @@ impl KMeansDetector {
         Ok((
             detector,
             format!(
-                "supervised: weighted decision tree on {labelled} labelled windows ({positives} anomalous) plus unlabelled windows as weak normals (weight {UNLABELLED_WEIGHT})"
+                "supervised: weighted decision tree on {labelled} labelled windows ({positives} anomalous; {ambiguous} labelled anomalous but looking normal taken as unlabelled) plus unlabelled windows as weak normals (weight {UNLABELLED_WEIGHT})"
             ),
         ))
     }

@@ -71,7 +71,7 @@ pub struct RetrainOutcome {
 type Row = (
     f64,
     Arc<[f64]>,
-    Option<((bool, f64), Option<crate::AnomalyKind>)>,
+    Option<((bool, f64), Option<crate::AnomalyKind>, bool)>,
 );
 
 fn fit(input: &RetrainInput, rows: &[Row]) -> Result<(KMeansDetector, String), ModelError> {
@@ -81,6 +81,7 @@ fn fit(input: &RetrainInput, rows: &[Row]) -> Result<(KMeansDetector, String), M
             features: f,
             label: l.map(|x| x.0),
             kind: l.and_then(|x| x.1),
+            coarse: l.is_some_and(|x| x.2),
         })
         .collect();
     KMeansDetector::fit_with_labels(
@@ -97,7 +98,15 @@ fn prepare(input: &RetrainInput) -> (Vec<Row>, usize) {
     let mut left_out = 0;
     for (t, f, in_event) in &input.windows {
         match label_at(&input.labels, *t) {
-            Some(l) => rows.push((*t, f.clone(), Some(((l.anomaly, l.confidence), l.kind)))),
+            Some(l) => rows.push((
+                *t,
+                f.clone(),
+                Some((
+                    (l.anomaly, l.confidence),
+                    l.kind,
+                    !l.source.eq_ignore_ascii_case("human"),
+                )),
+            )),
             None if *in_event => left_out += 1,
             None => rows.push((*t, f.clone(), None)),
         }
@@ -156,10 +165,11 @@ fn labelled(rows: &[Row]) -> Vec<LabelledWindow> {
     let mut out: Vec<LabelledWindow> = rows
         .iter()
         .filter_map(|(_, f, l)| {
-            l.map(|((a, w), kind)| LabelledWindow {
+            l.map(|((a, w), kind, coarse)| LabelledWindow {
                 features: f.clone(),
                 label: (a, w),
                 kind,
+                coarse,
             })
         })
         .collect();

@@ -27,6 +27,9 @@ enum BenchCommand {
     /// Inject every fault into a real server under varying load and measure detection, time to
     /// detect, type accuracy and false alarms, beside the classic static rules.
     Detect(DetectArgs),
+    /// Does feedback work? On recorded fault runs, one fault type is called benign by people; after the
+    /// agent's retrain on their verdicts, the last run is replayed with the model before and after.
+    Feedback(super::feedback::FeedbackArgs),
     /// The demo server under a fixed closed-loop load, agent off and on in alternating rounds:
     /// throughput and p50/p99 latency ratios with their spread.
     Overhead(super::overhead::OverheadArgs),
@@ -70,6 +73,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Detect(d) => detect(d),
         BenchCommand::Overhead(o) => super::overhead::run(o),
+        BenchCommand::Feedback(f) => super::feedback::run(f),
     }
 }
 
@@ -85,7 +89,7 @@ struct Row {
 }
 
 /// The agent's engine settings in a bench run (what the scenes' agents use, and what a replay uses).
-fn bench_engine(tick: Duration) -> anyhow::Result<vigil::models::EngineConfig> {
+pub(crate) fn bench_engine(tick: Duration) -> anyhow::Result<vigil::models::EngineConfig> {
     Ok(vigil::Agent::builder()
         .tick(tick)?
         .warm_up(tick * WARM_UP_WINDOWS)?

@@ -117,7 +117,7 @@ impl<T> Reservoir<T> {
 }
 
 /// `((anomalous, weight), anomaly type)` of a training window.
-type RowLabel = Option<((bool, f64), Option<vigil_models::AnomalyKind>)>;
+type RowLabel = Option<((bool, f64), Option<vigil_models::AnomalyKind>, bool)>;
 
 /// `vigil train --store DIR`: the stored windows and labels, the agent's retrain preparation.
 fn from_store(args: &TrainArgs, dir: &std::path::Path) -> anyhow::Result<()> {
@@ -308,11 +308,16 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             prev = Some(src.timestamp);
             window.push(src.timestamp, &src.values)?;
             if window.is_warm() {
-                let label =
-                    label_at(&labels, src.timestamp).map(|l| ((l.anomaly, l.confidence), l.kind));
+                let label = label_at(&labels, src.timestamp).map(|l| {
+                    (
+                        (l.anomaly, l.confidence),
+                        l.kind,
+                        !l.source.eq_ignore_ascii_case("human"),
+                    )
+                });
                 window.extract(&mut fv)?;
                 check_features_finite(&fv, window.schema().names(), &src)?;
-                if matches!(label, Some(((true, _), _))) {
+                if matches!(label, Some(((true, _), _, _))) {
                     anomalous_rows.offer(position, || (fv.values().to_vec(), label));
                 } else {
                     normal_rows.offer(position, || (fv.values().to_vec(), label));
@@ -384,6 +389,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             features: r,
             label: l.map(|x| x.0),
             kind: l.and_then(|x| x.1),
+            coarse: l.is_some_and(|x| x.2),
         })
         .collect();
     params.tick_seconds = tick.filter(|t| *t > 0.0).unwrap_or(1.0);
@@ -424,7 +430,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     let normal: Vec<&Vec<f64>> = rows
         .iter()
         .zip(&row_labels)
-        .filter(|(_, l)| !matches!(l, Some(((true, _), _))))
+        .filter(|(_, l)| !matches!(l, Some(((true, _), _, _))))
         .map(|(r, _)| r)
         .collect();
     let alarms = normal
