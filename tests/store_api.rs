@@ -465,3 +465,76 @@ fn retrains_are_gated_counted_and_recorded_and_a_model_reloads_and_rolls_back() 
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&dir2);
 }
+
+/// `kill -9` of a whole agent (the demo) while it writes ticks and serves labels, again and again: on
+/// every restart the store opens cleanly (the lock went with the process) and every label the API
+/// acknowledged is there.
+#[test]
+fn kill_9_of_the_agent_loses_no_acknowledged_label_and_the_store_reopens() {
+    let dir = temp_dir("agent-kill9");
+    let mut acked: Vec<u64> = Vec::new();
+    for round in 0..4u64 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args([
+                "demo",
+                "--duration",
+                "60",
+                "--quiet",
+                "--tick",
+                "50ms",
+                "--faults",
+                "none",
+            ])
+            .args(["--listen", &addr.to_string()])
+            .env("VIGIL_DATA_DIR", &dir)
+            .env("VIGIL_GPU", "off")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while try_send(addr, "GET", "/healthz", &[], b"").is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: the agent did not come up over the store"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Labels as fast as they are acknowledged, then SIGKILL mid-stream.
+        let want = 5 + round * 4;
+        let mut n = 0;
+        while n < want {
+            let body = format!(
+                r#"{{"start":"{}","end":"{}","label":"normal"}}"#,
+                1_764_000_000 + round * 1000 + n,
+                1_764_000_001 + round * 1000 + n
+            );
+            if let Ok(r) = try_send(addr, "POST", "/api/v1/labels", &[JSON], body.as_bytes())
+                && r.status == 201
+            {
+                acked.push(json(&r)["id"].as_u64().unwrap());
+                n += 1;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let s = Store::open(&dir).unwrap();
+    let ids: std::collections::BTreeSet<u64> = s
+        .labels(&LabelQuery::default())
+        .unwrap()
+        .iter()
+        .map(|l| u64::try_from(l.id).unwrap())
+        .collect();
+    for id in &acked {
+        assert!(ids.contains(id), "acknowledged label {id} lost");
+    }
+    assert!(s.stats().unwrap().ticks > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -79,6 +79,12 @@ pub(crate) struct Retrainer {
     labels_at: Option<Instant>,
     /// Asked for by `POST /api/v1/model/retrain`.
     asked: bool,
+    /// The model last seen in use (to notice the engine's own drift refits).
+    seen: Option<Arc<ModelFile>>,
+    /// When the engine last refitted for a sustained drift (a retrain follows, like after labels).
+    drift_at: Option<Instant>,
+    /// How long new labels or a drift refit wait before the retrain ([`LABEL_SETTLE`]).
+    settle: Duration,
     outcomes: Family<OutcomeLabel, Counter>,
     pub(crate) last_outcome: watch::Sender<Option<LastRetrain>>,
 }
@@ -118,6 +124,9 @@ impl Retrainer {
             last: Instant::now(),
             labels_at: None,
             asked: false,
+            seen: None,
+            drift_at: None,
+            settle: LABEL_SETTLE,
             outcomes,
             last_outcome,
         }
@@ -153,20 +162,43 @@ impl Retrainer {
             }
             return;
         }
-        let labels_due = self.labels_at.is_some_and(|t| t.elapsed() >= LABEL_SETTLE);
+        // The engine refitted for a sustained drift: normal moved, so the labelled model is retrained
+        // on the new windows too (after the same settling delay as labels).
+        let now_model = self.model.borrow().clone();
+        let changed = match (&self.seen, &now_model) {
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if changed {
+            if now_model.as_ref().is_some_and(|m| {
+                m.summary
+                    .notes
+                    .iter()
+                    .any(|n| n.contains("sustained drift"))
+            }) {
+                self.drift_at.get_or_insert_with(Instant::now);
+            }
+            self.seen = now_model;
+        }
+        let drift_due = self.drift_at.is_some_and(|t| t.elapsed() >= self.settle);
+        let labels_due = self.labels_at.is_some_and(|t| t.elapsed() >= self.settle);
         let schedule_due = self.every.is_some_and(|e| self.last.elapsed() >= e);
-        if !(labels_due || schedule_due || self.asked) {
+        if !(labels_due || drift_due || schedule_due || self.asked) {
             return;
         }
         let reason = if self.asked {
             "asked"
         } else if labels_due {
             "new labels"
+        } else if drift_due {
+            "drift"
         } else {
             "scheduled"
         };
         self.last = Instant::now();
         self.labels_at = None;
+        self.drift_at = None;
         self.asked = false;
         let Some(current) = self.model.borrow().clone() else {
             // Nothing to compare with before the cold start.
@@ -300,5 +332,64 @@ impl Retrainer {
             reason: reason.to_owned(),
             why,
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_features::{Horizons, SignalSet, SignalSpec, Unit, Window};
+
+    fn model_with_note(schema: &FeatureSchema, note: &str) -> Arc<ModelFile> {
+        let rows: Vec<Arc<[f64]>> = (0..120)
+            .map(|i| Arc::from(vec![f64::from(i % 7); schema.len()]))
+            .collect();
+        let job = vigil_models::TrainJob {
+            schema: schema.clone(),
+            rows,
+            params: vigil_models::KMeansParams::default(),
+            horizons: Horizons::default(),
+            created: 0.0,
+            reason: note.into(),
+            labelled: Default::default(),
+        };
+        Arc::new(job.run().unwrap())
+    }
+
+    #[test]
+    fn an_engine_drift_refit_triggers_a_retrain_and_other_refits_do_not() {
+        let signals = SignalSet::new(vec![SignalSpec::gauge("queue", Unit::Count)]).unwrap();
+        let schema = Window::new(&signals, Horizons::default()).schema().clone();
+        let dir = std::env::temp_dir().join(format!("vigil-retrain-{}", std::process::id()));
+        let mut store = Store::open(&dir).unwrap();
+        let (model_tx, model_rx) = watch::channel(None);
+        let (control, _controls) = std::sync::mpsc::sync_channel(1);
+        let (last_tx, last_rx) = watch::channel(None);
+        let mut registry = Registry::default();
+        let mut r = Retrainer::new(
+            None,
+            EngineConfig::default(),
+            schema.clone(),
+            model_rx,
+            control,
+            metrics(&mut registry),
+            last_tx,
+        );
+        r.settle = Duration::ZERO;
+        // A scheduled refit: nothing happens.
+        model_tx.send_replace(Some(model_with_note(&schema, "scheduled refit")));
+        r.poll(&mut store);
+        assert!(last_rx.borrow().is_none());
+        // A drift refit: a retrain runs (here it fails, the store being empty) and says why.
+        model_tx.send_replace(Some(model_with_note(
+            &schema,
+            "refit: sustained drift (200 of the last 360 windows above the calibration p90)",
+        )));
+        r.poll(&mut store);
+        r.poll(&mut store);
+        let last = last_rx.borrow().clone().unwrap();
+        assert_eq!((last.reason.as_str(), last.outcome), ("drift", "failed"));
+        assert!(last.why.contains("no stored windows"), "{}", last.why);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
