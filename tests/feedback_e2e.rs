@@ -1,5 +1,5 @@
 //! The feedback loop end to end on real servers: Debian's Prometheus and Alertmanager on 127.0.0.1
-//! (1 s scrape and evaluation, a rule on `vigil_anomaly_event_open`), `vigil demo` injecting faults;
+//! (1 s scrape and evaluation, the shipped `deploy/prometheus/rules.yml`), `vigil demo` injecting faults;
 //! the rule fires, Alertmanager calls the agent's webhook, the label is stored (and closed when the
 //! alert resolves), a person marks the second event `normal`, a retrain runs and its outcome is
 //! counted. The test stops exactly the processes it started.
@@ -81,17 +81,16 @@ fn alerts_become_labels_a_verdict_and_a_retrain_follow() {
         ),
     )
     .unwrap();
-    std::fs::write(
+    // The rules Vigil ships (deploy/prometheus/rules.yml).
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/rules.yml"),
         dir.join("rules.yml"),
-        "groups:\n  - name: vigil\n    interval: 1s\n    rules:\n      - alert: VigilAnomalyEvent\n\
-         \x20       expr: vigil_anomaly_event_open == 1\n        for: 0s\n        labels:\n\
-         \x20         severity: page\n        annotations:\n          summary: an anomaly event is open\n",
     )
     .unwrap();
     std::fs::write(
         dir.join("alertmanager.yml"),
         format!(
-            "route:\n  receiver: vigil\n  group_by: [\"alertname\"]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+            "route:\n  receiver: vigil\n  group_by: [\"alertname\", \"event_id\"]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
              receivers:\n  - name: vigil\n    webhook_configs:\n      - url: \"http://{agent}/api/v1/alertmanager\"\n        send_resolved: true\n"
         ),
     )
@@ -170,6 +169,13 @@ fn alerts_become_labels_a_verdict_and_a_retrain_follow() {
             .cloned()
     });
     assert_eq!(label["label"], "anomaly");
+    // The shipped rule carries the event's type into the alert, and the webhook into the label.
+    assert!(
+        label["anomaly_type"]
+            .as_str()
+            .is_some_and(|t| vigil::models::AnomalyKind::parse(t).is_some()),
+        "{label}"
+    );
     assert!(label["fingerprint"].as_str().is_some_and(|f| !f.is_empty()));
     // 2. The event ends, the alert resolves, the interval closes.
     let fp = label["fingerprint"].clone();

@@ -538,3 +538,70 @@ fn kill_9_of_the_agent_loses_no_acknowledged_label_and_the_store_reopens() {
     assert!(s.stats().unwrap().ticks > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Model distribution: a model file replaced on disk is noticed, validated and swapped in; a broken
+/// replacement is refused and counted, and the model in use keeps serving.
+#[test]
+fn a_model_replaced_on_disk_is_picked_up_and_a_broken_one_is_refused() {
+    let rt = host_runtime();
+    // A model for this agent's schema: the cold start of a first agent, from its model history.
+    let dir = temp_dir("hot-reload");
+    let first = fast_agent(20)
+        .warm_up(Duration::from_secs(1))
+        .unwrap()
+        .data_dir(Some(dir.clone()))
+        .start(rt.handle())
+        .unwrap();
+    status_until(first.local_addr(), "the cold-start model", |s| {
+        s["store"]["models"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|h| h["outcome"] == "trained"))
+    });
+    first.shutdown();
+    let s = Store::open_read_only(&dir).unwrap();
+    let id = s.models(10).unwrap()[0].id;
+    let json_a = s.model_json(id).unwrap().unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&json_a).unwrap();
+    v["created_unix_seconds"] = serde_json::json!(1_764_000_000.0);
+    let json_b = serde_json::to_string(&v).unwrap();
+    let file = dir.join("fleet-model.json");
+    std::fs::write(&file, &json_a).unwrap();
+
+    let dir2 = temp_dir("hot-reload-2");
+    let agent = fast_agent(20)
+        .model_path(&file)
+        .model_poll(Some(Duration::from_millis(100)))
+        .unwrap()
+        .data_dir(Some(dir2.clone()))
+        .start(rt.handle())
+        .unwrap();
+    let addr = agent.local_addr();
+    let created = |st: &serde_json::Value| st["model"]["created"].as_str().unwrap_or("").to_owned();
+    let before = created(&json(&get(addr, "/api/v1/status", &[])));
+    // A new version (written beside and renamed in, as a ConfigMap update does).
+    std::fs::write(dir.join("next.json"), &json_b).unwrap();
+    std::fs::rename(dir.join("next.json"), &file).unwrap();
+    let st = status_until(addr, "the new model", |st| created(st) != before);
+    assert_eq!(created(&st), "2025-11-24T16:00:00.000Z", "{st}");
+    assert_eq!(
+        scrape(addr).value("vigil_model_reloads_total{result=\"ok\"}"),
+        1.0
+    );
+    // A broken replacement: refused, counted, the new model keeps serving.
+    std::fs::write(&file, "{ half a model").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while scrape(addr).value("vigil_model_reloads_total{result=\"refused\"}") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broken file was not refused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        created(&json(&get(addr, "/api/v1/status", &[]))),
+        created(&st)
+    );
+    agent.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
+}

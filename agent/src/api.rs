@@ -123,6 +123,7 @@ async fn reload(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Resp
     let promoted = crate::retrain::Promoted {
         model,
         labelled: Vec::new(),
+        own: false,
     };
     control(&state, |tx| {
         crate::retrain::Control::Install(Box::new(promoted), Some(tx))

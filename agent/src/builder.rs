@@ -55,6 +55,8 @@ const MAX_WARM_UP_WINDOWS: usize = 20_000;
 const HTTP_IDLE_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(3600));
 const HTTP_CONNECTIONS_RANGE: (usize, usize) = (1, 65_536);
+const MODEL_POLL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(3600));
 const RETRAIN_RANGE: (Duration, Duration) =
     (Duration::from_secs(60), Duration::from_secs(7 * 86_400));
 const RETENTION_AGE_RANGE: (Duration, Duration) =
@@ -100,6 +102,8 @@ pub struct AgentBuilder {
     token: Option<String>,
     /// Time between retrains on stored windows and labels; `None` = only after new labels.
     retrain_interval: Option<Duration>,
+    /// Time between looks at the `model_path` file for a new version; `None` = never.
+    model_poll: Option<Duration>,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -122,6 +126,7 @@ impl std::fmt::Debug for AgentBuilder {
             .field("store", &self.store)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("retrain_interval", &self.retrain_interval)
+            .field("model_poll", &self.model_poll)
             .finish()
     }
 }
@@ -153,6 +158,7 @@ impl Default for AgentBuilder {
             store: Some(StoreConfig::default()),
             token: None,
             retrain_interval: Some(crate::retrain::DEFAULT_RETRAIN_INTERVAL),
+            model_poll: Some(crate::model_watch::DEFAULT_MODEL_POLL),
         }
     }
 }
@@ -314,6 +320,17 @@ impl AgentBuilder {
             s.max_age = max_age;
             s.max_bytes = max_bytes;
         }
+        Ok(self)
+    }
+
+    /// How often the agent looks at its model file ([`AgentBuilder::model_path`], `VIGIL_MODEL`) for a
+    /// new version, which it validates and swaps in (a refused one is counted and the model in use
+    /// keeps serving); `None` = never. Default 10 s; accepted 100 ms to 1 h.
+    pub fn model_poll(mut self, every: Option<Duration>) -> Result<Self, Error> {
+        self.model_poll = match every {
+            Some(d) => Some(check_range("model_poll", d, MODEL_POLL_RANGE)?),
+            None => None,
+        };
         Ok(self)
     }
 
@@ -549,6 +566,22 @@ impl AgentBuilder {
                 st.max_bytes = b;
             }
         }
+        if let Some(s) = get("VIGIL_MODEL_POLL")? {
+            self.model_poll = if s.trim().eq_ignore_ascii_case("off") {
+                None
+            } else {
+                let d = duration("VIGIL_MODEL_POLL", s.clone())?;
+                Some(
+                    check_range("VIGIL_MODEL_POLL", d, MODEL_POLL_RANGE).map_err(|_| {
+                        Error::Env {
+                            var: "VIGIL_MODEL_POLL",
+                            value: s,
+                            expected: "off or a duration from 100ms to 1h",
+                        }
+                    })?,
+                )
+            };
+        }
         if let Some(s) = get("VIGIL_RETRAIN_INTERVAL")? {
             self.retrain_interval = if s.trim().eq_ignore_ascii_case("off") {
                 None
@@ -744,6 +777,20 @@ impl AgentBuilder {
             tracing::warn!("{notice}");
         }
         let mut wiring = crate::handle::Wiring::new(&sampler, self.model_path.clone());
+        if let (Some(path), Some(every)) = (&self.model_path, self.model_poll) {
+            wiring.watch = Some(
+                crate::model_watch::ModelWatch::start(
+                    path.clone(),
+                    every,
+                    wiring.control_tx.clone(),
+                    &mut registry,
+                )
+                .map_err(|source| Error::Spawn {
+                    what: "model watch thread",
+                    source,
+                })?,
+            );
+        }
         let store = match (opened, self.store.take()) {
             (Some((store, lock, max_event)), Some(cfg)) => {
                 sampler.continue_event_ids_after(max_event);

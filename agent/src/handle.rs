@@ -31,6 +31,8 @@ pub(crate) struct Wiring {
     pub(crate) store: Option<(crate::store::StoreSink, crate::store::StoreThread)>,
     /// Who may use the write endpoints.
     pub(crate) access: Option<crate::access::WriteAccess>,
+    /// The model file watcher, when `VIGIL_MODEL` is set.
+    pub(crate) watch: Option<crate::model_watch::ModelWatch>,
 }
 
 impl Wiring {
@@ -49,6 +51,7 @@ impl Wiring {
             model_path,
             store: None,
             access: None,
+            watch: None,
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct AgentHandle {
     thread: Option<JoinHandle<()>>,
     probe: Option<ProbeGuard>,
     store: Option<crate::store::StoreThread>,
+    watch: Option<crate::model_watch::ModelWatch>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -104,6 +108,7 @@ impl AgentHandle {
             model_path,
             store,
             access,
+            watch,
         } = wiring;
         let access = access.unwrap_or_else(|| {
             crate::access::WriteAccess::new(crate::builder::DEFAULT_LISTEN, None)
@@ -196,6 +201,7 @@ impl AgentHandle {
             thread: Some(thread),
             probe: Some(probe),
             store: store_thread,
+            watch,
         })
     }
 
@@ -293,6 +299,9 @@ impl AgentHandle {
         let _ = self.shutdown.send(true);
         if let Some(mut probe) = self.probe.take() {
             probe.0.stop();
+        }
+        if let Some(mut w) = self.watch.take() {
+            w.stop();
         }
         if let (Some(done), Some(thread)) = (self.done.take(), self.thread.take()) {
             match done.recv_timeout(SHUTDOWN_GRACE) {

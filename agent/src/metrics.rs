@@ -70,6 +70,8 @@ const OBSERVE: &str =
 const MODEL: &str =
     "always (NaN until a model is loaded or the cold-start warm-up has trained one)";
 const MODEL_LOADED: &str = "a model is loaded or trained (one series)";
+const MODEL_FILE: &str = "VIGIL_MODEL is set and watched (VIGIL_MODEL_POLL not `off`)";
+const EVENT_OPEN: &str = "an anomaly event is open (one series at most)";
 const STORE: &str = "the local store is on (default; `VIGIL_DATA_DIR=off` removes it)";
 const DRIFT_MAX: &str =
     "always (NaN until a drift reference is set or the agent has trained its first model)";
@@ -190,6 +192,8 @@ defs! {
         "1 while an anomaly event is open, else 0 (0 until a model is ready)";
     ANOMALY_EVENTS = "vigil_anomaly_events_total", Counter, ["anomaly_type"], ALWAYS,
         "Anomaly events opened, by the type named at onset (every type exists from the start)";
+    ANOMALY_EVENT_INFO = "vigil_anomaly_event_info", Gauge, ["event_id", "anomaly_type", "top_feature"], EVENT_OPEN,
+        "1 for the anomaly event open now, labelled with its id, the type it opened with and the feature that led it (what an alert rule turns into a page: deploy/prometheus/rules.yml); no series while no event is open";
     ANOMALY_THRESHOLD = "vigil_anomaly_threshold", Gauge, [], ALWAYS,
         "Score at which a window counts as anomalous (0.5: scores are calibrated so every model shares it)";
     MODEL_INFO = "vigil_model_info", Gauge, ["version", "schema_hash", "kind"], MODEL_LOADED,
@@ -212,6 +216,8 @@ defs! {
         "Bytes the local store uses (SQLite pages in use), measured after each retention pass (every minute)";
     LABELS = "vigil_labels_total", Counter, ["source"], STORE,
         "Labels stored through the API: human (POST /api/v1/labels, verdicts on events), alertmanager (webhook intervals opened or closed)";
+    MODEL_RELOADS = "vigil_model_reloads_total", Counter, ["result"], MODEL_FILE,
+        "New versions of the VIGIL_MODEL file the agent noticed: ok (validated and swapped in between two ticks) or refused (unreadable, damaged or for another feature schema; the model in use keeps serving)";
     RETRAINS = "vigil_retrain_total", Counter, ["outcome"], STORE,
         "Retrains on stored windows and labels (hourly and after new labels): promoted (the candidate caught at least what the model in use caught, with at most the margin of extra false events, and was installed), rejected, failed";
     HTTP_CONNECTIONS = "vigil_http_connections", Gauge, [], ALWAYS,
@@ -256,8 +262,9 @@ pub fn metrics_markdown() -> String {
          (more land under `model=\"__overflow__\"`); `anomaly_type` is one of `timeout`, `nan_output`, `oom`, \
          `cancelled`, `panic`, `error`. `gpu` is the NVML device index and `uuid` the device UUID, so both are bounded by the \
          number of GPUs; `collector` is one of `tokio`, `sched`, `alloc`, `process`, `gpu`, `inference`, `features`; `reason` is one of \
-         `idle_timeout`, `evicted`, `refused`, `accept_error`; `what` is one of `tick`, `event`, `model`, `request`; `outcome` is `promoted`, `rejected` or `failed`; \
-         `source` is `human` or `alertmanager`; `result` is `ok` or `error`; `anomaly_type` of \
+         `idle_timeout`, `evicted`, `refused`, `accept_error`; `what` is one of `tick`, `event`, `model`, `request`; `outcome` is `promoted`, `rejected` or `failed`; `result` of `vigil_model_reloads_total` is `ok` or `refused`; \
+         `source` is `human` or `alertmanager`; `event_id`, `anomaly_type` and `top_feature` of `vigil_anomaly_event_info` \
+         exist for one event at a time (the series goes when the event closes); `result` is `ok` or `error`; `anomaly_type` of \
          `vigil_anomaly_events_total` is one of `task_leak`, `scheduler_stall`, `alloc_storm`, `memory_leak`, \
          `gpu_memory_leak`, `cpu_saturation`, `error_burst`, `latency_regression`, `unknown`; `feature` is a name from the \
          agent's feature schema (about ten per signal, fixed at start).\n",

@@ -32,6 +32,8 @@ const LABEL_SETTLE: Duration = Duration::from_secs(30);
 pub(crate) struct Promoted {
     pub(crate) model: ModelFile,
     pub(crate) labelled: Vec<LabelledWindow>,
+    /// The agent's own (a retrain: refitted and adapted) or an operator's (a model file: kept as is).
+    pub(crate) own: bool,
 }
 
 /// What the agent thread is asked to do with its model between two ticks; the reply says what
@@ -306,6 +308,7 @@ impl Retrainer {
                             Box::new(Promoted {
                                 model,
                                 labelled: o.labelled,
+                                own: true,
                             }),
                             None,
                         ))

@@ -47,6 +47,13 @@ struct TypeLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EventLabels {
+    event_id: String,
+    anomaly_type: &'static str,
+    top_feature: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -176,11 +183,13 @@ pub(crate) struct ScoringStage {
     trained_at: FGauge,
     event_open: FGauge,
     events_total: Family<TypeLabel, Counter>,
+    /// 1 for the open event (one series at most: it is cleared when the event closes).
+    event_info: Family<EventLabels, FGauge>,
     trainings: Family<ResultLabel, Counter>,
     info: Family<ModelLabels, FGauge>,
     notices: broadcast::Sender<EventNotice>,
-    /// The model before the last install, for one rollback.
-    previous: Option<Arc<ModelFile>>,
+    /// The model before the last install (and whether it was the engine's own), for one rollback.
+    previous: Option<(Arc<ModelFile>, bool)>,
 }
 
 impl ScoringStage {
@@ -205,6 +214,7 @@ impl ScoringStage {
             trained_at: FGauge::default(),
             event_open: FGauge::default(),
             events_total: Family::default(),
+            event_info: Family::default(),
             trainings: Family::default(),
             info: Family::default(),
             notices,
@@ -230,6 +240,7 @@ impl ScoringStage {
         m::ANOMALY_THRESHOLD.register(registry, threshold);
         m::ANOMALY_EVENT_OPEN.register(registry, s.event_open.clone());
         m::ANOMALY_EVENTS.register(registry, s.events_total.clone());
+        m::ANOMALY_EVENT_INFO.register(registry, s.event_info.clone());
         m::MODEL_INFO.register(registry, s.info.clone());
         m::MODEL_TRAINED.register(registry, s.trained_at.clone());
         m::MODEL_TRAININGS.register(registry, s.trainings.clone());
@@ -273,7 +284,11 @@ impl ScoringStage {
         c: crate::retrain::Control,
     ) -> Option<(Arc<ModelFile>, Option<&'static str>)> {
         use crate::retrain::Control;
-        let before = self.engine.model().cloned();
+        let before = self
+            .engine
+            .model()
+            .cloned()
+            .map(|m| (m, self.engine.model_is_own()));
         let (result, reply, outcome) = match c {
             Control::Install(p, reply) => {
                 let what = if reply.is_some() {
@@ -284,7 +299,7 @@ impl ScoringStage {
                 let p = *p;
                 (
                     self.engine
-                        .install(p.model, p.labelled)
+                        .install(p.model, p.labelled, p.own)
                         .map_err(|e| e.to_string()),
                     reply,
                     if what == "reloaded" {
@@ -295,9 +310,9 @@ impl ScoringStage {
                 )
             }
             Control::Rollback(reply) => match self.previous.take() {
-                Some(prev) => (
+                Some((prev, own)) => (
                     self.engine
-                        .install((*prev).clone(), Vec::new())
+                        .install((*prev).clone(), Vec::new(), own)
                         .map_err(|e| e.to_string()),
                     Some(reply),
                     Some("rollback"),
@@ -419,8 +434,23 @@ impl ScoringStage {
                 "anomaly event closed"
             );
             let _ = self.notices.send(EventNotice::Closed(ev.clone()));
+            self.event_info.clear();
         }
         if let Some(ev) = &step.opened {
+            // The labels an alert carries: fixed for the event's life (its opening type and lead), so
+            // a retype does not resolve one alert and fire another.
+            self.event_info.clear();
+            self.event_info
+                .get_or_create(&EventLabels {
+                    event_id: ev.id.to_string(),
+                    anomaly_type: ev.anomaly_type.as_str(),
+                    top_feature: ev
+                        .top_features
+                        .first()
+                        .map(|f| f.0.clone())
+                        .unwrap_or_default(),
+                })
+                .set(1.0);
             self.events_total
                 .get_or_create(&TypeLabel {
                     anomaly_type: ev.anomaly_type.as_str(),

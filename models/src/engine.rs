@@ -446,19 +446,21 @@ impl Engine {
         self.model.as_ref()
     }
 
-    /// Installs a model retrained outside the engine (on stored windows, with labels, promoted by the
-    /// gate) from the next row on, with the labelled windows its refits keep learning from. It is the
-    /// engine's own model from then on: refitted, rebaselined and adapted like one it trained. Refused
-    /// when it was trained on another feature schema.
+    /// Installs a model from the next row on. `own`: a model retrained outside the engine for it (on
+    /// stored windows, with labels, promoted by the gate), with the labelled windows its refits keep
+    /// learning from — refitted, rebaselined and adapted like one the engine trained; otherwise an
+    /// operator's model (a reloaded model file), which scores until it is replaced, like one given at
+    /// start. Refused when it was trained on another feature schema.
     pub fn install(
         &mut self,
         model: ModelFile,
         labelled: Vec<LabelledWindow>,
+        own: bool,
     ) -> Result<(), ModelError> {
         model.check_schema(self.window.schema())?;
         self.fitted_on = model.summary.rows.max(1);
         self.model = Some(Arc::new(model));
-        self.model_loaded = false;
+        self.model_loaded = !own;
         self.labelled = Arc::new(labelled);
         self.last_fit_tick = self.tick;
         // A refit asked for before this model arrived must not replace it.
@@ -467,6 +469,12 @@ impl Engine {
         self.drift.clear();
         self.drift_over = 0;
         Ok(())
+    }
+
+    /// Whether the model in use is the engine's own (trained or promoted for it: refitted and
+    /// adapted) rather than an operator's.
+    pub fn model_is_own(&self) -> bool {
+        !self.model_loaded
     }
 
     /// Numbers new events after `last` (an agent over a store continues the ids stored before it).

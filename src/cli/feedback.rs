@@ -53,7 +53,7 @@ fn replay(
     let mut src = CsvSource::open(csv, options)?;
     let mut engine = Engine::new(src.signals(), cfg, None, Box::new(InlineTrainer::default()))?;
     if let Some((m, labelled)) = start_with {
-        engine.install(m, labelled)?;
+        engine.install(m, labelled, true)?;
     }
     let (mut windows, mut events) = (Vec::new(), Vec::new());
     let mut open: Option<f64> = None;
