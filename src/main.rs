@@ -105,6 +105,8 @@ enum Command {
     Events(cli::store::EventsArgs),
     /// Write the local store's ticks as the CSV `vigil train/score/eval` read.
     Export(cli::store::ExportArgs),
+    /// Read the agents' signal history from Prometheus into one CSV per instance (fleet training).
+    Pull(cli::pull::PullArgs),
     /// Print docs/METRICS.md (the catalogue of exported metrics) to standard output.
     MetricsDoc,
 }
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
         Command::Labels(args) => cli::store::labels(args),
         Command::Events(args) => cli::store::events(args),
         Command::Export(args) => cli::store::export(args),
+        Command::Pull(args) => cli::pull::run(args),
         Command::MetricsDoc => {
             use std::io::Write;
             std::io::stdout()

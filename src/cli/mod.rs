@@ -10,6 +10,7 @@ pub(crate) mod labels;
 pub(crate) mod offline;
 pub(crate) mod overhead;
 pub(crate) mod png;
+pub(crate) mod pull;
 pub(crate) mod scenes;
 pub(crate) mod score;
 pub(crate) mod store;

@@ -1,0 +1,384 @@
+//! `vigil pull`: the agents' raw signal history from Prometheus (`/api/v1/query_range`), one CSV per
+//! instance in the format `vigil train/score/eval` read, so a model can be trained on a whole fleet's
+//! history. The features are recomputed from these signals by the same code as live.
+//!
+//! Each signal is read from the metric the agent exports it as (the vocabulary's `metric`): gauges
+//! and counters as they are (summed over their labels per instance); per-tick values the agent derives
+//! (quantiles of the tick's scheduler probes and inference calls, the park rate, the error ratio) are
+//! rebuilt from the exported histograms and counters over one step, so they approximate the agent's
+//! (histogram buckets instead of exact samples). Queries are cut into chunks of at most 10,000 points
+//! per series (Prometheus refuses more than 11,000).
+//!
+//! HTTP only (put a port-forward or a proxy in front of an HTTPS Prometheus).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use vigil::features::vocab::SIGNALS;
+use vigil::features::{SignalKind, time::parse_timestamp};
+use vigil::models::OutputFile;
+
+/// Flags of `vigil pull`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PullArgs {
+    /// Prometheus base URL, `http://host:port` (a path prefix is kept).
+    #[arg(long, value_name = "URL")]
+    prometheus: String,
+    /// Label matchers selecting the agents' series, e.g. `{job="vigil"}`.
+    #[arg(long, default_value = "{}", value_name = "MATCHERS")]
+    selector: String,
+    /// Start: a duration back from --until (`7d`, `2h`) or a time (RFC 3339 or Unix seconds).
+    #[arg(long, value_name = "WHEN")]
+    since: String,
+    /// End: a time (default: now).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Seconds between rows (the agents' tick; Prometheus' scrape interval at least).
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    step: String,
+    /// Directory for the CSV files, one per instance (`<instance>.csv`); created if missing.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// Points per series per query at most (Prometheus' limit is 11,000).
+const MAX_POINTS: f64 = 10_000.0;
+
+/// A column and the PromQL that yields it per instance (`%SEL%` is replaced by the selector with
+/// `extra` added, `%R%` by the step's range).
+struct Column {
+    name: String,
+    query: String,
+    extra: Option<String>,
+}
+
+fn columns() -> Vec<Column> {
+    let mut out = Vec::new();
+    let per_instance = |q: String| format!("sum by (instance) ({q})");
+    for k in SIGNALS {
+        let m = k.metric;
+        let query = match k.name {
+            "tokio_park_rate" => per_instance(format!("rate({m}%SEL%[%R%])")),
+            "sched_latency_p50_seconds" | "sched_latency_p99_seconds" => {
+                let q = if k.name.contains("p50") {
+                    "0.5"
+                } else {
+                    "0.99"
+                };
+                format!(
+                    "histogram_quantile({q}, sum by (instance, le) (increase({m}_bucket%SEL%[%R%])))"
+                )
+            }
+            "sched_probes" | "inference_calls" => per_instance(format!("{m}_count%SEL%")),
+            "inference_error_ratio" => {
+                "sum by (instance) (increase(ai_inference_errors_total%SEL%[%R%])) / \
+                 sum by (instance) (increase(ai_inference_duration_seconds_count%SEL%[%R%]))"
+                    .to_owned()
+            }
+            "inference_latency_p50_seconds" | "inference_latency_p99_seconds" => {
+                let q = if k.name.contains("p50") {
+                    "0.5"
+                } else {
+                    "0.99"
+                };
+                format!(
+                    "histogram_quantile({q}, sum by (instance, le) (increase({m}_bucket%SEL%[%R%])))"
+                )
+            }
+            "inference_anomalies" => {
+                for a in vigil::observe::AnomalyType::ALL {
+                    out.push(Column {
+                        name: format!("inference_anomalies_{}_total", a.as_str()),
+                        query: per_instance("ai_inference_anomaly_total%SEL%".to_owned()),
+                        extra: Some(format!("anomaly_type=\"{}\"", a.as_str())),
+                    });
+                }
+                continue;
+            }
+            _ if m.starts_with("vigil_gpu_") => {
+                // Per device: the column is gpu<N>_<name>; the query keeps the `gpu` label.
+                out.push(Column {
+                    name: format!("gpu{{gpu}}_{}", k.name),
+                    query: format!("max by (instance, gpu) ({m}%SEL%)"),
+                    extra: None,
+                });
+                continue;
+            }
+            _ => per_instance(format!("{m}%SEL%")),
+        };
+        let name = match k.kind {
+            SignalKind::Counter => format!("{}_total", k.name),
+            SignalKind::Gauge => k.name.to_owned(),
+        };
+        out.push(Column {
+            name,
+            query,
+            extra: None,
+        });
+    }
+    out
+}
+
+/// `http://host:port/prefix` → (host:port, prefix).
+fn split_url(url: &str) -> anyhow::Result<(String, String)> {
+    let rest = url.strip_prefix("http://").with_context(|| {
+        format!("--prometheus `{url}`: only http:// URLs (put a port-forward or proxy in front of HTTPS)")
+    })?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    anyhow::ensure!(!host.is_empty(), "--prometheus `{url}` has no host");
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
+    };
+    Ok((
+        host,
+        format!("/{}", path.trim_end_matches('/')).replace("//", "/"),
+    ))
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One GET over HTTP/1.1 (Content-Length or chunked body); the body as text.
+fn http_get(host: &str, path: &str) -> anyhow::Result<String> {
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("cannot resolve {host}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .with_context(|| format!("cannot connect to Prometheus at {host}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: vigil-pull\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status)?;
+    let code: u16 = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("{host}: not an HTTP response: {status:?}"))?;
+    let (mut chunked, mut length) = (false, None::<usize>);
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            } else if k == "content-length" {
+                length = v.parse().ok();
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .context("malformed chunked response")?;
+            if n == 0 {
+                break;
+            }
+            let start = body.len();
+            body.resize(start + n, 0);
+            r.read_exact(&mut body[start..])?;
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf)?;
+        }
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    } else {
+        r.read_to_end(&mut body)?;
+    }
+    let text = String::from_utf8_lossy(&body).into_owned();
+    anyhow::ensure!(
+        code == 200,
+        "Prometheus answered {code}: {}",
+        text.chars().take(400).collect::<String>()
+    );
+    Ok(text)
+}
+
+fn seconds(s: &str, what: &str) -> anyhow::Result<f64> {
+    vigil::agent::parse_duration(s)
+        .map(|d| d.as_secs_f64())
+        .with_context(|| format!("{what} `{s}` is not a duration (e.g. 1s, 500ms, 7d)"))
+}
+
+pub(crate) fn run(args: PullArgs) -> anyhow::Result<()> {
+    let (host, prefix) = split_url(&args.prometheus)?;
+    let step = seconds(&args.step, "--step")?;
+    anyhow::ensure!(step >= 0.001, "--step must be at least 1ms");
+    let until = match &args.until {
+        Some(u) => parse_timestamp(u).with_context(|| format!("--until `{u}` is not a time"))?,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+    };
+    let since = match parse_timestamp(&args.since) {
+        Some(t) if args.since.contains('-') || args.since.contains('T') || t > 1e8 => t,
+        _ => until - seconds(&args.since, "--since")?,
+    };
+    anyhow::ensure!(since < until, "--since is not before --until");
+    let matchers = args
+        .selector
+        .trim()
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .with_context(|| {
+            format!(
+                "--selector `{}` is not `{{label=\"value\",...}}`",
+                args.selector
+            )
+        })?
+        .trim()
+        .to_owned();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create the directory", args.out.display()))?;
+    // Rows per instance: time (ms) → column → value.
+    let mut data: BTreeMap<String, BTreeMap<i64, BTreeMap<String, f64>>> = BTreeMap::new();
+    let mut present: Vec<String> = Vec::new();
+    let range = format!("{}ms", ((step * 2.0) * 1000.0).round().max(1.0));
+    let chunk = step * MAX_POINTS;
+    let cols = columns();
+    let pb = super::offline::progress(cols.len() as u64, "querying Prometheus");
+    for (ci, col) in cols.iter().enumerate() {
+        let sel: Vec<&str> = [Some(matchers.as_str()), col.extra.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|m| !m.is_empty())
+            .collect();
+        let q = col
+            .query
+            .replace("%SEL%", &format!("{{{}}}", sel.join(",")))
+            .replace("%R%", &range);
+        let mut t0 = since;
+        while t0 < until {
+            let t1 = (t0 + chunk).min(until);
+            let path = format!(
+                "{}/api/v1/query_range?query={}&start={t0:.3}&end={t1:.3}&step={step}",
+                prefix.trim_end_matches('/'),
+                encode(&q)
+            );
+            let body = http_get(&host, &path)?;
+            let v: serde_json::Value = serde_json::from_str(&body)
+                .with_context(|| format!("Prometheus' answer to `{q}` is not JSON"))?;
+            anyhow::ensure!(
+                v["status"] == "success",
+                "Prometheus refused `{q}`: {}",
+                v["error"]
+            );
+            for series in v["data"]["result"].as_array().into_iter().flatten() {
+                let Some(instance) = series["metric"]["instance"].as_str() else {
+                    continue;
+                };
+                let name = match series["metric"]["gpu"].as_str() {
+                    Some(g) => col.name.replace("{gpu}", g),
+                    None if col.name.contains("{gpu}") => continue,
+                    None => col.name.clone(),
+                };
+                if !present.contains(&name) {
+                    present.push(name.clone());
+                }
+                let rows = data.entry(instance.to_owned()).or_default();
+                for p in series["values"].as_array().into_iter().flatten() {
+                    let (Some(t), Some(val)) = (p[0].as_f64(), p[1].as_str()) else {
+                        continue;
+                    };
+                    let val: f64 = val.parse().unwrap_or(f64::NAN);
+                    rows.entry((t * 1000.0).round() as i64)
+                        .or_default()
+                        .insert(name.clone(), val);
+                }
+            }
+            t0 = t1 + step;
+        }
+        pb.set_position(ci as u64 + 1);
+    }
+    pb.finish_and_clear();
+    anyhow::ensure!(
+        !data.is_empty(),
+        "no series matched {} between {} and {}: check --selector and the time range",
+        args.selector,
+        vigil::features::time::format_rfc3339(since),
+        vigil::features::time::format_rfc3339(until)
+    );
+    // The agent's column order (the vocabulary's), of the columns that exist.
+    let order: Vec<String> = cols
+        .iter()
+        .flat_map(|c| {
+            if c.name.contains("{gpu}") {
+                let mut g: Vec<String> = present
+                    .iter()
+                    .filter(|p| {
+                        p.starts_with("gpu") && p.ends_with(&c.name.replace("gpu{gpu}", ""))
+                    })
+                    .cloned()
+                    .collect();
+                g.sort();
+                g
+            } else if present.contains(&c.name) {
+                vec![c.name.clone()]
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    for (instance, rows) in &data {
+        let file: String = instance
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = args.out.join(format!("{file}.csv"));
+        let mut w = csv::Writer::from_writer(OutputFile::create(&path, &[])?);
+        let mut header = vec!["timestamp".to_owned()];
+        header.extend(order.iter().cloned());
+        w.write_record(&header)?;
+        for (t, vals) in rows {
+            let mut rec = vec![format!("{:.3}", *t as f64 / 1000.0)];
+            rec.extend(order.iter().map(|c| match vals.get(c) {
+                Some(v) if v.is_finite() => format!("{v}"),
+                _ => String::new(),
+            }));
+            w.write_record(&rec)?;
+        }
+        w.into_inner()
+            .map_err(|e| anyhow::anyhow!("{}: cannot write: {}", path.display(), e.error()))?
+            .commit()?;
+        eprintln!(
+            "{instance}: {} rows, {} columns -> {}",
+            rows.len(),
+            order.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! `vigil pull` against a real Prometheus (Debian's 2.42, started by the test on 127.0.0.1, scraping
+//! three agents every 500 ms): one CSV per instance with the values the agents exported, and a model
+//! trained on two pulled instances scores the third. The test stops exactly the processes it started.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+#[test]
+fn pulled_history_matches_the_agents_and_trains_a_model_for_the_fleet() {
+    assert!(
+        Command::new("prometheus").arg("--version").output().is_ok(),
+        "`prometheus` is not installed: run ./scripts/test, which installs it"
+    );
+    let rt = host_runtime();
+    // Three agents of one service: a steady number of tasks on the host runtime.
+    let _tasks: Vec<_> = (0..5)
+        .map(|_| rt.spawn(async { tokio::time::sleep(Duration::from_secs(3600)).await }))
+        .collect();
+    let agents: Vec<vigil::AgentHandle> = (0..3)
+        .map(|_| fast_agent(250).start(rt.handle()).unwrap())
+        .collect();
+    let dir = temp_dir("pull");
+    std::fs::create_dir_all(&dir).unwrap();
+    let prom_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let targets: Vec<String> = agents
+        .iter()
+        .map(|a| format!("\"{}\"", a.local_addr()))
+        .collect();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 500ms\n  scrape_timeout: 500ms\n\
+             scrape_configs:\n  - job_name: vigil\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        ),
+    )
+    .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prom = Kill(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let prom: std::net::SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
+    // Wait until Prometheus holds about 45 s of every agent (90 scrapes).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let q = "/api/v1/query?query=count_over_time(vigil_tokio_workers%5B60s%5D)";
+        if let Ok(r) = try_send(prom, "GET", q, &[], b"") {
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+            let counts: Vec<f64> = v["data"]["result"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s["value"][1].as_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if counts.len() == 3 && counts.iter().all(|c| *c >= 90.0) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not collect enough"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = dir.join("pulled");
+    let vigil = env!("CARGO_BIN_EXE_vigil");
+    let run = |args: &[&str]| {
+        let o = Command::new(vigil).args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "vigil {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&[
+        "pull",
+        "--prometheus",
+        &format!("http://{prom}"),
+        "--selector",
+        "{job=\"vigil\"}",
+        "--since",
+        "60s",
+        "--step",
+        "500ms",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let mut files: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "one CSV per instance: {files:?}");
+    // The values the agents exported: the worker count and the task count they sampled.
+    let now_tasks = vigil::features::Sample::clone(&agents[0].latest_sample());
+    let alive_now = signal(&now_tasks, "tokio_alive_tasks");
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = |n: &str| {
+            header
+                .iter()
+                .position(|h| *h == n)
+                .unwrap_or_else(|| panic!("{n} missing in {header:?}"))
+        };
+        let (workers, alive) = (col("tokio_workers"), col("tokio_alive_tasks"));
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert!(rows.len() >= 90, "{} rows in {}", rows.len(), f.display());
+        for r in &rows {
+            if !r[workers].is_empty() {
+                assert_eq!(r[workers], "2", "{}", f.display());
+            }
+        }
+        let last_alive: f64 = rows
+            .iter()
+            .rev()
+            .find_map(|r| r[alive].parse().ok())
+            .unwrap();
+        assert!(
+            (last_alive - alive_now).abs() <= 2.0,
+            "{}: pulled {last_alive} tasks, the agent sampled {alive_now}",
+            f.display()
+        );
+    }
+    // A model trained on two instances scores the third.
+    let model = dir.join("fleet.json");
+    run(&[
+        "train",
+        "--csv",
+        files[0].to_str().unwrap(),
+        "--csv",
+        files[1].to_str().unwrap(),
+        "--short",
+        "5",
+        "--long",
+        "20",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    let scores = dir.join("scores.csv");
+    run(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--csv",
+        files[2].to_str().unwrap(),
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
+    let scored = std::fs::read_to_string(&scores)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(1).is_some_and(|s| !s.is_empty()))
+        .count();
+    assert!(scored >= 50, "{scored} rows scored");
+    for a in agents {
+        a.shutdown();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
