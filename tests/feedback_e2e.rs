@@ -112,23 +112,9 @@ fn alerts_become_labels_a_verdict_and_a_retrain_follow() {
             .spawn()
             .unwrap(),
     ));
-    procs.0.push((
-        "prometheus",
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("prom").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(log("prometheus.log"))
-            .spawn()
-            .unwrap(),
-    ));
+    procs
+        .0
+        .push(("prometheus", start_prometheus(&dir, prom_port)));
     // The agent under injected faults: `vigil demo` (a task leak, then a memory leak), its store in
     // the test's directory.
     procs.0.push((

@@ -63,7 +63,10 @@ fn columns() -> Vec<Column> {
         let m = k.metric;
         let query = match k.name {
             "tokio_park_rate" => per_instance(format!("rate({m}%SEL%[%R%])")),
-            "sched_latency_p50_seconds" | "sched_latency_p99_seconds" => {
+            "sched_latency_p50_seconds"
+            | "sched_latency_p99_seconds"
+            | "inference_latency_p50_seconds"
+            | "inference_latency_p99_seconds" => {
                 let q = if k.name.contains("p50") {
                     "0.5"
                 } else {
@@ -78,16 +81,6 @@ fn columns() -> Vec<Column> {
                 "sum by (instance) (increase(ai_inference_errors_total%SEL%[%R%])) / \
                  sum by (instance) (increase(ai_inference_duration_seconds_count%SEL%[%R%]))"
                     .to_owned()
-            }
-            "inference_latency_p50_seconds" | "inference_latency_p99_seconds" => {
-                let q = if k.name.contains("p50") {
-                    "0.5"
-                } else {
-                    "0.99"
-                };
-                format!(
-                    "histogram_quantile({q}, sum by (instance, le) (increase({m}_bucket%SEL%[%R%])))"
-                )
             }
             "inference_anomalies" => {
                 for a in vigil::observe::AnomalyType::ALL {

@@ -230,3 +230,24 @@ pub fn signal(s: &Sample, name: &str) -> f64 {
         panic!("no signal {name}; have {names:?}")
     })
 }
+
+/// Starts Debian's `prometheus` with `dir/prometheus.yml`, its data in `dir/prom`, listening on
+/// 127.0.0.1:`port`, its log in `dir/prometheus.log`. The caller kills the child.
+pub fn start_prometheus(dir: &std::path::Path, port: u16) -> std::process::Child {
+    std::process::Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("prom").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start prometheus ({e}): run ./scripts/test, which installs it")
+        })
+}
