@@ -348,9 +348,9 @@ fn run(
                 Ok(_) => {}
                 Err(e) => fail(&e, "retention"),
             }
-            match store.stats() {
-                Ok(s) => {
-                    m.bytes.set(s.bytes as f64);
+            match store.used_bytes() {
+                Ok(b) => {
+                    m.bytes.set(b as f64);
                 }
                 Err(e) => fail(&e, "size check"),
             }
@@ -373,17 +373,7 @@ fn run(
                 other => {
                     // Keep order: what was queued before a request is written before it is served.
                     flush(&mut store, &mut writes, &mut fail);
-                    if let Command::RetrainNow(reply) = other {
-                        let message = match retrainer.as_deref_mut() {
-                            Some(r) => r.request_now().to_owned(),
-                            None => "retraining is off".to_owned(),
-                        };
-                        let _ = reply.send(Ok(message));
-                    } else if serve(&mut store, other, cfg)
-                        && let Some(r) = retrainer.as_deref_mut()
-                    {
-                        r.labels_arrived();
-                    }
+                    serve(&mut store, other, cfg, retrainer.as_deref_mut());
                 }
             }
             if taken < BATCH {
@@ -404,17 +394,22 @@ fn flush(store: &mut Store, writes: &mut Vec<Write>, fail: &mut impl FnMut(&Stor
     writes.clear();
 }
 
-/// Serves one request; true when it stored labels (a retrain is then due soon).
-fn serve(store: &mut Store, cmd: Command, cfg: &StoreConfig) -> bool {
+/// Serves one request; stored labels make a retrain due soon.
+fn serve(
+    store: &mut Store,
+    cmd: Command,
+    cfg: &StoreConfig,
+    mut retrainer: Option<&mut crate::retrain::Retrainer>,
+) {
     let now = now_unix();
+    let mut labels_stored = false;
     // A reply nobody waits for any more (the client went away) is dropped.
     match cmd {
         Command::Write(_) => {}
         Command::AddLabel(l, reply) => {
             let r = store.add_label(&l, now);
-            let ok = r.is_ok();
+            labels_stored = r.is_ok();
             let _ = reply.send(r);
-            return ok;
         }
         Command::Verdict {
             id,
@@ -423,18 +418,20 @@ fn serve(store: &mut Store, cmd: Command, cfg: &StoreConfig) -> bool {
             reply,
         } => {
             let r = store.verdict(id, verdict, note, cfg.confidence.human, now);
-            let ok = matches!(r, Ok(Some(_)));
+            labels_stored = matches!(r, Ok(Some(_)));
             let _ = reply.send(r);
-            return ok;
         }
         Command::Webhook(hook, reply) => {
             let r = store.apply_webhook(&hook, cfg.confidence.alertmanager, now);
-            let ok = r.as_ref().is_ok_and(|o| o.opened + o.closed > 0);
+            labels_stored = r.as_ref().is_ok_and(|o| o.opened + o.closed > 0);
             let _ = reply.send(r);
-            return ok;
         }
         Command::RetrainNow(reply) => {
-            let _ = reply.send(Ok("retraining is off".into()));
+            let message = match retrainer.as_deref_mut() {
+                Some(r) => r.request_now(),
+                None => "retraining is off",
+            };
+            let _ = reply.send(Ok(message.to_owned()));
         }
         Command::LoadModel(path, reply) => {
             let r = vigil_models::ModelFile::load(&path)
@@ -489,7 +486,9 @@ fn serve(store: &mut Store, cmd: Command, cfg: &StoreConfig) -> bool {
             let _ = reply.send(r);
         }
     }
-    false
+    if labels_stored && let Some(r) = retrainer {
+        r.labels_arrived();
+    }
 }
 
 /// The schema of the ticks this sampler stores: its signals' CSV columns and its feature names.

@@ -92,8 +92,9 @@ fn fit(input: &RetrainInput, rows: &[Row]) -> Result<(KMeansDetector, String), M
     )
 }
 
-/// Each window with its label; unlabelled windows inside events left out (their count).
-fn prepare(input: &RetrainInput) -> (Vec<Row>, usize) {
+/// Each window with its label; unlabelled windows inside events left out (their count). Fewer than
+/// [`MIN_RETRAIN_WINDOWS`] usable windows is an error.
+fn prepare(input: &RetrainInput) -> Result<(Vec<Row>, usize), ModelError> {
     let mut rows: Vec<Row> = Vec::with_capacity(input.windows.len());
     let mut left_out = 0;
     for (t, f, in_event) in &input.windows {
@@ -111,7 +112,16 @@ fn prepare(input: &RetrainInput) -> (Vec<Row>, usize) {
             None => rows.push((*t, f.clone(), None)),
         }
     }
-    (rows, left_out)
+    if rows.len() < MIN_RETRAIN_WINDOWS {
+        return Err(ModelError::Param {
+            name: "windows",
+            message: format!(
+                "{} usable stored windows, at least {MIN_RETRAIN_WINDOWS} are needed",
+                rows.len()
+            ),
+        });
+    }
+    Ok((rows, left_out))
 }
 
 /// Wraps a fitted detector as a model file of `input`'s schema.
@@ -133,16 +143,7 @@ fn wrap(input: &RetrainInput, d: KMeansDetector, notes: Vec<String>, n: usize) -
 /// Fits one model on every usable window, without a gate (`vigil train --store`: the operator
 /// decides): the same row preparation as [`retrain`]. Returns the model and the labelled windows.
 pub fn train_all(input: &RetrainInput) -> Result<(ModelFile, Vec<LabelledWindow>), ModelError> {
-    let (rows, left_out) = prepare(input);
-    if rows.len() < MIN_RETRAIN_WINDOWS {
-        return Err(ModelError::Param {
-            name: "windows",
-            message: format!(
-                "{} usable stored windows, at least {MIN_RETRAIN_WINDOWS} are needed",
-                rows.len()
-            ),
-        });
-    }
+    let (rows, left_out) = prepare(input)?;
     let labelled_windows = rows.iter().filter(|r| r.2.is_some()).count();
     let (d, note) = fit(input, &rows)?;
     let model = wrap(
@@ -181,16 +182,7 @@ fn labelled(rows: &[Row]) -> Vec<LabelledWindow> {
 
 /// Runs a retrain against the model in use.
 pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutcome, ModelError> {
-    let (rows, left_out) = prepare(input);
-    if rows.len() < MIN_RETRAIN_WINDOWS {
-        return Err(ModelError::Param {
-            name: "windows",
-            message: format!(
-                "{} usable stored windows, at least {MIN_RETRAIN_WINDOWS} are needed",
-                rows.len()
-            ),
-        });
-    }
+    let (rows, left_out) = prepare(input)?;
     // The split is in time, over every window: the candidate trains on the usable windows before it,
     // and the gate replays every window after it (unlabelled event windows included: they are the
     // current model's alarms that nobody confirmed, which count as false, as in `vigil eval`).

@@ -747,7 +747,8 @@ impl Store {
         })
     }
 
-    fn used_bytes(&self) -> Result<u64, StoreError> {
+    /// Bytes in use (pages in use × page size): cheap, unlike [`Store::stats`], which counts rows.
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
         let q = |p: &str| -> Result<i64, StoreError> {
             self.conn
                 .pragma_query_value(None, p, |r| r.get(0))
