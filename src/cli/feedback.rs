@@ -119,8 +119,13 @@ fn judge(events: &[(f64, f64)], faults: &[Label]) -> (Vec<(AnomalyKind, bool)>, 
 pub(crate) fn run(args: FeedbackArgs) -> anyhow::Result<()> {
     let benign = AnomalyKind::parse(&args.benign)
         .with_context(|| format!("--benign `{}` is not an anomaly type", args.benign))?;
+    // Never over one of the recordings it reads.
+    let inputs: Vec<PathBuf> = std::fs::read_dir(&args.replay)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let input_refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     let json_out = match &args.json {
-        Some(p) => Some(vigil::models::OutputFile::create(p, &[])?),
+        Some(p) => Some(vigil::models::OutputFile::create(p, &input_refs)?),
         None => None,
     };
     let mut runs: Vec<String> = std::fs::read_dir(&args.replay)
