@@ -68,8 +68,10 @@ fn drive(
                 });
             }
         }
-        // Ticks are paced so the training thread finishes well within the install delay.
-        std::thread::sleep(Duration::from_millis(15));
+        // Ticks are paced so the training thread finishes well within the install delay (10 ticks):
+        // 300 ms for a fit of a few dozen windows, room enough when the machine also runs the rest of
+        // the suite (at 15 ms a tick, a loaded CI machine once missed the install tick).
+        std::thread::sleep(Duration::from_millis(30));
         let sample = sampler.tick().clone();
         let ts = sample
             .timestamp()
