@@ -40,6 +40,8 @@ pub(crate) struct Api {
     pub(crate) model_path: Option<std::path::PathBuf>,
     /// The last retrain's outcome.
     pub(crate) retrain: watch::Receiver<Option<crate::retrain::LastRetrain>>,
+    /// CPU profiles.
+    pub(crate) profiler: crate::profile::Profiler,
 }
 
 pub(crate) fn routes() -> Router<Arc<HttpState>> {
@@ -52,6 +54,161 @@ pub(crate) fn routes() -> Router<Arc<HttpState>> {
         .route("/api/v1/model/reload", post(reload))
         .route("/api/v1/model/rollback", post(rollback))
         .route("/api/v1/model/retrain", post(retrain_now))
+        .route("/api/v1/events/{id}/profile", get(event_profile))
+        .route("/debug/pprof/profile", get(cpu_profile))
+}
+
+/// `seconds` from the query of `GET /debug/pprof/profile`.
+fn profile_seconds(query: Option<&str>) -> Result<u64, Fail> {
+    use crate::profile::{DEFAULT_PROFILE_SECONDS, MAX_PROFILE_SECONDS};
+    let mut seconds = DEFAULT_PROFILE_SECONDS;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "seconds" => {
+                seconds = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PROFILE_SECONDS).contains(n))
+                    .ok_or_else(|| {
+                        fail(
+                            StatusCode::BAD_REQUEST,
+                            &format!(
+                                "`seconds={v}` is not a whole number of seconds from 1 to {MAX_PROFILE_SECONDS}"
+                            ),
+                        )
+                    })?;
+            }
+            other => {
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    &format!("unknown query parameter `{other}` (seconds)"),
+                ));
+            }
+        }
+    }
+    Ok(seconds)
+}
+
+/// A gzip'd pprof protobuf, served like Go's net/http/pprof.
+fn pprof_reply(pprof_gz: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"profile\"",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        pprof_gz,
+    )
+        .into_response()
+}
+
+fn no_profiler() -> Response {
+    json_error(
+        StatusCode::NOT_IMPLEMENTED,
+        "this agent was built without CPU profiles: the `profiling` cargo feature (on by default) works on Linux only",
+    )
+}
+
+/// `GET /debug/pprof/profile?seconds=N` (default 30, at most 60): samples every thread of the process
+/// at 99 Hz for N seconds and answers a gzip'd pprof protobuf (`go tool pprof`, Pyroscope, Parca).
+/// One profile at a time per process: while one runs, 409 with `Retry-After`. Same access rule as
+/// the write endpoints (a profile costs CPU and shows the code).
+async fn cpu_profile(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    use crate::profile::{Refused, Trigger};
+    if let Err(r) = state.api.access.authorize(&headers) {
+        return r.into_response();
+    }
+    if !crate::profile::profiling_available() {
+        return no_profiler();
+    }
+    let seconds = match profile_seconds(query.as_deref()) {
+        Ok(s) => s,
+        Err(f) => return f.into_response(),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = state.api.profiler.start(
+        std::time::Duration::from_secs(seconds),
+        Trigger::Request,
+        move |r| {
+            let _ = tx.send(r);
+        },
+    );
+    match started {
+        Ok(()) => {}
+        Err(Refused::Busy(left)) => {
+            let retry = left.as_secs() + 1;
+            let mut r = json_error(
+                StatusCode::CONFLICT,
+                &format!(
+                    "a CPU profile is already being taken (SIGPROF is process-wide: one profile at a time); it ends in about {retry} s"
+                ),
+            );
+            if let Ok(v) = retry.to_string().parse() {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+        Err(Refused::Unavailable) => return no_profiler(),
+        Err(Refused::Spawn(e)) => {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("cannot start the profiling thread: {e}"),
+            );
+        }
+    }
+    match rx.await {
+        Ok(Ok(c)) => pprof_reply(c.pprof_gz),
+        Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        Err(_) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the profiling thread ended without a profile",
+        ),
+    }
+}
+
+/// `GET /api/v1/events/{id}/profile`: the CPU profile taken when event `id` opened (gzip'd pprof).
+async fn event_profile(
+    State(state): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = state.api.access.authorize(&headers) {
+        return r.into_response();
+    }
+    if !crate::profile::profiling_available() {
+        return no_profiler();
+    }
+    let Some(store) = state.api.store.as_ref() else {
+        return no_store();
+    };
+    let Ok(id) = id.parse::<u64>() else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("event id `{id}` is not a number"),
+        );
+    };
+    match store.ask(|reply| Command::Profile(id, reply)).await {
+        Ok(Ok(Some(p))) => pprof_reply(p.pprof),
+        Ok(Ok(None)) => json_error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no CPU profile is kept for event {id}: none was taken (VIGIL_PROFILE_ON_EVENT=off, \
+                 an automatic profile less than VIGIL_PROFILE_COOLDOWN before, or another profile \
+                 running), it is still being taken (the event's first seconds), or retention removed it"
+            ),
+        ),
+        Ok(Err(e)) => store_error(&e),
+        Err(u) => unavailable(u),
+    }
 }
 
 /// Sends a model control to the agent thread and waits for the result (applied between two ticks).

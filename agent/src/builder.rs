@@ -104,6 +104,8 @@ pub struct AgentBuilder {
     retrain_interval: Option<Duration>,
     /// Time between looks at the `model_path` file for a new version; `None` = never.
     model_poll: Option<Duration>,
+    /// CPU profiles taken when events open.
+    event_profiles: crate::profile::EventProfiles,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -127,6 +129,7 @@ impl std::fmt::Debug for AgentBuilder {
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("retrain_interval", &self.retrain_interval)
             .field("model_poll", &self.model_poll)
+            .field("event_profiles", &self.event_profiles)
             .finish()
     }
 }
@@ -159,6 +162,7 @@ impl Default for AgentBuilder {
             token: None,
             retrain_interval: Some(crate::retrain::DEFAULT_RETRAIN_INTERVAL),
             model_poll: Some(crate::model_watch::DEFAULT_MODEL_POLL),
+            event_profiles: crate::profile::EventProfiles::default(),
         }
     }
 }
@@ -345,6 +349,34 @@ impl AgentBuilder {
         Ok(self)
     }
 
+    /// The CPU profile taken when an event opens: its `length` (`None` = never; default 10 s, accepted
+    /// 1 s to 60 s) and the least time between two of them (`cooldown`, default 10 min). The profile is
+    /// kept in the store with the event (`GET /api/v1/events/{id}/profile`); none is taken while
+    /// another profile runs. Needs the store and a build with CPU profiles
+    /// ([`crate::profiling_available`]).
+    pub fn event_profiles(
+        mut self,
+        length: Option<Duration>,
+        cooldown: Duration,
+    ) -> Result<Self, Error> {
+        self.event_profiles = crate::profile::EventProfiles {
+            length: match length {
+                Some(d) => Some(check_range(
+                    "event_profiles",
+                    d,
+                    crate::profile::EVENT_PROFILE_RANGE,
+                )?),
+                None => None,
+            },
+            cooldown: check_range(
+                "event_profiles cooldown",
+                cooldown,
+                crate::profile::COOLDOWN_RANGE,
+            )?,
+        };
+        Ok(self)
+    }
+
     /// The bearer token write endpoints require when the agent listens off loopback. Without one, an
     /// agent bound off loopback with the store on does not start.
     pub fn token(mut self, token: impl Into<String>) -> Result<Self, Error> {
@@ -462,10 +494,22 @@ impl AgentBuilder {
                         "VIGIL_WARMUP" => "a duration from 1s to 24h",
                         "VIGIL_REFIT_INTERVAL" => "off or a duration from 1s to 7d",
                         "VIGIL_HTTP_IDLE_TIMEOUT" => "a duration from 100ms to 1h",
+                        "VIGIL_MODEL_POLL" => "off or a duration from 100ms to 1h",
+                        "VIGIL_RETRAIN_INTERVAL" => "off or a duration from 1m to 7d",
+                        "VIGIL_PROFILE_ON_EVENT" => "off or a duration from 1s to 60s",
+                        "VIGIL_PROFILE_COOLDOWN" => "a duration from 0s to 7d",
                         _ => "a duration from 1ms to 60s",
                     },
                 })
             };
+        // `off`, or a duration in range.
+        let off_or = |var: &'static str, s: String, range: (Duration, Duration)| {
+            if s.trim().eq_ignore_ascii_case("off") {
+                return Ok(None);
+            }
+            let d = duration(var, s.clone())?;
+            in_range(var, s, d, range).map(Some)
+        };
         if let Some(s) = get("VIGIL_LISTEN")? {
             self.listen = s.trim().parse().map_err(|_| Error::Env {
                 var: "VIGIL_LISTEN",
@@ -519,12 +563,7 @@ impl AgentBuilder {
             self.warm_up = in_range("VIGIL_WARMUP", s, d, WARM_UP_RANGE)?;
         }
         if let Some(s) = get("VIGIL_REFIT_INTERVAL")? {
-            self.refit_interval = if s.trim().eq_ignore_ascii_case("off") {
-                None
-            } else {
-                let d = duration("VIGIL_REFIT_INTERVAL", s.clone())?;
-                Some(in_range("VIGIL_REFIT_INTERVAL", s, d, REFIT_RANGE)?)
-            };
+            self.refit_interval = off_or("VIGIL_REFIT_INTERVAL", s, REFIT_RANGE)?;
         }
         if let Some(s) = get("VIGIL_FALSE_EVENTS_PER_DAY")? {
             self.false_events_per_day = s
@@ -567,36 +606,26 @@ impl AgentBuilder {
             }
         }
         if let Some(s) = get("VIGIL_MODEL_POLL")? {
-            self.model_poll = if s.trim().eq_ignore_ascii_case("off") {
-                None
-            } else {
-                let d = duration("VIGIL_MODEL_POLL", s.clone())?;
-                Some(
-                    check_range("VIGIL_MODEL_POLL", d, MODEL_POLL_RANGE).map_err(|_| {
-                        Error::Env {
-                            var: "VIGIL_MODEL_POLL",
-                            value: s,
-                            expected: "off or a duration from 100ms to 1h",
-                        }
-                    })?,
-                )
-            };
+            self.model_poll = off_or("VIGIL_MODEL_POLL", s, MODEL_POLL_RANGE)?;
         }
         if let Some(s) = get("VIGIL_RETRAIN_INTERVAL")? {
-            self.retrain_interval = if s.trim().eq_ignore_ascii_case("off") {
-                None
-            } else {
-                let d = duration("VIGIL_RETRAIN_INTERVAL", s.clone())?;
-                Some(
-                    check_range("VIGIL_RETRAIN_INTERVAL", d, RETRAIN_RANGE).map_err(|_| {
-                        Error::Env {
-                            var: "VIGIL_RETRAIN_INTERVAL",
-                            value: s,
-                            expected: "off or a duration from 1m to 7d",
-                        }
-                    })?,
-                )
-            };
+            self.retrain_interval = off_or("VIGIL_RETRAIN_INTERVAL", s, RETRAIN_RANGE)?;
+        }
+        if let Some(s) = get("VIGIL_PROFILE_ON_EVENT")? {
+            self.event_profiles.length = off_or(
+                "VIGIL_PROFILE_ON_EVENT",
+                s,
+                crate::profile::EVENT_PROFILE_RANGE,
+            )?;
+        }
+        if let Some(s) = get("VIGIL_PROFILE_COOLDOWN")? {
+            let d = duration("VIGIL_PROFILE_COOLDOWN", s.clone())?;
+            self.event_profiles.cooldown = in_range(
+                "VIGIL_PROFILE_COOLDOWN",
+                s,
+                d,
+                crate::profile::COOLDOWN_RANGE,
+            )?;
         }
         if let Some(s) = get("VIGIL_TOKEN")? {
             self = self.token(s.trim().to_owned()).map_err(|_| Error::Env {
@@ -776,7 +805,11 @@ impl AgentBuilder {
         if let Some(notice) = access.exposure_notice() {
             tracing::warn!("{notice}");
         }
-        let mut wiring = crate::handle::Wiring::new(&sampler, self.model_path.clone());
+        let mut wiring = crate::handle::Wiring::new(
+            &sampler,
+            self.model_path.clone(),
+            crate::profile::Profiler::new(self.event_profiles, &mut registry),
+        );
         if let (Some(path), Some(every)) = (&self.model_path, self.model_poll) {
             wiring.watch = Some(
                 crate::model_watch::ModelWatch::start(

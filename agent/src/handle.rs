@@ -33,10 +33,16 @@ pub(crate) struct Wiring {
     pub(crate) access: Option<crate::access::WriteAccess>,
     /// The model file watcher, when `VIGIL_MODEL` is set.
     pub(crate) watch: Option<crate::model_watch::ModelWatch>,
+    /// CPU profiles (on request and when events open).
+    profiler: crate::profile::Profiler,
 }
 
 impl Wiring {
-    pub(crate) fn new(sampler: &Sampler, model_path: Option<std::path::PathBuf>) -> Self {
+    pub(crate) fn new(
+        sampler: &Sampler,
+        model_path: Option<std::path::PathBuf>,
+        profiler: crate::profile::Profiler,
+    ) -> Self {
         let (model_tx, model_rx) = watch::channel(sampler.model().cloned());
         // Room for a promoted model and a few API requests; more are refused, not queued.
         let (control_tx, control_rx) = std::sync::mpsc::sync_channel(4);
@@ -52,6 +58,7 @@ impl Wiring {
             store: None,
             access: None,
             watch: None,
+            profiler,
         }
     }
 }
@@ -109,6 +116,7 @@ impl AgentHandle {
             store,
             access,
             watch,
+            profiler,
         } = wiring;
         let access = access.unwrap_or_else(|| {
             crate::access::WriteAccess::new(crate::builder::DEFAULT_LISTEN, None)
@@ -145,6 +153,7 @@ impl AgentHandle {
                 control: control_tx,
                 model_path,
                 retrain: retrain_rx,
+                profiler: profiler.clone(),
             },
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -178,6 +187,7 @@ impl AgentHandle {
                         notices,
                         model: model_tx,
                         control: control_rx,
+                        profiler,
                     };
                     tick_loop(&mut sampler, tick, &mut outputs, &state, shutdown_rx).await;
                     let _ = server.await;
@@ -343,6 +353,8 @@ struct Outputs {
     control: std::sync::mpsc::Receiver<crate::retrain::Control>,
     /// Event notices, drained every tick for the store.
     notices: tokio::sync::broadcast::Receiver<crate::EventNotice>,
+    /// Takes a CPU profile when an event opens.
+    profiler: crate::profile::Profiler,
 }
 
 async fn tick_loop(
@@ -399,6 +411,10 @@ async fn tick_loop(
         // Notices are drained every tick, store or not (a lagging receiver only loses old ones).
         while let Ok(notice) = out.notices.try_recv() {
             if let Some(store) = &out.store {
+                if let crate::EventNotice::Opened(e) = &notice {
+                    // Sampled on its own thread; stored with the event below once done.
+                    out.profiler.on_event(e.id);
+                }
                 let (crate::EventNotice::Opened(e)
                 | crate::EventNotice::Retyped(e)
                 | crate::EventNotice::Closed(e)) = notice;
@@ -406,6 +422,9 @@ async fn tick_loop(
             }
         }
         if let Some(store) = &out.store {
+            for p in out.profiler.take_finished() {
+                store.write(vigil_store::Write::Profile(p));
+            }
             store.write(crate::store::tick_record(sampler));
         }
     }

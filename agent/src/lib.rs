@@ -32,6 +32,7 @@ mod handle;
 mod http;
 mod metrics;
 mod model_watch;
+mod profile;
 mod retrain;
 mod sampler;
 mod scoring;
@@ -55,6 +56,10 @@ pub use error::Error;
 pub use handle::AgentHandle;
 pub use metrics::{CATALOGUE, MetricDef, MetricType, metrics_markdown};
 pub use model_watch::DEFAULT_MODEL_POLL;
+pub use profile::{
+    DEFAULT_EVENT_PROFILE, DEFAULT_EVENT_PROFILE_COOLDOWN, DEFAULT_PROFILE_SECONDS,
+    MAX_PROFILE_SECONDS, PROFILE_HZ, profiling_available,
+};
 pub use sampler::Sampler;
 pub use scoring::EventNotice;
 pub use server::{DEFAULT_HTTP_IDLE_TIMEOUT, DEFAULT_HTTP_MAX_CONNECTIONS, MAX_CONNECTION_BUFFER};

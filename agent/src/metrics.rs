@@ -220,6 +220,10 @@ defs! {
         "New versions of the VIGIL_MODEL file the agent noticed: ok (validated and swapped in between two ticks) or refused (unreadable, damaged or for another feature schema; the model in use keeps serving)";
     RETRAINS = "vigil_retrain_total", Counter, ["outcome"], STORE,
         "Retrains on stored windows and labels (hourly and after new labels): promoted (the candidate caught at least what the model in use caught, with at most the margin of extra false events, and was installed), rejected, failed";
+    PROFILES = "vigil_profiles_total", Counter, ["trigger", "outcome"], ALWAYS,
+        "CPU profiles asked for: trigger request (GET /debug/pprof/profile) or event (an event opened); outcome ok, busy (another profile was running: one at a time per process), cooldown (an automatic profile less than VIGIL_PROFILE_COOLDOWN ago), error (no profiler in this build, or it failed)";
+    PROFILE_RUNNING = "vigil_profile_running", Gauge, [], ALWAYS,
+        "1 while this agent is taking a CPU profile (SIGPROF sampling at 99 Hz), else 0";
     HTTP_CONNECTIONS = "vigil_http_connections", Gauge, [], ALWAYS,
         "Connections open on the agent's HTTP endpoint (at most VIGIL_HTTP_MAX_CONNECTIONS, plus one being closed)";
     HTTP_CONNECTIONS_SHED = "vigil_http_connections_shed_total", Counter, ["reason"], ALWAYS,

@@ -73,7 +73,7 @@ pub(crate) struct ThreadTrainer {
 /// Lowers the calling thread to the lowest CPU priority (nice 19), so a fit never competes with the
 /// host's workers for a core. On Linux a nice value is per thread; elsewhere, and when the OS refuses,
 /// the thread keeps its priority.
-fn lowest_priority() {
+pub(crate) fn lowest_priority() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: setpriority with `who = 0` only changes the calling thread's nice value; it reads

@@ -14,8 +14,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use vigil_store::{
-    AlertOutcome, LabelQuery, NewLabel, Store, StoreError, StoredEvent, StoredLabel, StoredModel,
-    Verdict, Webhook, Write,
+    AlertOutcome, LabelQuery, NewLabel, ProfileRecord, Store, StoreError, StoredEvent, StoredLabel,
+    StoredModel, Verdict, Webhook, Write,
 };
 
 use crate::metrics::{self, FGauge};
@@ -74,6 +74,8 @@ pub(crate) enum Command {
         reply: Reply<Vec<StoredEvent>>,
     },
     Summary(Reply<Summary>),
+    /// The CPU profile kept with an event.
+    Profile(u64, Reply<Option<ProfileRecord>>),
     /// A model the agent installed (`outcome`: `trained`, `loaded`), kept in the model history.
     Model(std::sync::Arc<vigil_models::ModelFile>, &'static str),
     /// Starts a retrain now (`POST /api/v1/model/retrain`).
@@ -123,7 +125,7 @@ impl StoreMetrics {
         metrics::STORE_ERRORS.register(registry, m.errors.clone());
         metrics::STORE_BYTES.register(registry, m.bytes.clone());
         metrics::LABELS.register(registry, m.labels.clone());
-        for what in ["tick", "event", "model", "request"] {
+        for what in ["tick", "event", "profile", "model", "request"] {
             let _ = m.dropped.get_or_create(&WhatLabel { what });
         }
         for source in ["human", "alertmanager"] {
@@ -157,6 +159,7 @@ impl StoreSink {
         let what = match &w {
             Write::Tick(_) => "tick",
             Write::Event(_) => "event",
+            Write::Profile(_) => "profile",
         };
         if self.tx.try_send(Command::Write(w)).is_err() {
             self.metrics
@@ -337,11 +340,12 @@ fn run(
                 cfg.max_bytes,
                 RETENTION_CHUNK,
             ) {
-                Ok(p) if p.ticks + p.events + p.models > 0 => {
+                Ok(p) if p.ticks + p.events + p.models + p.profiles > 0 => {
                     tracing::info!(
                         ticks = p.ticks,
                         events = p.events,
                         models = p.models,
+                        profiles = p.profiles,
                         "store: retention deleted old rows"
                     );
                 }
@@ -389,7 +393,7 @@ fn flush(store: &mut Store, writes: &mut Vec<Write>, fail: &mut impl FnMut(&Stor
         return;
     }
     if let Err(e) = store.write_batch(writes) {
-        fail(&e, "writing ticks and events");
+        fail(&e, "writing ticks, events and profiles");
     }
     writes.clear();
 }
@@ -440,6 +444,9 @@ fn serve(
         }
         Command::Labels(q, reply) => {
             let _ = reply.send(store.labels(&q));
+        }
+        Command::Profile(id, reply) => {
+            let _ = reply.send(store.profile(id));
         }
         Command::Events {
             from,

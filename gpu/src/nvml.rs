@@ -103,7 +103,8 @@ impl NvmlSource {
                     UsedGpuMemory::Used(b) => b as f64,
                     UsedGpuMemory::Unavailable => f64::NAN,
                 })
-                .sum();
+                // Not `sum()`: an empty f64 sum is -0.0, exported as `-0`.
+                .fold(0.0, |a, b| a + b);
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod eval;
 pub(crate) mod feedback;
+pub(crate) mod http;
 pub(crate) mod input;
 pub(crate) mod inspect;
 pub(crate) mod labels;

@@ -4,9 +4,12 @@
 //!
 //! - `plain`: no agent, `#[observe]` switched off, allocations not counted;
 //! - `agent`: the agent on the host runtime and `#[observe]` on, allocations not counted;
-//! - `full`: the agent, `#[observe]` and `CountingAlloc` counting every allocation.
+//! - `full`: the agent, `#[observe]` and `CountingAlloc` counting every allocation;
+//! - `profiling`: like `agent`, with a CPU profile (`GET /debug/pprof/profile`, 99 Hz SIGPROF
+//!   sampling) running over the whole measurement (only in builds with CPU profiles).
 //!
-//! Reports throughput and p50/p99 latency ratios against `plain`, median and spread over the rounds.
+//! Reports throughput and p50/p99 latency ratios against `plain` (and `profiling` against `agent`:
+//! what a running profile costs), median and spread over the rounds.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +27,7 @@ use super::scenes::{load, serve_model};
 /// Flags of `vigil bench overhead`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct OverheadArgs {
-    /// Rounds (each runs the three arms, in an order that rotates between rounds).
+    /// Rounds (each runs every arm, in an order that rotates between rounds).
     #[arg(long, default_value_t = 10)]
     rounds: u32,
     /// Seconds each round measures.
@@ -53,6 +56,7 @@ enum Arm {
     Plain = 0,
     Agent = 1,
     Full = 2,
+    Profiling = 3,
 }
 
 /// One arm's measurements.
@@ -158,13 +162,20 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
     let (addr, _faults, _counters) = serve_model(&host, 1)?;
     // Warm the server, the allocator and the connections.
     measure(&load_rt, addr, args.connections, 0.5);
-    const ARMS: [Arm; 3] = [Arm::Plain, Arm::Agent, Arm::Full];
-    let mut ratios: [[Vec<f64>; 3]; 2] = Default::default();
+    let mut arms = vec![Arm::Plain, Arm::Agent, Arm::Full];
+    if vigil::agent::profiling_available() {
+        arms.push(Arm::Profiling);
+    } else {
+        eprintln!("  this build has no CPU profiler: the profiling arm is skipped");
+    }
+    let n = arms.len();
+    // [agent, full, profiling vs plain, profiling vs agent] × [throughput, p50, p99]
+    let mut ratios: [[Vec<f64>; 3]; 4] = Default::default();
     let mut rounds = Vec::new();
     for round in 0..args.rounds {
-        let mut got = [None; 3];
-        for k in 0..3 {
-            let arm = ARMS[(k + round as usize) % 3];
+        let mut got = [None; 4];
+        for k in 0..n {
+            let arm = arms[(k + round as usize) % n];
             crate::set_alloc_counting(arm == Arm::Full);
             vigil::observe::set_enabled(arm != Arm::Plain);
             let agent = if arm == Arm::Plain {
@@ -181,10 +192,20 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
             };
             // Let the agent's first tick and probe start before measuring.
             std::thread::sleep(Duration::from_millis(200));
+            let profile = match (&agent, arm) {
+                (Some(a), Arm::Profiling) => Some(start_profile(a.local_addr(), args.seconds)?),
+                _ => None,
+            };
             got[arm as usize] = Some(measure(&load_rt, addr, args.connections, args.seconds));
+            if let Some(p) = profile {
+                let bytes = p
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the profile request panicked"))??;
+                anyhow::ensure!(!bytes.is_empty(), "the agent served an empty profile");
+            }
             drop(agent);
         }
-        let [Some(plain), Some(agent), Some(full)] = got else {
+        let [Some(plain), Some(agent), Some(full), profiling] = got else {
             continue;
         };
         eprintln!(
@@ -197,17 +218,31 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
             full.throughput,
             full.p99 * 1e3,
         );
-        for (i, arm) in [agent, full].iter().enumerate() {
-            ratios[i][0].push(arm.throughput / plain.throughput);
-            ratios[i][1].push(arm.p50 / plain.p50);
-            ratios[i][2].push(arm.p99 / plain.p99);
+        let mut pairs = vec![(agent, plain), (full, plain)];
+        if let Some(p) = profiling {
+            eprintln!(
+                "           profiling {:.0} req/s p99 {:.2} ms",
+                p.throughput,
+                p.p99 * 1e3
+            );
+            pairs.extend([(p, plain), (p, agent)]);
+        }
+        for (i, (arm, base)) in pairs.iter().enumerate() {
+            ratios[i][0].push(arm.throughput / base.throughput);
+            ratios[i][1].push(arm.p50 / base.p50);
+            ratios[i][2].push(arm.p99 / base.p99);
         }
         let j = |r: &Round| json!({"throughput": r.throughput, "p50_seconds": r.p50, "p99_seconds": r.p99});
-        rounds.push(json!({"plain": j(&plain), "agent": j(&agent), "full": j(&full)}));
+        rounds.push(json!({
+            "plain": j(&plain),
+            "agent": j(&agent),
+            "full": j(&full),
+            "profiling": profiling.as_ref().map(j),
+        }));
     }
     crate::set_alloc_counting(true);
     vigil::observe::set_enabled(true);
-    let [mut agent_r, mut full_r] = ratios;
+    let [mut agent_r, mut full_r, mut prof_r, mut prof_agent_r] = ratios;
     let arm_json = |r: &mut [Vec<f64>; 3]| {
         json!({
             "throughput_ratio": summary(&mut r[0]),
@@ -219,6 +254,7 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
         "plain": "no agent, #[observe] switched off, allocations not counted",
         "agent": "agent on the host runtime (GPU off) and #[observe] on, allocations not counted",
         "full": "agent, #[observe] and CountingAlloc counting every allocation",
+        "profiling": "like agent, with a CPU profile (99 Hz) over the whole measurement",
         "connections": args.connections,
         "host_workers": args.workers,
         "seconds_per_round": args.seconds,
@@ -227,18 +263,33 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
         "probe_interval_seconds": probe_interval.map(|p| p.as_secs_f64()),
         "agent_vs_plain": arm_json(&mut agent_r),
         "full_vs_plain": arm_json(&mut full_r),
+        "profiling_vs_plain": arm_json(&mut prof_r),
+        "profiling_vs_agent": arm_json(&mut prof_agent_r),
         "rounds": rounds,
     });
     let f = |v: &serde_json::Value| v.as_f64().map_or("-".to_owned(), |x| format!("{x:.3}"));
-    for (arm, key) in [("agent", "agent_vs_plain"), ("full", "full_vs_plain")] {
+    for (arm, key) in [
+        ("agent", "agent_vs_plain"),
+        ("full", "full_vs_plain"),
+        ("profiling", "profiling_vs_plain"),
+        ("profiling / agent", "profiling_vs_agent"),
+    ] {
+        if report[key]["throughput_ratio"]["median"].is_null() {
+            continue;
+        }
         for (name, ratio) in [
             ("throughput", "throughput_ratio"),
             ("p50 latency", "p50_ratio"),
             ("p99 latency", "p99_ratio"),
         ] {
             let r = &report[key][ratio];
+            let arm = if arm.contains('/') {
+                arm.to_owned()
+            } else {
+                format!("{arm} / plain")
+            };
             println!(
-                "{arm:<5} / plain {name:<12}: median {} (min {}, max {}) over {} rounds",
+                "{arm:<17} {name:<12}: median {} (min {}, max {}) over {} rounds",
                 f(&r["median"]),
                 f(&r["min"]),
                 f(&r["max"]),
@@ -253,4 +304,36 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
     host.shutdown_timeout(Duration::from_secs(1));
     load_rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Asks the agent for a CPU profile covering the next `seconds` (whole seconds, rounded up, plus
+/// one) and waits until it runs; the thread returns the profile's bytes.
+fn start_profile(
+    agent: std::net::SocketAddr,
+    seconds: f64,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<Vec<u8>>>> {
+    let length = seconds.ceil() as u64 + 1;
+    anyhow::ensure!(
+        length <= vigil::agent::MAX_PROFILE_SECONDS,
+        "--seconds must be at most {} with the profiling arm",
+        vigil::agent::MAX_PROFILE_SECONDS - 1
+    );
+    let host = agent.to_string();
+    let handle = std::thread::spawn(move || {
+        let (code, body) = super::http::get(
+            &host,
+            &format!("/debug/pprof/profile?seconds={length}"),
+            "the agent",
+            Duration::from_secs(length + 30),
+        )?;
+        anyhow::ensure!(
+            code == 200,
+            "the agent answered {code} to the profile request: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok(body)
+    });
+    // The profile starts as soon as the request arrives; give it that moment.
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(handle)
 }

@@ -29,7 +29,10 @@ pub use labels::{Confidence, LabelQuery, MAX_NOTE_BYTES, NewLabel, StoredLabel, 
 pub const DB_FILE: &str = "vigil.db";
 /// Model history entries kept (the newest).
 pub const MODELS_KEPT: usize = 20;
-/// Schema version of the database (`PRAGMA user_version`).
+/// CPU profiles kept at most (the newest; each is tens of KiB).
+pub const PROFILES_KEPT: usize = 50;
+/// Schema version of the database (`PRAGMA user_version`). Added tables (`CREATE TABLE IF NOT
+/// EXISTS`, which older agents ignore) keep the version; changed columns raise it.
 const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
@@ -84,6 +87,14 @@ CREATE TABLE IF NOT EXISTS models (
     figures TEXT NOT NULL,
     model TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS profiles (
+    event_id INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    seconds REAL NOT NULL,
+    hz INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    pprof BLOB NOT NULL
+);
 ";
 
 /// The feature schema of stored ticks: the sample's column names (as `vigil train --csv` reads them)
@@ -124,6 +135,25 @@ pub enum Write {
     Tick(TickRecord),
     /// An event opened, retyped or closed (stored by id; the newest state wins).
     Event(Event),
+    /// The CPU profile taken when an event opened (one per event; a second replaces it).
+    Profile(ProfileRecord),
+}
+
+/// A CPU profile kept with an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileRecord {
+    /// The event it belongs to.
+    pub event_id: u64,
+    /// When sampling began, Unix seconds.
+    pub started: f64,
+    /// How long it sampled.
+    pub seconds: f64,
+    /// Sampling frequency.
+    pub hz: u32,
+    /// Stack samples in it.
+    pub samples: u64,
+    /// The gzip'd pprof protobuf, as `GET /debug/pprof/profile` serves it.
+    pub pprof: Vec<u8>,
 }
 
 /// What one [`Store::write_batch`] stored.
@@ -135,6 +165,8 @@ pub struct BatchOutcome {
     pub duplicate_ticks: usize,
     /// Event states stored.
     pub events: usize,
+    /// Profiles stored.
+    pub profiles: usize,
 }
 
 /// A stored event.
@@ -162,6 +194,8 @@ pub struct StoredEvent {
     pub top_features: Vec<(String, f64)>,
     /// Windows inside it.
     pub windows: u64,
+    /// A CPU profile was kept with it (`GET /api/v1/events/{id}/profile`).
+    pub profile: bool,
     /// Unix seconds of `start` and `end` (for joins with windows).
     #[serde(skip)]
     pub start_unix: f64,
@@ -211,6 +245,8 @@ pub struct Pruned {
     pub events: u64,
     /// Model history entries beyond [`MODELS_KEPT`].
     pub models: u64,
+    /// Profiles whose event was deleted, or beyond [`PROFILES_KEPT`].
+    pub profiles: u64,
 }
 
 /// The store.
@@ -389,6 +425,12 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )
                 .map_err(db)?;
+            let mut profile = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO profiles(event_id, started, seconds, hz, samples, pprof)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(db)?;
             for w in batch {
                 match w {
                     Write::Tick(r) => {
@@ -432,11 +474,48 @@ impl Store {
                             .map_err(db)?;
                         out.events += 1;
                     }
+                    Write::Profile(p) => {
+                        profile
+                            .execute(params![
+                                i64::try_from(p.event_id).unwrap_or(i64::MAX),
+                                p.started,
+                                p.seconds,
+                                p.hz,
+                                i64::try_from(p.samples).unwrap_or(i64::MAX),
+                                p.pprof,
+                            ])
+                            .map_err(db)?;
+                        out.profiles += 1;
+                    }
                 }
             }
         }
         tx.commit().map_err(db)?;
         Ok(out)
+    }
+
+    /// The profile kept with event `event_id`, if one was taken.
+    pub fn profile(&self, event_id: u64) -> Result<Option<ProfileRecord>, StoreError> {
+        let Ok(id) = i64::try_from(event_id) else {
+            return Ok(None);
+        };
+        self.conn
+            .query_row(
+                "SELECT started, seconds, hz, samples, pprof FROM profiles WHERE event_id = ?1",
+                params![id],
+                |r| {
+                    Ok(ProfileRecord {
+                        event_id,
+                        started: r.get(0)?,
+                        seconds: r.get(1)?,
+                        hz: r.get(2)?,
+                        samples: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                        pprof: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.db())
     }
 
     /// The largest event id stored (0 when none): the agent numbers new events after it, so ids stay
@@ -801,6 +880,14 @@ impl Store {
                 params![MODELS_KEPT as i64],
             )
             .map_err(db)? as u64;
+        out.profiles += self
+            .conn
+            .execute(
+                "DELETE FROM profiles WHERE event_id NOT IN (SELECT id FROM events)
+                 OR event_id NOT IN (SELECT event_id FROM profiles ORDER BY event_id DESC LIMIT ?1)",
+                params![PROFILES_KEPT as i64],
+            )
+            .map_err(db)? as u64;
         // Size: delete the oldest ticks in chunks until the pages in use fit.
         while self.used_bytes()? > max_bytes {
             let n = self
@@ -815,7 +902,7 @@ impl Store {
                 break;
             }
         }
-        if out.ticks + out.events + out.models > 0 {
+        if out.ticks + out.events + out.models + out.profiles > 0 {
             self.conn
                 .execute_batch("PRAGMA incremental_vacuum;")
                 .map_err(db)?;
@@ -855,7 +942,8 @@ fn insert_label(c: &Connection, l: &NewLabel, now: f64) -> rusqlite::Result<i64>
 }
 
 const EVENT_COLUMNS: &str = "SELECT id, start, opened, end_t, ended, peak, peak_at, anomaly_type,
-    opened_as, top_features, windows FROM events";
+    opened_as, top_features, windows,
+    EXISTS(SELECT 1 FROM profiles WHERE profiles.event_id = events.id) FROM events";
 
 const LABEL_COLUMNS: &str =
     "SELECT id, start, end_t, label, anomaly_type, source, confidence, note,
@@ -877,6 +965,7 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         opened_as: r.get(8)?,
         top_features: serde_json::from_str(&top).unwrap_or_default(),
         windows: u64::try_from(r.get::<_, i64>(10)?).unwrap_or(0),
+        profile: r.get(11)?,
         start_unix: start,
         end_unix: end,
     })

@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 
 use vigil_models::{AnomalyKind, Event, EventEnd};
 use vigil_store::{
-    LabelQuery, NewLabel, SchemaInfo, Store, StoreError, TickRecord, Verdict, Webhook, Write,
+    LabelQuery, NewLabel, PROFILES_KEPT, ProfileRecord, SchemaInfo, Store, StoreError, TickRecord,
+    Verdict, Webhook, Write,
 };
 
 fn dir(name: &str) -> PathBuf {
@@ -330,6 +331,79 @@ fn retention_deletes_old_and_oversized_ticks_but_never_labels() {
     // The file shrank (freed pages returned).
     let size = std::fs::metadata(s.path()).unwrap().len();
     assert!(size < before.bytes, "{size} vs {}", before.bytes);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn profile(event_id: u64) -> Write {
+    Write::Profile(ProfileRecord {
+        event_id,
+        started: 12.0,
+        seconds: 10.0,
+        hz: 99,
+        samples: 512,
+        pprof: vec![0x1f, 0x8b, 8, 0, event_id as u8],
+    })
+}
+
+#[test]
+fn profiles_are_kept_with_their_event_and_go_with_it() {
+    let d = dir("profiles");
+    let mut s = Store::open(&d).unwrap();
+    s.write_batch(&[
+        Write::Event(event(1, 10.0, Some(20.0))),
+        Write::Event(event(2, 100.0, None)),
+    ])
+    .unwrap();
+    let out = s.write_batch(&[profile(1)]).unwrap();
+    assert_eq!(out.profiles, 1);
+    let p = s.profile(1).unwrap().unwrap();
+    assert_eq!((p.seconds, p.hz, p.samples), (10.0, 99, 512));
+    assert_eq!(p.pprof, vec![0x1f, 0x8b, 8, 0, 1]);
+    assert!(s.profile(2).unwrap().is_none());
+    assert!(s.profile(u64::MAX).unwrap().is_none());
+    let evs = s.events(f64::MIN, f64::MAX, 10).unwrap();
+    let flags: Vec<(u64, bool)> = evs.iter().map(|e| (e.id, e.profile)).collect();
+    assert!(
+        flags.contains(&(1, true)) && flags.contains(&(2, false)),
+        "{flags:?}"
+    );
+    // A second profile of the same event replaces the first.
+    s.write_batch(&[Write::Profile(ProfileRecord {
+        samples: 7,
+        ..p.clone()
+    })])
+    .unwrap();
+    assert_eq!(s.profile(1).unwrap().unwrap().samples, 7);
+
+    // Event 1 ended at 20: age retention deletes it and its profile; event 2 is open and stays.
+    s.write_batch(&[profile(2)]).unwrap();
+    let pruned = s.enforce_retention(1000.0, 500.0, u64::MAX, 100).unwrap();
+    assert_eq!((pruned.events, pruned.profiles), (1, 1));
+    assert!(s.profile(1).unwrap().is_none());
+    assert!(s.profile(2).unwrap().is_some());
+
+    // At most PROFILES_KEPT, the newest.
+    let n = PROFILES_KEPT as u64 + 5;
+    let batch: Vec<Write> = (10..10 + n)
+        .flat_map(|id| {
+            [
+                Write::Event(event(id, 200.0 + id as f64, None)),
+                profile(id),
+            ]
+        })
+        .collect();
+    s.write_batch(&batch).unwrap();
+    s.enforce_retention(1000.0, 500.0, u64::MAX, 100).unwrap();
+    assert!(s.profile(2).unwrap().is_none(), "the oldest went first");
+    assert!(s.profile(10 + n - 1).unwrap().is_some());
+    let kept = (0..10 + n)
+        .filter(|&id| s.profile(id).unwrap().is_some())
+        .count();
+    assert_eq!(kept, PROFILES_KEPT);
+    drop(s);
+    // A reopened store still has them.
+    let s = Store::open(&d).unwrap();
+    assert!(s.profile(10 + n - 1).unwrap().is_some());
     let _ = std::fs::remove_dir_all(&d);
 }
 

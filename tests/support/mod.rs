@@ -50,7 +50,10 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The body as text (lossy for binary bodies; see `bytes`).
     pub body: String,
+    /// The body as sent.
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -97,7 +100,8 @@ pub fn try_send(
     body: &[u8],
 ) -> Result<Response, String> {
     let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    // A hang guard only (a CPU profile answers after its seconds plus symbolisation, slow in debug builds).
+    s.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
@@ -110,11 +114,14 @@ pub fn try_send(
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     // A server may answer (413) before reading a large body and close: a failed write is fine.
     let _ = s.write_all(body);
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .ok_or("HTTP response without header end")?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|e| e.to_string())?;
+    let bytes = raw[end + 4..].to_vec();
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -128,7 +135,8 @@ pub fn try_send(
     Ok(Response {
         status,
         headers,
-        body: body.to_owned(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
     })
 }
 

@@ -126,6 +126,8 @@ pub(crate) struct Scene {
     pub(crate) server_addr: SocketAddr,
     pub(crate) agent_addr: SocketAddr,
     pub(crate) tick: Duration,
+    /// GPU signals come from NVML (`VIGIL_GPU=nvml` in the demo), not the scripted device.
+    pub(crate) real_gpu: bool,
     ticks: u64,
 }
 
@@ -155,8 +157,13 @@ impl Scene {
         if let Some(w) = cfg.warm_up {
             builder = builder.warm_up(w)?;
         }
-        // GPU signals come from the scripted device, so the GPU leak can be injected anywhere.
-        builder = builder.gpu_source(faults::scripted_gpu(gpu_leak.clone()));
+        // GPU signals come from the scripted device, so the GPU leak can be injected anywhere; the
+        // demo on a GPU host with VIGIL_GPU=nvml reads the real devices instead.
+        let real_gpu = cfg.from_env
+            && std::env::var("VIGIL_GPU").is_ok_and(|v| v.trim().eq_ignore_ascii_case("nvml"));
+        if !real_gpu {
+            builder = builder.gpu_source(faults::scripted_gpu(gpu_leak.clone()));
+        }
         if let Some(addr) = cfg.listen {
             builder = builder.listen(addr);
         }
@@ -199,6 +206,7 @@ impl Scene {
             server_addr,
             agent_addr,
             tick,
+            real_gpu,
             ticks: 0,
         })
     }

@@ -1,0 +1,310 @@
+//! CPU profiles: `GET /debug/pprof/profile` answers a gzip'd pprof protobuf in which a busy workload is
+//! the hottest code; one profile runs at a time (a second request gets 409 with `Retry-After`); bad
+//! queries get 400; an event's opening is profiled and the profile is kept with the event in the
+//! store and served at `GET /api/v1/events/{id}/profile`.
+#![cfg(all(target_os = "linux", feature = "profiling"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pprof::protos::{Message, Profile};
+use support::*;
+
+/// SIGPROF is process-wide: the tests of this file take turns (they share a process under `cargo test`).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One step of the workload: arithmetic the optimiser cannot remove (a plain loop: in a debug build
+/// an iterator's `next` would be a function of its own).
+#[inline(never)]
+fn vigil_profile_test_spin(mut x: u64) -> u64 {
+    let mut i = 0u64;
+    while i < 20_000 {
+        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+        i += 1;
+    }
+    x
+}
+
+/// The busy loop the profile must find.
+#[inline(never)]
+fn vigil_profile_test_busy_workload(stop: &AtomicBool) -> u64 {
+    let mut x = 1u64;
+    while !stop.load(Ordering::Relaxed) {
+        x = vigil_profile_test_spin(x);
+    }
+    x
+}
+
+/// Runs the workload on its own thread until the returned flag is set.
+fn busy_thread() -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let h = std::thread::Builder::new()
+        .name("busy-workload".into())
+        .spawn(move || vigil_profile_test_busy_workload(&s))
+        .unwrap();
+    (stop, h)
+}
+
+fn decode(gz: &[u8]) -> Profile {
+    assert!(
+        gz.starts_with(&[0x1f, 0x8b]),
+        "not gzip: {:?}",
+        &gz[..gz.len().min(8)]
+    );
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut raw)
+        .unwrap();
+    Profile::decode(raw.as_slice()).expect("a pprof protobuf")
+}
+
+/// What a decoded profile says: sample types, samples, and samples per function (self: the sample's
+/// first frame; total: anywhere in its stack).
+struct Summary {
+    sample_types: Vec<(String, String)>,
+    samples: i64,
+    self_samples: BTreeMap<String, i64>,
+    total_samples: BTreeMap<String, i64>,
+}
+
+fn summarise(p: &Profile) -> Summary {
+    let s = |i: i64| p.string_table[usize::try_from(i).unwrap()].clone();
+    let function: BTreeMap<u64, String> = p.function.iter().map(|f| (f.id, s(f.name))).collect();
+    // Each location's functions, innermost (inlined) first.
+    let location: BTreeMap<u64, Vec<String>> = p
+        .location
+        .iter()
+        .map(|l| {
+            let names = l
+                .line
+                .iter()
+                .map(|line| function.get(&line.function_id).cloned().unwrap_or_default())
+                .collect();
+            (l.id, names)
+        })
+        .collect();
+    let mut out = Summary {
+        sample_types: p.sample_type.iter().map(|t| (s(t.ty), s(t.unit))).collect(),
+        samples: 0,
+        self_samples: BTreeMap::new(),
+        total_samples: BTreeMap::new(),
+    };
+    for sample in &p.sample {
+        let n = sample.value.first().copied().unwrap_or(0);
+        out.samples += n;
+        let names: Vec<&String> = sample
+            .location_id
+            .iter()
+            .flat_map(|id| location.get(id).into_iter().flatten())
+            .collect();
+        if let Some(top) = names.first() {
+            *out.self_samples.entry((*top).clone()).or_default() += n;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for name in names {
+            if seen.insert(name) {
+                *out.total_samples.entry(name.clone()).or_default() += n;
+            }
+        }
+    }
+    out
+}
+
+fn top(m: &BTreeMap<String, i64>, n: usize) -> Vec<(String, i64)> {
+    let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    v.sort_by_key(|b| std::cmp::Reverse(b.1));
+    v.truncate(n);
+    v
+}
+
+#[test]
+fn the_profile_endpoint_finds_the_busy_workload_and_refuses_a_second_profile() {
+    let _turn = turn();
+    let rt = host_runtime();
+    let agent = fast_agent(100).start(rt.handle()).unwrap();
+    let addr = agent.local_addr();
+
+    // Bad queries are refused before anything is sampled.
+    for (q, want) in [
+        ("seconds=0", "from 1 to 60"),
+        ("seconds=61", "from 1 to 60"),
+        ("seconds=abc", "from 1 to 60"),
+        ("colour=red", "unknown query parameter"),
+    ] {
+        let r = get(addr, &format!("/debug/pprof/profile?{q}"), &[]);
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+        assert!(r.body.contains(want), "{q}: {}", r.body);
+    }
+
+    let (stop, worker) = busy_thread();
+    // A 3 s profile on one connection; a second request meanwhile is refused.
+    let first = std::thread::spawn(move || get(addr, "/debug/pprof/profile?seconds=3", &[]));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while scrape(addr).value("vigil_profile_running") != 1.0 {
+        assert!(Instant::now() < deadline, "the first profile never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = get(addr, "/debug/pprof/profile?seconds=1", &[]);
+    assert_eq!(second.status, 409, "{}", second.body);
+    assert!(
+        second.body.contains("already being taken"),
+        "{}",
+        second.body
+    );
+    let retry: u64 = second.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=4).contains(&retry), "Retry-After {retry}");
+    let r = first.join().unwrap();
+
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    let p = decode(&r.bytes);
+    let s = summarise(&p);
+    assert_eq!(
+        s.sample_types,
+        vec![
+            ("samples".to_owned(), "count".to_owned()),
+            ("cpu".to_owned(), "nanoseconds".to_owned())
+        ]
+    );
+    assert!(p.duration_nanos >= 2_900_000_000, "{}", p.duration_nanos);
+    // One core busy for 3 s at 99 Hz is ~297 samples; on a loaded CI machine the workload gets less CPU.
+    assert!(s.samples >= 50, "{} samples", s.samples);
+    let hot = top(&s.self_samples, 5);
+    eprintln!("self: {hot:?}\ntotal: {:?}", top(&s.total_samples, 8));
+    let workload = |name: &str| name.contains("vigil_profile_test_");
+    assert!(
+        workload(&hot[0].0),
+        "the busy workload is not the top frame: {hot:?}"
+    );
+    let in_workload: i64 = s
+        .total_samples
+        .iter()
+        .filter(|(k, _)| k.contains("vigil_profile_test_busy_workload"))
+        .map(|(_, v)| *v)
+        .sum();
+    assert!(
+        in_workload * 2 >= s.samples,
+        "{in_workload} of {} samples in the workload",
+        s.samples
+    );
+
+    // The slot is free again, and both outcomes were counted.
+    let m = scrape(addr);
+    assert_eq!(
+        m.value("vigil_profiles_total{trigger=\"request\",outcome=\"ok\"}"),
+        1.0
+    );
+    assert!(m.value("vigil_profiles_total{trigger=\"request\",outcome=\"busy\"}") >= 1.0);
+    assert_eq!(m.value("vigil_profile_running"), 0.0);
+    let r = get(addr, "/debug/pprof/profile?seconds=1", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(summarise(&decode(&r.bytes)).samples >= 10);
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+}
+
+#[test]
+fn an_event_is_profiled_and_the_profile_is_kept_and_served_with_it() {
+    let _turn = turn();
+    let dir = temp_dir("event-profile");
+    let rt = host_runtime();
+    let agent = fast_agent(20)
+        .horizons(vigil::features::Horizons::new(5, 20).unwrap())
+        .warm_up(Duration::from_secs(1))
+        .unwrap()
+        .data_dir(Some(dir.clone()))
+        .event_profiles(Some(Duration::from_secs(1)), Duration::from_secs(600))
+        .unwrap()
+        .start(rt.handle())
+        .unwrap();
+    let addr = agent.local_addr();
+    let r = get(addr, "/api/v1/events/abc/profile", &[]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = get(addr, "/api/v1/events/4242/profile", &[]);
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(
+        r.body.contains("no CPU profile is kept for event 4242"),
+        "{}",
+        r.body
+    );
+
+    // Cold start, then 5,000 leaked tasks open an event while the workload keeps a core busy.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !scrape(addr).value("vigil_anomaly_score").is_finite() {
+        assert!(Instant::now() < deadline, "no model after the warm-up");
+        next_samples(&agent, 5);
+    }
+    let mut events = agent.subscribe_events();
+    let (stop, worker) = busy_thread();
+    let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    for _ in 0..5000 {
+        let mut rx = tx.subscribe();
+        rt.spawn(async move {
+            let _ = rx.recv().await;
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let opened = loop {
+        assert!(Instant::now() < deadline, "the task leak opened no event");
+        next_samples(&agent, 1);
+        match events.try_recv() {
+            Ok(vigil::EventNotice::Opened(e)) => break e,
+            _ => continue,
+        }
+    };
+    // Taken over the event's first second, then stored: poll for it.
+    let path = format!("/api/v1/events/{}/profile", opened.id);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let r = loop {
+        let r = get(addr, &path, &[]);
+        if r.status == 200 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+    drop(tx);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    let s = summarise(&decode(&r.bytes));
+    assert!(s.samples >= 20, "{} samples", s.samples);
+    assert!(
+        s.total_samples
+            .keys()
+            .any(|k| k.contains("vigil_profile_test_busy_workload")),
+        "{:?}",
+        top(&s.total_samples, 10)
+    );
+    let m = scrape(addr);
+    assert_eq!(
+        m.value("vigil_profiles_total{trigger=\"event\",outcome=\"ok\"}"),
+        1.0
+    );
+    // The event listing says which events have a profile.
+    let r = get(addr, "/api/v1/events", &[]);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let ev = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"].as_u64() == Some(opened.id))
+        .unwrap()
+        .clone();
+    assert_eq!(ev["profile"], serde_json::Value::Bool(true), "{ev}");
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
