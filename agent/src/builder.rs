@@ -902,8 +902,23 @@ mod tests {
                 ("VIGIL_FEATURE_METRICS", "off"),
                 ("VIGIL_HTTP_MAX_CONNECTIONS", "32"),
                 ("VIGIL_HTTP_IDLE_TIMEOUT", "2s"),
+                ("VIGIL_PROFILE_ON_EVENT", "5s"),
+                ("VIGIL_PROFILE_COOLDOWN", "1h"),
+                ("VIGIL_MODEL_POLL", "off"),
             ]))
             .unwrap();
+        assert_eq!(
+            b.event_profiles,
+            crate::profile::EventProfiles {
+                length: Some(Duration::from_secs(5)),
+                cooldown: Duration::from_secs(3600),
+            }
+        );
+        assert_eq!(b.model_poll, None);
+        let off = Agent::builder()
+            .from_lookup(env(&[("VIGIL_PROFILE_ON_EVENT", "OFF")]))
+            .unwrap();
+        assert_eq!(off.event_profiles.length, None);
         assert_eq!(b.http.max_connections, 32);
         assert_eq!(b.http.idle_timeout, Duration::from_secs(2));
         assert_eq!(b.listen, "0.0.0.0:9999".parse().unwrap());
@@ -941,6 +956,25 @@ mod tests {
             ("VIGIL_HTTP_IDLE_TIMEOUT", "soon", "duration"),
             ("VIGIL_HTTP_MAX_CONNECTIONS", "0", "1 to 65536"),
             ("VIGIL_HTTP_MAX_CONNECTIONS", "lots", "1 to 65536"),
+            (
+                "VIGIL_PROFILE_ON_EVENT",
+                "61s",
+                "off or a duration from 1s to 60s",
+            ),
+            ("VIGIL_PROFILE_ON_EVENT", "always", "duration"),
+            ("VIGIL_PROFILE_COOLDOWN", "8d", "0s to 7d"),
+            ("VIGIL_PROFILE_COOLDOWN", "off", "duration"),
+            (
+                "VIGIL_MODEL_POLL",
+                "1ms",
+                "off or a duration from 100ms to 1h",
+            ),
+            (
+                "VIGIL_RETRAIN_INTERVAL",
+                "1s",
+                "off or a duration from 1m to 7d",
+            ),
+            ("VIGIL_REFIT_INTERVAL", "never", "duration"),
         ];
         for (var, value, expected) in cases {
             let err = Agent::builder()
