@@ -68,10 +68,14 @@ fn drive(
                 });
             }
         }
-        // Ticks are paced so the training thread finishes well within the install delay (10 ticks):
-        // 300 ms for a fit of a few dozen windows, room enough when the machine also runs the rest of
-        // the suite (at 15 ms a tick, a loaded CI machine once missed the install tick).
-        std::thread::sleep(Duration::from_millis(30));
+        // A model being trained installs on its install tick, as in the replay, however slow the
+        // machine (live, the agent never waits; wall-clock pacing alone missed the tick under load).
+        assert!(
+            sampler.wait_for_training(Duration::from_secs(120)),
+            "tick {t}: the cold-start fit did not finish in 2 minutes"
+        );
+        // Distinct, increasing timestamps (the recording has millisecond resolution).
+        std::thread::sleep(Duration::from_millis(10));
         let sample = sampler.tick().clone();
         let ts = sample
             .timestamp()

@@ -262,6 +262,14 @@ impl Sampler {
         self.scoring.model()
     }
 
+    /// For hosts that drive ticks themselves: waits, at most `timeout`, for a model being trained on
+    /// the `vigil-train` thread, so it installs on its install tick however loaded the machine is and
+    /// the run scores exactly as its replay through `vigil score` does; false when it is still training.
+    /// The agent's own thread never waits.
+    pub fn wait_for_training(&mut self, timeout: std::time::Duration) -> bool {
+        self.scoring.wait_for_training(timeout)
+    }
+
     /// Applies a model control between ticks; returns the model now in use and what to record in the
     /// model history (`None` when it is recorded already).
     pub(crate) fn control(

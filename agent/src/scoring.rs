@@ -68,6 +68,8 @@ type TrainResult = Result<Trained, String>;
 #[derive(Default)]
 pub(crate) struct ThreadTrainer {
     running: Option<(std::thread::JoinHandle<()>, Receiver<TrainResult>)>,
+    /// A result [`Trainer::wait`] received, handed out by the next poll.
+    waited: Option<TrainResult>,
 }
 
 /// Lowers the calling thread to the lowest CPU priority (nice 19), so a fit never competes with the
@@ -138,12 +140,32 @@ impl Trainer for ThreadTrainer {
         }
     }
 
+    fn wait(&mut self, timeout: Duration) -> bool {
+        let Some((_, rx)) = self.running.as_ref() else {
+            return true;
+        };
+        if self.waited.is_some() {
+            return true;
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(r) => self.waited = Some(r),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return false,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                self.waited = Some(Err("the training thread stopped".into()));
+            }
+        }
+        true
+    }
+
     fn poll(&mut self) -> Option<Result<Trained, String>> {
         let (_, rx) = self.running.as_ref()?;
-        let result = match rx.try_recv() {
-            Ok(r) => r,
-            Err(TryRecvError::Empty) => return None,
-            Err(TryRecvError::Disconnected) => Err("the training thread stopped".into()),
+        let result = match self.waited.take() {
+            Some(r) => r,
+            None => match rx.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => Err("the training thread stopped".into()),
+            },
         };
         if let Some((h, _)) = self.running.take() {
             // It has sent its result (or died): joining takes no time.
@@ -361,6 +383,10 @@ impl ScoringStage {
 
     pub(crate) fn model(&self) -> Option<&Arc<vigil_models::ModelFile>> {
         self.engine.model()
+    }
+
+    pub(crate) fn wait_for_training(&mut self, timeout: Duration) -> bool {
+        self.engine.wait_for_training(timeout)
     }
 
     pub(crate) fn continue_event_ids_after(&mut self, last: u64) {

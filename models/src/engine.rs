@@ -288,6 +288,14 @@ pub trait Trainer: Send {
     fn start(&mut self, job: TrainJob) -> bool;
     /// The finished result, once.
     fn poll(&mut self) -> Option<Result<Trained, String>>;
+    /// Blocks until the job started last has finished (its result then comes from the next
+    /// [`Trainer::poll`]), at most `timeout`; false when it has not. For hosts that drive ticks
+    /// themselves and want a live run to match its replay tick for tick whatever the machine's load.
+    /// The default (a trainer that finishes inside `start`) returns true at once.
+    fn wait(&mut self, timeout: std::time::Duration) -> bool {
+        let _ = timeout;
+        true
+    }
 }
 
 /// Trains on the calling thread, at once.
@@ -444,6 +452,16 @@ impl Engine {
     /// The model in use.
     pub fn model(&self) -> Option<&Arc<ModelFile>> {
         self.model.as_ref()
+    }
+
+    /// Waits, at most `timeout`, for the training in flight (if any) to finish, so that it installs
+    /// on its install tick ([`EngineConfig::install_delay`] after it was asked for) as in a replay.
+    /// False when it is still running. Never needed live: the agent does not wait.
+    pub fn wait_for_training(&mut self, timeout: std::time::Duration) -> bool {
+        if self.requested.is_none() || self.ready.is_some() {
+            return true;
+        }
+        self.trainer.wait(timeout)
     }
 
     /// Installs a model from the next row on. `own`: a model retrained outside the engine for it (on
