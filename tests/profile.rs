@@ -241,10 +241,21 @@ fn an_event_is_profiled_and_the_profile_is_kept_and_served_with_it() {
         r.body
     );
 
-    // Cold start, then 5,000 leaked tasks open an event while the workload keeps a core busy.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !scrape(addr).value("vigil_anomaly_score").is_finite() {
-        assert!(Instant::now() < deadline, "no model after the warm-up");
+    // Cold start, and the profiler's memory reserved (slow for a debug binary; an event meanwhile
+    // would find the profiler busy), then 5,000 leaked tasks open an event while the workload keeps a
+    // core busy.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let m = scrape(addr);
+        if m.value("vigil_anomaly_score").is_finite()
+            && m.value("vigil_profile_reserved_bytes").is_finite()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no model or no reservation after the warm-up"
+        );
         next_samples(&agent, 5);
     }
     let mut events = agent.subscribe_events();

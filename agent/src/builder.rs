@@ -805,11 +805,9 @@ impl AgentBuilder {
         if let Some(notice) = access.exposure_notice() {
             tracing::warn!("{notice}");
         }
-        let mut wiring = crate::handle::Wiring::new(
-            &sampler,
-            self.model_path.clone(),
-            crate::profile::Profiler::new(self.event_profiles, &mut registry),
-        );
+        let profiler = crate::profile::Profiler::new(self.event_profiles, &mut registry);
+        profiler.reserve_at_start(opened.is_some());
+        let mut wiring = crate::handle::Wiring::new(&sampler, self.model_path.clone(), profiler);
         if let (Some(path), Some(every)) = (&self.model_path, self.model_poll) {
             wiring.watch = Some(
                 crate::model_watch::ModelWatch::start(

@@ -150,6 +150,7 @@ pub(crate) struct Profiler {
     finished: std::sync::Arc<Mutex<Vec<vigil_store::ProfileRecord>>>,
     outcomes: Family<OutcomeLabels, Counter>,
     running: Gauge,
+    reserved: crate::metrics::FGauge,
 }
 
 impl Profiler {
@@ -160,9 +161,11 @@ impl Profiler {
             finished: std::sync::Arc::new(Mutex::new(Vec::new())),
             outcomes: Family::default(),
             running: Gauge::default(),
+            reserved: crate::metrics::FGauge::default(),
         };
         m::PROFILES.register(registry, p.outcomes.clone());
         m::PROFILE_RUNNING.register(registry, p.running.clone());
+        m::PROFILE_RESERVED.register(registry, p.reserved.clone());
         for trigger in [Trigger::Request, Trigger::Event] {
             for outcome in ["ok", "busy", "error"] {
                 let _ = p.outcomes.get_or_create(&OutcomeLabels {
@@ -233,6 +236,54 @@ impl Profiler {
                 self.count(trigger, "error");
                 Err(Refused::Spawn(e.to_string()))
             }
+        }
+    }
+
+    /// Reserves the profiler's memory now, on the profiling thread, when events will be profiled
+    /// (`store_on` and automatic profiles on): pprof-rs allocates its sample table (tens of MB) the
+    /// first time a profile starts and keeps it for the life of the process, and the symboliser keeps
+    /// the binary's symbol tables. Taken mid-run, that step in resident memory looks like a memory leak
+    /// to the detector — it once retyped the very event being profiled and opened a false one. Taken
+    /// at start, it is part of the baseline the cold start learns, and later profiles reuse it.
+    pub(crate) fn reserve_at_start(&self, store_on: bool) {
+        if !profiling_available() || self.events.length.is_none() || !store_on {
+            self.reserved.set(0.0);
+            return;
+        }
+        self.reserved.set(f64::NAN);
+        {
+            let mut running = RUNNING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if running.is_some() {
+                // Another agent in this process is profiling: the memory is taken already.
+                self.reserved.set(0.0);
+                return;
+            }
+            *running = Some(Instant::now() + Duration::from_secs(5));
+        }
+        let gauge = self.reserved.clone();
+        let spawned = std::thread::Builder::new()
+            .name("vigil-profile".into())
+            .spawn(move || {
+                crate::alloc::mark_agent_thread();
+                crate::scoring::lowest_priority();
+                let _slot = Slot;
+                let before = resident_bytes();
+                if let Err(e) = reserve() {
+                    tracing::warn!("could not reserve the CPU profiler's memory at start: {e}");
+                }
+                let grew = match (before, resident_bytes()) {
+                    (Some(b), Some(a)) => a.saturating_sub(b) as f64,
+                    _ => f64::NAN,
+                };
+                gauge.set(grew);
+                tracing::debug!(bytes = grew, "CPU profiler memory reserved");
+            });
+        if let Err(e) = spawned {
+            drop(Slot);
+            self.reserved.set(0.0);
+            tracing::warn!("cannot start the profiling thread to reserve its memory: {e}");
         }
     }
 
@@ -361,6 +412,33 @@ fn capture(length: Duration) -> Result<Captured, String> {
         samples,
         pprof_gz: gzip(&raw).map_err(|e| format!("cannot compress the profile: {e}"))?,
     })
+}
+
+/// Starts and stops a profile at once (pprof-rs allocates its sample table on first use and keeps
+/// one), then resolves one address of this binary (the symboliser loads and keeps its symbol tables).
+#[cfg(all(feature = "profiling", target_os = "linux"))]
+fn reserve() -> Result<(), String> {
+    let guard = pprof::ProfilerGuardBuilder::default()
+        .frequency(i32::try_from(PROFILE_HZ).unwrap_or(99))
+        .build()
+        .map_err(|e| e.to_string())?;
+    drop(guard);
+    backtrace::resolve(reserve as *mut std::ffi::c_void, |_| {});
+    Ok(())
+}
+
+#[cfg(not(all(feature = "profiling", target_os = "linux")))]
+fn reserve() -> Result<(), String> {
+    Ok(())
+}
+
+/// This process's resident memory, bytes (`/proc/self/statm`).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant of the system; no memory of ours is involved.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 #[cfg(not(all(feature = "profiling", target_os = "linux")))]
