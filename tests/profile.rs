@@ -317,6 +317,44 @@ fn an_event_is_profiled_and_the_profile_is_kept_and_served_with_it() {
         .unwrap()
         .clone();
     assert_eq!(ev["profile"], serde_json::Value::Bool(true), "{ev}");
+    let served = get(addr, &path, &[]).bytes;
     drop(agent);
+
+    // The same profile from the data directory, without the agent: `vigil events --profile`.
+    let out = dir.join("event.pb.gz");
+    let (d, o, id) = (
+        dir.to_str().unwrap(),
+        out.to_str().unwrap(),
+        opened.id.to_string(),
+    );
+    let r = support::cli::vigil(&["events", "--store", d, "--profile", &id, "--out", o]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read(&out).unwrap(), served);
+    // The store is never the output, and an event without a profile says so.
+    let db = dir.join("vigil.db");
+    let before = std::fs::read(&db).unwrap();
+    let r = support::cli::vigil(&[
+        "events",
+        "--store",
+        d,
+        "--profile",
+        &id,
+        "--out",
+        db.to_str().unwrap(),
+    ]);
+    assert!(!r.status.success());
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the store was touched");
+    let r = support::cli::vigil(&["events", "--store", d, "--profile", "4242", "--out", o]);
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("no CPU profile is kept for event 4242"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        served,
+        "a failed export kept the earlier file"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -222,7 +222,10 @@ impl Profiler {
                     // Freed before the result is handed on: whoever got it may start the next one.
                     let _slot = Slot;
                     me.running.set(1);
-                    let r = capture(length);
+                    // A panic inside the profiler must not take the result (or the slot) with it.
+                    let r =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| capture(length)))
+                            .unwrap_or_else(|_| Err("the CPU profiler panicked".to_owned()));
                     me.running.set(0);
                     r
                 };
@@ -270,7 +273,9 @@ impl Profiler {
                 crate::scoring::lowest_priority();
                 let _slot = Slot;
                 let before = resident_bytes();
-                if let Err(e) = reserve() {
+                let reserved = std::panic::catch_unwind(reserve)
+                    .unwrap_or_else(|_| Err("the CPU profiler panicked".to_owned()));
+                if let Err(e) = reserved {
                     tracing::warn!("could not reserve the CPU profiler's memory at start: {e}");
                 }
                 let grew = match (before, resident_bytes()) {

@@ -104,6 +104,13 @@ pub(crate) struct EventsArgs {
     /// At most this many.
     #[arg(long, default_value_t = 1000)]
     limit: usize,
+    /// Instead of listing events, write the CPU profile kept with this event (gzip'd pprof, for
+    /// `go tool pprof`) to `--out`.
+    #[arg(long, value_name = "ID", requires = "out")]
+    profile: Option<u64>,
+    /// Where `--profile` writes: written beside it and renamed when complete; never the store itself.
+    #[arg(long, value_name = "FILE", requires = "profile")]
+    out: Option<PathBuf>,
 }
 
 /// `vigil export`
@@ -242,6 +249,30 @@ fn import(dir: &Path, file: &Path) -> anyhow::Result<()> {
 
 pub(crate) fn events(args: EventsArgs) -> anyhow::Result<()> {
     let (from, to) = args.range.bounds()?;
+    if let (Some(id), Some(out)) = (args.profile, &args.out) {
+        let db = args.store.dir.join(vigil::store::DB_FILE);
+        // Checked before anything is read: the store is never the output.
+        let mut file = vigil::models::OutputFile::create(out, &[&db])?;
+        let s = Store::open_read_only(&args.store.dir)?;
+        let Some(p) = s.profile(id)? else {
+            anyhow::bail!(
+                "{}: no CPU profile is kept for event {id} (`vigil events` shows `\"profile\":true` for those that have one)",
+                args.store.dir.display()
+            );
+        };
+        std::io::Write::write_all(&mut file, &p.pprof)?;
+        file.commit()?;
+        eprintln!(
+            "wrote {} ({} bytes: {} samples over {:.1} s at {} Hz); read it with `go tool pprof -top {}`",
+            out.display(),
+            p.pprof.len(),
+            p.samples,
+            p.seconds,
+            p.hz,
+            out.display()
+        );
+        return Ok(());
+    }
     let s = Store::open_read_only(&args.store.dir)?;
     for e in s.events(from, to, args.limit)? {
         println!("{}", serde_json::to_string(&e)?);
