@@ -226,7 +226,7 @@ fn an_event_is_profiled_and_the_profile_is_kept_and_served_with_it() {
         .warm_up(Duration::from_secs(1))
         .unwrap()
         .data_dir(Some(dir.clone()))
-        .event_profiles(Some(Duration::from_secs(1)), Duration::from_secs(600))
+        .event_profiles(Some(Duration::from_secs(1)), Duration::ZERO)
         .unwrap()
         .start(rt.handle())
         .unwrap();

@@ -47,6 +47,8 @@ pub(crate) const EVENT_PROFILE_RANGE: (Duration, Duration) = (
     Duration::from_secs(1),
     Duration::from_secs(MAX_PROFILE_SECONDS),
 );
+/// How long the agent's start waits for the profiler's memory to be reserved.
+const RESERVE_WAIT: Duration = Duration::from_secs(10);
 /// Accepted cooldowns.
 pub(crate) const COOLDOWN_RANGE: (Duration, Duration) =
     (Duration::from_secs(0), Duration::from_secs(7 * 86_400));
@@ -247,7 +249,9 @@ impl Profiler {
     /// first time a profile starts and keeps it for the life of the process, and the symboliser keeps
     /// the binary's symbol tables. Taken mid-run, that step in resident memory looks like a memory leak
     /// to the detector — it once retyped the very event being profiled and opened a false one. Taken
-    /// at start, it is part of the baseline the cold start learns, and later profiles reuse it.
+    /// before the first tick, no window ever sees the step, and later profiles reuse the memory.
+    /// Waits up to [`RESERVE_WAIT`] (a fraction of a second for a release binary; symbolising a large
+    /// debug binary takes seconds), then lets it finish in the background.
     pub(crate) fn reserve_at_start(&self, store_on: bool) {
         if !profiling_available() || self.events.length.is_none() || !store_on {
             self.reserved.set(0.0);
@@ -266,6 +270,8 @@ impl Profiler {
             *running = Some(Instant::now() + Duration::from_secs(5));
         }
         let gauge = self.reserved.clone();
+        let (done_tx, done) = std::sync::mpsc::sync_channel::<()>(1);
+        let started = Instant::now();
         let spawned = std::thread::Builder::new()
             .name("vigil-profile".into())
             .spawn(move || {
@@ -283,12 +289,26 @@ impl Profiler {
                     _ => f64::NAN,
                 };
                 gauge.set(grew);
-                tracing::debug!(bytes = grew, "CPU profiler memory reserved");
+                tracing::info!(
+                    bytes = grew,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "memory for CPU profiles reserved (VIGIL_PROFILE_ON_EVENT=off reserves none)"
+                );
+                let _ = done_tx.send(());
             });
-        if let Err(e) = spawned {
-            drop(Slot);
-            self.reserved.set(0.0);
-            tracing::warn!("cannot start the profiling thread to reserve its memory: {e}");
+        match spawned {
+            Ok(_) => {
+                if done.recv_timeout(RESERVE_WAIT).is_err() {
+                    tracing::warn!(
+                        "reserving memory for CPU profiles takes longer than {RESERVE_WAIT:?}; it goes on in the background (the step in resident memory may show in the first windows)"
+                    );
+                }
+            }
+            Err(e) => {
+                drop(Slot);
+                self.reserved.set(0.0);
+                tracing::warn!("cannot start the profiling thread to reserve its memory: {e}");
+            }
         }
     }
 
