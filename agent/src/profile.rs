@@ -483,7 +483,9 @@ fn gzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
     enc.finish()
 }
 
-#[cfg(all(test, feature = "profiling", target_os = "linux"))]
+// The profiler exists only in builds with the `profiling` feature on Linux.
+#[cfg(all(feature = "profiling", target_os = "linux"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
