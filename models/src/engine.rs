@@ -347,6 +347,43 @@ pub struct Step {
     pub train_error: Option<String>,
 }
 
+/// The feature that leads an open event and its deviation over the last level-shift horizon.
+#[derive(Debug, Clone)]
+struct Lead {
+    /// Schema index of the feature.
+    feature: usize,
+    /// The feature is a trend reading (a slope): a slope that stays away from normal is a level still
+    /// moving, never a new level.
+    trend: bool,
+    /// |deviation| per window since the last check, oldest first (at most the horizon).
+    devs: VecDeque<f64>,
+    /// Tick of the last check (the opening at first).
+    checked: u64,
+}
+
+/// Whether a lead's deviations over one horizon (oldest first) still grow: the median of the newer
+/// half exceeds the older half's by more than twice the larger of the halves' median absolute
+/// deviations (the wobble of a level that stays put). Scale-free: a step with any noise is
+/// settled, a climb is growing however long it runs (its halves differ by about twice their spread).
+pub(crate) fn still_growing(devs: &[f64]) -> bool {
+    let half = devs.len() / 2;
+    if half < 2 {
+        return true;
+    }
+    let (old, new) = devs.split_at(devs.len() - half);
+    let med_mad = |v: &[f64]| {
+        let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        s.sort_by(f64::total_cmp);
+        let m = s.get(s.len() / 2).copied().unwrap_or(0.0);
+        let mut d: Vec<f64> = s.iter().map(|x| (x - m).abs()).collect();
+        d.sort_by(f64::total_cmp);
+        (m, d.get(d.len() / 2).copied().unwrap_or(0.0))
+    };
+    let (m_old, mad_old) = med_mad(&old[old.len() - half..]);
+    let (m_new, mad_new) = med_mad(new);
+    m_new - m_old > 2.0 * mad_old.max(mad_new)
+}
+
 /// The engine.
 pub struct Engine {
     cfg: EngineConfig,
@@ -373,9 +410,8 @@ pub struct Engine {
     /// Windows the current model was trained on (0 for a loaded model).
     fitted_on: usize,
     last_fit_tick: u64,
-    /// Rebaseline bookkeeping of the open event: the feature leading it, its largest deviation before
-    /// and since the last check.
-    lead: Option<(usize, f64, f64, u64)>,
+    /// Level-shift bookkeeping of the open event: the feature leading it and its recent deviations.
+    lead: Option<Lead>,
     last_score: Option<Score>,
     /// Windows scored outside events since the install (newest last, at most `rebaseline_after`):
     /// whether each was above the calibration p90; and how many were.
@@ -385,6 +421,8 @@ pub struct Engine {
     labelled: Arc<Vec<LabelledWindow>>,
     /// The training in flight was asked for before [`Engine::install`]: its result is dropped.
     superseded: bool,
+    /// A level shift closed an event: refit on the windows since the change once the trainer is free.
+    level_refit: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -435,6 +473,7 @@ impl Engine {
             drift_over: 0,
             labelled: Arc::new(Vec::new()),
             superseded: false,
+            level_refit: false,
             cfg,
         })
     }
@@ -545,6 +584,7 @@ impl Engine {
         };
         self.last_score = None;
         self.collect_training(t, &mut step);
+        self.request_level_refit(t);
         if !self.window.is_warm() {
             return Ok(step);
         }
@@ -572,7 +612,8 @@ impl Engine {
         // its own event, and the aftermath can become normal through the next refit.
         let lead_settled = self
             .lead
-            .is_some_and(|(i, ..)| self.deviation(&model, i) < crate::explain::VOTE_MIN_Z);
+            .as_ref()
+            .is_some_and(|l| self.deviation(&model, l.feature) < crate::explain::VOTE_MIN_Z);
         let (transition, event) = self.events.push(&WindowVerdict {
             t,
             value: score.value,
@@ -585,10 +626,12 @@ impl Engine {
             Transition::Opened => {
                 // The windows just before the onset may hold the fault's start: never train on them.
                 self.pending.clear();
-                self.lead = score
-                    .top_features
-                    .first()
-                    .map(|(i, _)| (*i, self.deviation(&model, *i), 0.0, self.tick));
+                self.lead = score.top_features.first().map(|(i, _)| Lead {
+                    feature: *i,
+                    trend: model.detector.is_trend(*i),
+                    devs: VecDeque::new(),
+                    checked: self.tick,
+                });
                 step.opened = event;
             }
             Transition::Retyped => step.retyped = event,
@@ -603,9 +646,10 @@ impl Engine {
         if self.may_refit() && !self.events.busy() {
             self.commit(row);
         }
-        // An operator's model is not replaced by a rebaseline either: its verdict stands.
-        if step.in_event && self.may_refit() {
-            self.check_rebaseline(&model, t, &mut step);
+        // Any model, an operator's included, gives way to a level shift: the model is where scoring
+        // starts, not a cage (after one, the engine's own refitted model scores and adapts).
+        if step.in_event {
+            self.check_level_shift(&model, t, &mut step);
         }
         let due_doubling = self.fitted_on > 0
             && self.history.len() >= 2 * self.fitted_on
@@ -688,37 +732,55 @@ impl Engine {
         model.detector.deviation(self.fv.values(), i)
     }
 
-    /// Closes an event whose lead deviation stopped growing for `rebaseline_after` windows and refits
-    /// on the recent windows alone.
-    fn check_rebaseline(&mut self, model: &ModelFile, t: f64, step: &mut Step) {
-        let period = self.cfg.rebaseline_after as u64;
-        let Some((i, before, since, checked)) = self.lead else {
-            return;
-        };
+    /// Ends an event whose lead is a level that stopped moving for [`EngineConfig::rebaseline_after`]
+    /// windows as a `level_shift`, and refits on the windows since the change alone: a step that stays
+    /// is the new normal, the next step is scored against it. A level that keeps climbing (a leak),
+    /// or a trend reading still away from normal, stays one event and is checked again a horizon
+    /// later.
+    fn check_level_shift(&mut self, model: &ModelFile, t: f64, step: &mut Step) {
+        let period = self.cfg.rebaseline_after;
         if period == 0 {
             return;
         }
-        let now = self.deviation(model, i);
-        let since = since.max(now);
-        if self.tick < checked + period {
-            self.lead = Some((i, before, since, checked));
+        let now = self.tick;
+        let Some(dev) = self.lead.as_ref().map(|l| self.deviation(model, l.feature)) else {
+            return;
+        };
+        let Some(lead) = self.lead.as_mut() else {
+            return;
+        };
+        if lead.devs.len() == period {
+            lead.devs.pop_front();
+        }
+        lead.devs.push_back(dev);
+        if now < lead.checked + period as u64 {
             return;
         }
-        if since > before * 1.1 {
-            // Still growing (a leak): keep the event, check again after another period.
-            self.lead = Some((i, since, 0.0, self.tick));
+        let devs: Vec<f64> = lead.devs.iter().copied().collect();
+        if lead.trend || still_growing(&devs) {
+            lead.checked = now;
             return;
         }
-        step.closed = self.events.close(t, EventEnd::Rebaselined);
+        step.closed = self.events.close(t, EventEnd::LevelShift);
         step.in_event = false;
         self.lead = None;
         self.history.clear();
         self.pending.clear();
         self.history.extend(self.recent.iter().cloned());
-        if self.requested.is_none() && self.history.len() >= 50 {
+        // The training in flight (asked for before the change) is dropped; the refit on the new
+        // level is asked for as soon as the trainer is free.
+        self.superseded = self.requested.is_some();
+        self.level_refit = true;
+        self.request_level_refit(t);
+    }
+
+    /// Asks for the refit after a level shift, once nothing is in flight.
+    fn request_level_refit(&mut self, t: f64) {
+        if self.level_refit && self.requested.is_none() && self.history.len() >= 50 {
+            self.level_refit = false;
             self.request(
                 t,
-                "rebaseline: a deviation that stopped growing became the new normal",
+                "level shift: a level that stopped moving became the new normal",
             );
         }
     }

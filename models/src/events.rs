@@ -54,8 +54,10 @@ impl EventParams {
 pub enum EventEnd {
     /// The score settled below the hysteresis level.
     Settled,
-    /// The deviation stopped growing and stayed: the engine took it as the new normal and refits.
-    Rebaselined,
+    /// A level that moved and stopped moving for the level-shift horizon: the engine took it as the
+    /// new normal and refits on the windows since the change (the event's type becomes
+    /// `level_shift`).
+    LevelShift,
 }
 
 /// One anomaly event.
@@ -108,6 +110,9 @@ pub(crate) struct WindowVerdict<'a> {
     pub(crate) names: &'a [String],
 }
 
+/// An open event also closes after `BELOW_RUNS × close_after` windows in a row below the threshold.
+pub(crate) const BELOW_RUNS: usize = 4;
+
 /// A window as remembered for the opening rule: time, score, type, top features.
 type Recent = (f64, f64, AnomalyKind, Vec<(usize, f64)>);
 
@@ -126,6 +131,8 @@ pub(crate) struct EventTracker {
     recent: std::collections::VecDeque<Recent>,
     open: Option<Event>,
     quiet_run: usize,
+    /// Windows in a row below the threshold inside the open event.
+    below_run: usize,
     cooldown_left: usize,
     next_id: u64,
 }
@@ -137,6 +144,7 @@ impl EventTracker {
             recent: std::collections::VecDeque::with_capacity(params.open_n + 1),
             open: None,
             quiet_run: 0,
+            below_run: 0,
             cooldown_left: 0,
             next_id: 1,
         }
@@ -181,7 +189,16 @@ impl EventTracker {
             } else {
                 self.quiet_run = 0;
             }
-            if self.quiet_run >= p.close_after {
+            if w.value < 0.5 {
+                self.below_run += 1;
+            } else {
+                self.below_run = 0;
+            }
+            // Settled (back in the normal range) for `close_after` windows, or no window at the
+            // threshold for `BELOW_RUNS × close_after`: a score that hovers between normal and the
+            // threshold (a signal wandering inside its widened range) is no evidence that the event
+            // goes on.
+            if self.quiet_run >= p.close_after || self.below_run >= BELOW_RUNS * p.close_after {
                 return (Transition::Closed, self.close(w.t, EventEnd::Settled));
             }
             if retyped {
@@ -222,6 +239,7 @@ impl EventTracker {
         };
         self.next_id += 1;
         self.quiet_run = 0;
+        self.below_run = 0;
         self.open = Some(ev.clone());
         (Transition::Opened, Some(ev))
     }
@@ -231,7 +249,11 @@ impl EventTracker {
         let mut ev = self.open.take()?;
         ev.end = Some(t);
         ev.ended = Some(why);
+        if why == EventEnd::LevelShift {
+            ev.anomaly_type = AnomalyKind::LevelShift;
+        }
         self.quiet_run = 0;
+        self.below_run = 0;
         self.cooldown_left = self.params.cooldown;
         self.recent.clear();
         Some(ev)

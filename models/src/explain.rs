@@ -22,13 +22,16 @@ pub enum AnomalyKind {
     ErrorBurst,
     /// Inference latency up (the model got slower).
     LatencyRegression,
+    /// A level or spread that moved and stayed past the level-shift horizon: the event that ends this
+    /// way takes this type, and the new level is normal from then on.
+    LevelShift,
     /// None of the above.
     Unknown,
 }
 
 impl AnomalyKind {
     /// Every kind, in documentation order.
-    pub const ALL: [AnomalyKind; 9] = [
+    pub const ALL: [AnomalyKind; 10] = [
         AnomalyKind::TaskLeak,
         AnomalyKind::SchedulerStall,
         AnomalyKind::AllocStorm,
@@ -37,6 +40,7 @@ impl AnomalyKind {
         AnomalyKind::CpuSaturation,
         AnomalyKind::ErrorBurst,
         AnomalyKind::LatencyRegression,
+        AnomalyKind::LevelShift,
         AnomalyKind::Unknown,
     ];
 
@@ -56,6 +60,7 @@ impl AnomalyKind {
             AnomalyKind::CpuSaturation => "cpu_saturation",
             AnomalyKind::ErrorBurst => "error_burst",
             AnomalyKind::LatencyRegression => "latency_regression",
+            AnomalyKind::LevelShift => "level_shift",
             AnomalyKind::Unknown => "unknown",
         }
     }

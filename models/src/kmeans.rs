@@ -110,7 +110,8 @@ impl KMeansParams {
 /// unit floors. Spread, max and long-horizon features stay in the schema (exported, drift) but do not
 /// decide verdicts: they keep a past event in view for up to a long horizon, so one event would read as
 /// a minute of alarms. The raw score is the RMS of the
-/// [`TOP_K`] largest deviations from the nearest centroid, each clipped at [`crate::Z_CLIP`]: what the
+/// [`TOP_K`] largest deviations from the nearest centroid, each compressed beyond [`crate::Z_CLIP`]
+/// ([`crate::compress`]: monotone, so the raw score ranks): what the
 /// most-moved features say, not an average diluted over hundreds of quiet ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KMeansDetector {
@@ -484,6 +485,14 @@ impl KMeansDetector {
         }
     }
 
+    /// Whether feature `i` (schema index) is a trend reading (a slope): a slope away from normal is a
+    /// level still moving.
+    pub fn is_trend(&self, i: usize) -> bool {
+        self.feature_names
+            .get(i)
+            .is_some_and(|n| n.contains(".slope_"))
+    }
+
     /// |robust z| of feature `i` of a full feature row as the score sees it (load-adjusted, trends
     /// sustained), not clipped.
     pub fn deviation(&self, row: &[f64], i: usize) -> f64 {
@@ -496,7 +505,7 @@ impl KMeansDetector {
     /// Robust z-scores of the scored features of a full feature row.
     fn scaled(&self, row: &[f64], out: &mut [f64]) {
         for (j, o) in out.iter_mut().enumerate() {
-            *o = self.z_of(row, j).clamp(-crate::Z_CLIP, crate::Z_CLIP);
+            *o = crate::compress(self.z_of(row, j));
         }
     }
 
@@ -743,9 +752,7 @@ impl Detector for KMeansDetector {
                     .iter()
                     .enumerate()
                     .map(|(j, d)| match self.sustain.get(j).copied().flatten() {
-                        Some(_) => self
-                            .z_with(row, j, false)
-                            .clamp(-crate::Z_CLIP, crate::Z_CLIP),
+                        Some(_) => crate::compress(self.z_with(row, j, false)),
                         None => *d,
                     })
                     .collect(),

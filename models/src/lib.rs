@@ -51,5 +51,5 @@ pub use kmeans::{
     UNLABELLED_WEIGHT, WINDOWS_PER_CLUSTER, calibrate, scored_features,
 };
 pub use output::{OutputError, OutputFile};
-pub use scaler::{RobustScaler, Z_CLIP, floor_for};
+pub use scaler::{RobustScaler, Z_CLIP, compress, floor_for};
 pub use supervised::{MIN_POSITIVE_WINDOWS, Node, TreeClassifier};

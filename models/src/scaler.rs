@@ -10,8 +10,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
 
-/// |z| is clipped here so one wild feature cannot drown every other in a distance.
+/// Where a robust z-score starts to be compressed, so one wild feature cannot drown every other in a
+/// distance: see [`compress`].
 pub const Z_CLIP: f64 = 50.0;
+
+/// `Z_CLIP · asinh(z / Z_CLIP)`: the identity for |z| well below [`Z_CLIP`], logarithmic beyond it —
+/// strictly monotone, so larger deviations always score higher (no plateau for a threshold sweep to
+/// sit on), while a feature at 10⁴ robust standard deviations weighs about 6 × `Z_CLIP`, not 10⁴.
+pub fn compress(z: f64) -> f64 {
+    if z.is_finite() {
+        Z_CLIP * (z / Z_CLIP).asinh()
+    } else if z.is_nan() {
+        0.0
+    } else {
+        z.signum() * Z_CLIP * 1e300f64.asinh()
+    }
+}
 
 /// Per-feature median and robust scale.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +34,36 @@ pub struct RobustScaler {
     pub median: Vec<f64>,
     /// 1.4826 · MAD per feature, floored so constant features stay finite.
     pub scale: Vec<f64>,
+}
+
+/// `(signal, horizon)` of a short-horizon level feature: `x.median_10` → `("x", 10.0)`.
+fn short_level_of(name: &str) -> Option<(&str, f64)> {
+    let (signal, stat) = name.split_once('.')?;
+    let h = stat
+        .strip_prefix("median_")
+        .or_else(|| stat.strip_prefix("mean_"))?;
+    let h: f64 = h.parse().ok()?;
+    (h >= 1.0).then_some((signal, h))
+}
+
+/// The robust spread of sorted values: `1.4826 · MAD`, or a third of the larger distance from the
+/// median to the 1st or 99th percentile when that is larger (heavy tails, mostly-constant columns).
+fn robust_spread(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let m = median_of(sorted);
+    let mut dev: Vec<f64> = sorted.iter().map(|v| (v - m).abs()).collect();
+    dev.sort_by(f64::total_cmp);
+    let mad = 1.4826 * median_of(&dev);
+    let q = |p: f64| sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+    let tail = if n >= 100 {
+        ((q(0.99) - m).max(m - q(0.01)) / 3.0).max(0.0)
+    } else {
+        0.0
+    };
+    mad.max(tail)
 }
 
 fn median_of(sorted: &[f64]) -> f64 {
@@ -125,13 +169,24 @@ impl RobustScaler {
             } else {
                 0.0
             };
-            let s = spread
-                .max(tail)
-                .max(floor)
-                .max(vigil_features::vocab::resolution_of_feature(
-                    name,
-                    tick_seconds,
-                ));
+            // A short-horizon level (`x.median_10`, `x.mean_10`) of a signal that is usually flat
+            // but bursts (zero most of the time, spikes now and then) has almost no spread of its
+            // own, so the first cluster of bursts would read as thousands of robust sd. Its noise
+            // floor comes from the signal's own variation: the spread of its raw values (`x.last`,
+            // MAD or a third of its 1–99 % tail) averaged over the horizon (÷ √h). Scale-free: a
+            // column in bytes or normalised to [0, 1] gets the same z.
+            let raw_floor = short_level_of(name)
+                .and_then(|(signal, h)| {
+                    let last = names
+                        .iter()
+                        .position(|n| n.strip_suffix(".last") == Some(signal))?;
+                    sorted_column(last, &mut col);
+                    Some(robust_spread(&col) / h.sqrt())
+                })
+                .unwrap_or(0.0);
+            let s = spread.max(tail).max(floor).max(raw_floor).max(
+                vigil_features::vocab::resolution_of_feature(name, tick_seconds),
+            );
             median.push(m);
             scale.push(if s.is_finite() && s > 0.0 { s } else { 1.0 });
         }
@@ -147,7 +202,7 @@ impl RobustScaler {
     pub fn transform(&self, x: &[f64], z: &mut [f64]) {
         for (((z, x), m), s) in z.iter_mut().zip(x).zip(&self.median).zip(&self.scale) {
             *z = if x.is_finite() {
-                ((x - m) / s).clamp(-Z_CLIP, Z_CLIP)
+                compress((x - m) / s)
             } else {
                 0.0
             };
@@ -205,7 +260,15 @@ mod tests {
         s.transform(&[f64::NAN], &mut z);
         assert_eq!(z[0], 0.0);
         s.transform(&[1e9], &mut z);
-        assert_eq!(z[0], Z_CLIP);
+        assert!(z[0] > Z_CLIP && z[0] < 20.0 * Z_CLIP, "{}", z[0]);
+        let mut z2 = [0.0];
+        s.transform(&[1e12], &mut z2);
+        assert!(
+            z2[0] > z[0],
+            "compression is strictly monotone: {} vs {}",
+            z2[0],
+            z[0]
+        );
     }
 
     #[test]
@@ -223,7 +286,7 @@ mod tests {
         )
         .unwrap();
         s.transform(&[8.0], &mut z);
-        assert!((z[0] - 1.0).abs() < 1e-9, "{}", z[0]);
+        assert!((z[0] - 1.0).abs() < 1e-3, "{}", z[0]);
         s.transform(&[40.0], &mut z);
         assert!(z[0] > 30.0, "a real jump stays loud: {}", z[0]);
         // No errors in training: one error in a 100 ms tick (10/s) is about one unit of Poisson noise,

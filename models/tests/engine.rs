@@ -178,7 +178,7 @@ fn a_slow_leak_stays_flagged_while_it_grows_and_becomes_normal_after_it_stops() 
         steps[on[0]..1800].iter().all(|s| s.in_event),
         "the event must stay open while the leak grows"
     );
-    // After it stops growing: rebaselined, then quiet.
+    // After it stops growing: a level shift, then quiet.
     let closed = steps[1800..]
         .iter()
         .position(|s| s.closed.is_some())
@@ -186,7 +186,7 @@ fn a_slow_leak_stays_flagged_while_it_grows_and_becomes_normal_after_it_stops() 
         .expect("closed once the growth stopped");
     assert_eq!(
         steps[closed].closed.as_ref().unwrap().ended,
-        Some(EventEnd::Rebaselined)
+        Some(EventEnd::LevelShift)
     );
     assert!(
         steps[closed + 100..].iter().all(|s| !s.in_event),
@@ -284,4 +284,200 @@ fn a_large_sustained_drift_triggers_a_refit_and_a_stable_stream_does_not() {
         reasons.iter().all(|r| !r.contains("drift")),
         "no drift refit on a stable stream: {reasons:?}"
     );
+}
+
+/// Events as `(opened tick, closed tick, how it ended)`.
+fn events(steps: &[Step]) -> Vec<(usize, Option<usize>, Option<EventEnd>)> {
+    let mut out: Vec<(usize, Option<usize>, Option<EventEnd>)> = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        if s.opened.is_some() {
+            out.push((i, None, None));
+        }
+        if let (Some(c), Some(last)) = (&s.closed, out.last_mut()) {
+            last.1 = Some(i);
+            last.2 = c.ended;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_persisting_step_closes_as_level_shift_and_the_next_step_is_scored_against_the_new_level() {
+    let mut n = Noise(21);
+    let mut rows: Vec<[f64; 3]> = (0..3000).map(|_| normal(&mut n)).collect();
+    // The queue steps from 20 to 60 at 800 and stays; at 2200 it steps again, to 100.
+    for r in &mut rows[800..] {
+        r[0] += 40.0;
+    }
+    for r in &mut rows[2200..] {
+        r[0] += 40.0;
+    }
+    let steps = run(&rows, Box::new(InlineTrainer::default()));
+    let ev = events(&steps);
+    // The first step: one event, closed as a level shift one horizon (100 windows) after it opened,
+    // typed level_shift; no event between the two steps (the new level is normal).
+    let first = ev
+        .iter()
+        .find(|e| (800..820).contains(&e.0))
+        .unwrap_or_else(|| panic!("the first step opens an event: {ev:?}"));
+    assert_eq!(first.2, Some(EventEnd::LevelShift), "{ev:?}");
+    let closed_at = first.1.unwrap();
+    assert!(
+        (first.0 + 100..first.0 + 130).contains(&closed_at),
+        "closed one horizon after opening: {ev:?}"
+    );
+    let closed = steps[closed_at].closed.as_ref().unwrap();
+    assert_eq!(closed.anomaly_type.as_str(), "level_shift");
+    assert!(
+        ev.iter().all(|e| !(closed_at + 1..2200).contains(&e.0)),
+        "no event at the new level: {ev:?}"
+    );
+    // The second step is scored against the new level (60), not the first (20): it opens its own
+    // event, which again ends as a level shift.
+    let second = ev
+        .iter()
+        .find(|e| (2200..2220).contains(&e.0))
+        .unwrap_or_else(|| panic!("the second step opens an event: {ev:?}"));
+    assert_eq!(second.2, Some(EventEnd::LevelShift), "{ev:?}");
+    // Between the steps the score sits at the new level's normal.
+    let quiet = steps[1500..2200]
+        .iter()
+        .filter(|s| s.score.as_ref().is_some_and(|x| x.is_anomaly))
+        .count();
+    assert!(quiet < 7, "{quiet} anomalous windows at the new level");
+}
+
+#[test]
+fn a_fixed_model_adapts_to_a_level_shift_too() {
+    // A model trained beforehand (as `vigil score --model` uses one) is where scoring starts: a step
+    // that stays ends as a level shift and the engine's own model takes over.
+    let mut n = Noise(23);
+    let rows: Vec<[f64; 3]> = (0..1200).map(|_| normal(&mut n)).collect();
+    let spy = Spy::default();
+    let e0 = run_with(&rows, Box::new(spy.clone()), config());
+    assert!(e0.iter().any(|s| s.installed));
+    let job = spy.jobs.lock().unwrap().last().cloned().unwrap();
+    let model = job.run().unwrap();
+    let mut test: Vec<[f64; 3]> = (0..1500).map(|_| normal(&mut n)).collect();
+    for r in &mut test[300..] {
+        r[0] += 40.0;
+    }
+    let mut e = Engine::new(
+        &signals(),
+        config(),
+        Some(model),
+        Box::new(InlineTrainer::default()),
+    )
+    .unwrap();
+    let steps: Vec<Step> = test
+        .iter()
+        .enumerate()
+        .map(|(t, r)| e.push(t as f64, r).unwrap())
+        .collect();
+    let ev = events(&steps);
+    assert_eq!(
+        ev.first().map(|e| e.2),
+        Some(Some(EventEnd::LevelShift)),
+        "{ev:?}"
+    );
+    assert!(
+        !steps[ev[0].1.unwrap() + 50..].iter().any(|s| s.in_event),
+        "the new level is normal after the shift: {ev:?}"
+    );
+    assert!(e.model_is_own(), "the engine's own model took over");
+}
+
+#[test]
+fn scaling_every_column_gives_the_same_events() {
+    // Columns of unknown units (what a CSV of someone's metrics has): multiplying every value by 1e-6
+    // or 1e6 changes no event, because every scale comes from the data.
+    let sig = SignalSet::new(vec![
+        SignalSpec::gauge("a", Unit::Value),
+        SignalSpec::gauge("b", Unit::Value),
+        SignalSpec::gauge("c", Unit::Value),
+    ])
+    .unwrap();
+    let mut n = Noise(31);
+    let mut rows: Vec<[f64; 3]> = (0..2500)
+        .map(|i| {
+            // A daily-like cycle on a, noise on b, c mostly zero with rare bursts.
+            let cycle = (i as f64 / 50.0).sin();
+            let burst = if i % 97 == 0 { 3.0 } else { 0.0 };
+            [100.0 + 20.0 * cycle + 4.0 * n.next(), 5.0 + n.next(), burst]
+        })
+        .collect();
+    for r in &mut rows[1200..1240] {
+        r[1] += 12.0;
+    }
+    for r in &mut rows[1800..] {
+        r[0] += 80.0;
+    }
+    let run_scaled = |k: f64| {
+        let mut e = Engine::new(&sig, config(), None, Box::new(InlineTrainer::default())).unwrap();
+        let steps: Vec<Step> = rows
+            .iter()
+            .enumerate()
+            .map(|(t, r)| {
+                let scaled = [r[0] * k, r[1] * k, r[2] * k];
+                e.push(t as f64, &scaled).unwrap()
+            })
+            .collect();
+        events(&steps)
+    };
+    let base = run_scaled(1.0);
+    assert!(
+        base.iter().any(|e| (1200..1215).contains(&e.0)),
+        "the burst on b is an event: {base:?}"
+    );
+    assert_eq!(run_scaled(1e-6), base, "×1e-6");
+    assert_eq!(run_scaled(1e6), base, "×1e6");
+}
+
+#[test]
+fn the_raw_score_ranks_beyond_the_old_clip() {
+    // Larger deviations always score higher: no plateau where a threshold sweep cannot separate them.
+    let mut n = Noise(41);
+    let rows: Vec<[f64; 3]> = (0..600).map(|_| normal(&mut n)).collect();
+    let job_rows: Vec<Arc<[f64]>> = {
+        let mut w = vigil_features::Window::new(&signals(), Horizons::new(5, 20).unwrap());
+        let mut fv = vigil_features::FeatureVector::new(w.schema());
+        let mut out = Vec::new();
+        for (t, r) in rows.iter().enumerate() {
+            w.push(t as f64, r).unwrap();
+            if w.is_warm() {
+                w.extract(&mut fv).unwrap();
+                out.push(Arc::from(fv.values()));
+            }
+        }
+        out
+    };
+    let schema = vigil_features::Window::new(&signals(), Horizons::new(5, 20).unwrap())
+        .schema()
+        .clone();
+    let cfg = config();
+    let model = TrainJob {
+        schema: schema.clone(),
+        rows: job_rows.clone(),
+        params: cfg.params(),
+        horizons: cfg.horizons,
+        created: 0.0,
+        reason: "test".into(),
+        labelled: Arc::new(Vec::new()),
+    }
+    .run()
+    .unwrap();
+    let base = job_rows.last().unwrap().to_vec();
+    let median = schema
+        .names()
+        .iter()
+        .position(|n| n == "queue.median_5")
+        .unwrap();
+    let mut last = 0.0;
+    for shift in [10.0, 100.0, 1e3, 1e4, 1e5, 1e6] {
+        let mut row = base.clone();
+        row[median] += shift;
+        let raw = model.detector.raw_score(&row);
+        assert!(raw > last, "shift {shift}: raw {raw} not above {last}");
+        last = raw;
+    }
 }

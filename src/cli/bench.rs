@@ -27,6 +27,11 @@ enum BenchCommand {
     /// Inject every fault into a real server under varying load and measure detection, time to
     /// detect, type accuracy and false alarms, beside the classic static rules.
     Detect(DetectArgs),
+    /// Real labelled service metrics: every DIR/*/ with train.csv, test.csv and test_labels.csv (plain
+    /// or .gz) run through the engine the agent's way and the offline way, beside a static and a
+    /// rolling z rule: event recall, point precision, Fc1, false events, normal time inside events,
+    /// time to detect and PR-AUC of the score.
+    Corpus(super::corpus::CorpusArgs),
     /// Does feedback work? On recorded fault runs, one fault type is called benign by people; after the
     /// agent's retrain on their verdicts, the last run is replayed with the model before and after.
     Feedback(super::feedback::FeedbackArgs),
@@ -72,6 +77,7 @@ const MAX_WARM_UP_TICKS: u64 = 2_000;
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Detect(d) => detect(d),
+        BenchCommand::Corpus(c) => super::corpus::run(c),
         BenchCommand::Overhead(o) => super::overhead::run(o),
         BenchCommand::Feedback(f) => super::feedback::run(f),
     }

@@ -71,10 +71,16 @@ fn spec_for(name: &str) -> SignalSpec {
     vigil::features::vocab::column_signal(name)
 }
 
-/// One CSV file read row by row.
+/// Whether `path` names a gzip'd file (`.gz`, any case): read through a decoder.
+pub(crate) fn is_gzip(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+}
+
+/// One CSV file (plain, or gzip'd when its name ends in `.gz`) read row by row.
 pub(crate) struct CsvSource {
     path: PathBuf,
-    reader: csv::Reader<std::io::BufReader<std::fs::File>>,
+    reader: csv::Reader<Box<dyn std::io::Read>>,
     record: csv::StringRecord,
     columns: Vec<String>,
     signals: SignalSet,
@@ -94,7 +100,18 @@ impl CsvSource {
         let file = std::fs::File::open(path)
             .map_err(|e| InputError::file(path, format!("cannot open: {e}")))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut reader = csv_reader(std::io::BufReader::with_capacity(1 << 20, file));
+        // A `.gz` file is read through a gzip decoder (the progress bar then counts decompressed
+        // bytes against the compressed size, so it may run past the end: a hint, not a promise).
+        let buffered = std::io::BufReader::with_capacity(1 << 20, file);
+        let stream: Box<dyn std::io::Read> = if is_gzip(path) {
+            Box::new(std::io::BufReader::with_capacity(
+                1 << 20,
+                flate2::read::MultiGzDecoder::new(buffered),
+            ))
+        } else {
+            Box::new(buffered)
+        };
+        let mut reader = csv_reader(stream);
         let headers = reader
             .headers()
             .map_err(|e| InputError::file(path, format!("cannot read the header: {e}")))?;

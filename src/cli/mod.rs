@@ -1,6 +1,7 @@
 //! Subcommands of the `vigil` binary.
 
 pub(crate) mod bench;
+pub(crate) mod corpus;
 pub(crate) mod demo;
 pub(crate) mod eval;
 pub(crate) mod feedback;

@@ -80,6 +80,16 @@ pub(crate) struct EngineArgs {
 }
 
 impl EngineArgs {
+    /// The flags' defaults: what `vigil score --csv FILE` runs with.
+    pub(crate) fn defaults() -> Self {
+        Self {
+            tick_seconds: None,
+            warm_up_windows: 300,
+            refit_every: None,
+            false_events_per_day: 1.0,
+        }
+    }
+
     /// The settings of a cold-start run over rows `tick` seconds apart.
     pub(crate) fn config(&self, tick: f64) -> EngineConfig {
         let tick = self.tick_seconds.unwrap_or(tick);

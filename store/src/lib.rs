@@ -180,7 +180,8 @@ pub struct StoredEvent {
     pub opened: String,
     /// Last window inside it; `None` while open.
     pub end: Option<String>,
-    /// `settled` or `rebaselined`; `None` while open.
+    /// `settled` or `level_shift` (`rebaselined` in stores written before 0.1 named it so); `None`
+    /// while open.
     pub ended: Option<String>,
     /// Peak score and when.
     pub peak: f64,
@@ -462,7 +463,7 @@ impl Store {
                                 e.end,
                                 e.ended.map(|x| match x {
                                     vigil_models::EventEnd::Settled => "settled",
-                                    vigil_models::EventEnd::Rebaselined => "rebaselined",
+                                    vigil_models::EventEnd::LevelShift => "level_shift",
                                 }),
                                 e.peak,
                                 e.peak_at,

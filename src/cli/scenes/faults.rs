@@ -22,11 +22,12 @@ const MAX_LEAKED_BYTES: usize = 256 << 20;
 /// GPU memory the scripted device gains per tick while leaking.
 pub(crate) const GPU_LEAK_BYTES_PER_TICK: u64 = 256 << 20;
 
-/// The faults a scene can inject: every anomaly type the detector names (not `unknown`).
+/// The faults a scene can inject: every anomaly type the detector names (not `unknown`, nor
+/// `level_shift`, which is what an event becomes when its level stays, not a fault).
 pub(crate) fn all_faults() -> Vec<AnomalyKind> {
     AnomalyKind::ALL
         .into_iter()
-        .filter(|k| *k != AnomalyKind::Unknown)
+        .filter(|k| !matches!(k, AnomalyKind::Unknown | AnomalyKind::LevelShift))
         .collect()
 }
 
@@ -252,7 +253,7 @@ impl Injector {
             AnomalyKind::GpuMemoryLeak => {
                 self.gpu.active.store(true, Ordering::Relaxed);
             }
-            AnomalyKind::Unknown => {}
+            AnomalyKind::Unknown | AnomalyKind::LevelShift => {}
         }
         self.active = Some(Active {
             kind,

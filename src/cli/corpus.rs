@@ -1,0 +1,697 @@
+//! `vigil bench corpus DIR`: real labelled service metrics as the detection yardstick.
+//!
+//! Every `DIR/*/` that holds `train.csv`, `test.csv` and `test_labels.csv` (each plain or `.gz`) is one
+//! series. The engine runs two ways, and two operator rules run beside it on the same rows:
+//!
+//! - **agent**: the agent's way — training then test rows as one stream into one engine with no model
+//!   (cold start, its own refits and rebaselines), as `vigil score --csv train+test` does;
+//! - **offline**: a model trained on the training windows through the engine's training path (what
+//!   `vigil train --csv train.csv` writes), then the test rows scored with it as `vigil score --model`
+//!   does (a fixed model adapts only by rebaselining after a level shift);
+//! - **static_z**: `max over columns |x − mean| / sd` with the training mean and sd;
+//! - **rolling_z**: the same against the mean and sd of the previous 60 rows;
+//!
+//! each z rule flags a row when its score exceeds the 99.5th percentile of its scores on the training
+//! rows (0.5 % of training rows flagged), and its events are the runs of flagged rows.
+//!
+//! Only the test rows are scored. Per series and pooled: event recall (labelled segments with at least
+//! one row inside an event), point precision (rows inside events that are labelled), Fc1 (their
+//! harmonic mean), point F1, false events (events that touch no labelled row) per 3,600 normal rows,
+//! the share of normal rows inside events, the median rows from a segment's start to its first row
+//! inside an event, and PR-AUC (average precision) of each method's continuous score (the engine's
+//! `raw`), which says whether a threshold sweep can trade precision for recall.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use vigil::features::{SignalSet, Window};
+use vigil_models::{Engine, EngineConfig, InlineTrainer, TrainJob};
+
+use super::input::{CsvSource, InputError, ReadOptions, csv_reader, is_gzip, parse_timestamp};
+use super::offline::EngineArgs;
+
+/// Flags of `vigil bench corpus`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CorpusArgs {
+    /// A directory of series, one sub-directory each with `train.csv`, `test.csv` and
+    /// `test_labels.csv` (`timestamp,label`, 1 = anomalous row), plain or gzip'd (`.gz`).
+    dir: PathBuf,
+    /// Write the results as JSON here: `{"pooled": {METHOD: M}, "series": {NAME: {METHOD: M}}}`.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Only the series whose directory name is this (repeatable).
+    #[arg(long, value_name = "NAME")]
+    series: Vec<String>,
+}
+
+/// The methods, in the order they are reported.
+const METHODS: [&str; 4] = ["agent", "offline", "static_z", "rolling_z"];
+/// Rows in the rolling z rule's window.
+const ROLLING_ROWS: usize = 60;
+/// Share of training rows the z rules flag.
+const Z_RULE_BUDGET: f64 = 0.005;
+
+/// One series of the corpus, in memory.
+struct Series {
+    name: String,
+    signals: SignalSet,
+    train: Rows,
+    test: Rows,
+    labels: Vec<bool>,
+}
+
+/// What a method said about the test rows.
+struct Outcome {
+    in_event: Vec<bool>,
+    /// The continuous score per row (`None` before the method scores).
+    score: Vec<Option<f64>>,
+}
+
+/// Counts that pool across series.
+#[derive(Debug, Default, Clone)]
+struct Counts {
+    segments: usize,
+    detected: usize,
+    inside: usize,
+    inside_labelled: usize,
+    labelled: usize,
+    normal: usize,
+    normal_inside: usize,
+    events: usize,
+    false_events: usize,
+    ttd: Vec<usize>,
+    pr_auc: Vec<f64>,
+}
+
+pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let series = discover(&args.dir, &args.series)?;
+    let mut per_series: BTreeMap<String, BTreeMap<&'static str, Counts>> = BTreeMap::new();
+    let mut pooled: BTreeMap<&'static str, Counts> = BTreeMap::new();
+    // The series run on two threads at a time (each series is independent and deterministic).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+    let results = std::sync::Mutex::new(Vec::new());
+    let queue = std::sync::Mutex::new(series.into_iter());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.next());
+                    let Some(dir) = next else { break };
+                    let r = measure(&dir);
+                    if let Ok(mut out) = results.lock() {
+                        out.push((dir, r));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, r) in results {
+        let (name, by) = r?;
+        let entry = per_series.entry(name).or_default();
+        for (method, c) in by {
+            pooled.entry(method).or_default().add(&c);
+            entry.insert(method, c);
+        }
+    }
+    if per_series.is_empty() {
+        anyhow::bail!(
+            "{}: no series found (expected sub-directories with train.csv, test.csv and test_labels.csv, plain or .gz)",
+            args.dir.display()
+        );
+    }
+    let report = json!({
+        "pooled": METHODS.iter().map(|m| (m.to_string(), pooled.get(m).map_or(Value::Null, Counts::json))).collect::<serde_json::Map<_, _>>(),
+        "series": per_series.iter().map(|(name, by)| (name.clone(), Value::Object(
+            METHODS.iter().map(|m| (m.to_string(), by.get(m).map_or(Value::Null, Counts::json))).collect()
+        ))).collect::<serde_json::Map<_, _>>(),
+    });
+    print_table(&report);
+    super::say!(
+        "{} series in {:.1} s",
+        per_series.len(),
+        started.elapsed().as_secs_f64()
+    )?;
+    if let Some(path) = &args.json {
+        let inputs = [args.dir.as_path()];
+        let mut out = vigil_models::OutputFile::create(path, &inputs)?;
+        std::io::Write::write_all(&mut out, serde_json::to_string_pretty(&report)?.as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        out.commit()?;
+    }
+    Ok(())
+}
+
+/// One series: every method's counts.
+fn measure(dir: &Path) -> anyhow::Result<(String, Vec<(&'static str, Counts)>)> {
+    let s = load(dir)?;
+    let outcomes = [
+        ("agent", agent_way(&s)?),
+        ("offline", offline_way(&s)?),
+        ("static_z", static_z(&s)),
+        ("rolling_z", rolling_z(&s)),
+    ];
+    Ok((
+        s.name.clone(),
+        outcomes
+            .into_iter()
+            .map(|(m, o)| (m, count(&s.labels, &o)))
+            .collect(),
+    ))
+}
+
+/// `dir/stem.csv` or `dir/stem.csv.gz`.
+fn find(dir: &Path, stem: &str) -> Option<PathBuf> {
+    [format!("{stem}.csv"), format!("{stem}.csv.gz")]
+        .into_iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+}
+
+/// The series directories of `dir` (sorted by name), only those named in `only` when it is not empty.
+fn discover(dir: &Path, only: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| InputError::file(dir, format!("cannot read the directory: {e}")))?;
+    let mut out = Vec::new();
+    for e in entries {
+        let path = e
+            .map_err(|e| InputError::file(dir, format!("cannot read the directory: {e}")))?
+            .path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !path.is_dir() || (!only.is_empty() && !only.contains(&name)) {
+            continue;
+        }
+        if ["train", "test", "test_labels"]
+            .iter()
+            .all(|s| find(&path, s).is_some())
+        {
+            out.push(path);
+        }
+    }
+    out.sort();
+    for want in only {
+        if !out
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == *want))
+        {
+            anyhow::bail!(
+                "{}: no series `{want}` (a sub-directory with train.csv, test.csv and test_labels.csv)",
+                dir.display()
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// All rows of a CSV (plain or gzip'd), with its signals.
+/// Rows of one file: `(timestamp, values)`.
+type Rows = Vec<(f64, Vec<f64>)>;
+
+fn read_rows(path: &Path) -> anyhow::Result<(SignalSet, Vec<String>, Rows)> {
+    let mut src = CsvSource::open(path, ReadOptions::default())?;
+    let mut rows = Vec::new();
+    while src.next_row()? {
+        rows.push((src.timestamp, src.values.clone()));
+    }
+    Ok((src.signals().clone(), src.column_names().to_vec(), rows))
+}
+
+/// `timestamp,label` rows, keyed by the timestamp's bits.
+fn read_labels(path: &Path) -> anyhow::Result<HashMap<u64, bool>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| InputError::file(path, format!("cannot open: {e}")))?;
+    let stream: Box<dyn Read> = if is_gzip(path) {
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            file,
+        )))
+    } else {
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut rdr = csv_reader(stream);
+    let mut out = HashMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let line = i as u64 + 2;
+        let rec =
+            rec.map_err(|e| InputError::file(path, format!("line {line}: malformed CSV: {e}")))?;
+        let (Some(ts), Some(label)) = (rec.get(0), rec.get(1)) else {
+            return Err(
+                InputError::file(path, format!("line {line}: expected `timestamp,label`")).into(),
+            );
+        };
+        let Some(t) = parse_timestamp(ts.trim()) else {
+            return Err(
+                InputError::file(path, format!("line {line}: `{ts}` is not a timestamp")).into(),
+            );
+        };
+        let anomalous = match label.trim() {
+            "1" | "1.0" | "true" => true,
+            "0" | "0.0" | "false" => false,
+            other => {
+                return Err(InputError::file(
+                    path,
+                    format!("line {line}: label `{other}` is not 0 or 1"),
+                )
+                .into());
+            }
+        };
+        out.insert(t.to_bits(), anomalous);
+    }
+    Ok(out)
+}
+
+fn load(dir: &Path) -> anyhow::Result<Series> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path =
+        |stem: &str| find(dir, stem).with_context(|| format!("{}: no {stem}.csv", dir.display()));
+    let (signals, columns, train) = read_rows(&path("train")?)?;
+    let test_path = path("test")?;
+    let (_, test_columns, test) = read_rows(&test_path)?;
+    if test_columns != columns {
+        return Err(InputError::file(&test_path, "its columns differ from train.csv's").into());
+    }
+    if let (Some(last), Some(first)) = (train.last(), test.first())
+        && first.0 <= last.0
+    {
+        return Err(InputError::file(
+            &test_path,
+            "its first timestamp is not after train.csv's last: the test rows must continue the training rows",
+        )
+        .into());
+    }
+    let labels_path = path("test_labels")?;
+    let by_time = read_labels(&labels_path)?;
+    let labels = test
+        .iter()
+        .map(|(t, _)| {
+            by_time.get(&t.to_bits()).copied().ok_or_else(|| {
+                InputError::file(&labels_path, format!("no label for the test row at {t}"))
+            })
+        })
+        .collect::<Result<Vec<bool>, _>>()?;
+    Ok(Series {
+        name,
+        signals,
+        train,
+        test,
+        labels,
+    })
+}
+
+/// The median interval between training rows.
+fn tick_of(rows: &[(f64, Vec<f64>)]) -> f64 {
+    let mut dts: Vec<f64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    dts.sort_by(f64::total_cmp);
+    dts.get(dts.len() / 2)
+        .copied()
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .unwrap_or(1.0)
+}
+
+/// The engine settings `vigil score` derives for rows of this series.
+fn config(s: &Series) -> EngineConfig {
+    EngineArgs::defaults().config(tick_of(&s.train))
+}
+
+/// Records one test row's step.
+fn record(o: &mut Outcome, step: &vigil_models::Step) {
+    o.in_event.push(step.in_event);
+    o.score.push(step.score.as_ref().map(|s| s.raw));
+}
+
+fn empty_outcome(n: usize) -> Outcome {
+    Outcome {
+        in_event: Vec::with_capacity(n),
+        score: Vec::with_capacity(n),
+    }
+}
+
+/// Training then test rows through one engine with no model.
+fn agent_way(s: &Series) -> anyhow::Result<Outcome> {
+    let mut engine = Engine::new(
+        &s.signals,
+        config(s),
+        None,
+        Box::new(InlineTrainer::default()),
+    )?;
+    for (t, row) in &s.train {
+        engine.push(*t, row)?;
+    }
+    let mut o = empty_outcome(s.test.len());
+    for (t, row) in &s.test {
+        let step = engine.push(*t, row)?;
+        record(&mut o, &step);
+    }
+    Ok(o)
+}
+
+/// A model from the training windows, then the test rows scored with it.
+fn offline_way(s: &Series) -> anyhow::Result<Outcome> {
+    let cfg = config(s);
+    let mut window = Window::new(&s.signals, cfg.horizons);
+    let mut fv = vigil::features::FeatureVector::new(window.schema());
+    let mut rows = Vec::with_capacity(s.train.len());
+    for (t, row) in &s.train {
+        window.push(*t, row)?;
+        if window.is_warm() {
+            window.extract(&mut fv)?;
+            rows.push(std::sync::Arc::from(fv.values()));
+        }
+    }
+    let job = TrainJob {
+        schema: window.schema().clone(),
+        rows,
+        params: cfg.params(),
+        horizons: cfg.horizons,
+        created: s.train.last().map_or(0.0, |r| r.0),
+        reason: format!("vigil bench corpus: {} training rows", s.train.len()),
+        labelled: std::sync::Arc::new(Vec::new()),
+    };
+    let model = job
+        .run()
+        .with_context(|| format!("{}: training on train.csv", s.name))?;
+    let mut engine = Engine::new(
+        &s.signals,
+        cfg,
+        Some(model),
+        Box::new(InlineTrainer::default()),
+    )?;
+    let mut o = empty_outcome(s.test.len());
+    for (t, row) in &s.test {
+        let step = engine.push(*t, row)?;
+        record(&mut o, &step);
+    }
+    Ok(o)
+}
+
+/// `max over columns |x − mean| / sd` against each column's `(mean, sd)`; columns with no spread
+/// (or a missing value) do not count.
+fn max_z(row: &[f64], stats: &[(f64, f64)]) -> f64 {
+    row.iter()
+        .zip(stats)
+        .filter(|(x, (_, sd))| x.is_finite() && *sd > 0.0 && sd.is_finite())
+        .map(|(x, (m, sd))| (x - m).abs() / sd)
+        .fold(0.0, f64::max)
+}
+
+fn mean_sd<'a>(values: impl Iterator<Item = &'a f64>) -> (f64, f64) {
+    let (mut n, mut sum, mut sq) = (0.0, 0.0, 0.0);
+    for v in values.filter(|v| v.is_finite()) {
+        n += 1.0;
+        sum += v;
+        sq += v * v;
+    }
+    if n == 0.0 {
+        return (0.0, 0.0);
+    }
+    let mean = sum / n;
+    let var = (sq / n - mean * mean).max(0.0);
+    // Rounding leaves a tiny variance on constant columns: below 1e-9 of the level it is none.
+    let sd = var.sqrt();
+    (
+        mean,
+        if sd <= 1e-9 * mean.abs().max(f64::MIN_POSITIVE) {
+            0.0
+        } else {
+            sd
+        },
+    )
+}
+
+/// The 99.5th percentile of the training scores, and the test rows flagged above it.
+fn z_rule(train_scores: Vec<f64>, test_scores: Vec<f64>) -> Outcome {
+    let mut sorted: Vec<f64> = train_scores.into_iter().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let threshold = super::offline::quantile(&sorted, 1.0 - Z_RULE_BUDGET);
+    Outcome {
+        in_event: test_scores.iter().map(|z| *z > threshold).collect(),
+        score: test_scores.into_iter().map(Some).collect(),
+    }
+}
+
+fn static_z(s: &Series) -> Outcome {
+    let width = s.signals.len();
+    let stats: Vec<(f64, f64)> = (0..width)
+        .map(|c| mean_sd(s.train.iter().map(|r| &r.1[c])))
+        .collect();
+    z_rule(
+        s.train.iter().map(|r| max_z(&r.1, &stats)).collect(),
+        s.test.iter().map(|r| max_z(&r.1, &stats)).collect(),
+    )
+}
+
+fn rolling_z(s: &Series) -> Outcome {
+    let width = s.signals.len();
+    let all: Vec<&Vec<f64>> = s.train.iter().chain(&s.test).map(|r| &r.1).collect();
+    let scores: Vec<f64> = (0..all.len())
+        .map(|i| {
+            if i < ROLLING_ROWS {
+                return f64::NAN;
+            }
+            let stats: Vec<(f64, f64)> = (0..width)
+                .map(|c| mean_sd(all[i - ROLLING_ROWS..i].iter().map(|r| &r[c])))
+                .collect();
+            max_z(all[i], &stats)
+        })
+        .collect();
+    let (train, test) = scores.split_at(s.train.len());
+    z_rule(train.to_vec(), test.to_vec())
+}
+
+/// Runs of `true`: `(start, end)` with `end` exclusive.
+fn runs(flags: &[bool]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, f) in flags.iter().chain(std::iter::once(&false)).enumerate() {
+        match (start, *f) {
+            (None, true) => start = Some(i),
+            (Some(s), false) => {
+                out.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Average precision of `score` against `labels` (ties ranked together; rows without a score rank
+/// last and count only in the recall's denominator). `None` when there is no labelled row or no score.
+fn average_precision(labels: &[bool], score: &[Option<f64>]) -> Option<f64> {
+    let positives = labels.iter().filter(|l| **l).count();
+    let mut scored: Vec<(f64, bool)> = score
+        .iter()
+        .zip(labels)
+        .filter_map(|(s, l)| s.filter(|v| v.is_finite()).map(|v| (v, *l)))
+        .collect();
+    if positives == 0 || scored.is_empty() {
+        return None;
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut tp, mut seen, mut ap, mut i) = (0usize, 0usize, 0.0, 0usize);
+    while i < scored.len() {
+        let mut j = i;
+        let mut group_tp = 0;
+        while j < scored.len() && scored[j].0 == scored[i].0 {
+            group_tp += usize::from(scored[j].1);
+            j += 1;
+        }
+        tp += group_tp;
+        seen += j - i;
+        ap += group_tp as f64 / positives as f64 * (tp as f64 / seen as f64);
+        i = j;
+    }
+    Some(ap)
+}
+
+fn count(labels: &[bool], o: &Outcome) -> Counts {
+    let segments = runs(labels);
+    let events = runs(&o.in_event);
+    let mut c = Counts {
+        segments: segments.len(),
+        labelled: labels.iter().filter(|l| **l).count(),
+        normal: labels.iter().filter(|l| !**l).count(),
+        events: events.len(),
+        ..Counts::default()
+    };
+    for (a, b) in &segments {
+        if let Some(first) = (*a..*b).find(|&i| o.in_event[i]) {
+            c.detected += 1;
+            c.ttd.push(first - a);
+        }
+    }
+    for (inside, label) in o.in_event.iter().zip(labels) {
+        if *inside {
+            c.inside += 1;
+            if *label {
+                c.inside_labelled += 1;
+            } else {
+                c.normal_inside += 1;
+            }
+        }
+    }
+    c.false_events = events
+        .iter()
+        .filter(|(a, b)| !labels[*a..*b].iter().any(|l| *l))
+        .count();
+    c.pr_auc.extend(average_precision(labels, &o.score));
+    c
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+fn f1(p: f64, r: f64) -> f64 {
+    if p + r == 0.0 {
+        0.0
+    } else {
+        2.0 * p * r / (p + r)
+    }
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.segments += o.segments;
+        self.detected += o.detected;
+        self.inside += o.inside;
+        self.inside_labelled += o.inside_labelled;
+        self.labelled += o.labelled;
+        self.normal += o.normal;
+        self.normal_inside += o.normal_inside;
+        self.events += o.events;
+        self.false_events += o.false_events;
+        self.ttd.extend_from_slice(&o.ttd);
+        self.pr_auc.extend_from_slice(&o.pr_auc);
+    }
+
+    fn json(&self) -> Value {
+        let recall = ratio(self.detected, self.segments);
+        let precision = ratio(self.inside_labelled, self.inside);
+        let point_recall = ratio(self.inside_labelled, self.labelled);
+        let mut ttd = self.ttd.clone();
+        ttd.sort_unstable();
+        let round = |v: f64| (v * 1e4).round() / 1e4;
+        json!({
+            "fc1": round(f1(precision, recall)),
+            "event_recall": round(recall),
+            "point_precision": round(precision),
+            "point_f1": round(f1(precision, point_recall)),
+            "false_events_per_3600": round(self.false_events as f64 * 3600.0 / self.normal.max(1) as f64),
+            "normal_inside_share": round(ratio(self.normal_inside, self.normal)),
+            "ttd_median_ticks": ttd.get(ttd.len().saturating_sub(1) / 2).copied(),
+            // Pooled: the mean of the series' PR-AUC (each series' scores are on its own scale).
+            "pr_auc": if self.pr_auc.is_empty() { Value::Null } else { json!(round(self.pr_auc.iter().sum::<f64>() / self.pr_auc.len() as f64)) },
+            "segments": self.segments,
+            "events": self.events,
+            "false_events": self.false_events,
+        })
+    }
+}
+
+fn print_table(report: &Value) {
+    let cell = |m: &Value, k: &str| match &m[k] {
+        Value::Null => "-".to_owned(),
+        v => v
+            .as_f64()
+            .map_or_else(|| v.to_string(), |f| format!("{f:.3}")),
+    };
+    let header = "method     fc1    recall  prec   pointF1 fe/3600 normal_in ttd  pr_auc";
+    let line = |name: &str, m: &Value| {
+        format!(
+            "{name:<10} {:<6} {:<7} {:<6} {:<7} {:<7} {:<9} {:<4} {}",
+            cell(m, "fc1"),
+            cell(m, "event_recall"),
+            cell(m, "point_precision"),
+            cell(m, "point_f1"),
+            cell(m, "false_events_per_3600"),
+            cell(m, "normal_inside_share"),
+            match &m["ttd_median_ticks"] {
+                Value::Null => "-".to_owned(),
+                v => v.to_string(),
+            },
+            cell(m, "pr_auc"),
+        )
+    };
+    let _ = super::say!("pooled");
+    let _ = super::say!("{header}");
+    for m in METHODS {
+        let _ = super::say!("{}", line(m, &report["pooled"][m]));
+    }
+    let _ = super::say!("\nper series: fc1 / normal_inside_share");
+    let _ = super::say!(
+        "series     {}",
+        METHODS.map(|m| format!("{m:<16}")).join("")
+    );
+    if let Some(series) = report["series"].as_object() {
+        for (name, by) in series {
+            let cells = METHODS.map(|m| {
+                format!(
+                    "{:<16}",
+                    format!(
+                        "{} / {}",
+                        cell(&by[m], "fc1"),
+                        cell(&by[m], "normal_inside_share")
+                    )
+                )
+            });
+            let _ = super::say!("{name:<10} {}", cells.join(""));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_and_counts() {
+        assert_eq!(
+            runs(&[false, true, true, false, true]),
+            vec![(1, 3), (4, 5)]
+        );
+        // Two segments; one event covers half of the first, one false event.
+        let labels = [
+            false, true, true, true, true, false, false, true, false, false,
+        ];
+        let o = Outcome {
+            in_event: vec![
+                false, false, false, true, true, true, false, false, true, false,
+            ],
+            score: vec![None; 10],
+        };
+        let c = count(&labels, &o);
+        assert_eq!((c.segments, c.detected, c.ttd.clone()), (2, 1, vec![2]));
+        assert_eq!((c.inside, c.inside_labelled, c.normal_inside), (4, 2, 2));
+        assert_eq!((c.events, c.false_events), (2, 1));
+        let j = c.json();
+        assert_eq!(j["event_recall"], 0.5);
+        assert_eq!(j["point_precision"], 0.5);
+        assert_eq!(j["fc1"], 0.5);
+        assert_eq!(j["pr_auc"], Value::Null);
+    }
+
+    #[test]
+    fn average_precision_ranks_and_ties() {
+        let labels = [true, false, true, false];
+        // Perfect ranking.
+        let s = [Some(4.0), Some(1.0), Some(3.0), Some(2.0)];
+        assert_eq!(average_precision(&labels, &s), Some(1.0));
+        // One plateau over everything: precision is the base rate.
+        let flat = [Some(1.0); 4];
+        assert_eq!(average_precision(&labels, &flat), Some(0.5));
+        // Unscored positives cap recall.
+        let partial = [Some(1.0), None, None, None];
+        assert_eq!(average_precision(&labels, &partial), Some(0.5));
+    }
+}
