@@ -272,7 +272,7 @@ pub fn metrics_markdown() -> String {
          `source` is `human` or `alertmanager`; `event_id`, `anomaly_type` and `top_feature` of `vigil_anomaly_event_info` \
          exist for one event at a time (the series goes when the event closes); `result` is `ok` or `error`; `anomaly_type` of \
          `vigil_anomaly_events_total` is one of `task_leak`, `scheduler_stall`, `alloc_storm`, `memory_leak`, \
-         `gpu_memory_leak`, `cpu_saturation`, `error_burst`, `latency_regression`, `unknown`; `feature` is a name from the \
+         `gpu_memory_leak`, `cpu_saturation`, `error_burst`, `latency_regression`, `level_shift`, `unknown`; `feature` is a name from the \
          agent's feature schema (about ten per signal, fixed at start).\n",
     );
     out

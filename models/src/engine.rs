@@ -11,10 +11,11 @@
 //!   bounded history; the model is refitted on it when the history has doubled since the last fit
 //!   (so early models are replaced quickly), then every [`EngineConfig::refit_every`] ticks. Windows
 //!   inside events never train a model, so a baseline does not absorb an ongoing event;
-//! - **rebaseline**: an event whose deviation has stopped growing for
-//!   [`EngineConfig::rebaseline_after`] windows is closed as `rebaselined` and the model is refitted on
-//!   the recent windows alone: a step change that stays is the new normal, a leak that keeps growing
-//!   stays an event until it stops;
+//! - **level shift**: an event whose leading level has stopped moving over
+//!   [`EngineConfig::rebaseline_after`] windows (the newer half of its deviations no higher than the
+//!   older half, beyond their wobble: [`still_growing`]) is closed as `level_shift` and the model is
+//!   refitted on the windows since the change alone: a step change that stays is the new normal, a leak
+//!   that keeps growing stays an event until it stops. Any model gives way, a loaded one included;
 //! - **drift**: a shift too small to open events still moves the scores. The model's calibration
 //!   windows put [`DRIFT_EXPECTED`] of normal windows above their p90 (the score's settle level); when
 //!   at least [`DRIFT_RATE`] of the last [`EngineConfig::rebaseline_after`] windows scored outside
@@ -66,8 +67,8 @@ pub struct EngineConfig {
     pub seed: u64,
     /// Ticks between asking for a model and installing it.
     pub install_delay: usize,
-    /// Windows an event may last without its deviation growing before it is taken as the new normal;
-    /// 0 never rebaselines.
+    /// The level-shift horizon: windows an event may last without its leading level moving before the
+    /// level is taken as the new normal (the event ends as `level_shift`); 0 never does.
     pub rebaseline_after: usize,
     /// Whether a model given at start (a model file) is refitted on live windows too. Default false:
     /// an operator's model (perhaps trained with labels) scores until it is replaced.
@@ -365,7 +366,7 @@ struct Lead {
 /// half exceeds the older half's by more than twice the larger of the halves' median absolute
 /// deviations (the wobble of a level that stays put). Scale-free: a step with any noise is
 /// settled, a climb is growing however long it runs (its halves differ by about twice their spread).
-pub(crate) fn still_growing(devs: &[f64]) -> bool {
+pub fn still_growing(devs: &[f64]) -> bool {
     let half = devs.len() / 2;
     if half < 2 {
         return true;

@@ -481,3 +481,21 @@ fn the_raw_score_ranks_beyond_the_old_clip() {
         last = raw;
     }
 }
+
+#[test]
+fn growth_is_told_from_a_level_that_stays_whatever_the_scale() {
+    use vigil_models::engine::still_growing;
+    let mut n = Noise(51);
+    for scale in [1e-6, 1.0, 1e6] {
+        // A step with noise: settled.
+        let flat: Vec<f64> = (0..360).map(|_| scale * (40.0 + 3.0 * n.next())).collect();
+        assert!(!still_growing(&flat), "×{scale}");
+        // A climb, early or late in a long leak, with the same noise: growing.
+        for start in [0.0, 1000.0] {
+            let climb: Vec<f64> = (0..360)
+                .map(|i| scale * (start + 0.5 * i as f64 + 3.0 * n.next()))
+                .collect();
+            assert!(still_growing(&climb), "×{scale} from {start}");
+        }
+    }
+}

@@ -120,10 +120,11 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
         }
     }
     if per_series.is_empty() {
-        anyhow::bail!(
-            "{}: no series found (expected sub-directories with train.csv, test.csv and test_labels.csv, plain or .gz)",
-            args.dir.display()
-        );
+        return Err(InputError::file(
+            &args.dir,
+            "no series found (expected sub-directories with train.csv, test.csv and test_labels.csv, plain or .gz)",
+        )
+        .into());
     }
     let report = json!({
         "pooled": METHODS.iter().map(|m| (m.to_string(), pooled.get(m).map_or(Value::Null, Counts::json))).collect::<serde_json::Map<_, _>>(),
