@@ -22,7 +22,6 @@
 //! `raw`), which says whether a threshold sweep can trade precision for recall.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -30,7 +29,7 @@ use serde_json::{Value, json};
 use vigil::features::{SignalSet, Window};
 use vigil_models::{Engine, EngineConfig, InlineTrainer, TrainJob};
 
-use super::input::{CsvSource, InputError, ReadOptions, csv_reader, is_gzip, parse_timestamp};
+use super::input::{CsvSource, InputError, ReadOptions, csv_reader, decoded, parse_timestamp};
 use super::offline::EngineArgs;
 
 /// Flags of `vigil bench corpus`.
@@ -139,7 +138,16 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     )?;
     if let Some(path) = &args.json {
-        let inputs = [args.dir.as_path()];
+        // Every file read is an input the report may not replace.
+        let mut inputs: Vec<PathBuf> = vec![args.dir.clone()];
+        for dir in discover(&args.dir, &args.series)? {
+            inputs.extend(
+                ["train", "test", "test_labels"]
+                    .iter()
+                    .filter_map(|stem| find(&dir, stem)),
+            );
+        }
+        let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
         let mut out = vigil_models::OutputFile::create(path, &inputs)?;
         std::io::Write::write_all(&mut out, serde_json::to_string_pretty(&report)?.as_bytes())
             .with_context(|| format!("{}: cannot write", path.display()))?;
@@ -229,14 +237,7 @@ fn read_rows(path: &Path) -> anyhow::Result<(SignalSet, Vec<String>, Rows)> {
 fn read_labels(path: &Path) -> anyhow::Result<HashMap<u64, bool>> {
     let file = std::fs::File::open(path)
         .map_err(|e| InputError::file(path, format!("cannot open: {e}")))?;
-    let stream: Box<dyn Read> = if is_gzip(path) {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            file,
-        )))
-    } else {
-        Box::new(std::io::BufReader::new(file))
-    };
-    let mut rdr = csv_reader(stream);
+    let mut rdr = csv_reader(decoded(path, file));
     let mut out = HashMap::new();
     for (i, rec) in rdr.records().enumerate() {
         let line = i as u64 + 2;

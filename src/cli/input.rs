@@ -77,6 +77,19 @@ pub(crate) fn is_gzip(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
+/// `file` as a buffered stream, through a gzip decoder when `path` names a `.gz` file.
+pub(crate) fn decoded(path: &Path, file: std::fs::File) -> Box<dyn std::io::Read> {
+    let buffered = std::io::BufReader::with_capacity(1 << 20, file);
+    if is_gzip(path) {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(buffered),
+        ))
+    } else {
+        Box::new(buffered)
+    }
+}
+
 /// One CSV file (plain, or gzip'd when its name ends in `.gz`) read row by row.
 pub(crate) struct CsvSource {
     path: PathBuf,
@@ -100,18 +113,9 @@ impl CsvSource {
         let file = std::fs::File::open(path)
             .map_err(|e| InputError::file(path, format!("cannot open: {e}")))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        // A `.gz` file is read through a gzip decoder (the progress bar then counts decompressed
-        // bytes against the compressed size, so it may run past the end: a hint, not a promise).
-        let buffered = std::io::BufReader::with_capacity(1 << 20, file);
-        let stream: Box<dyn std::io::Read> = if is_gzip(path) {
-            Box::new(std::io::BufReader::with_capacity(
-                1 << 20,
-                flate2::read::MultiGzDecoder::new(buffered),
-            ))
-        } else {
-            Box::new(buffered)
-        };
-        let mut reader = csv_reader(stream);
+        // The progress bar of a `.gz` file counts decompressed bytes against the compressed size, so
+        // it may run past the end: a hint, not a promise.
+        let mut reader = csv_reader(decoded(path, file));
         let headers = reader
             .headers()
             .map_err(|e| InputError::file(path, format!("cannot read the header: {e}")))?;
