@@ -101,3 +101,25 @@ fn bench_overhead_reports_ratios_with_their_spread() {
     assert_eq!(v["rounds"].as_array().unwrap().len(), 2);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `vigil bench gpu` needs a real NVIDIA GPU; without one it says so and exits non-zero, having
+/// touched nothing (scripts/gpu-check runs it where there is one).
+#[test]
+fn bench_gpu_without_a_driver_says_what_it_needs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["bench", "gpu", "--samples", "5"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        // A GPU host: every check passed and the table was printed.
+        assert!(String::from_utf8_lossy(&out.stdout).contains("| check | seen |"));
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("vigil bench gpu needs an NVIDIA GPU and its driver")
+            && stderr.contains("libnvidia-ml.so.1"),
+        "{stderr}"
+    );
+}

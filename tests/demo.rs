@@ -214,3 +214,52 @@ fn demo_with_a_bad_variable_exits_non_zero_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("VIGIL_TICK"), "{stderr}");
 }
+
+/// `VIGIL_GPU=nvml` on a machine without an NVIDIA driver: the demo says why there is no real GPU leak,
+/// falls back to the scripted device (instead of failing to start on NVML) and still catches the leak,
+/// typed right. On a GPU host the same command allocates real device memory (scripts/gpu-check).
+#[test]
+fn demo_with_vigil_gpu_nvml_and_no_driver_says_why_and_uses_the_scripted_device() {
+    let (mut cmd, data) = vigil("gpu-nvml");
+    let _cleanup = Cleanup(data);
+    let out = cmd
+        .args([
+            "demo",
+            "--duration",
+            "25",
+            "--listen",
+            "127.0.0.1:0",
+            "--tick",
+            "100ms",
+            "--quiet",
+            "--faults",
+            "gpu_memory_leak",
+        ])
+        .env("VIGIL_WARMUP", "5s")
+        .env("VIGIL_GPU", "nvml")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if stdout.contains("allocates real device memory") {
+        return; // A GPU host: the real path, checked by scripts/gpu-check.
+    }
+    assert!(
+        stdout.contains("no real GPU leak (cannot load the CUDA driver (libcuda.so.1)")
+            && stdout.contains("GPU signals come from the scripted device"),
+        "{stdout}"
+    );
+    let summary = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("gpu_memory_leak"))
+        .unwrap_or_else(|| panic!("no summary line for the fault:\n{stdout}"));
+    assert!(
+        summary.contains("detected after") && summary.contains("as gpu_memory_leak"),
+        "{summary}"
+    );
+    assert!(!summary.contains("wrong type"), "{summary}");
+}

@@ -15,9 +15,15 @@ use crate::{GpuDevice, GpuError, GpuReading, GpuSource};
 ///
 /// Inside a container NVML reports host PIDs, so this process's own GPU memory may not be attributable:
 /// it is then reported as `0` on devices where the process is not found.
+///
+/// A device in MIG mode is read as a whole GPU (its memory is the sum over its instances); its
+/// process memory is `NaN` (not attributable per instance) and utilisation is `NaN` (NVML does not
+/// report it under MIG). Per-instance readings are not supported; a warning says so at start.
 pub struct NvmlSource {
     nvml: Nvml,
     devices: Vec<GpuDevice>,
+    /// Per device: MIG mode is on.
+    mig: Vec<bool>,
     pid: u32,
 }
 
@@ -59,6 +65,7 @@ impl NvmlSource {
         let nvml = Nvml::init().map_err(unavailable)?;
         let count = nvml.device_count().map_err(unavailable)?;
         let mut devices = Vec::with_capacity(count as usize);
+        let mut mig = Vec::with_capacity(count as usize);
         for index in 0..count {
             let dev = nvml.device_by_index(index).map_err(|e| GpuError::Device {
                 index,
@@ -71,15 +78,40 @@ impl NvmlSource {
                     .unwrap_or_else(|_| format!("GPU-unknown-{index}")),
                 name: dev.name().unwrap_or_else(|_| "unknown".to_owned()),
             });
+            // Not supported (most GPUs) reads as MIG off.
+            let on = dev.mig_mode().is_ok_and(|m| m.current == 1);
+            if on {
+                tracing::warn!(
+                    "GPU {index} is in MIG mode: Vigil reads it as one GPU (memory summed over its \
+                     instances); per-instance readings are not supported and this process's GPU \
+                     memory on it reads NaN"
+                );
+            }
+            mig.push(on);
         }
         Ok(Self {
             nvml,
             devices,
+            mig,
             pid: std::process::id(),
         })
     }
 
-    fn read(&self, index: u32, r: &mut GpuReading) -> Result<(), NvmlError> {
+    /// Keeps only the devices `keep` accepts (for example one device, to measure a tick's cost per
+    /// device). Readings then come in the order of the devices kept.
+    pub fn retain_devices(&mut self, mut keep: impl FnMut(&GpuDevice) -> bool) {
+        let mut flags = self.mig.iter();
+        let (devices, mig): (Vec<GpuDevice>, Vec<bool>) = self
+            .devices
+            .drain(..)
+            .map(|d| (d, flags.next().copied().unwrap_or(false)))
+            .filter(|(d, _)| keep(d))
+            .unzip();
+        self.devices = devices;
+        self.mig = mig;
+    }
+
+    fn read(&self, index: u32, mig: bool, r: &mut GpuReading) -> Result<(), NvmlError> {
         let dev = self.nvml.device_by_index(index)?;
         let mem = dev.memory_info()?;
         r.memory_used_bytes = mem.used as f64;
@@ -94,6 +126,10 @@ impl NvmlSource {
         }
         if let Some(mw) = optional(dev.power_usage())? {
             r.power_watts = f64::from(mw) / 1000.0;
+        }
+        if mig {
+            // The parent device's process list is not per instance: say "unknown", not a wrong 0.
+            return Ok(());
         }
         if let Some(procs) = optional(dev.running_compute_processes())? {
             r.process_memory_bytes = procs
@@ -121,9 +157,9 @@ impl GpuSource for NvmlSource {
 
     fn sample(&mut self, out: &mut [GpuReading]) -> Result<(), GpuError> {
         let mut first_err = None;
-        for (dev, r) in self.devices.iter().zip(out.iter_mut()) {
+        for ((dev, &mig), r) in self.devices.iter().zip(&self.mig).zip(out.iter_mut()) {
             *r = GpuReading::MISSING;
-            if let Err(e) = self.read(dev.index, r) {
+            if let Err(e) = self.read(dev.index, mig, r) {
                 first_err.get_or_insert(GpuError::Device {
                     index: dev.index,
                     message: e.to_string(),

@@ -35,6 +35,10 @@ enum BenchCommand {
     /// Does feedback work? On recorded fault runs, one fault type is called benign by people; after the
     /// agent's retrain on their verdicts, the last run is replayed with the model before and after.
     Feedback(super::feedback::FeedbackArgs),
+    /// The GPU half on a real NVIDIA GPU: NVML against nvidia-smi with device memory this process
+    /// allocates (device and per-process), the NVML tick's cost, and an agent whose GPU stops answering
+    /// mid-run. Needs the NVIDIA driver (libcuda.so.1, libnvidia-ml.so.1) and nvidia-smi.
+    Gpu(super::gpucheck::GpuArgs),
     /// The demo server under a fixed closed-loop load, agent off and on in alternating rounds:
     /// throughput and p50/p99 latency ratios with their spread.
     Overhead(super::overhead::OverheadArgs),
@@ -80,6 +84,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Corpus(c) => super::corpus::run(c),
         BenchCommand::Overhead(o) => super::overhead::run(o),
         BenchCommand::Feedback(f) => super::feedback::run(f),
+        BenchCommand::Gpu(g) => super::gpucheck::run(g),
     }
 }
 
@@ -151,6 +156,7 @@ fn run_scene(
     label: &str,
 ) -> anyhow::Result<Vec<Row>> {
     let mut scene = Scene::start(cfg)?;
+    eprintln!("  {label}: {}", scene.gpu_note);
     let tick_s = scene.tick.as_secs_f64();
     let mut history = History::default();
     let mut record = record;
@@ -322,6 +328,8 @@ fn live_runs(args: &DetectArgs, tick: Duration) -> anyhow::Result<Vec<Run>> {
             listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
             model: None,
             from_env: false,
+            // VIGIL_GPU=nvml: the GPU leak is real device memory, read back through NVML.
+            real_gpu: super::scenes::real_gpu_asked(),
         };
         // Faults in a seeded rotation, each after a quiet stretch.
         let mut schedule = Vec::new();

@@ -187,7 +187,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    let mut faults = parse_faults(&args.faults).map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
+    let faults = parse_faults(&args.faults).map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
     let tick = match &args.tick {
         Some(s) => Some(vigil::agent::parse_duration(s).with_context(|| {
             format!("--tick {s:?}: expected {}", vigil::agent::DURATION_SYNTAX)
@@ -209,15 +209,9 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         listen: args.listen,
         model: args.model.clone(),
         from_env: true,
+        real_gpu: super::scenes::real_gpu_asked(),
     };
     let mut scene = Scene::start(&cfg)?;
-    if scene.real_gpu && faults.contains(&AnomalyKind::GpuMemoryLeak) {
-        // The leak is injected into the scripted device; real GPU memory is not ours to fill.
-        faults.retain(|k| *k != AnomalyKind::GpuMemoryLeak);
-        println!(
-            "  GPU signals from NVML (VIGIL_GPU=nvml): the gpu_memory_leak fault needs the scripted device and is skipped"
-        );
-    }
     let mut recorder = match &args.record {
         Some(dir) => Some(Recorder::create(dir, &format!("demo-seed{}", args.seed))?),
         None => None,
@@ -240,6 +234,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .join(", ")
         }
     );
+    println!("  {}", scene.gpu_note);
     let stop = Arc::new(AtomicBool::new(false));
     scene.watch_ctrl_c(stop.clone());
     let started = Instant::now();

@@ -5,6 +5,7 @@ pub(crate) mod corpus;
 pub(crate) mod demo;
 pub(crate) mod eval;
 pub(crate) mod feedback;
+pub(crate) mod gpucheck;
 pub(crate) mod http;
 pub(crate) mod input;
 pub(crate) mod inspect;

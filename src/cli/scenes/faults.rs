@@ -11,6 +11,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use vigil::models::AnomalyKind;
 
+use super::cuda::{CudaDevice, DeviceMemory, Leak, LeakBounds};
 use super::model::ModelFaults;
 
 /// Leaked tasks per tick, and at most in all.
@@ -57,13 +58,58 @@ pub(crate) fn parse_faults(s: &str) -> Result<Vec<AnomalyKind>, String> {
     }
 }
 
-/// State the scripted GPU reads every tick.
+/// GPU memory a real leak holds at most, and at most this share of what was free at the start.
+const REAL_GPU_LEAK_MAX_BYTES: u64 = 8 << 30;
+const REAL_GPU_LEAK_SHARE: f64 = 0.25;
+
+/// State of the GPU leak: the scripted device reads it every tick; a real leak updates it.
 #[derive(Debug, Default)]
 pub(crate) struct GpuLeak {
     /// Bytes leaked so far.
     pub(crate) leaked: AtomicU64,
     /// Leaking now.
     pub(crate) active: AtomicBool,
+    /// A real device to leak on (`VIGIL_GPU=nvml` with a driver); `None`: the scripted device.
+    pub(crate) real: Option<RealGpu>,
+}
+
+/// A real device to leak on: where the memory comes from, the leak's bounds, and the device in words.
+pub(crate) struct RealGpu {
+    /// A fresh handle on the device's memory for each leak (a CUDA device, or a fake in tests).
+    pub(crate) memory: Box<dyn Fn() -> Box<dyn DeviceMemory> + Send + Sync>,
+    pub(crate) bounds: LeakBounds,
+    /// For people: `CUDA device 0 (GPU-…)`.
+    pub(crate) describe: String,
+}
+
+impl std::fmt::Debug for RealGpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealGpu")
+            .field("bounds", &self.bounds)
+            .field("describe", &self.describe)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RealGpu {
+    /// Opens CUDA device 0 (`CUDA_VISIBLE_DEVICES` applies, as for any CUDA program), holds its
+    /// primary context for as long as this lives, and sizes the leak from its free memory.
+    pub(crate) fn open() -> Result<Self, String> {
+        let device = Arc::new(CudaDevice::open(0)?);
+        let (free, _total) = device.mem_info()?;
+        let bounds = LeakBounds::new(
+            GPU_LEAK_BYTES_PER_TICK,
+            REAL_GPU_LEAK_MAX_BYTES,
+            REAL_GPU_LEAK_SHARE,
+            free,
+        )?;
+        let describe = format!("CUDA device {} ({})", device.ordinal, device.uuid);
+        Ok(Self {
+            memory: Box::new(move || Box::new(device.clone())),
+            bounds,
+            describe,
+        })
+    }
 }
 
 /// A GPU source for scenes: one steady 80 GiB device whose used memory climbs while [`GpuLeak`] is
@@ -250,9 +296,38 @@ impl Injector {
             AnomalyKind::LatencyRegression => {
                 self.model.extra_passes.store(6, Ordering::Relaxed);
             }
-            AnomalyKind::GpuMemoryLeak => {
-                self.gpu.active.store(true, Ordering::Relaxed);
-            }
+            AnomalyKind::GpuMemoryLeak => match &self.gpu.real {
+                // Device memory from this process, a step a tick up to the bounds; freed when the
+                // thread ends (stop, or a panic unwinding through it).
+                Some(real) => {
+                    let stop = stop.clone();
+                    let gpu = self.gpu.clone();
+                    let mut leak = Leak::new((real.memory)(), real.bounds);
+                    threads.push(
+                        std::thread::Builder::new()
+                            .name("fault-gpu-leak".into())
+                            .spawn(move || {
+                                let mut failed = false;
+                                while !stop.load(Ordering::Relaxed) {
+                                    match leak.step() {
+                                        Ok(held) => gpu.leaked.store(held, Ordering::Relaxed),
+                                        Err(e) if !failed => {
+                                            failed = true;
+                                            tracing::warn!("GPU leak step: {e}");
+                                        }
+                                        Err(_) => {}
+                                    }
+                                    std::thread::sleep(tick);
+                                }
+                                if let Err(e) = leak.release() {
+                                    tracing::warn!("freeing the GPU leak: {e}");
+                                }
+                                gpu.leaked.store(0, Ordering::Relaxed);
+                            })?,
+                    );
+                }
+                None => self.gpu.active.store(true, Ordering::Relaxed),
+            },
             AnomalyKind::Unknown | AnomalyKind::LevelShift => {}
         }
         self.active = Some(Active {
@@ -285,5 +360,65 @@ impl Injector {
 impl Drop for Injector {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::scenes::cuda::tests::Fake;
+
+    /// The real GPU leak as the injector runs it, on a fake device: it grows a step a tick up to its
+    /// cap while the fault runs, and stopping the fault frees every byte.
+    #[test]
+    fn a_real_gpu_leak_grows_to_its_cap_and_stopping_frees_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let fake = Fake::default();
+        let f = fake.clone();
+        let step = 1 << 20;
+        let real = RealGpu {
+            memory: Box::new(move || Box::new(f.clone())),
+            bounds: LeakBounds::new(step, 4 * step, 1.0, 1 << 30).unwrap(),
+            describe: "a fake device".into(),
+        };
+        let gpu = Arc::new(GpuLeak {
+            real: Some(real),
+            ..GpuLeak::default()
+        });
+        let mut injector = Injector::new(
+            rt.handle().clone(),
+            1,
+            Duration::from_millis(5),
+            Arc::new(ModelFaults::default()),
+            gpu.clone(),
+        );
+        injector.start(AnomalyKind::GpuMemoryLeak).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while gpu.leaked.load(Ordering::Relaxed) < 4 * step && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Well past the ticks the cap needs: still at the cap, never over.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(gpu.leaked.load(Ordering::Relaxed), 4 * step);
+        assert_eq!(fake.live_bytes(), 4 * step);
+        injector.stop();
+        assert_eq!(
+            fake.live_bytes(),
+            0,
+            "stopping the fault frees the device memory"
+        );
+        assert_eq!(gpu.leaked.load(Ordering::Relaxed), 0);
+        // Again, then the injector is dropped mid-leak (a scene that ends): freed too.
+        injector.start(AnomalyKind::GpuMemoryLeak).unwrap();
+        while fake.live_bytes() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(fake.live_bytes() > 0);
+        drop(injector);
+        assert_eq!(fake.live_bytes(), 0, "dropping the injector frees it");
     }
 }

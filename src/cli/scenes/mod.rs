@@ -2,6 +2,7 @@
 //! agent linked in, under production-like load, with faults injected on command. `vigil demo` and
 //! `vigil bench detect` both run scenes, so what the demo shows is what the benchmark measures.
 
+pub(crate) mod cuda;
 pub(crate) mod faults;
 pub(crate) mod load;
 pub(crate) mod model;
@@ -40,6 +41,14 @@ pub(crate) struct SceneConfig {
     pub(crate) model: Option<std::path::PathBuf>,
     /// Apply `VIGIL_*` variables (the demo does, the benchmark does not: it must be reproducible).
     pub(crate) from_env: bool,
+    /// Read the real GPUs through NVML and inject `gpu_memory_leak` as real device memory of this
+    /// process (`VIGIL_GPU=nvml`). Without a CUDA driver the scene says why and uses the scripted device.
+    pub(crate) real_gpu: bool,
+}
+
+/// `VIGIL_GPU=nvml`: the demo and `vigil bench detect` use the real GPU.
+pub(crate) fn real_gpu_asked() -> bool {
+    std::env::var("VIGIL_GPU").is_ok_and(|v| v.trim().eq_ignore_ascii_case("nvml"))
 }
 
 /// One tick as the scene saw it.
@@ -126,8 +135,8 @@ pub(crate) struct Scene {
     pub(crate) server_addr: SocketAddr,
     pub(crate) agent_addr: SocketAddr,
     pub(crate) tick: Duration,
-    /// GPU signals come from NVML (`VIGIL_GPU=nvml` in the demo), not the scripted device.
-    pub(crate) real_gpu: bool,
+    /// Where GPU signals and the GPU leak come from, in words (for the demo's header).
+    pub(crate) gpu_note: String,
     ticks: u64,
 }
 
@@ -141,7 +150,33 @@ impl Scene {
             .enable_all()
             .build()
             .context("building the scene's server runtime")?;
-        let gpu_leak = Arc::new(GpuLeak::default());
+        // A real GPU: its primary context is created now, before the agent starts, so the memory it
+        // takes is part of the baseline, as in a serving process that holds a context all its life.
+        let (real, gpu_note) = if cfg.real_gpu {
+            match faults::RealGpu::open() {
+                Ok(r) => {
+                    let note = format!(
+                        "GPU signals from NVML; gpu_memory_leak allocates real device memory on {}, \
+                         {} MiB a tick, at most {} MiB",
+                        r.describe,
+                        r.bounds.step >> 20,
+                        r.bounds.cap >> 20
+                    );
+                    (Some(r), note)
+                }
+                Err(e) => (
+                    None,
+                    format!("no real GPU leak ({e}); GPU signals come from the scripted device"),
+                ),
+            }
+        } else {
+            (None, "GPU signals from the scripted device".to_owned())
+        };
+        let real_gpu = real.is_some();
+        let gpu_leak = Arc::new(GpuLeak {
+            real,
+            ..GpuLeak::default()
+        });
         // Defaults, then VIGIL_* variables (the demo), then explicit settings.
         let mut builder = vigil::Agent::builder().warm_up(Duration::from_secs(60))?;
         if cfg.from_env {
@@ -157,13 +192,12 @@ impl Scene {
         if let Some(w) = cfg.warm_up {
             builder = builder.warm_up(w)?;
         }
-        // GPU signals come from the scripted device, so the GPU leak can be injected anywhere; the
-        // demo on a GPU host with VIGIL_GPU=nvml reads the real devices instead.
-        let real_gpu = cfg.from_env
-            && std::env::var("VIGIL_GPU").is_ok_and(|v| v.trim().eq_ignore_ascii_case("nvml"));
-        if !real_gpu {
-            builder = builder.gpu_source(faults::scripted_gpu(gpu_leak.clone()));
-        }
+        // The scripted device lets the GPU leak be injected anywhere; with a real one, NVML reads it.
+        builder = if real_gpu {
+            builder.gpu(vigil::gpu::GpuMode::Nvml)
+        } else {
+            builder.gpu_source(faults::scripted_gpu(gpu_leak.clone()))
+        };
         if let Some(addr) = cfg.listen {
             builder = builder.listen(addr);
         }
@@ -206,7 +240,7 @@ impl Scene {
             server_addr,
             agent_addr,
             tick,
-            real_gpu,
+            gpu_note,
             ticks: 0,
         })
     }
@@ -351,6 +385,7 @@ mod tests {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             model: None,
             from_env: false,
+            real_gpu: false,
         };
         let mut scene = Scene::start(&cfg).unwrap();
         let take = |scene: &mut Scene, n: usize| -> Vec<Tick> {
