@@ -360,11 +360,23 @@ struct Lead {
     devs: VecDeque<f64>,
     /// Tick of the last check (the opening at first).
     checked: u64,
+    /// Windows from the last check to the next: a quarter of the horizon at first (at least 50),
+    /// doubling up to the horizon, so a step is recognised early while a slow climb still gets whole
+    /// horizons to show its growth.
+    gap: u64,
+}
+
+/// Windows before the first level-shift check of an event: a quarter of the horizon, but at least the
+/// 50 windows a model trains on (the refit after a shift uses the event's windows alone), and never
+/// more than the horizon.
+fn first_gap(horizon: usize) -> u64 {
+    (horizon as u64 / 4).max(50).min(horizon as u64).max(1)
 }
 
 /// Whether a lead's deviations over one horizon (oldest first) still grow: the median of the newer
 /// half exceeds the older half's by more than twice the larger of the halves' median absolute
-/// deviations (the wobble of a level that stays put). Scale-free: a step with any noise is
+/// deviations (the wobble of a level that stays put), and by more than one robust standard deviation
+/// of the model (the deviations' unit). Scale-free: a step with any noise is
 /// settled, a climb is growing however long it runs (its halves differ by about twice their spread).
 pub fn still_growing(devs: &[f64]) -> bool {
     let half = devs.len() / 2;
@@ -382,7 +394,9 @@ pub fn still_growing(devs: &[f64]) -> bool {
     };
     let (m_old, mad_old) = med_mad(&old[old.len() - half..]);
     let (m_new, mad_new) = med_mad(new);
-    m_new - m_old > 2.0 * mad_old.max(mad_new)
+    // Deviations are in the model's robust standard deviations: less than one is no growth, however
+    // flat the level (a quasi-constant signal has a wobble near zero).
+    m_new - m_old > (2.0 * mad_old.max(mad_new)).max(1.0)
 }
 
 /// The engine.
@@ -424,6 +438,17 @@ pub struct Engine {
     superseded: bool,
     /// A level shift closed an event: refit on the windows since the change once the trainer is free.
     level_refit: bool,
+    /// The regime before the last level shift: its model and its clean history. It stays normal beside
+    /// the new one: a window the current model calls anomalous but this one calls normal means the
+    /// level went back, and the two regimes trade places (no event, and the excursion's windows do not
+    /// stay in the history the next refits learn from).
+    previous: Option<Regime>,
+}
+
+/// A model with the clean windows it was refitted from (see [`Engine::previous`]).
+struct Regime {
+    model: Arc<ModelFile>,
+    history: VecDeque<Arc<[f64]>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -475,6 +500,7 @@ impl Engine {
             labelled: Arc::new(Vec::new()),
             superseded: false,
             level_refit: false,
+            previous: None,
             cfg,
         })
     }
@@ -524,6 +550,7 @@ impl Engine {
         // A refit asked for before this model arrived must not replace it.
         self.superseded = self.requested.is_some();
         self.ready = None;
+        self.previous = None;
         self.drift.clear();
         self.drift_over = 0;
         Ok(())
@@ -601,7 +628,24 @@ impl Engine {
             }
             return Ok(step);
         };
-        let score = model.detector.score(ArrayView1::from(self.fv.values()));
+        let mut score = model.detector.score(ArrayView1::from(self.fv.values()));
+        let mut model = model;
+        // Both sides of a level shift are normal: when the current model alarms but the regime before
+        // the shift calls the window normal, the level went back and the regimes trade places.
+        if score.is_anomaly
+            && !self.events.busy()
+            && let Some(prev) = &self.previous
+            && !Arc::ptr_eq(&prev.model, &model)
+        {
+            let before = prev
+                .model
+                .detector
+                .score(ArrayView1::from(self.fv.values()));
+            if !before.is_anomaly {
+                score = before;
+                model = self.swap_regimes(&model);
+            }
+        }
         let names = &model.feature_names;
         let top: Vec<(String, f64)> = score
             .top_features
@@ -632,6 +676,7 @@ impl Engine {
                     trend: model.detector.is_trend(*i),
                     devs: VecDeque::new(),
                     checked: self.tick,
+                    gap: first_gap(self.cfg.rebaseline_after),
                 });
                 step.opened = event;
             }
@@ -754,25 +799,63 @@ impl Engine {
             lead.devs.pop_front();
         }
         lead.devs.push_back(dev);
-        if now < lead.checked + period as u64 {
+        if now < lead.checked + lead.gap {
             return;
         }
         let devs: Vec<f64> = lead.devs.iter().copied().collect();
         if lead.trend || still_growing(&devs) {
             lead.checked = now;
+            lead.gap = (lead.gap * 2).min(period as u64);
             return;
         }
+        // The windows since the change: the event's (its lead's deviations), at least the fewest a
+        // model trains on.
+        let since = lead.devs.len().max(50).min(self.recent.len());
         step.closed = self.events.close(t, EventEnd::LevelShift);
         step.in_event = false;
         self.lead = None;
+        // The regime before the change stays normal beside the new one (until the next shift).
+        self.previous = self.model.clone().map(|model| Regime {
+            model,
+            history: std::mem::take(&mut self.history),
+        });
         self.history.clear();
         self.pending.clear();
-        self.history.extend(self.recent.iter().cloned());
+        self.history
+            .extend(self.recent.iter().skip(self.recent.len() - since).cloned());
         // The training in flight (asked for before the change) is dropped; the refit on the new
         // level is asked for as soon as the trainer is free.
         self.superseded = self.requested.is_some();
         self.level_refit = true;
         self.request_level_refit(t);
+    }
+
+    /// The level went back to the regime before the last shift: its model and history are restored,
+    /// and the regime being left is kept in their place (so going back and forth opens no events).
+    /// A refit in flight (for the regime being left) is dropped. Returns the restored model.
+    fn swap_regimes(&mut self, current: &Arc<ModelFile>) -> Arc<ModelFile> {
+        let Some(prev) = self.previous.take() else {
+            return current.clone();
+        };
+        self.pending.clear();
+        self.previous = Some(Regime {
+            model: current.clone(),
+            history: std::mem::replace(&mut self.history, prev.history),
+        });
+        self.model = Some(prev.model.clone());
+        self.fitted_on = prev.model.summary.rows.max(1);
+        // A refit for the regime being left: dropped, whether it is still training or waiting for
+        // its install tick.
+        if self.ready.take().is_some() {
+            self.requested = None;
+            self.superseded = false;
+        } else {
+            self.superseded = self.requested.is_some();
+        }
+        self.level_refit = false;
+        self.drift.clear();
+        self.drift_over = 0;
+        prev.model
     }
 
     /// Asks for the refit after a level shift, once nothing is in flight.

@@ -109,7 +109,8 @@ fn the_same_rows_give_the_same_verdicts() {
 fn a_level_shift_opens_one_typed_event_that_closes_after_it_ends() {
     let mut n = Noise(11);
     let mut rows: Vec<[f64; 3]> = (0..1400).map(|_| normal(&mut n)).collect();
-    for r in &mut rows[1000..1060] {
+    // Shorter than the first level-shift check (50 windows): an excursion, not a new level.
+    for r in &mut rows[1000..1040] {
         r[0] += 60.0;
     }
     let steps = run(&rows, Box::new(InlineTrainer::default()));
@@ -127,13 +128,43 @@ fn a_level_shift_opens_one_typed_event_that_closes_after_it_ends() {
         .iter()
         .position(|s| s.closed.is_some())
         .expect("the event closes");
-    assert!((1060..1080).contains(&closed), "closed at {closed}");
+    assert!((1040..1060).contains(&closed), "closed at {closed}");
     assert_eq!(
         steps[closed].closed.as_ref().unwrap().ended,
         Some(EventEnd::Settled)
     );
     // No false event on the normal stretch after the first model.
     assert!(steps[..1000].iter().all(|s| s.opened.is_none()));
+}
+
+/// A level that holds past the first check ends as a level shift; when it later goes back to where it
+/// was, the old level is still normal: no second event (the regime before a shift is kept beside the
+/// new one), and a third level, normal under neither, is an event again.
+#[test]
+fn a_level_that_goes_back_after_a_shift_is_still_normal() {
+    let mut n = Noise(12);
+    let mut rows: Vec<[f64; 3]> = (0..2200).map(|_| normal(&mut n)).collect();
+    for r in &mut rows[1000..1120] {
+        r[0] += 60.0;
+    }
+    for r in &mut rows[1800..] {
+        r[0] += 150.0;
+    }
+    let steps = run(&rows, Box::new(InlineTrainer::default()));
+    let ev = events(&steps);
+    let first = ev
+        .iter()
+        .find(|e| (1000..1010).contains(&e.0))
+        .unwrap_or_else(|| panic!("the excursion opens an event: {ev:?}"));
+    assert_eq!(first.2, Some(EventEnd::LevelShift), "{ev:?}");
+    assert!(
+        ev.iter().all(|e| !(1110..1800).contains(&e.0)),
+        "going back to the old level opens nothing: {ev:?}"
+    );
+    assert!(
+        ev.iter().any(|e| (1800..1810).contains(&e.0)),
+        "a level normal under neither model is an event: {ev:?}"
+    );
 }
 
 #[test]
@@ -314,8 +345,9 @@ fn a_persisting_step_closes_as_level_shift_and_the_next_step_is_scored_against_t
     }
     let steps = run(&rows, Box::new(InlineTrainer::default()));
     let ev = events(&steps);
-    // The first step: one event, closed as a level shift one horizon (100 windows) after it opened,
-    // typed level_shift; no event between the two steps (the new level is normal).
+    // The first step: one event, closed as a level shift at its first check (a quarter horizon, but
+    // at least the 50 windows a model needs) after it opened, typed level_shift; no event between the
+    // two steps (the new level is normal).
     let first = ev
         .iter()
         .find(|e| (800..820).contains(&e.0))
@@ -323,8 +355,8 @@ fn a_persisting_step_closes_as_level_shift_and_the_next_step_is_scored_against_t
     assert_eq!(first.2, Some(EventEnd::LevelShift), "{ev:?}");
     let closed_at = first.1.unwrap();
     assert!(
-        (first.0 + 100..first.0 + 130).contains(&closed_at),
-        "closed one horizon after opening: {ev:?}"
+        (first.0 + 50..first.0 + 65).contains(&closed_at),
+        "closed at the first check after opening: {ev:?}"
     );
     let closed = steps[closed_at].closed.as_ref().unwrap();
     assert_eq!(closed.anomaly_type.as_str(), "level_shift");
@@ -483,19 +515,32 @@ fn the_raw_score_ranks_beyond_the_old_clip() {
 }
 
 #[test]
-fn growth_is_told_from_a_level_that_stays_whatever_the_scale() {
+fn growth_is_told_from_a_level_that_stays_whatever_its_wobble() {
     use vigil_models::engine::still_growing;
     let mut n = Noise(51);
-    for scale in [1e-6, 1.0, 1e6] {
+    // Deviations are in the model's robust standard deviations, so the data's scale is gone already
+    // (the ×1e-6 / ×1e6 test above checks that end to end); what varies is the wobble of the level.
+    for wobble in [0.0, 1e-6, 0.3, 3.0, 30.0] {
         // A step with noise: settled.
-        let flat: Vec<f64> = (0..360).map(|_| scale * (40.0 + 3.0 * n.next())).collect();
-        assert!(!still_growing(&flat), "×{scale}");
+        let flat: Vec<f64> = (0..360).map(|_| 400.0 + wobble * n.next()).collect();
+        assert!(!still_growing(&flat), "wobble {wobble}");
         // A climb, early or late in a long leak, with the same noise: growing.
         for start in [0.0, 1000.0] {
             let climb: Vec<f64> = (0..360)
-                .map(|i| scale * (start + 0.5 * i as f64 + 3.0 * n.next()))
+                .map(|i| start + (0.5 + wobble / 60.0) * i as f64 + wobble * n.next())
                 .collect();
-            assert!(still_growing(&climb), "×{scale} from {start}");
+            assert!(still_growing(&climb), "wobble {wobble} from {start}");
         }
+        // Early checks see fewer windows: the same verdicts on a quarter horizon.
+        assert!(!still_growing(&flat[..90]), "wobble {wobble}, 90 windows");
     }
+    // A quasi-constant level creeping by a fraction of one standard deviation is not growing (its
+    // halves' wobble is near zero, so only the one-sd floor tells).
+    let creep: Vec<f64> = (0..360).map(|i| 93.0 + 1e-3 * i as f64).collect();
+    assert!(!still_growing(&creep));
+    let climb_90: Vec<f64> = (0..90).map(|i| 10.0 + 0.5 * i as f64).collect();
+    assert!(
+        still_growing(&climb_90),
+        "a climb seen on a quarter horizon"
+    );
 }
