@@ -173,12 +173,10 @@ impl Retrainer {
             _ => false,
         };
         if changed {
-            if now_model.as_ref().is_some_and(|m| {
-                m.summary
-                    .notes
-                    .iter()
-                    .any(|n| n.contains("sustained drift"))
-            }) {
+            if now_model
+                .as_ref()
+                .is_some_and(|m| m.summary.fit_reason == Some(vigil_models::FitReason::Drift))
+            {
                 self.drift_at.get_or_insert_with(Instant::now);
             }
             self.seen = now_model;
@@ -343,7 +341,11 @@ mod tests {
     use super::*;
     use vigil_features::{Horizons, SignalSet, SignalSpec, Unit, Window};
 
-    fn model_with_note(schema: &FeatureSchema, note: &str) -> Arc<ModelFile> {
+    fn model_with_note(
+        schema: &FeatureSchema,
+        why: vigil_models::FitReason,
+        note: &str,
+    ) -> Arc<ModelFile> {
         let rows: Vec<Arc<[f64]>> = (0..120)
             .map(|i| Arc::from(vec![f64::from(i % 7); schema.len()]))
             .collect();
@@ -353,6 +355,7 @@ mod tests {
             params: vigil_models::KMeansParams::default(),
             horizons: Horizons::default(),
             created: 0.0,
+            why,
             reason: note.into(),
             labelled: Default::default(),
         };
@@ -380,12 +383,18 @@ mod tests {
         );
         r.settle = Duration::ZERO;
         // A scheduled refit: nothing happens.
-        model_tx.send_replace(Some(model_with_note(&schema, "scheduled refit")));
+        model_tx.send_replace(Some(model_with_note(
+            &schema,
+            vigil_models::FitReason::Scheduled,
+            // Words do not count: only the recorded reason does.
+            "scheduled refit (not a sustained drift)",
+        )));
         r.poll(&mut store);
         assert!(last_rx.borrow().is_none());
         // A drift refit: a retrain runs (here it fails, the store being empty) and says why.
         model_tx.send_replace(Some(model_with_note(
             &schema,
+            vigil_models::FitReason::Drift,
             "refit: sustained drift (200 of the last 360 windows above the calibration p90)",
         )));
         r.poll(&mut store);

@@ -547,6 +547,7 @@ mod tests {
             params: KMeansParams::default(),
             horizons,
             created: 0.0,
+            why: vigil_models::FitReason::Offline,
             reason: "test".into(),
             labelled: Default::default(),
         };

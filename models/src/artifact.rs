@@ -36,6 +36,9 @@ pub struct TrainingSummary {
     /// Long feature horizon, ticks.
     #[serde(default = "default_long")]
     pub long_horizon: usize,
+    /// Why it was trained (`None` in files written before this was recorded).
+    #[serde(default)]
+    pub fit_reason: Option<crate::FitReason>,
 }
 
 fn default_short() -> usize {
@@ -57,6 +60,7 @@ impl Default for TrainingSummary {
             notes: Vec::new(),
             short_horizon: default_short(),
             long_horizon: default_long(),
+            fit_reason: None,
         }
     }
 }

@@ -189,11 +189,33 @@ pub struct TrainJob {
     pub horizons: Horizons,
     /// Creation time recorded in the model file (the caller's clock at the request).
     pub created: f64,
-    /// Why the engine asked (model notes).
+    /// Why the model is trained (recorded in the model file's summary, for code to match on).
+    pub why: FitReason,
+    /// Why, in words (model notes).
     pub reason: String,
     /// Labelled windows kept from the last retrain on stored windows (a person's verdicts, alerts):
     /// every refit learns from them too, so feedback outlives the engine's own refits.
     pub labelled: Arc<Vec<LabelledWindow>>,
+}
+
+/// Why a model was trained: recorded in [`crate::TrainingSummary::fit_reason`], so code that reacts to a
+/// kind of refit (the retrain thread follows a drift refit) matches this, never the notes' words.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitReason {
+    /// The engine's first model, after the warm-up.
+    ColdStart,
+    /// The clean history doubled since the last fit.
+    HistoryDoubled,
+    /// [`EngineConfig::refit_every`] ticks since the last fit.
+    Scheduled,
+    /// Scores drifted above the calibration p90 for a sustained stretch.
+    Drift,
+    /// A level shift ended an event: fitted on the windows since the change.
+    LevelShift,
+    /// Outside the engine: `vigil train`, a retrain on stored windows, a benchmark.
+    Offline,
 }
 
 /// A window with its label, as a retrain on stored windows found it.
@@ -274,6 +296,7 @@ impl TrainJob {
             short_horizon: self.horizons.short(),
             long_horizon: self.horizons.long(),
             notes,
+            fit_reason: Some(self.why),
             ..TrainingSummary::default()
         };
         let mut file = ModelFile::new(&self.schema, d, summary);
@@ -438,6 +461,9 @@ pub struct Engine {
     superseded: bool,
     /// A level shift closed an event: refit on the windows since the change once the trainer is free.
     level_refit: bool,
+    /// From a level shift until the refit on the new level is installed: the model scoring still
+    /// describes the old level, so no event opens (the windows are the new regime's history).
+    rebaselining: bool,
     /// The regime before the last level shift: its model and its clean history. It stays normal beside
     /// the new one: a window the current model calls anomalous but this one calls normal means the
     /// level went back, and the two regimes trade places (no event, and the excursion's windows do not
@@ -500,6 +526,7 @@ impl Engine {
             labelled: Arc::new(Vec::new()),
             superseded: false,
             level_refit: false,
+            rebaselining: false,
             previous: None,
             cfg,
         })
@@ -551,6 +578,8 @@ impl Engine {
         self.superseded = self.requested.is_some();
         self.ready = None;
         self.previous = None;
+        self.rebaselining = false;
+        self.level_refit = false;
         self.drift.clear();
         self.drift_over = 0;
         Ok(())
@@ -624,7 +653,7 @@ impl Engine {
         let Some(model) = self.model.clone() else {
             self.commit(row);
             if self.history.len() >= self.cfg.warm_up_windows && self.requested.is_none() {
-                self.request(t, "cold start");
+                self.request(t, FitReason::ColdStart, "cold start");
             }
             return Ok(step);
         };
@@ -659,10 +688,11 @@ impl Engine {
             .lead
             .as_ref()
             .is_some_and(|l| self.deviation(&model, l.feature) < crate::explain::VOTE_MIN_Z);
+        let rebaselining = self.rebaselining && self.events.current().is_none();
         let (transition, event) = self.events.push(&WindowVerdict {
             t,
-            value: score.value,
-            settled: score.settled || lead_settled,
+            value: if rebaselining { 0.0 } else { score.value },
+            settled: score.settled || lead_settled || rebaselining,
             kind: score.anomaly_type,
             top: &score.top_features,
             names,
@@ -717,6 +747,7 @@ impl Engine {
             if self.history.len() >= 50 {
                 self.request(
                     t,
+                    FitReason::Drift,
                     &format!(
                         "refit: sustained drift ({over} of the last {n} windows above the \
                          calibration p90, {:.0} expected)",
@@ -731,14 +762,12 @@ impl Engine {
             && (due_doubling || due_schedule)
             && self.history.len() >= self.cfg.warm_up_windows
         {
-            self.request(
-                t,
-                if due_doubling {
-                    "refit: history doubled"
-                } else {
-                    "scheduled refit"
-                },
-            );
+            let (why, reason) = if due_doubling {
+                (FitReason::HistoryDoubled, "refit: history doubled")
+            } else {
+                (FitReason::Scheduled, "scheduled refit")
+            };
+            self.request(t, why, reason);
         }
         self.last_score = Some(score.clone());
         step.score = Some(score);
@@ -827,6 +856,7 @@ impl Engine {
         // level is asked for as soon as the trainer is free.
         self.superseded = self.requested.is_some();
         self.level_refit = true;
+        self.rebaselining = true;
         self.request_level_refit(t);
     }
 
@@ -853,6 +883,7 @@ impl Engine {
             self.superseded = self.requested.is_some();
         }
         self.level_refit = false;
+        self.rebaselining = false;
         self.drift.clear();
         self.drift_over = 0;
         prev.model
@@ -864,6 +895,7 @@ impl Engine {
             self.level_refit = false;
             self.request(
                 t,
+                FitReason::LevelShift,
                 "level shift: a level that stopped moving became the new normal",
             );
         }
@@ -891,8 +923,9 @@ impl Engine {
         }
     }
 
-    fn request(&mut self, t: f64, reason: &str) {
+    fn request(&mut self, t: f64, why: FitReason, reason: &str) {
         let job = TrainJob {
+            why,
             schema: self.window.schema().clone(),
             rows: self.history.iter().cloned().collect(),
             params: self.cfg.params(),
@@ -935,12 +968,20 @@ impl Engine {
         if self.tick >= asked + self.cfg.install_delay as u64
             && let Some(trained) = self.ready.take()
         {
-            let m = trained.model;
+            let mut m = trained.model;
+            // A model fitted on the windows since a level shift has seen little of each signal's
+            // spread: it keeps at least the spread the regime before the shift learned.
+            if m.summary.fit_reason == Some(FitReason::LevelShift)
+                && let Some(prev) = &self.previous
+            {
+                m.detector.floor_scales(&prev.model.detector.scaler.scale);
+            }
             self.reference = trained.reference;
             self.fitted_on = m.summary.rows;
             self.model = Some(Arc::new(m));
             self.model_loaded = false;
             self.requested = None;
+            self.rebaselining = self.level_refit;
             self.drift.clear();
             self.drift_over = 0;
             step.installed = true;

@@ -485,6 +485,28 @@ impl KMeansDetector {
         }
     }
 
+    /// Widens each feature's scale to at least `floors[i]` (another model's scales over the same
+    /// schema), moving the centroids with it so they stay where they were in raw units. The threshold
+    /// is kept: wider scales only lower scores, so it stays on the safe side. What a model refitted on
+    /// the few windows after a level shift borrows from the model of the longer history before it: a
+    /// shift moves levels, not the spread learned over days.
+    pub fn floor_scales(&mut self, floors: &[f64]) {
+        for (i, (scale, floor)) in self.scaler.scale.iter_mut().zip(floors).enumerate() {
+            if !(floor.is_finite() && *floor > *scale && *scale > 0.0) {
+                continue;
+            }
+            let ratio = *scale / floor;
+            for (j, _) in self.scored.iter().enumerate().filter(|(_, s)| **s == i) {
+                for c in &mut self.centroids {
+                    if let Some(v) = c.get_mut(j) {
+                        *v *= ratio;
+                    }
+                }
+            }
+            *scale = *floor;
+        }
+    }
+
     /// Whether feature `i` (schema index) is a trend reading (a slope): a slope away from normal is a
     /// level still moving.
     pub fn is_trend(&self, i: usize) -> bool {

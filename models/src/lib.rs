@@ -40,8 +40,8 @@ pub use artifact::{
 };
 pub use detector::{Detector, Score};
 pub use engine::{
-    DRIFT_EXPECTED, DRIFT_RATE, Engine, EngineConfig, InlineTrainer, LabelledWindow, Phase, Step,
-    TrainJob, Trained, Trainer,
+    DRIFT_EXPECTED, DRIFT_RATE, Engine, EngineConfig, FitReason, InlineTrainer, LabelledWindow,
+    Phase, Step, TrainJob, Trained, Trainer,
 };
 pub use error::ModelError;
 pub use events::{Event, EventEnd, EventParams};

@@ -133,6 +133,7 @@ fn wrap(input: &RetrainInput, d: KMeansDetector, notes: Vec<String>, n: usize) -
         short_horizon: input.horizons.short(),
         long_horizon: input.horizons.long(),
         notes,
+        fit_reason: Some(crate::FitReason::Offline),
         ..TrainingSummary::default()
     };
     let mut m = ModelFile::new(&input.schema, d, summary);

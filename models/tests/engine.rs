@@ -493,6 +493,7 @@ fn the_raw_score_ranks_beyond_the_old_clip() {
         params: cfg.params(),
         horizons: cfg.horizons,
         created: 0.0,
+        why: vigil_models::FitReason::Offline,
         reason: "test".into(),
         labelled: Arc::new(Vec::new()),
     }
@@ -543,4 +544,33 @@ fn growth_is_told_from_a_level_that_stays_whatever_its_wobble() {
         still_growing(&climb_90),
         "a climb seen on a quarter horizon"
     );
+}
+
+/// Every model the engine asks for says why in its summary, typed: the retrain thread follows drift
+/// refits by this, never by the notes' words.
+#[test]
+fn every_fit_records_its_reason_typed() {
+    use vigil_models::FitReason;
+    let mut n = Noise(31);
+    let mut rows: Vec<[f64; 3]> = (0..1600).map(|_| normal(&mut n)).collect();
+    for r in &mut rows[800..] {
+        r[0] += 40.0;
+    }
+    let spy = Spy::default();
+    let steps = run(&rows, Box::new(spy.clone()));
+    assert!(steps.iter().any(|s| s.installed));
+    let jobs = spy.jobs.lock().unwrap().clone();
+    let whys: Vec<FitReason> = jobs.iter().map(|j| j.why).collect();
+    assert_eq!(whys.first(), Some(&FitReason::ColdStart), "{whys:?}");
+    assert!(whys.contains(&FitReason::HistoryDoubled), "{whys:?}");
+    assert!(whys.contains(&FitReason::LevelShift), "{whys:?}");
+    for j in &jobs {
+        let m = j.run().unwrap();
+        assert_eq!(m.summary.fit_reason, Some(j.why), "{}", j.reason);
+    }
+    // A model file from before the field existed still loads, with no reason.
+    let mut v = serde_json::to_value(jobs[0].run().unwrap()).unwrap();
+    v["summary"].as_object_mut().unwrap().remove("fit_reason");
+    let old: vigil_models::ModelFile = serde_json::from_value(v).unwrap();
+    assert_eq!(old.summary.fit_reason, None);
 }

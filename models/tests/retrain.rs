@@ -86,6 +86,7 @@ fn current(schema: &vigil_features::FeatureSchema, w: &[(f64, Arc<[f64]>)]) -> M
         params: cfg().params(),
         horizons: cfg().horizons,
         created: 0.0,
+        why: vigil_models::FitReason::Offline,
         reason: "test".into(),
         labelled: Default::default(),
     }

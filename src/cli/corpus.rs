@@ -376,6 +376,7 @@ fn offline_way(s: &Series) -> anyhow::Result<Outcome> {
         params: cfg.params(),
         horizons: cfg.horizons,
         created: s.train.last().map_or(0.0, |r| r.0),
+        why: vigil_models::FitReason::Offline,
         reason: format!("vigil bench corpus: {} training rows", s.train.len()),
         labelled: std::sync::Arc::new(Vec::new()),
     };

@@ -409,6 +409,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         tick_seconds: tick,
         short_horizon: args.short,
         long_horizon: args.long,
+        fit_reason: Some(vigil::models::FitReason::Offline),
         ..TrainingSummary::default()
     };
     for l in &labels {
