@@ -343,3 +343,72 @@ fn labels_train_the_supervised_layer_and_show_in_inspect() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad_labels.csv:2: column `label`"), "{err}");
 }
+
+/// One path from windows to a model: `vigil train` on a CSV and the engine's own cold start (what the
+/// agent trains on its first windows, and every refit after) on the same rows give the same model.
+#[test]
+fn vigil_train_and_the_engines_cold_start_make_the_same_model() {
+    use std::sync::{Arc, Mutex};
+    use vigil::features::{Horizons, SignalSet, vocab::column_signal};
+    use vigil::models::{Engine, EngineConfig, ModelFile, TrainJob, Trained, Trainer};
+
+    #[derive(Clone, Default)]
+    struct Spy(
+        Arc<Mutex<Vec<TrainJob>>>,
+        Arc<Mutex<Option<Result<Trained, String>>>>,
+    );
+    impl Trainer for Spy {
+        fn start(&mut self, job: TrainJob) -> bool {
+            *self.1.lock().unwrap() = Some(job.train().map_err(|e| e.to_string()));
+            self.0.lock().unwrap().push(job);
+            true
+        }
+        fn poll(&mut self) -> Option<Result<Trained, String>> {
+            self.1.lock().unwrap().take()
+        }
+    }
+
+    let d = tmpdir("onepath");
+    let data = d.0.join("data.csv");
+    let rows_n = 900;
+    csv(&data, 1_700_000_000, rows_n, 7, None);
+    let model_path = d.0.join("model.json");
+    let out = vigil(&["train", "--csv", s(&data), "--out", s(&model_path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_cli =
+        ModelFile::from_json(&std::fs::read_to_string(&model_path).unwrap(), "model.json").unwrap();
+
+    // The same rows into an engine whose cold start waits for every window of the file.
+    let text = std::fs::read_to_string(&data).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let signals = SignalSet::new(header[1..].iter().map(|c| column_signal(c)).collect()).unwrap();
+    let windows = rows_n as usize - 59;
+    let cfg = EngineConfig {
+        horizons: Horizons::new(10, 60).unwrap(),
+        tick_seconds: 1.0,
+        warm_up_windows: windows,
+        ..EngineConfig::default()
+    };
+    let spy = Spy::default();
+    let mut engine = Engine::new(&signals, cfg, None, Box::new(spy.clone())).unwrap();
+    for line in lines {
+        let v: Vec<f64> = line.split(',').map(|x| x.parse().unwrap()).collect();
+        engine.push(v[0], &v[1..]).unwrap();
+    }
+    let jobs = spy.0.lock().unwrap().clone();
+    assert_eq!(jobs.len(), 1, "the cold start, on every window");
+    assert_eq!(jobs[0].rows.len(), windows);
+    let from_engine = jobs[0].run().unwrap();
+
+    assert_eq!(from_cli.feature_names, from_engine.feature_names);
+    assert_eq!(from_cli.summary.rows, from_engine.summary.rows);
+    assert_eq!(
+        from_cli.detector, from_engine.detector,
+        "the same scaler, centroids, threshold and layers"
+    );
+}

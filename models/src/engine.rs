@@ -283,10 +283,14 @@ impl TrainJob {
                 &rows,
                 self.params,
             )?;
-            notes.push(format!(
-                "with {} labelled windows kept from the last retrain; {note}",
-                self.labelled.len()
-            ));
+            // What was trained, then (for the engine's refits) where the labels came from.
+            notes.push(note);
+            if self.why != FitReason::Offline {
+                notes.push(format!(
+                    "with {} labelled windows kept from the last retrain",
+                    self.labelled.len()
+                ));
+            }
             d
         };
         let summary = TrainingSummary {

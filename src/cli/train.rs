@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use vigil::features::{FeatureVector, Horizons, Window};
 use vigil_models::engine::window_budget;
-use vigil_models::{
-    EventParams, KMeansDetector, KMeansParams, LabelledRow, ModelFile, TrainingSummary,
-};
+use vigil_models::{EventParams, FitReason, KMeansParams, LabelledWindow, TrainJob};
 
 use vigil_models::OutputFile;
 
@@ -382,16 +380,6 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     dts.sort_by(f64::total_cmp);
     let tick = dts.get(dts.len() / 2).copied();
-    let labelled: Vec<LabelledRow<'_>> = rows
-        .iter()
-        .zip(&row_labels)
-        .map(|(r, l)| LabelledRow {
-            features: r,
-            label: l.map(|x| x.0),
-            kind: l.and_then(|x| x.1),
-            coarse: l.is_some_and(|x| x.2),
-        })
-        .collect();
     params.tick_seconds = tick.filter(|t| *t > 0.0).unwrap_or(1.0);
     if args.alert_budget.is_none() {
         params.alert_budget = window_budget(
@@ -400,51 +388,78 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             &EventParams::default(),
         );
     }
-    let (detector, note) =
-        KMeansDetector::fit_with_labels(schema.names(), schema.units(), &labelled, params)
-            .context("training the detector")?;
-    let mut summary = TrainingSummary {
-        rows: rows.len(),
-        alert_budget: params.alert_budget,
-        tick_seconds: tick,
-        short_horizon: args.short,
-        long_horizon: args.long,
-        fit_reason: Some(vigil::models::FitReason::Offline),
-        ..TrainingSummary::default()
+    // The one path from windows to a model, the engine's own (cold start, refits): unlabelled windows
+    // in time order, labelled ones beside them.
+    let (mut unlabelled, mut labelled) = (Vec::new(), Vec::new());
+    for (r, l) in rows.into_iter().zip(row_labels) {
+        let features: std::sync::Arc<[f64]> = std::sync::Arc::from(r);
+        match l {
+            None => unlabelled.push(features),
+            Some((label, kind, coarse)) => labelled.push(LabelledWindow {
+                features,
+                label,
+                kind,
+                coarse,
+            }),
+        }
+    }
+    let job = TrainJob {
+        schema: schema.clone(),
+        rows: unlabelled,
+        params,
+        horizons: Horizons::new(args.short, args.long)?,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        why: FitReason::Offline,
+        reason: format!(
+            "vigil train: {} windows from {} file(s)",
+            windows_read,
+            args.csv.len()
+        ),
+        labelled: std::sync::Arc::new(labelled),
     };
+    let mut file = job.run().context("training the detector")?;
+    let trained_on = file.summary.rows;
+    let note = file.summary.notes.join("; ");
+    file.summary.tick_seconds = tick;
     for l in &labels {
-        *summary
+        *file
+            .summary
             .labels_by_source
             .entry(l.source.clone())
             .or_default() += 1;
     }
-    summary.notes.push(note.clone());
     if sampled {
-        summary.notes.push(format!(
-            "trained on a uniform sample of {} of the {windows_read} windows read (--max-windows {})",
-            rows.len(),
+        file.summary.notes.push(format!(
+            "trained on a uniform sample of {trained_on} of the {windows_read} windows read (--max-windows {})",
             args.max_windows
         ));
     }
     // Alarm rate on the windows meant to be normal (labelled anomalies excluded; the newest 30 % of
     // them were held out of the fit and set the threshold).
-    let normal: Vec<&Vec<f64>> = rows
+    let normal: Vec<&[f64]> = job
+        .rows
         .iter()
-        .zip(&row_labels)
-        .filter(|(_, l)| !matches!(l, Some(((true, _), _, _))))
-        .map(|(r, _)| r)
+        .map(|r| &r[..])
+        .chain(
+            job.labelled
+                .iter()
+                .filter(|w| !w.label.0)
+                .map(|w| &w.features[..]),
+        )
         .collect();
     let alarms = normal
         .iter()
         .filter(|r| {
-            vigil_models::Detector::score(&detector, ndarray::ArrayView1::from(&r[..])).is_anomaly
+            vigil_models::Detector::score(&file.detector, ndarray::ArrayView1::from(*r)).is_anomaly
         })
         .count();
-    summary.validation.insert(
+    file.summary.validation.insert(
         "train_alarm_rate".into(),
         alarms as f64 / normal.len().max(1) as f64,
     );
-    let file = ModelFile::new(&schema, detector, summary);
+
     let json = file.to_json().map_err(|e| {
         InputError::file(
             &args.csv[0],
@@ -458,7 +473,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     println!(
         "trained {} on {} windows ({} features, tick {}, {} windows labelled anomalous kept out of the normal fit; {note}) -> {}",
         file.kind,
-        rows.len(),
+        trained_on,
         schema.len(),
         tick.map_or("unknown".into(), |t| format!(
             "{}s",
