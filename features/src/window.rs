@@ -37,6 +37,22 @@ impl FeatureVector {
     pub fn schema_hash(&self) -> u64 {
         self.schema_hash
     }
+
+    /// Overwrites the values with a stored window's features (same schema, same order); the mask
+    /// follows (`NaN` = missing). Fails when the lengths differ.
+    pub fn copy_from(&mut self, values: &[f64]) -> Result<(), FeatureError> {
+        if values.len() != self.values.len() {
+            return Err(FeatureError::SchemaMismatch {
+                expected: format!("{} features", self.values.len()),
+                got: format!("{} features", values.len()),
+            });
+        }
+        self.values.copy_from_slice(values);
+        for (m, v) in self.mask.iter_mut().zip(values) {
+            *m = v.is_finite();
+        }
+        Ok(())
+    }
 }
 
 /// Median of `v` (reordered in place); `NaN` when empty.

@@ -429,7 +429,11 @@ pub fn still_growing(devs: &[f64]) -> bool {
 /// The engine.
 pub struct Engine {
     cfg: EngineConfig,
-    window: Window,
+    /// `None` for an engine over stored feature rows ([`Engine::over_features`]).
+    window: Option<Window>,
+    schema: FeatureSchema,
+    /// Feature rows were pushed ([`Engine::push_features`]): every row is a full window.
+    fed_features: bool,
     fv: FeatureVector,
     trainer: Box<dyn Trainer>,
     model: Option<Arc<ModelFile>>,
@@ -499,16 +503,41 @@ impl Engine {
         model: Option<ModelFile>,
         trainer: Box<dyn Trainer>,
     ) -> Result<Self, ModelError> {
-        cfg.check()?;
         let window = Window::new(signals, cfg.horizons);
+        let schema = window.schema().clone();
+        Self::build(Some(window), schema, cfg, model, trainer)
+    }
+
+    /// An engine over stored feature rows of `schema` ([`Engine::push_features`]), the way the
+    /// promotion gate replays a hold-out: the same scoring, events, level shifts and refits as an
+    /// engine fed raw rows.
+    pub fn over_features(
+        schema: FeatureSchema,
+        cfg: EngineConfig,
+        model: Option<ModelFile>,
+        trainer: Box<dyn Trainer>,
+    ) -> Result<Self, ModelError> {
+        Self::build(None, schema, cfg, model, trainer)
+    }
+
+    fn build(
+        window: Option<Window>,
+        schema: FeatureSchema,
+        cfg: EngineConfig,
+        model: Option<ModelFile>,
+        trainer: Box<dyn Trainer>,
+    ) -> Result<Self, ModelError> {
+        cfg.check()?;
         if let Some(m) = &model {
-            m.check_schema(window.schema())?;
+            m.check_schema(&schema)?;
         }
-        let fv = FeatureVector::new(window.schema());
+        let fv = FeatureVector::new(&schema);
         let history_cap = cfg.history_windows;
         let events = EventTracker::new(cfg.events);
         Ok(Self {
             window,
+            schema,
+            fed_features: false,
             fv,
             trainer,
             model_loaded: model.is_some(),
@@ -538,7 +567,7 @@ impl Engine {
 
     /// The feature schema.
     pub fn schema(&self) -> &FeatureSchema {
-        self.window.schema()
+        &self.schema
     }
 
     /// This tick's features.
@@ -572,7 +601,7 @@ impl Engine {
         labelled: Vec<LabelledWindow>,
         own: bool,
     ) -> Result<(), ModelError> {
-        model.check_schema(self.window.schema())?;
+        model.check_schema(&self.schema)?;
         self.fitted_on = model.summary.rows.max(1);
         self.model = Some(Arc::new(model));
         self.model_loaded = !own;
@@ -612,7 +641,7 @@ impl Engine {
 
     /// Where the engine is.
     pub fn phase(&self) -> Phase {
-        if !self.window.is_warm() {
+        if !self.is_warm() {
             Phase::Filling
         } else if self.model.is_none() {
             Phase::WarmingUp
@@ -630,8 +659,32 @@ impl Engine {
     /// Pushes one row (time in seconds, strictly increasing; one raw value per signal, `NaN` =
     /// missing) and returns the verdict.
     pub fn push(&mut self, t: f64, raw: &[f64]) -> Result<Step, FeatureError> {
-        self.window.push(t, raw)?;
-        self.window.extract(&mut self.fv)?;
+        let Some(window) = self.window.as_mut() else {
+            return Err(FeatureError::SchemaMismatch {
+                expected: "feature rows (an engine over stored windows)".into(),
+                got: format!("a raw row of {} values", raw.len()),
+            });
+        };
+        window.push(t, raw)?;
+        window.extract(&mut self.fv)?;
+        self.step(t)
+    }
+
+    /// Pushes one stored window's features (schema order, `NaN` = missing) at time `t` and returns the
+    /// verdict: what [`Engine::push`] does after extracting a window's features.
+    pub fn push_features(&mut self, t: f64, features: &[f64]) -> Result<Step, FeatureError> {
+        self.fv.copy_from(features)?;
+        self.fed_features = true;
+        self.step(t)
+    }
+
+    /// Whether the features of this tick come from a full window.
+    fn is_warm(&self) -> bool {
+        self.fed_features || self.window.as_ref().is_some_and(Window::is_warm)
+    }
+
+    /// Everything after the features of the tick are in `self.fv`.
+    fn step(&mut self, t: f64) -> Result<Step, FeatureError> {
         self.tick += 1;
         let mut step = Step {
             score: None,
@@ -646,7 +699,7 @@ impl Engine {
         self.last_score = None;
         self.collect_training(t, &mut step);
         self.request_level_refit(t);
-        if !self.window.is_warm() {
+        if !self.is_warm() {
             return Ok(step);
         }
         let row: Arc<[f64]> = Arc::from(self.fv.values());
@@ -930,7 +983,7 @@ impl Engine {
     fn request(&mut self, t: f64, why: FitReason, reason: &str) {
         let job = TrainJob {
             why,
-            schema: self.window.schema().clone(),
+            schema: self.schema.clone(),
             rows: self.history.iter().cloned().collect(),
             params: self.cfg.params(),
             horizons: self.cfg.horizons,

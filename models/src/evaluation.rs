@@ -1,9 +1,10 @@
 //! How a detector does against labelled intervals: the metrics `vigil eval` prints and the promotion
 //! gate of retraining compares, in one place.
 
-use crate::events::{EventTracker, Transition, WindowVerdict};
+use vigil_features::{FeatureSchema, Horizons};
+
 use crate::labels::Label;
-use crate::{Detector, EventParams, ModelFile};
+use crate::{Engine, EngineConfig, EventParams, InlineTrainer, ModelFile};
 
 /// The evaluation metrics of scored windows against labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,33 +127,46 @@ pub fn metrics(windows: &[(f64, f64, bool)], labels: &[Label], tick: f64) -> Met
     }
 }
 
-/// Scores feature rows `(time, features)` (time order) with `model` and runs the event state machine
-/// over them: `(time, score, inside an event)` per row, as [`metrics`] takes them. Events close when
-/// the score settles (the engine also closes one when its lead signal is back; the gate compares
-/// models on the same rule, so that difference cancels).
+/// Replays stored feature rows `(time, features)` (time order) through the engine with `model` loaded:
+/// `(time, score, inside an event)` per scored row, as [`metrics`] takes them. It is the engine the agent
+/// runs (its event rules, the lead signal's settling, level shifts and the adaptation after them), fed
+/// stored windows instead of raw rows ([`Engine::over_features`]), so the gate judges a model by the
+/// events it would raise live. Rows of another width are skipped.
 pub fn replay<'a>(
     model: &ModelFile,
     rows: impl IntoIterator<Item = (f64, &'a [f64])>,
     params: EventParams,
+    tick: f64,
 ) -> Vec<(f64, f64, bool)> {
-    let mut tracker = EventTracker::new(params);
-    let names = &model.feature_names;
+    let schema =
+        FeatureSchema::from_parts(model.feature_names.clone(), model.feature_units.clone());
+    let cfg = EngineConfig {
+        events: params,
+        tick_seconds: if tick.is_finite() && tick > 0.0 {
+            tick
+        } else {
+            1.0
+        },
+        horizons: Horizons::new(model.summary.short_horizon, model.summary.long_horizon)
+            .unwrap_or_default(),
+        ..EngineConfig::default()
+    };
+    let Ok(mut engine) = Engine::over_features(
+        schema,
+        cfg,
+        Some(model.clone()),
+        Box::new(InlineTrainer::default()),
+    ) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for (t, row) in rows {
-        if row.len() != model.detector.width() {
+        let Ok(step) = engine.push_features(t, row) else {
             continue;
+        };
+        if let Some(s) = &step.score {
+            out.push((t, s.value, step.in_event || step.closed.is_some()));
         }
-        let s = model.detector.score(ndarray::ArrayView1::from(row));
-        let (tr, _) = tracker.push(&WindowVerdict {
-            t,
-            value: s.value,
-            settled: s.settled,
-            kind: s.anomaly_type,
-            top: &s.top_features,
-            names,
-        });
-        let inside = tracker.current().is_some() || tr == Transition::Closed;
-        out.push((t, s.value, inside));
     }
     out
 }
@@ -205,9 +219,13 @@ pub fn gate(
             ),
         };
     }
-    let cur = metrics(&replay(current, rows.iter().copied(), params), labels, tick);
+    let cur = metrics(
+        &replay(current, rows.iter().copied(), params, tick),
+        labels,
+        tick,
+    );
     let cand = metrics(
-        &replay(candidate, rows.iter().copied(), params),
+        &replay(candidate, rows.iter().copied(), params, tick),
         labels,
         tick,
     );

@@ -116,6 +116,7 @@ fn input(
         m,
         w.iter().map(|(t, f)| (*t, &f[..])),
         EventParams::default(),
+        1.0,
     );
     RetrainInput {
         schema: schema.clone(),
@@ -145,6 +146,7 @@ fn a_false_alarm_marked_normal_stops_alarming_and_the_labelled_fault_is_still_ca
         &m,
         w.iter().map(|(t, f)| (*t, &f[..])),
         EventParams::default(),
+        1.0,
     );
     let truth = vec![label(FAULT, true)];
     let mb = metrics(&before, &truth, 1.0);
@@ -167,6 +169,7 @@ fn a_false_alarm_marked_normal_stops_alarming_and_the_labelled_fault_is_still_ca
         &new,
         w.iter().map(|(t, f)| (*t, &f[..])),
         EventParams::default(),
+        1.0,
     );
     let ma = metrics(&after, &truth, 1.0);
     // The fourth occurrence, never labelled, no longer opens an event; the fault still does.
