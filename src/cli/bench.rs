@@ -374,7 +374,7 @@ fn live_runs(args: &DetectArgs, tick: Duration) -> anyhow::Result<Vec<Run>> {
 /// Replays every `NAME.csv` with a `NAME.labels.csv` beside it in `dir` through the engine, with the
 /// settings the scenes' agents ran with (warm-up, refits, budget) at the recording's own tick.
 fn replay_runs(dir: &std::path::Path) -> anyhow::Result<Vec<Run>> {
-    use super::input::{CsvSource, ReadOptions};
+    use super::input::ReadOptions;
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot read the directory", dir.display()))?
         .filter_map(Result::ok)
@@ -397,49 +397,51 @@ fn replay_runs(dir: &std::path::Path) -> anyhow::Result<Vec<Run>> {
         let options = ReadOptions::default();
         let tick = super::offline::estimate_tick(&csv, options)?;
         let cfg = bench_engine(Duration::from_secs_f64(tick))?;
-        let mut src = CsvSource::open(&csv, options)?;
-        let col = |n: &str| src.signals().index_of(n);
-        let cols = [
-            col("tokio_alive_tasks"),
-            col("sched_latency_p99_seconds"),
-            col("inference_error_ratio"),
-            col("process_resident_memory_bytes"),
-        ];
-        let mut engine = vigil::models::Engine::new(
-            src.signals(),
-            cfg,
-            None,
-            Box::new(vigil::models::InlineTrainer::default()),
-        )?;
+        let mut cols: Option<[Option<usize>; 4]> = None;
         let mut history = History::default();
         let mut rows = Vec::new();
         let mut scoring = false;
-        while src.next_row()? {
-            let step = engine.push(src.timestamp, &src.values)?;
-            let g = |c: Option<usize>| {
-                c.and_then(|i| src.values.get(i))
-                    .copied()
-                    .unwrap_or(f64::NAN)
-            };
-            history.alive.push(g(cols[0]));
-            history.p99.push(g(cols[1]));
-            history.errors.push(g(cols[2]));
-            history.rss.push(g(cols[3]));
-            let base = baseline(&history, tick);
-            // Like the live run: measured from the first scored tick on.
-            scoring |= step.score.is_some();
-            if !scoring {
-                continue;
-            }
-            rows.push(Row {
-                opened: step.opened.as_ref().map(|e| e.anomaly_type),
-                retyped: step.retyped.as_ref().map(|e| e.anomaly_type),
-                baseline: base,
-                fault: super::labels::label_at(&labels, src.timestamp)
-                    .filter(|l| l.anomaly)
-                    .and_then(|l| l.kind),
-            });
-        }
+        super::offline::drive_csv(
+            &csv,
+            options,
+            cfg,
+            super::offline::Start::Cold,
+            false,
+            |src, _, step| {
+                let cols = *cols.get_or_insert_with(|| {
+                    let col = |n: &str| src.signals().index_of(n);
+                    [
+                        col("tokio_alive_tasks"),
+                        col("sched_latency_p99_seconds"),
+                        col("inference_error_ratio"),
+                        col("process_resident_memory_bytes"),
+                    ]
+                });
+                let g = |c: Option<usize>| {
+                    c.and_then(|i| src.values.get(i))
+                        .copied()
+                        .unwrap_or(f64::NAN)
+                };
+                history.alive.push(g(cols[0]));
+                history.p99.push(g(cols[1]));
+                history.errors.push(g(cols[2]));
+                history.rss.push(g(cols[3]));
+                let base = baseline(&history, tick);
+                // Like the live run: measured from the first scored tick on.
+                scoring |= step.score.is_some();
+                if scoring {
+                    rows.push(Row {
+                        opened: step.opened.as_ref().map(|e| e.anomaly_type),
+                        retyped: step.retyped.as_ref().map(|e| e.anomaly_type),
+                        baseline: base,
+                        fault: super::labels::label_at(&labels, src.timestamp)
+                            .filter(|l| l.anomaly)
+                            .and_then(|l| l.kind),
+                    });
+                }
+                Ok(())
+            },
+        )?;
         eprintln!("  {name}: {} scored ticks replayed", rows.len());
         out.push(Run {
             rows,

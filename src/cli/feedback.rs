@@ -15,9 +15,9 @@ use anyhow::Context;
 use serde_json::json;
 use vigil::models::labels::Label;
 use vigil::models::retrain::{RetrainInput, retrain};
-use vigil::models::{AnomalyKind, Engine, EventParams, InlineTrainer, LabelledWindow, ModelFile};
+use vigil::models::{AnomalyKind, EventParams, LabelledWindow, ModelFile};
 
-use super::input::{CsvSource, ReadOptions};
+use super::input::ReadOptions;
 
 /// Flags of `vigil bench feedback`.
 #[derive(Debug, clap::Args)]
@@ -50,16 +50,16 @@ fn replay(
     let options = ReadOptions::default();
     let tick = super::offline::estimate_tick(csv, options)?;
     let cfg = super::bench::bench_engine(Duration::from_secs_f64(tick))?;
-    let mut src = CsvSource::open(csv, options)?;
-    let mut engine = Engine::new(src.signals(), cfg, None, Box::new(InlineTrainer::default()))?;
-    if let Some((m, labelled)) = start_with {
-        engine.install(m, labelled, true)?;
-    }
+    let start = match start_with {
+        Some((m, labelled)) => super::offline::Start::Own(m, labelled),
+        None => super::offline::Start::Cold,
+    };
     let (mut windows, mut events) = (Vec::new(), Vec::new());
     let mut open: Option<f64> = None;
     let mut last_t = 0.0;
-    while src.next_row()? {
-        let step = engine.push(src.timestamp, &src.values)?;
+    let mut model: Option<Arc<ModelFile>> = None;
+    let mut schema: Option<vigil::features::FeatureSchema> = None;
+    super::offline::drive_csv(csv, options, cfg, start, false, |src, engine, step| {
         last_t = src.timestamp;
         if let Some(e) = &step.opened {
             open = Some(e.start);
@@ -75,15 +75,23 @@ fn replay(
                 step.in_event,
             ));
         }
-    }
+        model = engine.model().cloned();
+        if schema.is_none() {
+            schema = Some(engine.schema().clone());
+        }
+        Ok(())
+    })?;
+    let Some(schema) = schema else {
+        anyhow::bail!("{}: no rows to replay", csv.display());
+    };
     if let Some(s) = open {
         events.push((s, last_t));
     }
     Ok(Replay {
         windows,
         events,
-        model: engine.model().cloned(),
-        schema: engine.schema().clone(),
+        model,
+        schema,
     })
 }
 

@@ -125,6 +125,96 @@ pub(crate) fn estimate_tick(csv: &Path, options: ReadOptions) -> Result<f64, Inp
         .unwrap_or(1.0))
 }
 
+/// How the engine of [`drive_csv`] starts.
+pub(crate) enum Start {
+    /// No model: the agent's cold start, refits and events.
+    Cold,
+    /// A model file scoring from the first full window, never refitted (`VIGIL_MODEL`, `--model`).
+    Loaded(ModelFile),
+    /// A model the engine adopts as its own (refitted and adapted like one it trained), with the
+    /// labelled windows its refits keep learning from: what a promoted retrain installs.
+    Own(ModelFile, Vec<vigil_models::LabelledWindow>),
+}
+
+/// The one CSV → engine loop (`score`, `eval`, `bench detect --replay`, `bench feedback`): every row of
+/// `csv` into an engine with `cfg`, started as `start` says; `each(source, engine, step)` per row.
+/// Features that overflow are an error naming the line; with `log`, installs and training failures are
+/// reported on stderr as they happen. Returns the rows read.
+pub(crate) fn drive_csv(
+    csv: &Path,
+    options: ReadOptions,
+    cfg: EngineConfig,
+    start: Start,
+    log: bool,
+    mut each: impl FnMut(&CsvSource, &Engine, &Step) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut src = CsvSource::open(csv, options)?;
+    let (model, install) = match start {
+        Start::Cold => (None, None),
+        Start::Loaded(m) => (Some(m), None),
+        Start::Own(m, labelled) => (None, Some((m, labelled))),
+    };
+    let model_names = model.as_ref().map(|m| m.feature_names.clone());
+    let mut engine = Engine::new(
+        src.signals(),
+        cfg,
+        model,
+        Box::new(InlineTrainer::default()),
+    )
+    .map_err(|e| match e {
+        ModelError::SchemaMismatch { .. } => anyhow::Error::new(InputError::file(
+            csv,
+            format!("{e} (the CSV's columns do not match the columns the model was trained on)"),
+        )),
+        other => anyhow::Error::new(other).context("checking the engine settings"),
+    })?;
+    if let Some((m, labelled)) = install {
+        engine
+            .install(m, labelled, true)
+            .map_err(|e| InputError::file(csv, format!("{e}")))?;
+    }
+    let names = model_names.unwrap_or_else(|| engine.schema().names().to_vec());
+    let pb = if log {
+        progress(src.size(), "scoring")
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut n: u64 = 0;
+    while src.next_row()? {
+        let step = engine.push(src.timestamp, &src.values)?;
+        check_features_finite(engine.features(), &names, &src)?;
+        if log
+            && step.installed
+            && let Some(m) = engine.model()
+        {
+            eprintln!(
+                "vigil: line {}: model installed ({} windows, {} clusters, raw threshold {:.2}; {})",
+                src.line,
+                m.summary.rows,
+                m.detector.centroids.len(),
+                m.detector.threshold,
+                m.summary.notes.join("; ")
+            );
+        }
+        if log && let Some(e) = &step.train_error {
+            eprintln!(
+                "vigil: line {}: training failed, the engine goes on: {e}",
+                src.line
+            );
+        }
+        each(&src, &engine, &step)?;
+        n += 1;
+        if n.is_multiple_of(8192) {
+            pb.set_position(src.position());
+        }
+    }
+    pb.finish_and_clear();
+    if log && let Some(report) = src.skipped_report() {
+        eprintln!("vigil: {report}");
+    }
+    Ok(n)
+}
+
 /// Streams `csv` through the engine the agent runs: with `model`, scoring with it from the first full
 /// window (never refitted, like `VIGIL_MODEL`); without, the agent's cold start, refits and events.
 /// Calls `each(source, step)` per row.
@@ -152,55 +242,13 @@ pub(crate) fn score_csv(
         }
     }
     let long = cfg.horizons.long();
-    let mut src = CsvSource::open(csv, options)?;
-    let model_names = model.as_ref().map(|m| m.feature_names.clone());
-    let mut engine = Engine::new(
-        src.signals(),
-        cfg,
-        model,
-        Box::new(InlineTrainer::default()),
-    )
-    .map_err(|e| match e {
-        ModelError::SchemaMismatch { .. } => anyhow::Error::new(InputError::file(
-            csv,
-            format!("{e} (the CSV's columns do not match the columns the model was trained on)"),
-        )),
-        other => anyhow::Error::new(other).context("checking the engine settings"),
+    let start = match model {
+        Some(m) => Start::Loaded(m),
+        None => Start::Cold,
+    };
+    let n = drive_csv(csv, options, cfg, start, true, |src, _, step| {
+        each(src, step)
     })?;
-    let names = model_names.unwrap_or_else(|| engine.schema().names().to_vec());
-    let pb = progress(src.size(), "scoring");
-    let mut n: u64 = 0;
-    while src.next_row()? {
-        let step = engine.push(src.timestamp, &src.values)?;
-        check_features_finite(engine.features(), &names, &src)?;
-        if step.installed
-            && let Some(m) = engine.model()
-        {
-            eprintln!(
-                "vigil: line {}: model installed ({} windows, {} clusters, raw threshold {:.2}; {})",
-                src.line,
-                m.summary.rows,
-                m.detector.centroids.len(),
-                m.detector.threshold,
-                m.summary.notes.join("; ")
-            );
-        }
-        if let Some(e) = &step.train_error {
-            eprintln!(
-                "vigil: line {}: training failed, the engine goes on: {e}",
-                src.line
-            );
-        }
-        each(&src, &step)?;
-        n += 1;
-        if n.is_multiple_of(8192) {
-            pb.set_position(src.position());
-        }
-    }
-    pb.finish_and_clear();
-    if let Some(report) = src.skipped_report() {
-        eprintln!("vigil: {report}");
-    }
     if n < long as u64 {
         return Err(too_few_rows(
             csv,
