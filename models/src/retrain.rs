@@ -17,9 +17,7 @@ use vigil_features::{FeatureSchema, Horizons};
 use crate::engine::LabelledWindow;
 use crate::evaluation::{Promotion, false_event_margin, gate};
 use crate::labels::{Label, label_at};
-use crate::{
-    EventParams, KMeansDetector, KMeansParams, LabelledRow, ModelError, ModelFile, TrainingSummary,
-};
+use crate::{EventParams, FitReason, KMeansParams, ModelError, ModelFile, TrainJob};
 
 /// Fewest windows a retrain runs on.
 pub const MIN_RETRAIN_WINDOWS: usize = 200;
@@ -74,22 +72,36 @@ type Row = (
     Option<((bool, f64), Option<crate::AnomalyKind>, bool)>,
 );
 
-fn fit(input: &RetrainInput, rows: &[Row]) -> Result<(KMeansDetector, String), ModelError> {
-    let labelled: Vec<LabelledRow<'_>> = rows
-        .iter()
-        .map(|(_, f, l)| LabelledRow {
-            features: f,
-            label: l.map(|x| x.0),
-            kind: l.and_then(|x| x.1),
-            coarse: l.is_some_and(|x| x.2),
-        })
-        .collect();
-    KMeansDetector::fit_with_labels(
-        input.schema.names(),
-        input.schema.units(),
-        &labelled,
-        input.params,
-    )
+/// The training of `rows`: the engine's own path from windows to a model ([`TrainJob::run`], what its
+/// cold start and refits and `vigil train` use), unlabelled windows in time order and labelled ones
+/// beside them.
+fn fit(input: &RetrainInput, rows: &[Row], reason: String) -> Result<ModelFile, ModelError> {
+    let mut unlabelled = Vec::new();
+    let mut labelled = Vec::new();
+    for (_, f, l) in rows {
+        match l {
+            None => unlabelled.push(f.clone()),
+            Some(((anomaly, weight), kind, coarse)) => labelled.push(LabelledWindow {
+                features: f.clone(),
+                label: (*anomaly, *weight),
+                kind: *kind,
+                coarse: *coarse,
+            }),
+        }
+    }
+    let mut m = TrainJob {
+        schema: input.schema.clone(),
+        rows: unlabelled,
+        params: input.params,
+        horizons: input.horizons,
+        created: input.created,
+        why: FitReason::Offline,
+        reason,
+        labelled: Arc::new(labelled),
+    }
+    .run()?;
+    m.summary.tick_seconds = Some(input.tick_seconds);
+    Ok(m)
 }
 
 /// Each window with its label; unlabelled windows inside events left out (their count). Fewer than
@@ -124,41 +136,19 @@ fn prepare(input: &RetrainInput) -> Result<(Vec<Row>, usize), ModelError> {
     Ok((rows, left_out))
 }
 
-/// Wraps a fitted detector as a model file of `input`'s schema.
-fn wrap(input: &RetrainInput, d: KMeansDetector, notes: Vec<String>, n: usize) -> ModelFile {
-    let summary = TrainingSummary {
-        rows: n,
-        alert_budget: input.params.alert_budget,
-        tick_seconds: Some(input.tick_seconds),
-        short_horizon: input.horizons.short(),
-        long_horizon: input.horizons.long(),
-        notes,
-        fit_reason: Some(crate::FitReason::Offline),
-        ..TrainingSummary::default()
-    };
-    let mut m = ModelFile::new(&input.schema, d, summary);
-    m.created_unix_seconds = input.created;
-    m
-}
-
 /// Fits one model on every usable window, without a gate (`vigil train --store`: the operator
 /// decides): the same row preparation as [`retrain`]. Returns the model and the labelled windows.
 pub fn train_all(input: &RetrainInput) -> Result<(ModelFile, Vec<LabelledWindow>), ModelError> {
     let (rows, left_out) = prepare(input)?;
     let labelled_windows = rows.iter().filter(|r| r.2.is_some()).count();
-    let (d, note) = fit(input, &rows)?;
-    let model = wrap(
+    let model = fit(
         input,
-        d,
-        vec![
-            format!(
-                "trained on {} stored windows ({labelled_windows} labelled, {left_out} unlabelled event windows left out)",
-                rows.len()
-            ),
-            note,
-        ],
-        rows.len(),
-    );
+        &rows,
+        format!(
+            "trained on {} stored windows ({labelled_windows} labelled, {left_out} unlabelled event windows left out)",
+            rows.len()
+        ),
+    )?;
     Ok((model, labelled(&rows)))
 }
 
@@ -210,8 +200,11 @@ pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutco
             ),
         });
     }
-    let (cand, _) = fit(input, &train)?;
-    let candidate = wrap(input, cand, Vec::new(), train.len());
+    let candidate = fit(
+        input,
+        &train,
+        format!("retrain candidate on {} stored windows", train.len()),
+    )?;
     let span = match (held.first(), held.last()) {
         (Some(a), Some(b)) => (b.0 - a.0).max(input.tick_seconds),
         _ => input.tick_seconds,
@@ -237,23 +230,21 @@ pub fn retrain(input: &RetrainInput, current: &ModelFile) -> Result<RetrainOutco
             labelled_windows,
         });
     }
-    let (final_d, note) = fit(input, &rows)?;
-    let model = wrap(
+    let mut model = fit(
         input,
-        final_d,
-        vec![
-            format!(
-                "retrained on {} stored windows ({labelled_windows} labelled, {left_out} unlabelled event windows left out)",
-                rows.len()
-            ),
-            format!(
-                "gate on the newest {} windows: {}",
-                held.len(),
-                promotion.reason
-            ),
-            note,
-        ],
-        rows.len(),
+        &rows,
+        format!(
+            "retrained on {} stored windows ({labelled_windows} labelled, {left_out} unlabelled event windows left out)",
+            rows.len()
+        ),
+    )?;
+    model.summary.notes.insert(
+        1,
+        format!(
+            "gate on the newest {} windows: {}",
+            held.len(),
+            promotion.reason
+        ),
     );
     let labelled = labelled(&rows);
     Ok(RetrainOutcome {
