@@ -333,6 +333,45 @@ fn the_cli_adds_imports_lists_and_exports_while_the_agent_writes() {
     ]);
     assert!(!ok, "{err}");
     assert!(dir.join("vigil.db").metadata().unwrap().len() > 0);
+    // Nor over any other file the live store owns — its journal, its shared memory, the agent's lock —
+    // however the path is spelled or linked.
+    let lock_before = std::fs::read(dir.join("LOCK")).unwrap();
+    let wal_before = std::fs::read(dir.join("vigil.db-wal")).ok();
+    let link = std::env::temp_dir().join(format!("vigil-wal-link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(dir.join("vigil.db-wal"), &link).unwrap();
+    for out in [
+        dir.join("vigil.db-wal"),
+        dir.join("vigil.db-shm"),
+        dir.join("LOCK"),
+        dir.join(".").join("vigil.db-wal"),
+        dir.parent()
+            .unwrap()
+            .join(".")
+            .join(dir.file_name().unwrap())
+            .join("LOCK"),
+        link.clone(),
+    ] {
+        let (ok, _, err) = run(&["export", "--store", d, "--out", out.to_str().unwrap()]);
+        assert!(!ok, "{}: accepted", out.display());
+        assert!(
+            err.contains("a file of the Vigil store"),
+            "{}: {err}",
+            out.display()
+        );
+    }
+    let _ = std::fs::remove_file(&link);
+    assert_eq!(std::fs::read(dir.join("LOCK")).unwrap(), lock_before);
+    if let Some(w) = wal_before {
+        let now = std::fs::read(dir.join("vigil.db-wal")).unwrap();
+        assert!(now.len() >= w.len(), "the WAL was not replaced");
+        assert!(!now.starts_with(b"timestamp,"), "no CSV in the WAL");
+    }
+    assert_eq!(
+        labels(agent.local_addr()).len(),
+        3,
+        "every label still there"
+    );
     agent.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -604,4 +643,23 @@ fn a_model_replaced_on_disk_is_picked_up_and_a_broken_one_is_refused() {
     agent.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&dir2);
+}
+
+/// The names outputs refuse are the store's own: the database, its journals, and the agent's lock.
+#[test]
+fn the_refused_output_names_are_the_stores_files() {
+    use vigil::models::STORE_FILE_NAMES;
+    let db = vigil::store::DB_FILE;
+    for name in [
+        db.to_owned(),
+        format!("{db}-wal"),
+        format!("{db}-shm"),
+        "LOCK".to_owned(),
+    ] {
+        assert!(STORE_FILE_NAMES.contains(&name.as_str()), "{name}");
+    }
+    assert_eq!(
+        STORE_FILE_NAMES[0], db,
+        "the name that marks a data directory"
+    );
 }

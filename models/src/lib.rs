@@ -50,6 +50,6 @@ pub use kmeans::{
     KMeansDetector, KMeansParams, LabelledRow, MAX_RAW_THRESHOLD, MIN_RAW_THRESHOLD, TOP_K,
     UNLABELLED_WEIGHT, WINDOWS_PER_CLUSTER, calibrate, scored_features,
 };
-pub use output::{OutputError, OutputFile};
+pub use output::{OutputError, OutputFile, STORE_FILE_NAMES};
 pub use scaler::{RobustScaler, Z_CLIP, compress, floor_for};
 pub use supervised::{MIN_POSITIVE_WINDOWS, Node, TreeClassifier};

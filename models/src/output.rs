@@ -119,6 +119,44 @@ fn resolve_links(path: &Path) -> Result<PathBuf, OutputError> {
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The files a Vigil data directory's store owns (the SQLite database and its journals, and the
+/// agent's lock): no command's output may replace one of them, whatever path or link leads there.
+pub const STORE_FILE_NAMES: [&str; 5] = [
+    "vigil.db",
+    "vigil.db-wal",
+    "vigil.db-shm",
+    "vigil.db-journal",
+    "LOCK",
+];
+
+/// Refuses `target` (links already followed) when it is one of the files a store owns in a Vigil data
+/// directory (a directory holding `vigil.db`), however it is spelled.
+fn refuse_store_file(out: &Path, target: &Path) -> Result<(), OutputError> {
+    let Some(name) = target.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    if !STORE_FILE_NAMES.contains(&name) {
+        return Ok(());
+    }
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.join(STORE_FILE_NAMES[0]).exists() {
+        let shown = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+        return Err(OutputError::new(
+            out,
+            format!(
+                "is `{name}`, a file of the Vigil store in {}; writing there would destroy stored \
+                 labels, windows and events (or let a second agent start on the directory): choose \
+                 an output path outside the store's files",
+                shown.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl OutputFile {
     /// Prepares `out` for writing. `inputs` are the files the command reads: naming one of them as the
     /// output is refused (compared by file identity, so other spellings, symlinks and hard links are
@@ -166,6 +204,7 @@ impl OutputFile {
             }
         }
         let target = resolve_links(out)?;
+        refuse_store_file(out, &target)?;
         let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
