@@ -28,7 +28,11 @@ fn json(r: &Response) -> serde_json::Value {
 }
 
 fn labels(addr: std::net::SocketAddr) -> Vec<serde_json::Value> {
-    let r = get(addr, "/api/v1/labels", &[]);
+    labels_with(addr, &[])
+}
+
+fn labels_with(addr: std::net::SocketAddr, headers: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let r = get(addr, "/api/v1/labels", headers);
     assert_eq!(r.status, 200, "{}", r.body);
     json(&r)["labels"].as_array().unwrap().clone()
 }
@@ -202,9 +206,26 @@ fn write_endpoints_off_loopback_need_the_token_and_the_agent_refuses_to_start_wi
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", agent.local_addr().port())
         .parse()
         .unwrap();
-    let body = br#"{"start":"2026-11-25T12:00:00Z","end":"2026-11-25T12:05:00Z","label":"normal"}"#;
+    let body = br#"{"start":"2026-11-25T12:00:00Z","end":"2026-11-25T12:05:00Z","label":"normal","note":"private"}"#;
     let r = send(addr, "POST", "/api/v1/labels", &[JSON], body);
     assert_eq!(r.status, 401, "{}", r.body);
+    // Reads of stored data need it too (label notes, events, the model's status); the scheme's case
+    // does not matter; /metrics and /healthz stay open.
+    let lower = format!("bearer {token}");
+    for path in ["/api/v1/labels", "/api/v1/events", "/api/v1/status"] {
+        let r = get(addr, path, &[]);
+        assert_eq!(r.status, 401, "{path}: {}", r.body);
+        let r = get(
+            addr,
+            path,
+            &[("authorization", "Bearer wrong-token-wrong-token")],
+        );
+        assert_eq!(r.status, 401, "{path}: {}", r.body);
+        let r = get(addr, path, &[("authorization", &lower)]);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    assert_eq!(get(addr, "/metrics", &[]).status, 200);
+    assert_eq!(get(addr, "/healthz", &[]).status, 200);
     let r = send(
         addr,
         "POST",
@@ -213,17 +234,17 @@ fn write_endpoints_off_loopback_need_the_token_and_the_agent_refuses_to_start_wi
         body,
     );
     assert_eq!(r.status, 401, "{}", r.body);
-    assert_eq!(labels(addr).len(), 0);
     let bearer = format!("Bearer {token}");
+    assert_eq!(labels_with(addr, &[("authorization", &bearer)]).len(), 0);
     let r = send(
         addr,
         "POST",
         "/api/v1/labels",
-        &[JSON, ("authorization", &bearer)],
+        &[JSON, ("authorization", &lower)],
         body,
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(labels(addr).len(), 1);
+    assert_eq!(labels_with(addr, &[("authorization", &bearer)]).len(), 1);
     agent.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }

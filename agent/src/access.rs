@@ -1,10 +1,12 @@
 //! Who may use the agent's HTTP endpoint: the one place that decides it.
 //!
-//! Read endpoints (`/metrics`, `/healthz`) are open to whoever can connect. The endpoint binds to
-//! loopback by default; bound elsewhere, the agent says once at start what it exposes. Write endpoints
-//! (labels, verdicts, the Alertmanager webhook) must go through [`WriteAccess::authorize`]: on
-//! loopback they are open, off loopback they need `Authorization: Bearer <token>`, and an agent bound
-//! off loopback with the store on does not start without a token.
+//! `/metrics` and `/healthz` are open to whoever can connect. The endpoint binds to loopback by
+//! default; bound elsewhere, the agent says once at start what it exposes. Everything else — writes
+//! (labels, verdicts, the Alertmanager webhook, model control) and reads of stored data and of the
+//! process (`GET /api/v1/labels`, `/api/v1/events`, `/api/v1/status`, event and CPU profiles) — goes
+//! through [`WriteAccess::authorize`]: on loopback it is open, off loopback it needs
+//! `Authorization: Bearer <token>` (the scheme in any case, RFC 7235), and an agent bound off loopback
+//! with the store on does not start without a token.
 
 use std::net::SocketAddr;
 
@@ -58,9 +60,9 @@ impl WriteAccess {
         self.exposed().then(|| {
             format!(
                 "the vigil HTTP endpoint listens on {} and is reachable from other hosts: anyone who can \
-                 connect can read /metrics (runtime signals, feature values, scores) and /healthz; write \
-                 endpoints require `Authorization: Bearer <token>` off loopback. Set VIGIL_LISTEN=127.0.0.1:{} \
-                 to keep it local",
+                 connect can read /metrics (runtime signals, feature values, scores) and /healthz; \
+                 everything else (labels, events, status, profiles, and every write) requires \
+                 `Authorization: Bearer <token>`. Set VIGIL_LISTEN=127.0.0.1:{} to keep it local",
                 self.listen,
                 self.listen.port()
             )
@@ -75,14 +77,15 @@ impl WriteAccess {
         let Some(token) = &self.token else {
             return Err(Refusal {
                 status: StatusCode::FORBIDDEN,
-                message: "write endpoints are disabled: the agent listens off loopback without a \
-                          token; set VIGIL_TOKEN on the agent, or bind it to 127.0.0.1",
+                message: "the API is disabled: the agent listens off loopback without a token \
+                          (only /metrics and /healthz answer); set VIGIL_TOKEN on the agent, or bind \
+                          it to 127.0.0.1",
             });
         };
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_token);
         match presented {
             Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => Ok(()),
             Some(_) => Err(Refusal {
@@ -95,6 +98,15 @@ impl WriteAccess {
             }),
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(char::is_whitespace)?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Compares without an early exit, so the time taken does not tell how much of a guess was right.
@@ -155,5 +167,22 @@ mod tests {
             StatusCode::UNAUTHORIZED
         );
         assert!(!format!("{with:?}").contains("s3cret"));
+        // The scheme is case-insensitive; the token is not.
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::AUTHORIZATION,
+                format!("{scheme} s3cret").parse().unwrap(),
+            );
+            assert!(with.authorize(&h).is_ok(), "{scheme}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "Bearer S3CRET".parse().unwrap());
+        assert!(with.authorize(&h).is_err());
+        for other in ["Basic s3cret", "Bearer", "Bearers3cret", "s3cret"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, other.parse().unwrap());
+            assert!(with.authorize(&h).is_err(), "{other}");
+        }
     }
 }

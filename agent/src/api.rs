@@ -670,7 +670,15 @@ fn listing<'a>(
     Ok((store, range(q)?))
 }
 
-async fn list_labels(State(state): State<Arc<HttpState>>, RawQuery(q): RawQuery) -> Response {
+async fn list_labels(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    // Stored data (label notes, events, the model) is read under the same rule as writes.
+    if let Err(r) = state.api.access.authorize(&headers) {
+        return r.into_response();
+    }
     let (store, (from, to, limit)) = match listing(&state, q.as_deref()) {
         Ok(r) => r,
         Err(r) => return r.into_response(),
@@ -683,7 +691,14 @@ async fn list_labels(State(state): State<Arc<HttpState>>, RawQuery(q): RawQuery)
     }
 }
 
-async fn list_events(State(state): State<Arc<HttpState>>, RawQuery(q): RawQuery) -> Response {
+async fn list_events(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    if let Err(r) = state.api.access.authorize(&headers) {
+        return r.into_response();
+    }
     let (store, (from, to, limit)) = match listing(&state, q.as_deref()) {
         Ok(r) => r,
         Err(r) => return r.into_response(),
@@ -703,7 +718,10 @@ async fn list_events(State(state): State<Arc<HttpState>>, RawQuery(q): RawQuery)
     }
 }
 
-async fn status(State(state): State<Arc<HttpState>>) -> Response {
+async fn status(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.api.access.authorize(&headers) {
+        return r.into_response();
+    }
     let api = &state.api;
     let model = api.model.borrow().clone();
     let score = api.score.borrow().clone();
