@@ -263,3 +263,31 @@ fn demo_with_vigil_gpu_nvml_and_no_driver_says_why_and_uses_the_scripted_device(
     );
     assert!(!summary.contains("wrong type"), "{summary}");
 }
+
+/// A misspelt `VIGIL_*` variable is not ignored silently: one warning names it and the closest setting.
+#[test]
+fn an_unknown_vigil_variable_is_named_with_the_closest_setting() {
+    let (mut cmd, data) = vigil("unknownvar");
+    let _cleanup = Cleanup(data);
+    let out = cmd
+        .args([
+            "demo",
+            "--duration",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+        ])
+        .env("VIGIL_GPU", "off")
+        .env("VIGIL_TICKK", "5s")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("VIGIL_TICKK is set but is not a Vigil setting")
+            && stderr.contains("did you mean VIGIL_TICK?"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("VIGIL_TICKK").count(), 1, "once: {stderr}");
+}

@@ -454,6 +454,16 @@ impl AgentBuilder {
     /// Applies the `VIGIL_*` environment variables that are set (see `docs/CONFIG.md`). An empty variable
     /// counts as unset. A bad value is an [`Error::Env`] naming the variable and what it accepts.
     pub fn from_env(self) -> Result<Self, Error> {
+        // A misspelt variable would be ignored silently: say so once, with the closest known name.
+        let keys: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect();
+        for (unknown, closest) in unknown_vars(keys.iter().map(String::as_str)) {
+            tracing::warn!(
+                "{unknown} is set but is not a Vigil setting and is ignored; did you mean {closest}? \
+                 (docs/CONFIG.md lists them)"
+            );
+        }
         self.from_lookup(|var| std::env::var_os(var))
     }
 
@@ -874,6 +884,63 @@ impl std::fmt::Debug for ProbeGuard {
     }
 }
 
+/// Every `VIGIL_*` variable [`AgentBuilder::from_env`] reads (docs/CONFIG.md documents each).
+pub(crate) const ENV_VARS: [&str; 20] = [
+    "VIGIL_DATA_DIR",
+    "VIGIL_FALSE_EVENTS_PER_DAY",
+    "VIGIL_FEATURE_METRICS",
+    "VIGIL_GPU",
+    "VIGIL_HTTP_IDLE_TIMEOUT",
+    "VIGIL_HTTP_MAX_CONNECTIONS",
+    "VIGIL_LISTEN",
+    "VIGIL_MODEL",
+    "VIGIL_MODEL_POLL",
+    "VIGIL_PROBE_INTERVAL",
+    "VIGIL_PROFILE_COOLDOWN",
+    "VIGIL_PROFILE_ON_EVENT",
+    "VIGIL_REFIT_INTERVAL",
+    "VIGIL_RETENTION_AGE",
+    "VIGIL_RETENTION_SIZE",
+    "VIGIL_RETRAIN_INTERVAL",
+    "VIGIL_STALL_THRESHOLD",
+    "VIGIL_TICK",
+    "VIGIL_TOKEN",
+    "VIGIL_WARMUP",
+];
+
+/// The `VIGIL_*` names among `keys` that are not Vigil settings, each with the closest known name.
+pub(crate) fn unknown_vars<'a>(
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, &'static str)> {
+    keys.into_iter()
+        .filter(|k| k.starts_with("VIGIL_") && !ENV_VARS.contains(k))
+        .map(|k| {
+            let closest = ENV_VARS
+                .iter()
+                .min_by_key(|v| edit_distance(k, v))
+                .copied()
+                .unwrap_or("VIGIL_TICK");
+            (k.to_owned(), closest)
+        })
+        .collect()
+}
+
+/// Levenshtein distance between two ASCII-ish names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1027,5 +1094,39 @@ mod tests {
                 .probe_interval(Duration::from_millis(5))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn unknown_vigil_variables_are_named_with_the_closest_known_one() {
+        let found = unknown_vars([
+            "VIGIL_TICKK",
+            "VIGIL_TICK",
+            "PATH",
+            "VIGIL_DATADIR",
+            "VIGIL_TOKN",
+            "VIGILANT",
+        ]);
+        assert_eq!(
+            found,
+            vec![
+                ("VIGIL_TICKK".to_owned(), "VIGIL_TICK"),
+                ("VIGIL_DATADIR".to_owned(), "VIGIL_DATA_DIR"),
+                ("VIGIL_TOKN".to_owned(), "VIGIL_TOKEN"),
+            ]
+        );
+        assert!(unknown_vars(ENV_VARS).is_empty());
+    }
+
+    #[test]
+    fn the_list_of_known_variables_is_what_from_lookup_reads() {
+        let src = include_str!("builder.rs");
+        let read: std::collections::BTreeSet<&str> = src
+            .split("get(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|v| v.starts_with("VIGIL_"))
+            .collect();
+        let known: std::collections::BTreeSet<&str> = ENV_VARS.into_iter().collect();
+        assert_eq!(read, known);
     }
 }
