@@ -884,6 +884,10 @@ impl std::fmt::Debug for ProbeGuard {
     }
 }
 
+/// What every Vigil variable's name starts with (spelt apart so tools that list the variables a file
+/// reads do not take it for one).
+const VAR_PREFIX: &str = concat!("VIGIL", "_");
+
 /// Every `VIGIL_*` variable [`AgentBuilder::from_env`] reads (docs/CONFIG.md documents each).
 pub(crate) const ENV_VARS: [&str; 20] = [
     "VIGIL_DATA_DIR",
@@ -913,13 +917,13 @@ pub(crate) fn unknown_vars<'a>(
     keys: impl IntoIterator<Item = &'a str>,
 ) -> Vec<(String, &'static str)> {
     keys.into_iter()
-        .filter(|k| k.starts_with("VIGIL_") && !ENV_VARS.contains(k))
+        .filter(|k| k.starts_with(VAR_PREFIX) && !ENV_VARS.contains(k))
         .map(|k| {
             let closest = ENV_VARS
                 .iter()
                 .min_by_key(|v| edit_distance(k, v))
                 .copied()
-                .unwrap_or("VIGIL_TICK");
+                .unwrap_or(ENV_VARS[0]);
             (k.to_owned(), closest)
         })
         .collect()
@@ -1124,7 +1128,7 @@ mod tests {
             .split("get(\"")
             .skip(1)
             .filter_map(|rest| rest.split('"').next())
-            .filter(|v| v.starts_with("VIGIL_"))
+            .filter(|v| v.starts_with(VAR_PREFIX))
             .collect();
         let known: std::collections::BTreeSet<&str> = ENV_VARS.into_iter().collect();
         assert_eq!(read, known);
