@@ -483,6 +483,27 @@ fn damaged_models_and_mismatched_columns_name_the_file_and_the_columns() {
         "{}",
         stderr(&o)
     );
+    // Values a trained model never has, edited in: refused on load, naming the field.
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (field, edit) in [
+        ("detector.threshold", serde_json::json!(1e308)),
+        ("detector.settle", serde_json::json!(-1.0)),
+        ("summary.tick_seconds", serde_json::json!(0.0)),
+        ("summary.tick_seconds", serde_json::json!(-5.0)),
+    ] {
+        let mut m = v.clone();
+        let (section, key) = field.split_once('.').unwrap();
+        m[section][key] = edit.clone();
+        let edited = d.0.join("edited.json");
+        std::fs::write(&edited, serde_json::to_string(&m).unwrap()).unwrap();
+        let o = vigil(&["inspect", s(&edited)]);
+        assert_eq!(o.status.code(), Some(2), "{field} = {edit}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(field) && stderr(&o).contains("edited.json"),
+            "{field} = {edit}: {}",
+            stderr(&o)
+        );
+    }
     // Other columns: the error names them.
     let other = d.0.join("other.csv");
     let mut body = String::from("timestamp,load,latency\n");

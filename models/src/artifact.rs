@@ -283,6 +283,46 @@ impl ModelFile {
                 "non-finite or non-positive numbers in the detector; the file is corrupt: retrain",
             ));
         }
+        // Values a trained model always has; outside them the file was edited (a threshold of 1e308
+        // never alarms, a negative settle never closes an event).
+        let (lo, hi) = (
+            crate::kmeans::MIN_RAW_THRESHOLD,
+            crate::kmeans::MAX_RAW_THRESHOLD,
+        );
+        if !(lo..=hi).contains(&d.threshold) {
+            return Err(file_err(
+                path,
+                format!(
+                    "detector.threshold {} is outside {lo} to {hi}; the file was edited or is corrupt: retrain",
+                    d.threshold
+                ),
+            ));
+        }
+        if !(0.0..=d.threshold).contains(&d.settle) {
+            return Err(file_err(
+                path,
+                format!(
+                    "detector.settle {} is outside 0 to the threshold ({}); the file was edited or is corrupt: retrain",
+                    d.settle, d.threshold
+                ),
+            ));
+        }
+        if let Some(t) = self.summary.tick_seconds
+            && !(t.is_finite() && t > 0.0 && t <= 86_400.0)
+        {
+            return Err(file_err(
+                path,
+                format!(
+                    "summary.tick_seconds {t} is not a tick (above 0, at most a day); the file was edited or is corrupt: retrain"
+                ),
+            ));
+        }
+        if !(d.scaler.median.iter().all(|m| m.is_finite())) {
+            return Err(file_err(
+                path,
+                "a median in detector.scaler is not finite; the file is corrupt: retrain",
+            ));
+        }
         let (short, long) = (self.summary.short_horizon, self.summary.long_horizon);
         if let Err(e) = vigil_features::Horizons::new(short, long) {
             return Err(file_err(

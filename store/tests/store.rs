@@ -137,6 +137,10 @@ fn labels_verdicts_and_their_checks() {
             note: Some("x".repeat(5000)),
             ..human(1.0, 2.0, Verdict::Normal)
         },
+        // Times no incident has: a unit mistake (nanoseconds) or a typo, not year 292278994.
+        human(1.0, 1e300, Verdict::Normal),
+        human(-1e18, 2.0, Verdict::Normal),
+        human(1.7e18, 1.7e18 + 60.0, Verdict::Normal),
     ] {
         match s.add_label(&bad, 300.0) {
             Err(StoreError::Invalid(m)) => assert!(!m.is_empty()),
