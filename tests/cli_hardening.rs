@@ -643,3 +643,52 @@ fn training_memory_is_bounded_by_a_documented_sample() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--max-windows 10"), "{}", stderr(&o));
 }
+
+/// Lines are capped: an endless line (`/dev/zero`), a huge cell or a huge header name is refused naming
+/// its line within the first MiB, not read into memory; a bad cell is quoted by a short prefix only.
+#[test]
+fn endless_lines_and_huge_cells_are_refused_briefly() {
+    let d = tmpdir("lines");
+    let out = d.0.join("o.csv");
+    let check = |o: &std::process::Output, what: &str, line: &str| {
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(o));
+        let e = stderr(o);
+        assert!(
+            e.contains(&format!("line {line} is longer than 1024 KiB")),
+            "{what}: {e}"
+        );
+        assert!(e.len() < 2_000, "{what}: {} bytes of stderr", e.len());
+    };
+    let o = vigil(&["score", "--csv", "/dev/zero", "--out", s(&out)]);
+    check(&o, "score /dev/zero", "1");
+    let good = d.0.join("good.csv");
+    good_csv(&good, 300);
+    let o = vigil(&["eval", "--csv", s(&good), "--labels", "/dev/zero"]);
+    check(&o, "eval --labels /dev/zero", "1");
+    // A 3 MB cell on line 4.
+    let mut text = String::from("timestamp,load\n1700000000,1\n1700000001,2\n1700000002,");
+    text.push_str(&"9".repeat(3 << 20));
+    text.push('\n');
+    let big = d.0.join("big.csv");
+    std::fs::write(&big, &text).unwrap();
+    let o = vigil(&["score", "--csv", s(&big), "--out", s(&out)]);
+    check(&o, "a 3 MB cell", "4");
+    // A 3 MB header name.
+    let header = d.0.join("header.csv");
+    std::fs::write(&header, format!("timestamp,{}\n1,2\n", "x".repeat(3 << 20))).unwrap();
+    let o = vigil(&["score", "--csv", s(&header), "--out", s(&out)]);
+    check(&o, "a 3 MB header", "1");
+    // A bad cell under the cap: quoted by a prefix, with its length.
+    let mut text = String::from("timestamp,load\n1700000000,1\n1700000001,");
+    text.push_str(&"z".repeat(100_000));
+    text.push('\n');
+    let bad = d.0.join("bad.csv");
+    std::fs::write(&bad, &text).unwrap();
+    let o = vigil(&["score", "--csv", s(&bad), "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad.csv:3") && e.contains("(100000 bytes in all)") && e.len() < 2_000,
+        "{e}"
+    );
+}

@@ -42,14 +42,73 @@ impl InputError {
 
 pub(crate) use vigil_features::time::parse_timestamp;
 
+/// The longest line (header included) a CSV input may have: 1 MiB, about 50,000 numeric columns. A
+/// longer one is refused naming its line, so `--csv /dev/zero` or a runaway cell cannot take the
+/// machine's memory.
+pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// A reader that fails as soon as a line grows past `cap` bytes (see [`MAX_LINE_BYTES`]).
+pub(crate) struct LineCap<R> {
+    inner: R,
+    cap: usize,
+    line: u64,
+    len: usize,
+}
+
+impl<R> LineCap<R> {
+    pub(crate) fn new(inner: R, cap: usize) -> Self {
+        Self {
+            inner,
+            cap,
+            line: 1,
+            len: 0,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for LineCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for b in &buf[..n] {
+            if *b == b'\n' {
+                self.line += 1;
+                self.len = 0;
+            } else {
+                self.len += 1;
+                if self.len > self.cap {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "line {} is longer than {} KiB, the most a CSV line may hold (is this a CSV file?)",
+                            self.line,
+                            self.cap >> 10
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A cell as error messages quote it: at most 64 characters, then how long it was.
+pub(crate) fn quoted(cell: &str) -> String {
+    const SHOWN: usize = 64;
+    match cell.char_indices().nth(SHOWN) {
+        None => cell.to_owned(),
+        Some((at, _)) => format!("{}… ({} bytes in all)", &cell[..at], cell.len()),
+    }
+}
+
 /// A CSV reader that ends records at `\n` only, so line numbers are exact for CRLF files too (as
 /// Python's csv module writes them); the `\r` left on the last cell is trimmed like other whitespace.
-pub(crate) fn csv_reader<R: std::io::Read>(rdr: R) -> csv::Reader<R> {
+/// Lines are capped at [`MAX_LINE_BYTES`].
+pub(crate) fn csv_reader<R: std::io::Read>(rdr: R) -> csv::Reader<LineCap<R>> {
     csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
         .terminator(csv::Terminator::Any(b'\n'))
-        .from_reader(rdr)
+        .from_reader(LineCap::new(rdr, MAX_LINE_BYTES))
 }
 
 /// Reading options shared by `train`, `score` and `eval`.
@@ -93,7 +152,7 @@ pub(crate) fn decoded(path: &Path, file: std::fs::File) -> Box<dyn std::io::Read
 /// One CSV file (plain, or gzip'd when its name ends in `.gz`) read row by row.
 pub(crate) struct CsvSource {
     path: PathBuf,
-    reader: csv::Reader<Box<dyn std::io::Read>>,
+    reader: csv::Reader<LineCap<Box<dyn std::io::Read>>>,
     record: csv::StringRecord,
     columns: Vec<String>,
     signals: SignalSet,
@@ -279,7 +338,8 @@ impl CsvSource {
             return Err(self.err(
                 Some(0),
                 format!(
-                    "`{ts_raw}` is not a timestamp (unix seconds, RFC 3339, or YYYY-MM-DD HH:MM:SS)"
+                    "`{}` is not a timestamp (unix seconds, RFC 3339, or YYYY-MM-DD HH:MM:SS)",
+                    quoted(&ts_raw)
                 ),
             ));
         };
@@ -291,7 +351,8 @@ impl CsvSource {
                 return Err(self.err(
                     Some(0),
                     format!(
-                        "duplicate timestamp `{ts_raw}`; pass --skip-unordered to skip such rows"
+                        "duplicate timestamp `{}`; pass --skip-unordered to skip such rows",
+                        quoted(&ts_raw)
                     ),
                 ));
             }
@@ -299,7 +360,7 @@ impl CsvSource {
                 return Err(self.err(
                     Some(0),
                     format!(
-                        "timestamp `{ts_raw}` is earlier than the row before; sort the file by time, or pass --skip-unordered to skip such rows"
+                        "timestamp `{}` is earlier than the row before; sort the file by time, or pass --skip-unordered to skip such rows", quoted(&ts_raw)
                     ),
                 ));
             }
@@ -310,19 +371,21 @@ impl CsvSource {
         self.raw_timestamp.push_str(ts_raw);
         for i in 0..self.values.len() {
             let cell = self.record.get(i + 1).unwrap_or("").trim();
-            let v = if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
-                f64::NAN
-            } else {
-                match cell.parse::<f64>() {
-                    Ok(v) if v.is_finite() => v,
-                    _ => return Err(self.err(
-                        Some(i + 1),
-                        format!(
-                            "`{cell}` is not a number (leave the cell empty for a missing value)"
-                        ),
-                    )),
-                }
-            };
+            let v =
+                if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
+                    f64::NAN
+                } else {
+                    match cell.parse::<f64>() {
+                        Ok(v) if v.is_finite() => v,
+                        _ => return Err(self.err(
+                            Some(i + 1),
+                            format!(
+                                "`{}` is not a number (leave the cell empty for a missing value)",
+                                quoted(cell)
+                            ),
+                        )),
+                    }
+                };
             self.values[i] = v;
         }
         Ok(Some(true))

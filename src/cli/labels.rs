@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::input::{InputError, parse_timestamp};
+use super::input::{InputError, parse_timestamp, quoted};
 
 pub(crate) use vigil_models::labels::{Label, default_confidence, label_at};
 
@@ -38,7 +38,7 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
         };
         let ts = |c: usize| {
             let v = rec.get(c).unwrap_or("");
-            parse_timestamp(v).ok_or_else(|| err(c, format!("`{v}` is not a timestamp")))
+            parse_timestamp(v).ok_or_else(|| err(c, format!("`{}` is not a timestamp", quoted(v))))
         };
         let (s, e) = (ts(start)?, ts(end)?);
         if e < s {
@@ -56,7 +56,7 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
             other => {
                 return Err(err(
                     label,
-                    format!("`{other}` is not `anomaly` or `normal`"),
+                    format!("`{}` is not `anomaly` or `normal`", quoted(other)),
                 ));
             }
         };
@@ -70,7 +70,12 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
             Some((_, "")) | None => default_confidence(&source),
             Some((c, v)) => match v.parse::<f64>() {
                 Ok(x) if (0.0..=1.0).contains(&x) => x,
-                _ => return Err(err(c, format!("`{v}` is not a confidence between 0 and 1"))),
+                _ => {
+                    return Err(err(
+                        c,
+                        format!("`{}` is not a confidence between 0 and 1", quoted(v)),
+                    ));
+                }
             },
         };
         let kind = match kind_col.and_then(|c| rec.get(c).map(|v| (c, v.trim()))) {
@@ -84,7 +89,11 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
                         .collect();
                     return Err(err(
                         c,
-                        format!("`{v}` is not an anomaly type ({})", known.join(", ")),
+                        format!(
+                            "`{}` is not an anomaly type ({})",
+                            quoted(v),
+                            known.join(", ")
+                        ),
                     ));
                 }
             },
