@@ -339,7 +339,7 @@ impl CsvSource {
                 Some(0),
                 format!(
                     "`{}` is not a timestamp (unix seconds, RFC 3339, or YYYY-MM-DD HH:MM:SS)",
-                    quoted(&ts_raw)
+                    quoted(ts_raw)
                 ),
             ));
         };
@@ -352,7 +352,7 @@ impl CsvSource {
                     Some(0),
                     format!(
                         "duplicate timestamp `{}`; pass --skip-unordered to skip such rows",
-                        quoted(&ts_raw)
+                        quoted(ts_raw)
                     ),
                 ));
             }
@@ -360,7 +360,7 @@ impl CsvSource {
                 return Err(self.err(
                     Some(0),
                     format!(
-                        "timestamp `{}` is earlier than the row before; sort the file by time, or pass --skip-unordered to skip such rows", quoted(&ts_raw)
+                        "timestamp `{}` is earlier than the row before; sort the file by time, or pass --skip-unordered to skip such rows", quoted(ts_raw)
                     ),
                 ));
             }
