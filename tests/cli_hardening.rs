@@ -692,3 +692,80 @@ fn endless_lines_and_huge_cells_are_refused_briefly() {
         "{e}"
     );
 }
+
+/// `score` and `eval` read their CSV once: a pipe (`/dev/stdin`) and a FIFO work like a file (the tick
+/// is estimated from the first rows, kept in memory), bounded in time.
+#[test]
+fn score_reads_a_pipe_and_a_fifo_once() {
+    let d = tmpdir("pipes");
+    let csv = d.0.join("data.csv");
+    good_csv(&csv, 300);
+    let text = std::fs::read(&csv).unwrap();
+    let rows = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count()
+        - 1;
+    let wait = |mut child: std::process::Child, what: &str| -> Output {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{what}: still running after 60 s (read twice?)");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // Standard input as the CSV.
+    let out = d.0.join("stdin.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["score", "--csv", "/dev/stdin", "--out", s(&out)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&text).unwrap();
+    }
+    let o = wait(child, "/dev/stdin");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let scored = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        scored.lines().count(),
+        rows + 1,
+        "one output row per input row"
+    );
+    // A FIFO.
+    let fifo = d.0.join("fifo.csv");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let writer = {
+        let (fifo, text) = (fifo.clone(), text.clone());
+        std::thread::spawn(move || std::fs::write(fifo, text))
+    };
+    let out = d.0.join("fifo-out.csv");
+    let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["score", "--csv", s(&fifo), "--out", s(&out)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = wait(child, "a FIFO");
+    assert!(o.status.success(), "{}", stderr(&o));
+    writer.join().unwrap().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().lines().count(),
+        rows + 1
+    );
+}

@@ -395,8 +395,12 @@ fn replay_runs(dir: &std::path::Path) -> anyhow::Result<Vec<Run>> {
         let csv = dir.join(format!("{name}.csv"));
         let labels = super::labels::read_labels(&dir.join(format!("{name}.labels.csv")))?;
         let options = ReadOptions::default();
-        let tick = super::offline::estimate_tick(&csv, options)?;
-        let cfg = bench_engine(Duration::from_secs_f64(tick))?;
+        // The recording's tick, as the engine's settings take it from its first rows.
+        let tick = std::cell::Cell::new(1.0);
+        let cfg = |estimated: f64| {
+            tick.set(estimated);
+            bench_engine(Duration::from_secs_f64(estimated))
+        };
         let mut cols: Option<[Option<usize>; 4]> = None;
         let mut history = History::default();
         let mut rows = Vec::new();
@@ -409,7 +413,7 @@ fn replay_runs(dir: &std::path::Path) -> anyhow::Result<Vec<Run>> {
             false,
             |src, _, step| {
                 let cols = *cols.get_or_insert_with(|| {
-                    let col = |n: &str| src.signals().index_of(n);
+                    let col = |n: &str| src.signals.index_of(n);
                     [
                         col("tokio_alive_tasks"),
                         col("sched_latency_p99_seconds"),
@@ -426,7 +430,7 @@ fn replay_runs(dir: &std::path::Path) -> anyhow::Result<Vec<Run>> {
                 history.p99.push(g(cols[1]));
                 history.errors.push(g(cols[2]));
                 history.rss.push(g(cols[3]));
-                let base = baseline(&history, tick);
+                let base = baseline(&history, tick.get());
                 // Like the live run: measured from the first scored tick on.
                 scoring |= step.score.is_some();
                 if scoring {

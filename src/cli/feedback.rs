@@ -48,8 +48,7 @@ fn replay(
     start_with: Option<(ModelFile, Vec<LabelledWindow>)>,
 ) -> anyhow::Result<Replay> {
     let options = ReadOptions::default();
-    let tick = super::offline::estimate_tick(csv, options)?;
-    let cfg = super::bench::bench_engine(Duration::from_secs_f64(tick))?;
+    let cfg = |tick: f64| super::bench::bench_engine(Duration::from_secs_f64(tick));
     let start = match start_with {
         Some((m, labelled)) => super::offline::Start::Own(m, labelled),
         None => super::offline::Start::Cold,

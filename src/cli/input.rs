@@ -275,11 +275,6 @@ impl CsvSource {
         }
     }
 
-    /// The file, as given.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The names of the signal columns, in order.
     pub(crate) fn column_names(&self) -> &[String] {
         &self.columns[1..]

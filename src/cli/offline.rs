@@ -33,14 +33,15 @@ pub(crate) fn load_model(path: &Path) -> anyhow::Result<ModelFile> {
 pub(crate) fn check_features_finite(
     fv: &FeatureVector,
     names: &[String],
-    src: &CsvSource,
+    file: &Path,
+    line: u64,
 ) -> Result<(), InputError> {
     if let Some(i) = fv.values().iter().position(|v| v.is_infinite()) {
         let feature = names.get(i).map_or("?", String::as_str);
         let column = vigil_models::column_of_feature(feature);
         return Err(InputError {
-            file: src.path().to_owned(),
-            line: Some(src.line),
+            file: file.to_owned(),
+            line: Some(line),
             column: Some(column),
             message: format!(
                 "values this large overflow the window statistics (feature `{feature}` is infinite); \
@@ -109,20 +110,34 @@ impl EngineArgs {
 /// The median interval between the first 100 rows of `csv` (1 s when it cannot tell).
 pub(crate) fn estimate_tick(csv: &Path, options: ReadOptions) -> Result<f64, InputError> {
     let mut src = CsvSource::open(csv, options)?;
-    let mut prev = None;
-    let mut dts = Vec::new();
-    while dts.len() < 100 && src.next_row()? {
-        if let Some(p) = prev {
-            dts.push(src.timestamp - p);
-        }
-        prev = Some(src.timestamp);
+    let mut times = Vec::new();
+    while times.len() < TICK_ROWS && src.next_row()? {
+        times.push(src.timestamp);
     }
+    Ok(median_interval(&times))
+}
+
+/// Rows the tick is estimated from.
+const TICK_ROWS: usize = 101;
+
+/// The median interval between consecutive times (1 s when it cannot tell).
+fn median_interval(times: &[f64]) -> f64 {
+    let mut dts: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
     dts.sort_by(f64::total_cmp);
-    Ok(dts
-        .get(dts.len() / 2)
+    dts.get(dts.len() / 2)
         .copied()
         .filter(|d| d.is_finite() && *d > 0.0)
-        .unwrap_or(1.0))
+        .unwrap_or(1.0)
+}
+
+/// One row as [`drive_csv`] hands it on.
+pub(crate) struct Row<'a> {
+    pub(crate) timestamp: f64,
+    /// The timestamp cell as written.
+    pub(crate) raw_timestamp: &'a str,
+    pub(crate) line: u64,
+    pub(crate) values: &'a [f64],
+    pub(crate) signals: &'a vigil::features::SignalSet,
 }
 
 /// How the engine of [`drive_csv`] starts.
@@ -137,18 +152,32 @@ pub(crate) enum Start {
 }
 
 /// The one CSV → engine loop (`score`, `eval`, `bench detect --replay`, `bench feedback`): every row of
-/// `csv` into an engine with `cfg`, started as `start` says; `each(source, engine, step)` per row.
-/// Features that overflow are an error naming the line; with `log`, installs and training failures are
-/// reported on stderr as they happen. Returns the rows read.
+/// `csv` into an engine started as `start` says, with the settings `cfg` makes of the rows' tick (the
+/// median interval of the first rows, kept in memory: the file is read once, so pipes, FIFOs and
+/// process substitution work like files); `each(row, engine, step)` per row. Features that overflow
+/// are an error naming the line; with `log`, installs and training failures are reported on stderr as
+/// they happen. Returns the rows read.
 pub(crate) fn drive_csv(
     csv: &Path,
     options: ReadOptions,
-    cfg: EngineConfig,
+    cfg: impl FnOnce(f64) -> anyhow::Result<EngineConfig>,
     start: Start,
     log: bool,
-    mut each: impl FnMut(&CsvSource, &Engine, &Step) -> anyhow::Result<()>,
+    mut each: impl FnMut(&Row<'_>, &Engine, &Step) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
     let mut src = CsvSource::open(csv, options)?;
+    // The first rows, read ahead to estimate the tick, then fed like the rest.
+    let mut ahead: Vec<(f64, String, u64, Vec<f64>)> = Vec::with_capacity(TICK_ROWS);
+    while ahead.len() < TICK_ROWS && src.next_row()? {
+        ahead.push((
+            src.timestamp,
+            src.raw_timestamp.clone(),
+            src.line,
+            src.values.clone(),
+        ));
+    }
+    let times: Vec<f64> = ahead.iter().map(|r| r.0).collect();
+    let cfg = cfg(median_interval(&times))?;
     let (model, install) = match start {
         Start::Cold => (None, None),
         Start::Loaded(m) => (Some(m), None),
@@ -180,16 +209,16 @@ pub(crate) fn drive_csv(
         ProgressBar::hidden()
     };
     let mut n: u64 = 0;
-    while src.next_row()? {
-        let step = engine.push(src.timestamp, &src.values)?;
-        check_features_finite(engine.features(), &names, &src)?;
+    let mut feed = |engine: &mut Engine, row: &Row<'_>| -> anyhow::Result<()> {
+        let step = engine.push(row.timestamp, row.values)?;
+        check_features_finite(engine.features(), &names, csv, row.line)?;
         if log
             && step.installed
             && let Some(m) = engine.model()
         {
             eprintln!(
                 "vigil: line {}: model installed ({} windows, {} clusters, raw threshold {:.2}; {})",
-                src.line,
+                row.line,
                 m.summary.rows,
                 m.detector.centroids.len(),
                 m.detector.threshold,
@@ -199,10 +228,32 @@ pub(crate) fn drive_csv(
         if log && let Some(e) = &step.train_error {
             eprintln!(
                 "vigil: line {}: training failed, the engine goes on: {e}",
-                src.line
+                row.line
             );
         }
-        each(&src, &engine, &step)?;
+        each(row, engine, &step)
+    };
+    for (timestamp, raw, line, values) in &ahead {
+        let row = Row {
+            timestamp: *timestamp,
+            raw_timestamp: raw,
+            line: *line,
+            values,
+            signals: src.signals(),
+        };
+        feed(&mut engine, &row)?;
+        n += 1;
+    }
+    drop(ahead);
+    while src.next_row()? {
+        let row = Row {
+            timestamp: src.timestamp,
+            raw_timestamp: &src.raw_timestamp,
+            line: src.line,
+            values: &src.values,
+            signals: src.signals(),
+        };
+        feed(&mut engine, &row)?;
         n += 1;
         if n.is_multiple_of(8192) {
             pb.set_position(src.position());
@@ -223,31 +274,36 @@ pub(crate) fn score_csv(
     engine: &EngineArgs,
     csv: &Path,
     options: ReadOptions,
-    mut each: impl FnMut(&CsvSource, &Step) -> anyhow::Result<()>,
+    mut each: impl FnMut(&Row<'_>, &Step) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     // The settings are checked before a byte is read (the tick is only known after the first rows).
     engine
         .config(engine.tick_seconds.unwrap_or(1.0))
         .check()
         .context("checking the engine settings")?;
-    let tick = match engine.tick_seconds {
-        Some(t) => t,
-        None => estimate_tick(csv, options)?,
+    let horizons = match &model {
+        Some(m) => Horizons::new(m.summary.short_horizon, m.summary.long_horizon)?,
+        None => engine.config(1.0).horizons,
     };
-    let mut cfg = engine.config(tick);
-    if let Some(m) = &model {
-        cfg.horizons = Horizons::new(m.summary.short_horizon, m.summary.long_horizon)?;
-        if let Some(t) = m.summary.tick_seconds.filter(|t| *t > 0.0) {
-            cfg.tick_seconds = t;
-        }
-    }
-    let long = cfg.horizons.long();
+    let model_tick = model
+        .as_ref()
+        .and_then(|m| m.summary.tick_seconds)
+        .filter(|t| *t > 0.0);
+    let long = horizons.long();
     let start = match model {
         Some(m) => Start::Loaded(m),
         None => Start::Cold,
     };
-    let n = drive_csv(csv, options, cfg, start, true, |src, _, step| {
-        each(src, step)
+    let make = |estimated: f64| {
+        let mut cfg = engine.config(engine.tick_seconds.unwrap_or(estimated));
+        cfg.horizons = horizons;
+        if let Some(t) = model_tick {
+            cfg.tick_seconds = t;
+        }
+        Ok(cfg)
+    };
+    let n = drive_csv(csv, options, make, start, true, |row, _, step| {
+        each(row, step)
     })?;
     if n < long as u64 {
         return Err(too_few_rows(

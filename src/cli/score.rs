@@ -81,7 +81,7 @@ pub(crate) fn run(args: ScoreArgs) -> anyhow::Result<()> {
                     top.push_str(&format!(":{z:+.1}"));
                 }
                 w.write_record([
-                    src.raw_timestamp.as_str(),
+                    src.raw_timestamp,
                     &format!("{:.6}", s.value),
                     &format!("{:.4}", s.raw),
                     if inside.is_some() { "1" } else { "0" },
@@ -91,7 +91,7 @@ pub(crate) fn run(args: ScoreArgs) -> anyhow::Result<()> {
                     &inside.map_or(String::new(), |e| format!("{:.3}", e.1)),
                 ])?;
             }
-            None => w.write_record([src.raw_timestamp.as_str(), "", "", "0", "", "", "", ""])?,
+            None => w.write_record([src.raw_timestamp, "", "", "0", "", "", "", ""])?,
         }
         if step.closed.is_some() && !step.in_event {
             open = None;

@@ -314,7 +314,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
                     )
                 });
                 window.extract(&mut fv)?;
-                check_features_finite(&fv, window.schema().names(), &src)?;
+                check_features_finite(&fv, window.schema().names(), path, src.line)?;
                 if matches!(label, Some(((true, _), _, _))) {
                     anomalous_rows.offer(position, || (fv.values().to_vec(), label));
                 } else {
