@@ -6,9 +6,11 @@
 //!   to make room; when every open connection is in the middle of a request (or has not yet had its first
 //!   turn to read), the new one is closed instead. A flood of idle or slow clients therefore cannot lock a scraper out, and the descriptors the
 //!   agent holds stay at `max_connections + 1`.
-//! - A connection must deliver a complete request head within `idle_timeout` of opening or of its previous
-//!   response, otherwise it is closed: this is both the header-read timeout and the keep-alive idle
-//!   timeout.
+//! - A connection must deliver a complete request — head and body — within `idle_timeout` of opening or
+//!   of its previous response, otherwise it is closed: this is the request deadline and the keep-alive
+//!   idle timeout in one. The body is read (at most [`MAX_BODY`]) before the request counts as in
+//!   progress, so a client trickling its body is evictable at the cap like an idle one, and never holds
+//!   a slot a scraper needs.
 //! - Each connection's buffers are capped ([`MAX_CONNECTION_BUFFER`]), so memory is bounded by
 //!   `max_connections` times that.
 //! - Accept errors (e.g. the process is out of descriptors) are counted and retried after a short pause,
@@ -29,6 +31,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{Notify, watch};
 
+use crate::api::MAX_BODY;
 use crate::metrics as m;
 
 /// Default cap on concurrent connections.
@@ -276,12 +279,26 @@ async fn run_connection(
     let now_ms = move || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
     let inner = TowerToHyperService::new(router);
     let activity = conn.clone();
-    let service = hyper::service::service_fn(move |req| {
-        activity.busy.fetch_add(1, Ordering::Relaxed);
-        let fut = hyper::service::Service::call(&inner, req);
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let inner = inner.clone();
         let activity = activity.clone();
         async move {
-            let response = fut.await;
+            // The body is read before the request counts as busy: a client trickling its body stays
+            // under the idle rule (the whole request, head and body, within `idle_timeout`) and
+            // evictable, exactly like one trickling its head.
+            let (parts, body) = req.into_parts();
+            let bytes = match axum::body::to_bytes(axum::body::Body::new(body), MAX_BODY).await {
+                Ok(b) => b,
+                Err(_) => {
+                    return Ok::<_, std::convert::Infallible>(crate::http::json_error(
+                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!("the body is larger than {MAX_BODY} bytes, or was cut short"),
+                    ));
+                }
+            };
+            activity.busy.fetch_add(1, Ordering::Relaxed);
+            let request = hyper::Request::from_parts(parts, axum::body::Body::from(bytes));
+            let response = hyper::service::Service::call(&inner, request).await;
             activity.idle_since_ms.store(now_ms(), Ordering::Relaxed);
             activity.busy.fetch_sub(1, Ordering::Relaxed);
             response
