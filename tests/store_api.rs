@@ -661,6 +661,33 @@ fn a_model_replaced_on_disk_is_picked_up_and_a_broken_one_is_refused() {
         created(&json(&get(addr, "/api/v1/status", &[]))),
         created(&st)
     );
+    // The path becomes a FIFO: refused without opening it, so neither the watcher nor the store
+    // thread (a reload) blocks; labels and status keep answering.
+    std::fs::remove_file(&file).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&file)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while scrape(addr).value("vigil_model_reloads_total{result=\"refused\"}") < 2.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the FIFO was not refused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t = std::time::Instant::now();
+    let r = send(addr, "POST", "/api/v1/model/reload", &[], b"");
+    assert!(r.status >= 400, "{}", r.body);
+    assert!(r.body.contains("not a regular file"), "{}", r.body);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let body = br#"{"start":"2026-11-25T12:00:00Z","end":"2026-11-25T12:05:00Z","label":"normal"}"#;
+    let r = send(addr, "POST", "/api/v1/labels", &[JSON], body);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(get(addr, "/api/v1/status", &[]).status, 200);
     agent.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&dir2);

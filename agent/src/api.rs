@@ -257,7 +257,7 @@ async fn reload(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Resp
             let loaded = tokio::task::spawn_blocking(move || {
                 // The agent runtime's blocking pool serves only the agent.
                 crate::alloc::mark_agent_thread();
-                vigil_models::ModelFile::load(&p)
+                vigil_models::ModelFile::load_regular(&p)
             })
             .await;
             match loaded {

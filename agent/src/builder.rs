@@ -749,7 +749,7 @@ impl AgentBuilder {
             None => String::new(),
         };
         let model = match &self.model_path {
-            Some(p) => Some(vigil_models::ModelFile::load(p).map_err(|source| Error::Model {
+            Some(p) => Some(vigil_models::ModelFile::load_regular(p).map_err(|source| Error::Model {
                 origin: model_origin.clone(),
                 source,
                 hint: if self.model_from_env {

@@ -109,7 +109,7 @@ fn watch(
             continue;
         }
         seen = now;
-        let model = match vigil_models::ModelFile::load(path) {
+        let model = match vigil_models::ModelFile::load_regular(path) {
             Ok(m) => m,
             Err(e) => {
                 count("refused");

@@ -438,7 +438,7 @@ fn serve(
             let _ = reply.send(Ok(message.to_owned()));
         }
         Command::LoadModel(path, reply) => {
-            let r = vigil_models::ModelFile::load(&path)
+            let r = vigil_models::ModelFile::load_regular(&path)
                 .map_err(|e| StoreError::Invalid(format!("{}: {e}", path.display())));
             let _ = reply.send(r);
         }

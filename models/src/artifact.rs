@@ -403,6 +403,22 @@ impl ModelFile {
         OutputFile::write_all_and_commit(path, inputs, json.as_bytes()).map_err(ModelError::Output)
     }
 
+    /// [`ModelFile::load`] for long-lived threads (the agent's start, its model watcher, a reload): a
+    /// path that is not a regular file — a FIFO, a device, a directory — is refused before it is
+    /// opened, so a thread never blocks in `open()` on whatever a user put at the path.
+    pub fn load_regular(path: &Path) -> Result<Self, ModelError> {
+        let shown = path.display().to_string();
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Self::load(path),
+            Ok(_) => Err(file_err(
+                &shown,
+                "is not a regular file (a FIFO, device or directory); the agent reads model files \
+                 written by `vigil train`",
+            )),
+            Err(e) => Err(file_err(&shown, format!("cannot read: {e}"))),
+        }
+    }
+
     /// Reads and validates a model file. Files larger than [`MAX_MODEL_FILE_BYTES`] are refused before
     /// they are read whole.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
