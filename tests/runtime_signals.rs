@@ -88,18 +88,28 @@ fn healthz_reports_ticks_and_unknown_paths_get_json_errors() {
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert!(r.body.contains("GET /metrics"), "{}", r.body);
     // A known path with the wrong method: 405, and JSON like every other error.
-    for (method, path) in [
-        ("POST", "/metrics"),
-        ("DELETE", "/healthz"),
-        ("PUT", "/metrics"),
+    // The reply names the methods the path takes (and says so in `Allow`).
+    for (method, path, takes) in [
+        ("POST", "/metrics", "GET"),
+        ("DELETE", "/healthz", "GET"),
+        ("PUT", "/metrics", "GET"),
+        ("GET", "/api/v1/alertmanager", "POST"),
+        ("GET", "/api/v1/model/reload", "POST"),
+        ("DELETE", "/api/v1/labels", "GET or POST"),
     ] {
         let r = request(agent.local_addr(), method, path, &[]);
         assert_eq!(r.status, 405, "{method} {path}");
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert!(
-            r.body.starts_with("{\"error\":") && r.body.contains(method),
+            r.body.starts_with("{\"error\":")
+                && r.body.contains(method)
+                && r.body.contains(&format!("it takes {takes}")),
             "{method} {path}: {}",
             r.body
+        );
+        assert_eq!(
+            r.header("allow"),
+            Some(takes.replace(" or ", ", ").as_str())
         );
     }
 }

@@ -147,11 +147,31 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn method_not_allowed(method: axum::http::Method) -> Response {
-    json_error(
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let allowed = allowed_methods(path);
+    let mut r = json_error(
         StatusCode::METHOD_NOT_ALLOWED,
-        &format!("method {method} is not allowed here; the agent's read endpoints take GET"),
-    )
+        &format!("method {method} is not allowed on {path}; it takes {allowed}"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&allowed.replace(" or ", ", ")) {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    r
+}
+
+/// The methods an endpoint takes, in words (`GET`, `POST`, `GET or POST`).
+fn allowed_methods(path: &str) -> &'static str {
+    let post_only = path == "/api/v1/alertmanager"
+        || path.starts_with("/api/v1/model/")
+        || (path.starts_with("/api/v1/events/") && path.ends_with("/verdict"));
+    if path == "/api/v1/labels" {
+        "GET or POST"
+    } else if post_only {
+        "POST"
+    } else {
+        "GET"
+    }
 }
 
 async fn not_found() -> Response {
