@@ -145,13 +145,21 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("vigil: error: {e:#}");
-            // Bad input (CSV, labels, model files) and refused outputs (one of the inputs) are exit
-            // code 2; everything else 1.
+            // Bad input (CSV, labels, model files, flag values, label values the store refuses) and
+            // refused outputs (one of the inputs, a store's file) are exit code 2; everything else 1.
             let refused_output = e.chain().any(|c| {
                 c.downcast_ref::<vigil_models::OutputError>()
                     .is_some_and(|o| o.source.is_none())
             });
-            if refused_output || e.chain().any(|c| c.is::<cli::input::InputError>()) {
+            let bad_input = e.chain().any(|c| {
+                c.is::<cli::input::InputError>()
+                    || c.is::<cli::UsageError>()
+                    || matches!(
+                        c.downcast_ref::<vigil::store::StoreError>(),
+                        Some(vigil::store::StoreError::Invalid(_))
+                    )
+            });
+            if refused_output || bad_input {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

@@ -711,3 +711,86 @@ fn the_refused_output_names_are_the_stores_files() {
         "the name that marks a data directory"
     );
 }
+
+/// The label commands: a store that is not there is an error unless `--create` (a mistyped `--store`
+/// must not start an empty store beside the real one); bad flag values and labels the store refuses
+/// are exit 2 like other bad input; an endless import file is refused without being read whole.
+#[test]
+fn label_commands_refuse_a_missing_store_bad_values_and_endless_files() {
+    let dir = temp_dir("labels-cli");
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let add = |extra: &[&str]| {
+        let mut a = vec![
+            "labels",
+            "add",
+            "--store",
+            d,
+            "--start",
+            "2026-11-25T10:00:00Z",
+            "--end",
+            "2026-11-25T10:10:00Z",
+        ];
+        if !extra.contains(&"--label") {
+            a.extend_from_slice(&["--label", "normal"]);
+        }
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    let (code, err) = add(&[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("holds no Vigil store") && err.contains("--create"),
+        "{err}"
+    );
+    assert!(!dir.join("vigil.db").exists(), "nothing created");
+    let (code, err) = add(&["--create"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = add(&[]);
+    assert_eq!(code, Some(0), "the store exists now: {err}");
+    for (bad, what) in [
+        (vec!["--label", "maybe"], "--label `maybe`"),
+        (
+            vec!["--anomaly-type", "gremlins"],
+            "`gremlins` is not an anomaly type",
+        ),
+        (
+            vec!["--confidence", "3"],
+            "confidence 3 is not between 0 and 1",
+        ),
+    ] {
+        let (code, err) = add(&bad);
+        assert_eq!(code, Some(2), "{bad:?}: {err}");
+        assert!(err.contains(what), "{bad:?}: {err}");
+    }
+    let (code, err) = run(&[
+        "labels",
+        "add",
+        "--store",
+        d,
+        "--start",
+        "yesterday",
+        "--end",
+        "1",
+        "--label",
+        "normal",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--start `yesterday` is not a time"), "{err}");
+    let (code, err) = run(&["labels", "import", "--store", d, "/dev/zero"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("larger than 64 MiB"), "{err}");
+    let (code, err) = run(&["labels", "list", "--store", d]);
+    assert_eq!(code, Some(0), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

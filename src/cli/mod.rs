@@ -19,6 +19,19 @@ pub(crate) mod score;
 pub(crate) mod store;
 pub(crate) mod train;
 
+/// A bad value given on the command line (a flag's value that cannot be used): exit code 2, like bad
+/// input files.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// Writes one line to standard output. A closed pipe (`vigil inspect m.json | head`) comes back as an
 /// error that `main` turns into a quiet exit, never a panic as `println!` would.
 pub(crate) fn say_line(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {

@@ -8,6 +8,9 @@ use vigil::features::time::{format_rfc3339, parse_timestamp};
 use vigil_models::{AnomalyKind, OutputFile};
 use vigil_store::{LabelQuery, NewLabel, Store, Verdict, Webhook};
 
+use super::UsageError;
+use super::input::InputError;
+
 /// The store directory flag shared by the store commands.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct StoreDir {
@@ -75,6 +78,9 @@ enum LabelsCommand {
         /// Confidence, 0 to 1.
         #[arg(long, default_value_t = 0.95)]
         confidence: f64,
+        /// Start a new store when `--store` holds none (otherwise a missing store is an error).
+        #[arg(long)]
+        create: bool,
     },
     /// List labels overlapping a range (JSON lines, one label per line).
     List {
@@ -91,6 +97,9 @@ enum LabelsCommand {
         store: StoreDir,
         /// The file.
         file: PathBuf,
+        /// Start a new store when `--store` holds none (otherwise a missing store is an error).
+        #[arg(long)]
+        create: bool,
     },
 }
 
@@ -138,9 +147,13 @@ fn now() -> f64 {
 fn kind(s: Option<&str>) -> anyhow::Result<Option<AnomalyKind>> {
     match s.map(str::trim) {
         None | Some("") => Ok(None),
-        Some(t) => AnomalyKind::parse(t).map(Some).with_context(|| {
+        Some(t) => AnomalyKind::parse(t).map(Some).ok_or_else(|| {
             let known: Vec<&str> = AnomalyKind::ALL.iter().map(|k| k.as_str()).collect();
-            format!("`{t}` is not an anomaly type ({})", known.join(", "))
+            UsageError(format!(
+                "`{t}` is not an anomaly type ({})",
+                known.join(", ")
+            ))
+            .into()
         }),
     }
 }
@@ -155,24 +168,28 @@ pub(crate) fn labels(args: LabelsArgs) -> anyhow::Result<()> {
             anomaly_type,
             note,
             confidence,
+            create,
         } => {
             let t = |flag: &str, s: &str| {
-                parse_timestamp(s).with_context(|| {
-                    format!("--{flag} `{s}` is not a time (RFC 3339 or Unix seconds)")
+                parse_timestamp(s).ok_or_else(|| {
+                    UsageError(format!(
+                        "--{flag} `{s}` is not a time (RFC 3339 or Unix seconds)"
+                    ))
                 })
             };
             let l = NewLabel {
                 start: t("start", &start)?,
                 end: Some(t("end", &end)?),
-                verdict: Verdict::parse(&label)
-                    .with_context(|| format!("--label `{label}` is not `anomaly` or `normal`"))?,
+                verdict: Verdict::parse(&label).ok_or_else(|| {
+                    UsageError(format!("--label `{label}` is not `anomaly` or `normal`"))
+                })?,
                 anomaly_type: kind(anomaly_type.as_deref())?,
                 source: "human".into(),
                 confidence,
                 note,
                 event_id: None,
             };
-            let mut s = Store::open(&store.dir)?;
+            let mut s = open_for_writing(&store.dir, create)?;
             let stored = s.add_label(&l, now())?;
             println!("{}", serde_json::to_string(&stored)?);
         }
@@ -187,16 +204,57 @@ pub(crate) fn labels(args: LabelsArgs) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&l)?);
             }
         }
-        LabelsCommand::Import { store, file } => import(&store.dir, &file)?,
+        LabelsCommand::Import {
+            store,
+            file,
+            create,
+        } => import(&store.dir, &file, create)?,
     }
     Ok(())
 }
 
-fn import(dir: &Path, file: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("{}: cannot read", file.display()))?;
+/// The largest file `labels import` reads (about 600,000 CSV labels; more is not a labels file).
+const MAX_IMPORT_BYTES: u64 = 64 << 20;
+
+/// Opens the store in `dir` for writing; a directory without one is an error unless `create`, so a
+/// mistyped `--store` does not start a new, empty store beside the real one.
+fn open_for_writing(dir: &Path, create: bool) -> anyhow::Result<Store> {
+    if !create && !dir.join(vigil::store::DB_FILE).is_file() {
+        return Err(InputError::file(
+            dir,
+            format!(
+                "holds no Vigil store (no {}): check --store (the agent's VIGIL_DATA_DIR), or pass \
+                 --create to start a new store there",
+                vigil::store::DB_FILE
+            ),
+        )
+        .into());
+    }
+    Ok(Store::open(dir)?)
+}
+
+fn import(dir: &Path, file: &Path, create: bool) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(file)
+        .map_err(|e| InputError::file(file, format!("cannot open: {e}")))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_IMPORT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| InputError::file(file, format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_IMPORT_BYTES {
+        return Err(InputError::file(
+            file,
+            format!(
+                "is larger than {} MiB; a labels file is far smaller: is this the right file?",
+                MAX_IMPORT_BYTES >> 20
+            ),
+        )
+        .into());
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| InputError::file(file, "is not UTF-8 text, so not a labels file"))?;
     let first = text.trim_start().chars().next();
-    let mut store = Store::open(dir)?;
+    let mut store = open_for_writing(dir, create)?;
     if first == Some('{') {
         // Every payload is checked before anything is stored.
         let mut hooks = Vec::new();
