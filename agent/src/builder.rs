@@ -63,6 +63,8 @@ const RETENTION_AGE_RANGE: (Duration, Duration) =
     (Duration::from_secs(3600), Duration::from_secs(365 * 86_400));
 /// Smallest store size accepted (one hour of ticks at 1 s fits in a few MiB).
 const MIN_RETENTION_BYTES: u64 = 16 << 20;
+/// The largest store size accepted (1 PiB): a bigger number is a typo, not a disk.
+const MAX_RETENTION_BYTES: u64 = 1 << 50;
 
 /// Entry point: `vigil::Agent::builder()`.
 #[derive(Debug)]
@@ -311,13 +313,13 @@ impl AgentBuilder {
 
     /// Store retention: ticks and events older than `max_age` are deleted, and the oldest ticks while
     /// the store uses more than `max_bytes`; labels are never deleted. Defaults 7 days and 512 MiB;
-    /// accepted 1 h to 365 days and at least 16 MiB.
+    /// accepted 1 h to 365 days and 16 MiB to 1 PiB.
     pub fn retention(mut self, max_age: Duration, max_bytes: u64) -> Result<Self, Error> {
         let max_age = check_range("retention_age", max_age, RETENTION_AGE_RANGE)?;
-        if max_bytes < MIN_RETENTION_BYTES {
+        if !(MIN_RETENTION_BYTES..=MAX_RETENTION_BYTES).contains(&max_bytes) {
             return Err(Error::Config {
                 setting: "retention_size",
-                message: format!("{max_bytes} bytes is below the 16 MiB minimum"),
+                message: format!("{max_bytes} bytes is outside 16 MiB to 1 PiB"),
             });
         }
         if let Some(s) = &mut self.store {
@@ -605,11 +607,11 @@ impl AgentBuilder {
         }
         if let Some(s) = get("VIGIL_RETENTION_SIZE")? {
             let b = crate::duration::parse_bytes(&s)
-                .filter(|b| *b >= MIN_RETENTION_BYTES)
+                .filter(|b| (MIN_RETENTION_BYTES..=MAX_RETENTION_BYTES).contains(b))
                 .ok_or(Error::Env {
                     var: "VIGIL_RETENTION_SIZE",
                     value: s,
-                    expected: "a size of at least 16MiB, e.g. 512MiB or 2GiB",
+                    expected: "a size from 16MiB to 1PiB, e.g. 512MiB or 2GiB",
                 })?;
             if let Some(st) = &mut self.store {
                 st.max_bytes = b;
@@ -1046,6 +1048,9 @@ mod tests {
                 "off or a duration from 1m to 7d",
             ),
             ("VIGIL_REFIT_INTERVAL", "never", "duration"),
+            // Too large to hold is not "too small".
+            ("VIGIL_RETENTION_SIZE", "99999999999GiB", "16MiB to 1PiB"),
+            ("VIGIL_RETENTION_SIZE", "1MiB", "16MiB to 1PiB"),
         ];
         for (var, value, expected) in cases {
             let err = Agent::builder()
