@@ -111,6 +111,23 @@ enum Command {
     MetricsDoc,
 }
 
+/// The error and its causes, each said once: a message that already quotes its cause (the agent's
+/// start-up errors do, so they read whole on their own) is not followed by it again.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -144,7 +161,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("vigil: error: {e:#}");
+            eprintln!("vigil: error: {}", error_chain(&e));
             // Bad input (CSV, labels, model files, flag values, label values the store refuses) and
             // refused outputs (one of the inputs, a store's file) are exit code 2; everything else 1.
             let refused_output = e.chain().any(|c| {

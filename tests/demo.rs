@@ -291,3 +291,29 @@ fn an_unknown_vigil_variable_is_named_with_the_closest_setting() {
     );
     assert_eq!(stderr.matches("VIGIL_TICKK").count(), 1, "once: {stderr}");
 }
+
+/// A start-up error says its cause once (the agent's message quotes it; the chain is not printed
+/// again after it).
+#[test]
+fn a_start_up_error_says_its_cause_once() {
+    let (mut cmd, data) = vigil("cause-once");
+    let _cleanup = Cleanup(data);
+    let out = cmd
+        .args(["demo", "--duration", "1"])
+        .env("VIGIL_GPU", "off")
+        .env("VIGIL_MODEL", "/nonexistent/model.json")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("vigil: error:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("VIGIL_MODEL"), "{line}");
+    assert_eq!(
+        line.matches("No such file or directory").count(),
+        1,
+        "{line}"
+    );
+}
