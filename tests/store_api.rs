@@ -794,3 +794,78 @@ fn label_commands_refuse_a_missing_store_bad_values_and_endless_files() {
     assert_eq!(code, Some(0), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A full disk under the data directory (a 600 KiB tmpfs, where the test may mount one: root on
+/// Linux, as on CI) is said as such, and every label acknowledged before it is still there.
+#[test]
+fn a_full_disk_says_so_and_keeps_what_it_acknowledged() {
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let mnt = std::env::temp_dir().join(format!("vigil-full-disk-{}", std::process::id()));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=600k", "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        let _ = std::fs::remove_dir_all(&mnt);
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the page-limit unit test in vigil-store covers the message"
+        );
+        return;
+    }
+    let _unmount = Unmount(mnt.clone());
+    let store = mnt.join("store");
+    let d = store.to_str().unwrap();
+    let note = "x".repeat(4000);
+    let mut acknowledged = 0;
+    let err = loop {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args([
+                "labels",
+                "add",
+                "--store",
+                d,
+                "--create",
+                "--start",
+                "2026-11-25T10:00:00Z",
+                "--end",
+                "2026-11-25T10:10:00Z",
+                "--label",
+                "normal",
+                "--note",
+                &note,
+            ])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            break String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        acknowledged += 1;
+        assert!(acknowledged < 2_000, "600 KiB never filled up");
+    };
+    assert!(
+        err.contains("database or disk is full") && !err.contains("vanished"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["labels", "list", "--store", d])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        acknowledged,
+        "every acknowledged label survived"
+    );
+}

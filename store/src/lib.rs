@@ -921,25 +921,26 @@ impl Store {
 
 /// Inserts one checked label; its id.
 fn insert_label(c: &Connection, l: &NewLabel, now: f64) -> rusqlite::Result<i64> {
+    // `execute` steps the statement to its end, so a failed commit (a full disk, in autocommit mode)
+    // is this call's error. (`INSERT … RETURNING` read with `query_row` handed back the new id after
+    // the first step and lost the commit's error: the label then "vanished".)
     c.prepare_cached(
         "INSERT INTO labels(start, end_t, label, anomaly_type, source, confidence, note,
          event_id, fingerprint, created)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9) RETURNING id",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
     )?
-    .query_row(
-        params![
-            l.start,
-            l.end,
-            l.verdict.as_str(),
-            l.anomaly_type.map(AnomalyKind::as_str),
-            l.source,
-            l.confidence,
-            l.note,
-            l.event_id.and_then(|i| i64::try_from(i).ok()),
-            now,
-        ],
-        |r| r.get(0),
-    )
+    .execute(params![
+        l.start,
+        l.end,
+        l.verdict.as_str(),
+        l.anomaly_type.map(AnomalyKind::as_str),
+        l.source,
+        l.confidence,
+        l.note,
+        l.event_id.and_then(|i| i64::try_from(i).ok()),
+        now,
+    ])?;
+    Ok(c.last_insert_rowid())
 }
 
 const EVENT_COLUMNS: &str = "SELECT id, start, opened, end_t, ended, peak, peak_at, anomaly_type,
@@ -970,4 +971,54 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         start_unix: start,
         end_unix: end,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// A full disk (here: a page limit on the database, which SQLite reports the same way) is said as
+    /// such, and a label is stored or refused, never "vanished after it was written".
+    #[test]
+    fn a_full_disk_is_said_as_such_and_every_label_is_stored_or_refused() {
+        let dir = std::env::temp_dir().join(format!("vigil-store-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut s = Store::open(&dir).unwrap();
+        let pages: i64 = s
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        s.conn
+            .pragma_update(None, "max_page_count", pages + 2)
+            .unwrap();
+        let l = NewLabel {
+            start: 1_700_000_000.0,
+            end: Some(1_700_000_060.0),
+            verdict: Verdict::Normal,
+            anomaly_type: None,
+            source: "human".into(),
+            confidence: 0.9,
+            note: Some("x".repeat(4000)),
+            event_id: None,
+        };
+        let mut stored = 0;
+        let err = loop {
+            match s.add_label(&l, 0.0) {
+                Ok(_) => stored += 1,
+                Err(e) => break e,
+            }
+            assert!(stored < 10_000, "the page limit was never reached");
+        };
+        let msg = err.to_string();
+        assert!(msg.contains("full") && !msg.contains("vanished"), "{msg}");
+        assert_eq!(
+            s.labels(&LabelQuery::default()).unwrap().len(),
+            stored,
+            "every acknowledged label is there, the refused one is not"
+        );
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
