@@ -387,17 +387,26 @@ struct Lead {
     devs: VecDeque<f64>,
     /// Tick of the last check (the opening at first).
     checked: u64,
-    /// Windows from the last check to the next: a quarter of the horizon at first (at least 50),
-    /// doubling up to the horizon, so a step is recognised early while a slow climb still gets whole
-    /// horizons to show its growth.
+    /// Windows from the last check to the next: an hour's worth at first (at least 50, at most the
+    /// horizon), doubling up to the horizon, so a step is recognised once it has held for an hour
+    /// while a slow climb still gets whole horizons to show its growth.
     gap: u64,
 }
 
-/// Windows before the first level-shift check of an event: a quarter of the horizon, but at least the
-/// 50 windows a model trains on (the refit after a shift uses the event's windows alone), and never
-/// more than the horizon.
-fn first_gap(horizon: usize) -> u64 {
-    (horizon as u64 / 4).max(50).min(horizon as u64).max(1)
+/// How long a new level must hold before it can be called a level shift: an hour — a step that
+/// persists for hours is a change, not an incident — but never fewer windows than a model trains on
+/// (50), and never more than the horizon.
+pub const LEVEL_SHIFT_MIN_SECONDS: f64 = 3600.0;
+
+/// Windows before the first level-shift check of an event at `tick_seconds` a window (see
+/// [`LEVEL_SHIFT_MIN_SECONDS`]).
+fn first_gap(horizon: usize, tick_seconds: f64) -> u64 {
+    let hour = if tick_seconds.is_finite() && tick_seconds > 0.0 {
+        (LEVEL_SHIFT_MIN_SECONDS / tick_seconds).ceil() as u64
+    } else {
+        horizon as u64
+    };
+    hour.max(50).min(horizon as u64).max(1)
 }
 
 /// Whether a lead's deviations over one horizon (oldest first) still grow: the median of the newer
@@ -763,7 +772,7 @@ impl Engine {
                     trend: model.detector.is_trend(*i),
                     devs: VecDeque::new(),
                     checked: self.tick,
-                    gap: first_gap(self.cfg.rebaseline_after),
+                    gap: first_gap(self.cfg.rebaseline_after, self.cfg.tick_seconds),
                 });
                 step.opened = event;
             }

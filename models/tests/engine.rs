@@ -345,9 +345,9 @@ fn a_persisting_step_closes_as_level_shift_and_the_next_step_is_scored_against_t
     }
     let steps = run(&rows, Box::new(InlineTrainer::default()));
     let ev = events(&steps);
-    // The first step: one event, closed as a level shift at its first check (a quarter horizon, but
-    // at least the 50 windows a model needs) after it opened, typed level_shift; no event between the
-    // two steps (the new level is normal).
+    // The first step: one event, closed as a level shift at its first check — after an hour at the
+    // new level, which at this 1 s tick is beyond the horizon (100 windows), so one horizon — typed
+    // level_shift; no event between the two steps (the new level is normal).
     let first = ev
         .iter()
         .find(|e| (800..820).contains(&e.0))
@@ -355,7 +355,7 @@ fn a_persisting_step_closes_as_level_shift_and_the_next_step_is_scored_against_t
     assert_eq!(first.2, Some(EventEnd::LevelShift), "{ev:?}");
     let closed_at = first.1.unwrap();
     assert!(
-        (first.0 + 50..first.0 + 65).contains(&closed_at),
+        (first.0 + 100..first.0 + 115).contains(&closed_at),
         "closed at the first check after opening: {ev:?}"
     );
     let closed = steps[closed_at].closed.as_ref().unwrap();
@@ -631,5 +631,41 @@ fn the_gate_and_the_engine_give_the_same_events_on_the_same_stream() {
     for (g, l) in gate.iter().zip(&live) {
         assert_eq!((g.0, g.2), (l.0, l.2), "row {}", l.0);
         assert!((g.1 - l.1).abs() < 1e-12, "row {}: {} vs {}", l.0, g.1, l.1);
+    }
+}
+
+/// At a minute a row, a step that holds for an hour (60 windows) is a level shift, well before the
+/// 360-window horizon; at a second a row the first check waits for the horizon (an hour would be
+/// 3,600 windows).
+#[test]
+fn a_level_shift_is_called_after_an_hour_at_the_new_level() {
+    let mut n = Noise(61);
+    let mut rows: Vec<[f64; 3]> = (0..1600).map(|_| normal(&mut n)).collect();
+    for r in &mut rows[800..] {
+        r[0] += 40.0;
+    }
+    for (tick, after) in [(60.0, 60..75), (1.0, 360..375)] {
+        let cfg = EngineConfig {
+            tick_seconds: tick,
+            rebaseline_after: 360,
+            ..config()
+        };
+        let mut e = Engine::new(&signals(), cfg, None, Box::new(InlineTrainer::default())).unwrap();
+        let steps: Vec<Step> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| e.push(i as f64 * tick, r).unwrap())
+            .collect();
+        let ev = events(&steps);
+        let first = ev
+            .iter()
+            .find(|x| (800..820).contains(&x.0))
+            .unwrap_or_else(|| panic!("tick {tick}: the step opens an event: {ev:?}"));
+        assert_eq!(first.2, Some(EventEnd::LevelShift), "tick {tick}: {ev:?}");
+        let held = first.1.unwrap() - first.0;
+        assert!(
+            after.contains(&held),
+            "tick {tick}: closed after {held} windows: {ev:?}"
+        );
     }
 }
