@@ -317,3 +317,47 @@ fn a_start_up_error_says_its_cause_once() {
         "{line}"
     );
 }
+
+/// Without `--duration` the demo ends by itself once every fault has run and the quiet stretch after
+/// the last one is over, and prints its summary (through a pipe, as `| tee` would read it).
+#[test]
+fn the_demo_ends_by_itself_after_the_show_with_its_summary() {
+    let (mut cmd, data) = vigil("ends");
+    let _cleanup = Cleanup(data);
+    let mut child = cmd
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--tick",
+            "100ms",
+            "--quiet",
+            "--faults",
+            "memory_leak",
+        ])
+        .env("VIGIL_WARMUP", "5s")
+        .env("VIGIL_GPU", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo did not end by itself within 90 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("summary:") && stdout.contains("detected 1 of 1 faults"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().last().unwrap().contains("vigil demo: done"),
+        "{stdout}"
+    );
+}

@@ -30,7 +30,8 @@ pub(crate) const MAX_COLUMNS: usize = 100;
 /// Flags of `vigil demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
-    /// Exit after this many seconds (default: run until Ctrl-C).
+    /// Exit after this many seconds (default: once every fault has run and the quiet stretch after the
+    /// last one is over; Ctrl-C ends it earlier, with the summary).
     #[arg(long, value_name = "SECS")]
     duration: Option<u64>,
     /// Address of the agent's HTTP endpoint (/metrics); overrides VIGIL_LISTEN.
@@ -107,6 +108,11 @@ impl Schedule {
             phase_ticks_left: QUIET_TICKS,
             in_fault: false,
         }
+    }
+
+    /// Every fault has run and the quiet stretch after the last one is over.
+    fn finished(&self) -> bool {
+        self.next >= self.faults.len() && !self.in_fault && self.phase_ticks_left == 0
     }
 
     /// Advances one tick; returns `Some(Some(kind))` to start a fault, `Some(None)` to stop one.
@@ -363,6 +369,11 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
                     {
                         f.end_unix = now_unix;
                     }
+                    // The show is over: every fault ran and the quiet stretch after the last one (the
+                    // grace for a late detection included) has passed.
+                    if deadline.is_none() && schedule.finished() {
+                        break;
+                    }
                 }
             }
         }
@@ -476,6 +487,25 @@ mod tests {
                 (90, Some(AnomalyKind::TaskLeak)),
                 (120, None),
             ]
+        );
+    }
+
+    #[test]
+    fn the_schedule_says_when_the_show_is_over() {
+        let mut s = Schedule::new(vec![AnomalyKind::MemoryLeak]);
+        let mut over_at = None;
+        for tick in 0..200u64 {
+            s.step();
+            if s.finished() {
+                over_at = Some(tick);
+                break;
+            }
+        }
+        // 30 quiet, 30 of the fault, then 30 quiet (grace included).
+        assert_eq!(over_at, Some(89));
+        assert!(
+            Schedule::new(Vec::new()).phase_ticks_left > 0,
+            "a quiet stretch first"
         );
     }
 
