@@ -38,7 +38,7 @@ use vigil_features::{FeatureError, FeatureSchema, FeatureVector, Horizons, Signa
 use crate::events::{EventTracker, Transition, WindowVerdict};
 use crate::{
     Detector, Event, EventEnd, EventParams, KMeansDetector, KMeansParams, ModelError, ModelFile,
-    Score, TrainingSummary,
+    RecentRange, Score, TrainingSummary,
 };
 
 /// Everything that decides the engine's verdicts. The same values give the same verdicts, live or
@@ -486,6 +486,9 @@ pub struct Engine {
     /// level went back, and the two regimes trade places (no event, and the excursion's windows do not
     /// stay in the history the next refits learn from).
     previous: Option<Regime>,
+    /// What each signal did over the newest clean rows: spikes beyond it, levels inside it (see
+    /// [`RecentRange`]).
+    range: RecentRange,
 }
 
 /// A model with the clean windows it was refitted from (see [`Engine::previous`]).
@@ -543,7 +546,19 @@ impl Engine {
         let fv = FeatureVector::new(&schema);
         let history_cap = cfg.history_windows;
         let events = EventTracker::new(cfg.events);
+        let mut range = RecentRange::new(
+            schema.names(),
+            schema.units(),
+            cfg.horizons.short(),
+            cfg.history_windows,
+            cfg.warm_up_windows,
+            cfg.tick_seconds,
+        );
+        if model.is_some() {
+            range.sooner();
+        }
         Ok(Self {
+            range,
             window,
             schema,
             fed_features: false,
@@ -712,6 +727,8 @@ impl Engine {
             return Ok(step);
         }
         let row: Arc<[f64]> = Arc::from(self.fv.values());
+        let known = self.model.as_ref().map(|m| &m.detector.extent[..]);
+        let reading = self.range.read(&row, known.filter(|k| !k.is_empty()));
         if self.recent.len() >= self.recent_cap() {
             self.recent.pop_front();
         }
@@ -723,10 +740,14 @@ impl Engine {
             }
             return Ok(step);
         };
-        let mut score = model.detector.score(ArrayView1::from(self.fv.values()));
+        let mut score = model
+            .detector
+            .score_in_range(ArrayView1::from(self.fv.values()), reading.as_ref());
         let mut model = model;
         // Both sides of a level shift are normal: when the current model alarms but the regime before
-        // the shift calls the window normal, the level went back and the regimes trade places.
+        // the shift calls the window normal, the level went back and the regimes trade places. The
+        // recent range describes the regime being left: the one before is read without it, and it
+        // starts again.
         if score.is_anomaly
             && !self.events.busy()
             && let Some(prev) = &self.previous
@@ -739,6 +760,7 @@ impl Engine {
             if !before.is_anomaly {
                 score = before;
                 model = self.swap_regimes(&model);
+                self.range.reset();
             }
         }
         let names = &model.feature_names;
@@ -767,6 +789,7 @@ impl Engine {
             Transition::Opened => {
                 // The windows just before the onset may hold the fault's start: never train on them.
                 self.pending.clear();
+                self.range.hold();
                 self.lead = score.top_features.first().map(|(i, _)| Lead {
                     feature: *i,
                     trend: model.detector.is_trend(*i),
@@ -779,6 +802,7 @@ impl Engine {
             Transition::Retyped => step.retyped = event,
             Transition::Closed => {
                 self.lead = None;
+                self.range.release();
                 step.closed = event;
             }
             Transition::None => {}
@@ -916,6 +940,8 @@ impl Engine {
         });
         self.history.clear();
         self.pending.clear();
+        // The old level's range no longer describes normal either: it starts again on the new one.
+        self.range.reset();
         self.history
             .extend(self.recent.iter().skip(self.recent.len() - since).cloned());
         // The training in flight (asked for before the change) is dropped; the refit on the new

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::detector::squash;
 use crate::explain::{guess, top_features, vote};
 use crate::supervised::{MIN_POSITIVE_WINDOWS, TreeClassifier};
-use crate::{AnomalyKind, Detector, ModelError, RobustScaler, Score};
+use crate::{AnomalyKind, Detector, ModelError, RangeReading, RobustScaler, SPIKE_RATIO, Score};
 
 /// Windows the centroids are fitted on at most.
 const KMEANS_SAMPLE: usize = 25_000;
@@ -144,6 +144,11 @@ pub struct KMeansDetector {
     /// (cosine ≥ 0.7) takes that type instead of the name-based guess.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub type_profiles: Vec<(AnomalyKind, Vec<f64>)>,
+    /// Per feature, the lowest and highest value of the windows the model was trained on (normal by
+    /// construction, a person's `normal` labels included): part of the recent range
+    /// ([`crate::RecentRange`]), so what the model knows as normal is never a spike.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extent: Vec<(f64, f64)>,
 }
 
 /// Cosine similarity under which a learned type profile does not apply.
@@ -312,6 +317,7 @@ impl KMeansDetector {
             settle: 0.8,
             tree: None,
             type_profiles: Vec::new(),
+            extent: extent_of(rows.clone(), width),
         };
         let fit_rows: Vec<&[f64]> = rows.clone().into_iter().take(n_fit).collect();
         detector.fit_load(&fit_rows, feature_units, params.tick_seconds);
@@ -689,6 +695,21 @@ impl KMeansDetector {
     }
 }
 
+/// Per feature, the lowest and highest finite value over `rows` (`(+inf, -inf)` for a feature that
+/// never had one).
+fn extent_of<'a>(rows: impl IntoIterator<Item = &'a [f64]>, width: usize) -> Vec<(f64, f64)> {
+    let mut out = vec![(f64::INFINITY, f64::NEG_INFINITY); width];
+    for row in rows {
+        for ((lo, hi), v) in out.iter_mut().zip(row) {
+            if v.is_finite() {
+                *lo = lo.min(*v);
+                *hi = hi.max(*v);
+            }
+        }
+    }
+    out
+}
+
 /// RMS of the [`TOP_K`] largest squared deviations among `dev` (of `n` values).
 fn top_k_rms(dev: impl Iterator<Item = f64>, n: usize) -> f64 {
     {
@@ -731,6 +752,17 @@ impl Detector for KMeansDetector {
     }
 
     fn score(&self, x: ArrayView1<'_, f64>) -> Score {
+        self.score_in_range(x, None)
+    }
+}
+
+impl KMeansDetector {
+    /// [`Detector::score`] read beside the recent range ([`crate::RecentRange`]): a scored level (not
+    /// a trend) counts at most `MIN_RAW_THRESHOLD × level ratio / SPIKE_RATIO` — it reaches the
+    /// smallest threshold only [`crate::SPIKE_RATIO`] of its signal's ranges out — and a spike ratio
+    /// of [`crate::SPIKE_RATIO`] scores at the threshold (the raw score is the larger of the two
+    /// readings; a spike that leads is the window's first top feature and its type).
+    pub fn score_in_range(&self, x: ArrayView1<'_, f64>, reading: Option<&RangeReading>) -> Score {
         let width = self.scaler.width();
         let mut z = vec![0.0; self.scored.len()];
         match x.as_slice() {
@@ -742,18 +774,38 @@ impl Detector for KMeansDetector {
             _ => {}
         }
         // Deviations from the nearest normal mode: the raw score and the explanation both read them.
-        let dev: Vec<f64> = match self.nearest(&z) {
+        let mut dev: Vec<f64> = match self.nearest(&z) {
             Some(c) => z.iter().zip(c).map(|(a, b)| a - b).collect(),
             None => z.clone(),
         };
-        let raw = top_k_rms(dev.iter().copied(), dev.len());
+        // What the model alone says (what a labelled tree was trained beside).
+        let model_raw = top_k_rms(dev.iter().copied(), dev.len());
+        if let Some(r) = reading {
+            for (d, &i) in dev.iter_mut().zip(&self.scored) {
+                if let Some(&level) = r.level.get(i)
+                    && level.is_finite()
+                    && !self.is_trend(i)
+                {
+                    let cap = MIN_RAW_THRESHOLD * level.max(0.0) / SPIKE_RATIO;
+                    if d.abs() > cap {
+                        *d = cap.copysign(*d);
+                    }
+                }
+            }
+        }
+        let level_raw = top_k_rms(dev.iter().copied(), dev.len());
+        let spike_raw = reading.map_or(0.0, |r| self.threshold * r.spike / SPIKE_RATIO);
+        let spike_led = spike_raw > level_raw && spike_raw.is_finite();
+        let raw = if spike_led { spike_raw } else { level_raw };
         let unsupervised = squash(raw, self.threshold);
         // With labels: where labelled windows fell (evidence e), their verdict p counts in proportion,
         // so a labelled pattern can lift a quiet window above 0.5 or hold a known false alarm below it;
         // where only unlabelled windows fell, the unsupervised score stands (novel anomalies still show).
+        // The tree reads the model's own raw score, as in training: a pattern a person called normal
+        // stays normal whatever the recent range says of it.
         let value = match &self.tree {
             Some(tree) => {
-                z.push(raw);
+                z.push(model_raw);
                 let (p, e) = tree.leaf(&z);
                 z.pop();
                 e * p + (1.0 - e) * unsupervised
@@ -762,10 +814,18 @@ impl Detector for KMeansDetector {
         };
         let is_anomaly = value >= 0.5;
         // Explanations rank deviations from the nearest normal mode, by schema index.
-        let top: Vec<(usize, f64)> = top_features(&dev, 3)
+        let mut top: Vec<(usize, f64)> = top_features(&dev, 3)
             .into_iter()
             .map(|(i, v)| (self.scored[i], v))
             .collect();
+        let spiked = match (spike_led, reading, x.as_slice()) {
+            (true, Some(r), Some(row)) => {
+                top.insert(0, (r.spike_feature, self.plain_z(row, r.spike_feature)));
+                top.truncate(3);
+                Some(guess(&self.feature_names, &top[..1]))
+            }
+            _ => None,
+        };
         // The type reads how far each signal moved now: a trend counts its short slope without
         // waiting for the long one to agree (that wait guards the verdict, not the diagnosis).
         let anomaly_type = if is_anomaly {
@@ -780,7 +840,10 @@ impl Detector for KMeansDetector {
                     .collect(),
                 _ => dev.clone(),
             };
-            self.kind_of(&z, &typing, &top)
+            match spiked {
+                Some(kind) if kind != AnomalyKind::Unknown => kind,
+                _ => self.kind_of(&z, &typing, &top),
+            }
         } else {
             AnomalyKind::Unknown
         };

@@ -31,6 +31,7 @@ pub mod explain;
 mod kmeans;
 pub mod labels;
 mod output;
+mod range;
 pub mod retrain;
 mod scaler;
 mod supervised;
@@ -51,5 +52,6 @@ pub use kmeans::{
     UNLABELLED_WEIGHT, WINDOWS_PER_CLUSTER, calibrate, scored_features,
 };
 pub use output::{OutputError, OutputFile, STORE_FILE_NAMES};
+pub use range::{RangeReading, RecentRange, SPIKE_RATIO};
 pub use scaler::{RobustScaler, Z_CLIP, compress, floor_for};
 pub use supervised::{MIN_POSITIVE_WINDOWS, Node, TreeClassifier};

@@ -66,7 +66,8 @@ fn robust_spread(sorted: &[f64]) -> f64 {
     mad.max(tail)
 }
 
-fn median_of(sorted: &[f64]) -> f64 {
+/// Median of sorted values (`0` when empty).
+pub(crate) fn median_of(sorted: &[f64]) -> f64 {
     let n = sorted.len();
     if n == 0 {
         return 0.0;

@@ -669,3 +669,77 @@ fn a_level_shift_is_called_after_an_hour_at_the_new_level() {
         );
     }
 }
+
+/// The engine of [`config`] with a span of 600 windows: the recent range reads from about window 610.
+fn short_span() -> EngineConfig {
+    EngineConfig {
+        history_windows: 600,
+        ..config()
+    }
+}
+
+#[test]
+fn a_brief_extreme_value_is_an_event_and_its_recurrence_within_the_span_is_familiar() {
+    let mut n = Noise(41);
+    let mut rows: Vec<[f64; 3]> = (0..2600).map(|_| normal(&mut n)).collect();
+    // Two windows of a queue 40 deep (its normal range is 17..23): too brief to move the short
+    // median the model scores, thirteen ranges out of anything the span saw.
+    for at in [1500, 1800] {
+        rows[at][0] = 60.0;
+        rows[at + 1][0] = 60.0;
+    }
+    // Far beyond that one: 300 deep.
+    rows[2200][0] = 300.0;
+    rows[2201][0] = 300.0;
+    let steps = run_with(&rows, Box::new(InlineTrainer::default()), short_span());
+    let ev = events(&steps);
+    let first = ev
+        .iter()
+        .find(|e| (1500..1506).contains(&e.0))
+        .unwrap_or_else(|| panic!("the first spike opens an event: {ev:?}"));
+    let closed = first.1.expect("the spike's event closes");
+    assert!(
+        closed < 1530,
+        "closed soon after the spike left the short horizon: {ev:?}"
+    );
+    assert_eq!(first.2, Some(EventEnd::Settled), "{ev:?}");
+    let lead = &steps[first.0].top[0].0;
+    assert_eq!(lead, "queue.last", "{:?}", steps[first.0].top);
+    // The same excursion 300 windows later is inside what the span holds now: no event.
+    assert!(
+        ev.iter().all(|e| !(1795..1830).contains(&e.0)),
+        "a recurrence of the same size is familiar: {ev:?}"
+    );
+    // One far beyond it is news again.
+    assert!(
+        ev.iter().any(|e| (2200..2206).contains(&e.0)),
+        "a larger excursion is an event: {ev:?}"
+    );
+    // Nothing else in the stream is an event.
+    assert_eq!(ev.len(), 2, "{ev:?}");
+}
+
+#[test]
+fn a_level_visited_within_the_span_is_not_an_event_again() {
+    let mut n = Noise(43);
+    let mut rows: Vec<[f64; 3]> = (0..2400).map(|_| normal(&mut n)).collect();
+    // The latency doubles for 40 windows, twice, 400 windows apart (a nightly batch, compressed).
+    for from in [1200, 1600] {
+        for r in &mut rows[from..from + 40] {
+            r[1] += 0.010;
+        }
+    }
+    let steps = run_with(&rows, Box::new(InlineTrainer::default()), short_span());
+    let ev = events(&steps);
+    assert!(
+        ev.iter().any(|e| (1200..1210).contains(&e.0)),
+        "the first visit is an event: {ev:?}"
+    );
+    assert!(
+        ev.iter().all(|e| !(1590..1650).contains(&e.0)),
+        "the second visit, inside the range the first left in the span, is not: {ev:?}"
+    );
+    // The second visit's windows still rank above the quiet ones around them.
+    let raw = |i: usize| steps[i].score.as_ref().map_or(0.0, |s| s.raw);
+    assert!(raw(1620) > raw(1500), "{} vs {}", raw(1620), raw(1500));
+}
