@@ -504,6 +504,18 @@ fn damaged_models_and_mismatched_columns_name_the_file_and_the_columns() {
             stderr(&o)
         );
     }
+    // A feature's training extent turned inside out.
+    let mut m = v.clone();
+    m["detector"]["extent"][0] = serde_json::json!([5.0, 1.0]);
+    let edited = d.0.join("edited.json");
+    std::fs::write(&edited, serde_json::to_string(&m).unwrap()).unwrap();
+    let o = vigil(&["inspect", s(&edited)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("detector.extent of feature 0"),
+        "{}",
+        stderr(&o)
+    );
     // Other columns: the error names them.
     let other = d.0.join("other.csv");
     let mut body = String::from("timestamp,load,latency\n");

@@ -253,7 +253,8 @@ impl ModelFile {
             && (d.load.is_empty() || d.load.len() == dim)
             && (d.sustain.is_empty() || d.sustain.len() == dim)
             && d.sustain.iter().flatten().all(|p| *p < w)
-            && d.load.iter().flatten().all(|(l, _, _)| *l < w);
+            && d.load.iter().flatten().all(|(l, _, _)| *l < w)
+            && (d.extent.is_empty() || d.extent.len() == w);
         if !widths_ok {
             return Err(file_err(
                 path,
@@ -267,6 +268,18 @@ impl ModelFile {
             return Err(file_err(
                 path,
                 "an anomaly-type profile in the file is malformed; it is corrupt: retrain",
+            ));
+        }
+        if let Some(i) = d
+            .extent
+            .iter()
+            .position(|(lo, hi)| !(lo.is_finite() && hi.is_finite() && lo <= hi))
+        {
+            return Err(file_err(
+                path,
+                format!(
+                    "detector.extent of feature {i} is not a range (lowest <= highest); the file was edited or is corrupt: retrain"
+                ),
             ));
         }
         if let Some(tree) = &d.tree

@@ -554,8 +554,21 @@ impl Engine {
             cfg.warm_up_windows,
             cfg.tick_seconds,
         );
-        if model.is_some() {
-            range.sooner();
+        // A model given at start is where the range starts too: what it was trained on, until the
+        // span is full (a model file without its extent: a warm-up's worth of rows).
+        if let Some(m) = &model {
+            let d = &m.detector;
+            if d.extent.len() == d.scaler.median.len() && !d.extent.is_empty() {
+                let seed: Vec<(f64, f64, f64)> = d
+                    .extent
+                    .iter()
+                    .zip(&d.scaler.median)
+                    .map(|(&(lo, hi), &m)| (lo, m, hi))
+                    .collect();
+                range.seed(&seed);
+            } else {
+                range.sooner();
+            }
         }
         Ok(Self {
             range,

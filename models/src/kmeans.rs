@@ -317,8 +317,9 @@ impl KMeansDetector {
             settle: 0.8,
             tree: None,
             type_profiles: Vec::new(),
-            extent: extent_of(rows.clone(), width),
+            extent: Vec::new(),
         };
+        detector.extent = extent_of(rows.clone(), &detector.scaler.median);
         let fit_rows: Vec<&[f64]> = rows.clone().into_iter().take(n_fit).collect();
         detector.fit_load(&fit_rows, feature_units, params.tick_seconds);
         // One centroid (the medians) until the fit windows support more; then k-means.
@@ -695,16 +696,21 @@ impl KMeansDetector {
     }
 }
 
-/// Per feature, the lowest and highest finite value over `rows` (`(+inf, -inf)` for a feature that
-/// never had one).
-fn extent_of<'a>(rows: impl IntoIterator<Item = &'a [f64]>, width: usize) -> Vec<(f64, f64)> {
-    let mut out = vec![(f64::INFINITY, f64::NEG_INFINITY); width];
+/// Per feature, the lowest and highest finite value over `rows`; a feature that never had one gets
+/// its median twice (model files hold finite numbers only).
+fn extent_of<'a>(rows: impl IntoIterator<Item = &'a [f64]>, median: &[f64]) -> Vec<(f64, f64)> {
+    let mut out = vec![(f64::INFINITY, f64::NEG_INFINITY); median.len()];
     for row in rows {
         for ((lo, hi), v) in out.iter_mut().zip(row) {
             if v.is_finite() {
                 *lo = lo.min(*v);
                 *hi = hi.max(*v);
             }
+        }
+    }
+    for ((lo, hi), m) in out.iter_mut().zip(median) {
+        if !(lo.is_finite() && hi.is_finite()) {
+            (*lo, *hi) = (*m, *m);
         }
     }
     out

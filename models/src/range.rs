@@ -99,6 +99,9 @@ pub struct RecentRange {
     /// span when the event settles, and are dropped when it ends as a level shift.
     held: VecDeque<Box<[f64]>>,
     holding: bool,
+    /// Per signal: `(lowest, median, highest)` of the windows a model given at start was trained on,
+    /// the reference until the span is full (empty: none).
+    seed: Vec<(f64, f64, f64)>,
 }
 
 impl RecentRange {
@@ -149,6 +152,7 @@ impl RecentRange {
             again_rows: again_rows.clamp(block_len, span.max(block_len)),
             held: VecDeque::new(),
             holding: false,
+            seed: Vec::new(),
         }
     }
 
@@ -162,12 +166,34 @@ impl RecentRange {
         self.min_rows = self.again_rows;
         self.held.clear();
         self.holding = false;
+        self.seed.clear();
     }
 
     /// Reads from `again_rows` rows on, as after a reset (a model given at start already knows what
     /// normal looks like: the range need not wait for a whole span beside it).
     pub fn sooner(&mut self) {
         self.min_rows = self.again_rows;
+    }
+
+    /// Starts from what a model given at start was trained on: per schema feature `(lowest, median,
+    /// highest)` of its training windows. Until the span is full, that is the reference, widened by
+    /// the rows seen since; so a model trained offline scores its first rows the way the engine that
+    /// trained it would have (`vigil score --model` against `vigil score` over the same history).
+    pub fn seed(&mut self, per_feature: &[(f64, f64, f64)]) {
+        let seed: Vec<(f64, f64, f64)> = self
+            .last
+            .iter()
+            .map(|&i| {
+                per_feature
+                    .get(i)
+                    .copied()
+                    .filter(|(lo, m, hi)| lo.is_finite() && m.is_finite() && hi.is_finite())
+                    .unwrap_or((f64::NAN, f64::NAN, f64::NAN))
+            })
+            .collect();
+        if seed.iter().any(|s| s.1.is_finite()) {
+            self.seed = seed;
+        }
     }
 
     /// An event opened: rows leaving the short horizon from now on (the onset's among them) wait
@@ -209,14 +235,31 @@ impl RecentRange {
                 }
             }
         }
-        if self.rows < self.min_rows || self.reference.is_empty() {
+        let live = self.rows >= self.min_rows && !self.reference.is_empty();
+        if !live && self.seed.is_empty() {
             return None;
         }
+        // Before the span is full: the seed, widened by what the blocks so far saw.
+        let merged: Vec<(f64, f64, f64)>;
+        let reference = if live {
+            &self.reference
+        } else {
+            merged = self
+                .seed
+                .iter()
+                .enumerate()
+                .map(|(s, &(lo, m, hi))| match self.reference.get(s) {
+                    Some(&(a, _, b)) if a.is_finite() && b.is_finite() => (lo.min(a), m, hi.max(b)),
+                    _ => (lo, m, hi),
+                })
+                .collect();
+            &merged
+        };
         let mut spike = 0.0f64;
         let mut spike_feature = self.last.first().copied().unwrap_or(0);
         let mut level_of = vec![f64::INFINITY; self.last.len()];
         let mut column = Vec::with_capacity(self.short);
-        for (s, &(lo, centre, hi)) in self.reference.iter().enumerate() {
+        for (s, &(lo, centre, hi)) in reference.iter().enumerate() {
             let (lo, hi) = match known.and_then(|k| k.get(self.last[s])) {
                 Some(&(a, b)) => (lo.min(a), hi.max(b)),
                 None => (lo, hi),
