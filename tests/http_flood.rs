@@ -276,3 +276,60 @@ fn slow_request_bodies_neither_lock_out_scrapes_nor_stay_open() {
     }
     agent.shutdown();
 }
+
+/// Sends raw bytes on a fresh connection and returns everything the agent answers before closing.
+fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[test]
+fn hyper_s_own_error_replies_carry_a_json_body_like_every_other_error() {
+    let rt = host_runtime();
+    let agent = fast_agent(100).start(rt.handle()).unwrap();
+    let addr = agent.local_addr();
+    // Not HTTP at all: 400.
+    let garbage = raw_exchange(addr, b"NOT HTTP\x01\x02 AT ALL\r\n\r\n");
+    // A request head of 1 MiB: 431.
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-filler: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let too_large = raw_exchange(addr, big.as_bytes());
+    for (reply, status, words) in [
+        (&garbage, "HTTP/1.1 400", "not valid HTTP/1.1"),
+        (&too_large, "HTTP/1.1 431", "too large"),
+    ] {
+        assert!(reply.starts_with(status), "{reply}");
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply}"));
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains(words)),
+            "{reply}"
+        );
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(usize::MAX);
+        assert_eq!(len, body.len(), "{reply}");
+    }
+    // The agent still answers a proper request.
+    let (status, _) = timed_get(addr, "/metrics");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    drop(agent);
+}

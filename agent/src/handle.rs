@@ -137,7 +137,13 @@ impl AgentHandle {
         };
         let (score_tx, latest_score) = watch::channel(None);
         let (event_tx, latest_event) = watch::channel(None);
+        let threads = store_thread
+            .iter()
+            .map(|t| t.heartbeat.clone())
+            .chain(watch.iter().map(|w| w.heartbeat.clone()))
+            .collect();
         let state = Arc::new(HttpState {
+            threads,
             registry: registry.clone(),
             started: Instant::now(),
             last_tick_ms: AtomicU64::new(u64::MAX),

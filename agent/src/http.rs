@@ -26,6 +26,44 @@ pub(crate) struct HttpState {
     pub(crate) tick: Duration,
     /// The store API's handles.
     pub(crate) api: crate::api::Api,
+    /// The agent's other long-lived threads (store, model watcher): `/healthz` says when one stops
+    /// beating.
+    pub(crate) threads: Vec<Arc<Heartbeat>>,
+}
+
+/// A long-lived thread's sign of life: it beats at least once per loop turn; one that has not beaten
+/// for `limit` is stuck (blocked in a call that does not return: a hung disk, a path that blocks in
+/// `open`), and `/healthz` answers 503 naming it.
+#[derive(Debug)]
+pub(crate) struct Heartbeat {
+    name: &'static str,
+    limit: Duration,
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last beat.
+    last_ms: AtomicU64,
+}
+
+impl Heartbeat {
+    pub(crate) fn new(name: &'static str, limit: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            limit,
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn beat(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last beat, when that is longer than the limit.
+    fn stuck_for(&self) -> Option<Duration> {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let age = Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)));
+        (age > self.limit).then_some(age)
+    }
 }
 
 impl HttpState {
@@ -119,17 +157,35 @@ async fn metrics(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Res
 }
 
 /// 200 while ticks keep coming; 503 when the last tick is older than three ticks plus a second (the
-/// agent thread is wedged) or no tick has completed yet.
+/// agent thread is wedged), when no tick has completed yet, or when another agent thread (store, model
+/// watcher) has not beaten for its limit (`"status":"stuck"`, naming it).
 async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
-    let last = state.last_tick_ms.load(Ordering::Relaxed);
-    let ticks = state.ticks.load(Ordering::Relaxed);
     let now_ms = u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let (status, body) = health(
+        state.last_tick_ms.load(Ordering::Relaxed),
+        state.ticks.load(Ordering::Relaxed),
+        now_ms,
+        state.tick,
+        &state.threads,
+    );
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The `/healthz` reply: the agent thread's last tick (`last_ms` after start, `u64::MAX` before the
+/// first) at `now_ms`, and the other threads' heartbeats.
+fn health(
+    last_ms: u64,
+    ticks: u64,
+    now_ms: u64,
+    tick: Duration,
+    threads: &[Arc<Heartbeat>],
+) -> (StatusCode, String) {
     let limit_ms =
-        u64::try_from((state.tick * 3 + Duration::from_secs(1)).as_millis()).unwrap_or(u64::MAX);
-    let (status, healthy, age) = if last == u64::MAX {
+        u64::try_from((tick * 3 + Duration::from_secs(1)).as_millis()).unwrap_or(u64::MAX);
+    let (status, healthy, age) = if last_ms == u64::MAX {
         (StatusCode::SERVICE_UNAVAILABLE, "starting", f64::NAN)
     } else {
-        let age_ms = now_ms.saturating_sub(last);
+        let age_ms = now_ms.saturating_sub(last_ms);
         let age = age_ms as f64 / 1000.0;
         if age_ms > limit_ms {
             (StatusCode::SERVICE_UNAVAILABLE, "stalled", age)
@@ -142,9 +198,28 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
     } else {
         "null".to_owned()
     };
-    let body =
-        format!("{{\"status\":\"{healthy}\",\"ticks\":{ticks},\"last_tick_age_seconds\":{age}}}");
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    let stuck: Vec<String> = threads
+        .iter()
+        .filter_map(|h| {
+            h.stuck_for().map(|d| {
+                format!(
+                    "{{\"thread\":{},\"seconds_since_beat\":{:.3}}}",
+                    json_string(h.name),
+                    d.as_secs_f64()
+                )
+            })
+        })
+        .collect();
+    let (status, healthy) = if stuck.is_empty() || status != StatusCode::OK {
+        (status, healthy)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "stuck")
+    };
+    let body = format!(
+        "{{\"status\":\"{healthy}\",\"ticks\":{ticks},\"last_tick_age_seconds\":{age},\"stuck\":[{}]}}",
+        stuck.join(",")
+    );
+    (status, body)
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
@@ -184,6 +259,40 @@ async fn not_found() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_that_stops_beating_makes_healthz_say_stuck_naming_it() {
+        let store = Heartbeat::new("vigil-store", Duration::from_millis(20));
+        let watch = Heartbeat::new("vigil-model-watch", Duration::from_secs(60));
+        let threads = [store.clone(), watch.clone()];
+        let tick = Duration::from_secs(1);
+        store.beat();
+        let (status, body) = health(1_000, 5, 1_500, tick, &threads);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            body.contains("\"status\":\"ok\"") && body.contains("\"stuck\":[]"),
+            "{body}"
+        );
+        // The store thread blocks (no beat for longer than its limit); the watcher keeps beating.
+        std::thread::sleep(Duration::from_millis(60));
+        watch.beat();
+        let (status, body) = health(1_000, 5, 1_500, tick, &threads);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(
+            body.contains("\"status\":\"stuck\"")
+                && body.contains("\"thread\":\"vigil-store\"")
+                && !body.contains("vigil-model-watch"),
+            "{body}"
+        );
+        // It beats again: healthy.
+        store.beat();
+        let (status, _) = health(1_000, 5, 1_500, tick, &threads);
+        assert_eq!(status, StatusCode::OK);
+        // A stalled agent thread stays "stalled" whatever the others do.
+        let (status, body) = health(1_000, 5, 9_000, tick, &threads);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("\"status\":\"stalled\""), "{body}");
+    }
 
     #[test]
     fn json_strings_are_escaped() {

@@ -21,6 +21,8 @@ use crate::retrain::{Control, Promoted};
 
 /// Default time between looks at the model file.
 pub const DEFAULT_MODEL_POLL: Duration = Duration::from_secs(10);
+/// A watcher that has not beaten for its poll interval and this long is stuck (`/healthz` says so).
+const STUCK_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabel {
@@ -37,6 +39,8 @@ fn version(path: &Path) -> Option<Version> {
 
 /// The running watcher; [`ModelWatch::stop`] ends it.
 pub(crate) struct ModelWatch {
+    /// Beaten every 50 ms while it waits and after each look at the file.
+    pub(crate) heartbeat: Arc<crate::http::Heartbeat>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -56,13 +60,17 @@ impl ModelWatch {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        // Loading a model file (64 MiB at most) takes seconds at worst.
+        let heartbeat = crate::http::Heartbeat::new("vigil-model-watch", every + STUCK_AFTER);
+        let beat = heartbeat.clone();
         let thread = std::thread::Builder::new()
             .name("vigil-model-watch".into())
             .spawn(move || {
                 crate::alloc::mark_agent_thread();
-                watch(&path, every, &control, &reloads, &s);
+                watch(&path, every, &control, &reloads, &s, &beat);
             })?;
         Ok(Self {
+            heartbeat,
             stop,
             thread: Some(thread),
         })
@@ -89,6 +97,7 @@ fn watch(
     control: &SyncSender<Control>,
     reloads: &Family<ResultLabel, Counter>,
     stop: &AtomicBool,
+    heartbeat: &crate::http::Heartbeat,
 ) {
     let mut seen = version(path);
     let count = |result: &'static str| reloads.get_or_create(&ResultLabel { result }).inc();
@@ -96,6 +105,7 @@ fn watch(
         // Sleep in short steps so shutdown is prompt.
         let mut slept = Duration::ZERO;
         while slept < every {
+            heartbeat.beat();
             if stop.load(Ordering::Relaxed) {
                 return;
             }

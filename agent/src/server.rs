@@ -307,7 +307,7 @@ async fn run_connection(
     let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .max_buf_size(MAX_CONNECTION_BUFFER)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(JsonErrors::new(stream)), service);
     tokio::pin!(connection);
     // No await between this and the first poll of `connection` below, so a request the client already
     // sent is being served (busy) before the accept loop can see this connection as evictable.
@@ -340,4 +340,176 @@ async fn run_connection(
         }
     }
     drop(registration);
+}
+
+/// The connection's stream, with hyper's own error replies made JSON like every other error reply.
+///
+/// When a request cannot be parsed (400), its head is too large (431) or its URI too long (414),
+/// hyper answers by itself with an empty body and closes the connection. This wrapper recognises
+/// such a reply among the bytes written (a 4xx/5xx head with `content-length: 0`, which no handler of
+/// the agent sends) and writes it with a JSON `{"error": ...}` body instead. Only the status line and
+/// that one header are read; everything else passes through untouched.
+struct JsonErrors<S> {
+    inner: S,
+    /// A rewritten reply still being written, and how much of it is out.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<S> JsonErrors<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+/// The JSON reply for one of hyper's own empty error replies in `head`, if it is one.
+fn json_error_reply(head: &[u8]) -> Option<Vec<u8>> {
+    const EMPTY: &[u8] = b"\r\ncontent-length: 0\r\n";
+    let text = std::str::from_utf8(head).ok()?;
+    let status_line = text.split("\r\n").next()?;
+    let code: u16 = status_line
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()?;
+    if !(400..600).contains(&code) || !text.ends_with("\r\n\r\n") {
+        return None;
+    }
+    let at = head
+        .windows(EMPTY.len())
+        .position(|w| w.eq_ignore_ascii_case(EMPTY))?;
+    let message = match code {
+        400 => "the request is not valid HTTP/1.1".to_owned(),
+        414 => "the request URI is too long".to_owned(),
+        431 => "the request head is too large".to_owned(),
+        _ => status_line
+            .get("HTTP/1.1 ".len()..)
+            .unwrap_or("error")
+            .to_owned(),
+    };
+    let body = format!("{{\"error\":\"{}\"}}", message.replace('"', "'"));
+    let mut out = Vec::with_capacity(head.len() + body.len() + 48);
+    out.extend_from_slice(&head[..at]);
+    out.extend_from_slice(
+        format!(
+            "\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&head[at + EMPTY.len()..]);
+    out.extend_from_slice(body.as_bytes());
+    Some(out)
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> JsonErrors<S> {
+    /// Writes out what is pending; `Ready(Ok)` once nothing is.
+    fn drain(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while let Some((bytes, done)) = self.pending.as_mut() {
+            if *done >= bytes.len() {
+                self.pending = None;
+                break;
+            }
+            match std::pin::Pin::new(&mut self.inner).poll_write(cx, &bytes[*done..]) {
+                Poll::Ready(Ok(0)) => {
+                    self.pending = None;
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *done += n,
+                Poll::Ready(Err(e)) => {
+                    self.pending = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for JsonErrors<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for JsonErrors<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        match self.drain(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        if let Some(reply) = json_error_reply(buf) {
+            self.pending = Some((reply, 0));
+            // The bytes are taken; what is left of the rewritten reply goes out on the next write,
+            // flush or shutdown.
+            let _ = self.drain(cx);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        match self.drain(cx) {
+            Poll::Ready(Ok(())) => std::pin::Pin::new(&mut self.inner).poll_flush(cx),
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        match self.drain(cx) {
+            Poll::Ready(Ok(())) => std::pin::Pin::new(&mut self.inner).poll_shutdown(cx),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hyper_s_empty_error_replies_are_rewritten() {
+        let head = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Sat, 05 Dec 2026 08:00:00 GMT\r\n\r\n";
+        let out = String::from_utf8(json_error_reply(head).expect("rewritten")).unwrap();
+        let (h, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(h.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        assert!(h.contains("content-type: application/json"), "{out}");
+        assert!(
+            h.contains(&format!("content-length: {}", body.len())),
+            "{out}"
+        );
+        assert!(h.contains("date: Sat"), "{out}");
+        assert_eq!(body, r#"{"error":"the request is not valid HTTP/1.1"}"#);
+        // Replies with a body, successes, partial heads and bodies pass through.
+        for other in [
+            &b"HTTP/1.1 404 Not Found\r\ncontent-length: 12\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n",
+            b"{\"error\":\"x\"}",
+        ] {
+            assert!(json_error_reply(other).is_none(), "{other:?}");
+        }
+    }
 }

@@ -211,6 +211,8 @@ impl StoreSink {
 pub(crate) struct StoreThread {
     thread: JoinHandle<()>,
     done: Receiver<()>,
+    /// Beaten once per loop turn (at least every [`IDLE_WAKE`]).
+    pub(crate) heartbeat: std::sync::Arc<crate::http::Heartbeat>,
 }
 
 impl StoreThread {
@@ -293,11 +295,13 @@ pub(crate) fn spawn(
     let (done_tx, done) = std::sync::mpsc::sync_channel(1);
     let m = metrics.clone();
     let confidence = cfg.confidence;
+    let heartbeat = crate::http::Heartbeat::new("vigil-store", STUCK_AFTER);
+    let beat = heartbeat.clone();
     let thread = std::thread::Builder::new()
         .name("vigil-store".into())
         .spawn(move || {
             crate::alloc::mark_agent_thread();
-            run(store, &cfg, &rx, &m, retrainer.as_mut());
+            run(store, &cfg, &rx, &m, retrainer.as_mut(), &beat);
             drop(lock);
             let _ = done_tx.send(());
         })?;
@@ -307,12 +311,19 @@ pub(crate) fn spawn(
             metrics,
             confidence,
         },
-        StoreThread { thread, done },
+        StoreThread {
+            thread,
+            done,
+            heartbeat,
+        },
     ))
 }
 
 /// How often the store thread wakes up without commands (to collect a retrain, run retention).
 const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// A store thread that has not come round its loop for this long is stuck (`/healthz` says so): a
+/// batch of writes or a retention chunk takes milliseconds, a request at most seconds.
+const STUCK_AFTER: Duration = Duration::from_secs(60);
 
 fn run(
     mut store: Store,
@@ -320,6 +331,7 @@ fn run(
     rx: &Receiver<Command>,
     m: &StoreMetrics,
     mut retrainer: Option<&mut crate::retrain::Retrainer>,
+    heartbeat: &crate::http::Heartbeat,
 ) {
     let mut last_retention: Option<Instant> = None;
     let mut writes: Vec<Write> = Vec::with_capacity(BATCH);
@@ -333,6 +345,7 @@ fn run(
         }
     };
     loop {
+        heartbeat.beat();
         if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
             match store.enforce_retention(
                 now_unix(),

@@ -371,6 +371,15 @@ impl CsvSource {
                     f64::NAN
                 } else {
                     match cell.parse::<f64>() {
+                        Ok(v) if v.is_finite() && v.abs() > MAX_VALUE => return Err(self.err(
+                            Some(i + 1),
+                            format!(
+                                "values this large overflow the window statistics (`{}` is beyond \
+                                 ±{MAX_VALUE:e}, where squares are infinite); rescale the column \
+                                 (e.g. bytes to GiB)",
+                                quoted(cell)
+                            ),
+                        )),
                         Ok(v) if v.is_finite() => v,
                         _ => return Err(self.err(
                             Some(i + 1),
@@ -386,6 +395,11 @@ impl CsvSource {
         Ok(Some(true))
     }
 }
+
+/// The largest magnitude a CSV value may have: the window statistics square values (a spread), and
+/// squares of values beyond this overflow `f64`. Refused on the value's own line, not on the line where
+/// the first window that holds it fills.
+pub(crate) const MAX_VALUE: f64 = 1e150;
 
 #[cfg(test)]
 mod tests {
