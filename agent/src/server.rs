@@ -15,6 +15,9 @@
 //!   `max_connections` times that.
 //! - Accept errors (e.g. the process is out of descriptors) are counted and retried after a short pause,
 //!   never in a busy loop.
+//! - After a flood ([`RELEASE_AFTER`] connections since the last time), once the endpoint is quiet
+//!   again, the free heap pages the connections' buffers left are handed back to the system (glibc's
+//!   `malloc_trim`), so a flood does not leave the host tens of MB larger.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -121,7 +124,30 @@ struct Shared {
     table: Mutex<Table>,
     limits: HttpLimits,
     metrics: ServerMetrics,
+    /// Connections admitted since memory was last handed back to the system ([`release_memory`]).
+    admitted_since_release: AtomicU64,
 }
+
+/// After this many connections, once the endpoint is quiet again (at most [`QUIET_CONNECTIONS`] open),
+/// the memory their buffers took is handed back to the system: a flood of connections otherwise
+/// leaves the allocator holding tens of MB of free pages in the host (20,000 idle connections left
+/// 25 MB). A scraper every 15 s reaches this count in about four hours.
+const RELEASE_AFTER: u64 = 1000;
+/// Open connections at or below which the endpoint counts as quiet.
+const QUIET_CONNECTIONS: usize = 4;
+
+/// Hands free heap pages back to the system (glibc's `malloc_trim`; other allocators keep their own
+/// policy, and this does nothing).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_memory() {
+    // SAFETY: malloc_trim only walks glibc's own arenas; it takes no pointers and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_memory() {}
 
 impl Shared {
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -151,6 +177,14 @@ impl Drop for Registration {
             .metrics
             .open
             .set(i64::try_from(open).unwrap_or(i64::MAX));
+        if open <= QUIET_CONNECTIONS
+            && self.shared.admitted_since_release.load(Ordering::Relaxed) >= RELEASE_AFTER
+        {
+            self.shared
+                .admitted_since_release
+                .store(0, Ordering::Relaxed);
+            release_memory();
+        }
     }
 }
 
@@ -170,6 +204,7 @@ pub(crate) async fn serve(
         }),
         limits,
         metrics,
+        admitted_since_release: AtomicU64::new(0),
     });
     let mut accept_errors_logged: Option<Instant> = None;
     loop {
@@ -253,6 +288,9 @@ fn admit(shared: &Arc<Shared>) -> Option<Registration> {
         evicted: AtomicBool::new(false),
     });
     t.conns.insert(id, conn.clone());
+    shared
+        .admitted_since_release
+        .fetch_add(1, Ordering::Relaxed);
     // The evicted connection is still counted until its task ends; the gauge shows what is open.
     let open = t.conns.len();
     drop(t);
