@@ -405,6 +405,13 @@ impl<S> JsonErrors<S> {
 /// The JSON reply for one of hyper's own empty error replies in `head`, if it is one.
 fn json_error_reply(head: &[u8]) -> Option<Vec<u8>> {
     const EMPTY: &[u8] = b"\r\ncontent-length: 0\r\n";
+    // Cheap checks first: this runs on every write of every connection.
+    if !(head.starts_with(b"HTTP/1.1 4") || head.starts_with(b"HTTP/1.1 5"))
+        || !head.ends_with(b"\r\n\r\n")
+        || head.len() > 4096
+    {
+        return None;
+    }
     let text = std::str::from_utf8(head).ok()?;
     let status_line = text.split("\r\n").next()?;
     let code: u16 = status_line
@@ -412,7 +419,7 @@ fn json_error_reply(head: &[u8]) -> Option<Vec<u8>> {
         .get(..3)?
         .parse()
         .ok()?;
-    if !(400..600).contains(&code) || !text.ends_with("\r\n\r\n") {
+    if !(400..600).contains(&code) {
         return None;
     }
     let at = head
