@@ -16,6 +16,12 @@ use support::cli::{s, tmpdir, vigil};
 /// scales with a cycle and noise, one mostly-zero bursty column; a labelled incident in the test part
 /// where `b` jumps by ten times its noise for 40 rows.
 fn series(dir: &Path, seed: u64, gzip: bool) {
+    series_with_step(dir, seed, gzip, None);
+}
+
+/// [`series`], and from row `step` on (if any) `b` sits 0.1 higher for good: a change of level, not
+/// an incident (unlabelled).
+fn series_with_step(dir: &Path, seed: u64, gzip: bool, step: Option<u64>) {
     std::fs::create_dir_all(dir).unwrap();
     let mut x = seed;
     let mut noise = move || {
@@ -34,7 +40,11 @@ fn series(dir: &Path, seed: u64, gzip: bool) {
         let cycle = (i as f64 / 40.0).sin();
         let a = 2e8 + 5e7 * cycle + 1e7 * noise();
         let incident = (2200..2240).contains(&i);
-        let b = 0.1 + 0.01 * noise() + if incident { 0.1 } else { 0.0 };
+        let stepped = step.is_some_and(|at| i >= at);
+        let b = 0.1
+            + 0.01 * noise()
+            + if incident { 0.1 } else { 0.0 }
+            + if stepped { 0.1 } else { 0.0 };
         let c = if i % 131 == 0 { 3.0 } else { 0.0 };
         let row = format!("{t},{a:.1},{b:.5},{c}\n");
         if i < 1500 {
@@ -115,6 +125,44 @@ fn bench_corpus_measures_every_method_on_every_series() {
     );
     assert!(agent["pr_auc"].as_f64().unwrap() > 0.5, "{agent}");
     assert_eq!(v["pooled"]["offline"]["event_recall"], 1.0, "{v}");
+}
+
+/// A level change 30 rows before the end of the training part: a model trained on every training row
+/// has seen the new level; one trained without the last 100 rows meets it as news, as the agent's
+/// way does, and opens an event that runs into the test part. `--offline-hold-back` changes the
+/// offline way alone.
+#[test]
+fn bench_corpus_offline_hold_back_trains_on_less_and_scores_the_rest() {
+    let d = tmpdir("corpus-hold");
+    let corpus = d.0.join("corpus");
+    series_with_step(&corpus.join("svc"), 5, false, Some(1470));
+    let run = |extra: &[&str]| -> Value {
+        let json = d.0.join("out.json");
+        let mut args = vec!["bench", "corpus", s(&corpus), "--json", s(&json)];
+        args.extend_from_slice(extra);
+        let out = vigil(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+    };
+    let all = run(&[]);
+    let held = run(&["--offline-hold-back", "100"]);
+    assert_eq!(all["pooled"]["agent"], held["pooled"]["agent"]);
+    let normal_inside = |v: &Value| {
+        v["pooled"]["offline"]["normal_inside_share"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(normal_inside(&all), 0.0, "{all}");
+    assert!(normal_inside(&held) > 0.0, "{held}");
+    // Holding back every training row leaves nothing to train on: refused, saying so.
+    let out = vigil(&["bench", "corpus", s(&corpus), "--offline-hold-back", "1500"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("leaves no training rows"), "{err}");
 }
 
 #[test]

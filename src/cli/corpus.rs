@@ -14,6 +14,9 @@
 //! each z rule flags a row when its score exceeds the 99.5th percentile of its scores on the training
 //! rows (0.5 % of training rows flagged), and its events are the runs of flagged rows.
 //!
+//! `--offline-hold-back ROWS` trains the offline model on all but the last ROWS training rows and
+//! scores those (uncounted) before the test rows: a model trained some time before it is put to use.
+//!
 //! Only the test rows are scored. Per series and pooled: event recall (labelled segments with at least
 //! one row inside an event), point precision (rows inside events that are labelled), Fc1 (their
 //! harmonic mean), point F1, false events (events that touch no labelled row) per 3,600 normal rows,
@@ -44,6 +47,11 @@ pub(crate) struct CorpusArgs {
     /// Only the series whose directory name is this (repeatable).
     #[arg(long, value_name = "NAME")]
     series: Vec<String>,
+    /// The offline way trains on the training rows but the last ROWS, and its model then scores
+    /// those (not counted) before the test rows: a model trained some time before it is put to use,
+    /// as a model file is in production. 0 (the default): trained on every training row.
+    #[arg(long, value_name = "ROWS", default_value_t = 0)]
+    offline_hold_back: usize,
 }
 
 /// The methods, in the order they are reported.
@@ -100,7 +108,7 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.next());
                     let Some(dir) = next else { break };
-                    let r = measure(&dir);
+                    let r = measure(&dir, args.offline_hold_back);
                     if let Ok(mut out) = results.lock() {
                         out.push((dir, r));
                     }
@@ -157,11 +165,11 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
 }
 
 /// One series: every method's counts.
-fn measure(dir: &Path) -> anyhow::Result<(String, Vec<(&'static str, Counts)>)> {
+fn measure(dir: &Path, hold_back: usize) -> anyhow::Result<(String, Vec<(&'static str, Counts)>)> {
     let s = load(dir)?;
     let outcomes = [
         ("agent", agent_way(&s)?),
-        ("offline", offline_way(&s)?),
+        ("offline", offline_way(&s, hold_back)?),
         ("static_z", static_z(&s)),
         ("rolling_z", rolling_z(&s)),
     ];
@@ -357,13 +365,25 @@ fn agent_way(s: &Series) -> anyhow::Result<Outcome> {
     Ok(o)
 }
 
-/// A model from the training windows, then the test rows scored with it.
-fn offline_way(s: &Series) -> anyhow::Result<Outcome> {
+/// A model from the training windows (all but the last `hold_back` training rows), then the held
+/// back rows and the test rows scored with it (only the test rows are counted).
+fn offline_way(s: &Series, hold_back: usize) -> anyhow::Result<Outcome> {
     let cfg = config(s);
     let mut window = Window::new(&s.signals, cfg.horizons);
     let mut fv = vigil::features::FeatureVector::new(window.schema());
-    let mut rows = Vec::with_capacity(s.train.len());
-    for (t, row) in &s.train {
+    let Some(fit_rows) = s.train.len().checked_sub(hold_back).filter(|&n| n > 0) else {
+        return Err(InputError::file(
+            Path::new(&s.name),
+            format!(
+                "--offline-hold-back {hold_back} leaves no training rows ({} in train.csv); hold back fewer rows",
+                s.train.len()
+            ),
+        )
+        .into());
+    };
+    let (fit, held) = s.train.split_at(fit_rows);
+    let mut rows = Vec::with_capacity(fit.len());
+    for (t, row) in fit {
         window.push(*t, row)?;
         if window.is_warm() {
             window.extract(&mut fv)?;
@@ -375,9 +395,9 @@ fn offline_way(s: &Series) -> anyhow::Result<Outcome> {
         rows,
         params: cfg.params(),
         horizons: cfg.horizons,
-        created: s.train.last().map_or(0.0, |r| r.0),
+        created: fit.last().map_or(0.0, |r| r.0),
         why: vigil_models::FitReason::Offline,
-        reason: format!("vigil bench corpus: {} training rows", s.train.len()),
+        reason: format!("vigil bench corpus: {} training rows", fit.len()),
         labelled: std::sync::Arc::new(Vec::new()),
     };
     let model = job
@@ -389,6 +409,9 @@ fn offline_way(s: &Series) -> anyhow::Result<Outcome> {
         Some(model),
         Box::new(InlineTrainer::default()),
     )?;
+    for (t, row) in held {
+        engine.push(*t, row)?;
+    }
     let mut o = empty_outcome(s.test.len());
     for (t, row) in &s.test {
         let step = engine.push(*t, row)?;
