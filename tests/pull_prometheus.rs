@@ -109,10 +109,34 @@ fn pulled_history_matches_the_agents_and_trains_a_model_for_the_fleet() {
     // The values the agents exported: the worker count and the task count they sampled.
     let now_tasks = vigil::features::Sample::clone(&agents[0].latest_sample());
     let alive_now = signal(&now_tasks, "tokio_alive_tasks");
+    // Pull's columns are exactly the ones the agent records (a counter as `<name>_total`), in the
+    // agent's order: a model trained on them is one the agent can load.
+    let recorded: Vec<String> = now_tasks
+        .signals()
+        .specs()
+        .iter()
+        .map(|spec| match spec.kind {
+            vigil::features::SignalKind::Counter => format!("{}_total", spec.name),
+            vigil::features::SignalKind::Gauge => spec.name.to_string(),
+        })
+        .collect();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let missing: Vec<&String> = recorded
+            .iter()
+            .filter(|c| !header.contains(&c.as_str()))
+            .collect();
+        let extra: Vec<&&str> = header[1..]
+            .iter()
+            .filter(|h| !recorded.iter().any(|c| c == *h))
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{}: pull lacks {missing:?} and adds {extra:?} against the agent's columns",
+            f.display()
+        );
         let col = |n: &str| {
             header
                 .iter()
@@ -170,6 +194,22 @@ fn pulled_history_matches_the_agents_and_trains_a_model_for_the_fleet() {
         .filter(|l| l.split(',').nth(1).is_some_and(|s| !s.is_empty()))
         .count();
     assert!(scored >= 50, "{scored} rows scored");
+    // The model trained on pulled history is one an agent loads (VIGIL_MODEL / `model_path`): same
+    // columns, same order, same schema; it scores from the first warm window, with no cold start.
+    let loaded = fast_agent(500)
+        .horizons(vigil::features::Horizons::new(5, 20).unwrap())
+        .model_path(&model)
+        .start(rt.handle())
+        .unwrap_or_else(|e| panic!("the agent refused the model trained on pulled history: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while loaded.latest_score().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the agent with the pulled model scored nothing in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    loaded.shutdown();
     for a in agents {
         a.shutdown();
     }

@@ -52,6 +52,10 @@ struct Column {
     name: String,
     query: String,
     extra: Option<String>,
+    /// What the agent records while the series does not exist (`None`: the column is written only
+    /// where Prometheus has it). `#[observe]`'s series are created by the first call of each label
+    /// set, so before it the agent records 0 calls, errors and anomalies and no ratio or quantile.
+    absent: Option<f64>,
 }
 
 fn columns() -> Vec<Column> {
@@ -80,22 +84,13 @@ fn columns() -> Vec<Column> {
                  sum by (instance) (increase(ai_inference_duration_seconds_count%SEL%[%R%]))"
                     .to_owned()
             }
-            "inference_anomalies" => {
-                for a in vigil::observe::AnomalyType::ALL {
-                    out.push(Column {
-                        name: format!("inference_anomalies_{}_total", a.as_str()),
-                        query: per_instance("ai_inference_anomaly_total%SEL%".to_owned()),
-                        extra: Some(format!("anomaly_type=\"{}\"", a.as_str())),
-                    });
-                }
-                continue;
-            }
             _ if m.starts_with("vigil_gpu_") => {
                 // Per device: the column is gpu<N>_<name>; the query keeps the `gpu` label.
                 out.push(Column {
                     name: format!("gpu{{gpu}}_{}", k.name),
                     query: format!("max by (instance, gpu) ({m}%SEL%)"),
                     extra: None,
+                    absent: None,
                 });
                 continue;
             }
@@ -105,12 +100,30 @@ fn columns() -> Vec<Column> {
             SignalKind::Counter => format!("{}_total", k.name),
             SignalKind::Gauge => k.name.to_owned(),
         };
+        let absent = m.starts_with("ai_inference_").then_some(match k.kind {
+            SignalKind::Counter => 0.0,
+            SignalKind::Gauge => f64::NAN,
+        });
         out.push(Column {
             name,
             query,
             extra: None,
+            absent,
         });
     }
+    // One counter per anomaly type (the agent's inference collector records them after the
+    // vocabulary's inference signals; the vocabulary knows them by their prefix).
+    let before = out
+        .iter()
+        .rposition(|c| c.name.starts_with("inference_"))
+        .map_or(out.len(), |i| i + 1);
+    let anomalies = vigil::observe::AnomalyType::ALL.iter().map(|a| Column {
+        name: format!("inference_anomalies_{}_total", a.as_str()),
+        query: per_instance("ai_inference_anomaly_total%SEL%".to_owned()),
+        extra: Some(format!("anomaly_type=\"{}\"", a.as_str())),
+        absent: Some(0.0),
+    });
+    out.splice(before..before, anomalies);
     out
 }
 
@@ -273,13 +286,15 @@ pub(crate) fn run(args: PullArgs) -> anyhow::Result<()> {
                     .collect();
                 g.sort();
                 g
-            } else if present.contains(&c.name) {
+            } else if present.contains(&c.name) || c.absent.is_some() {
                 vec![c.name.clone()]
             } else {
                 Vec::new()
             }
         })
         .collect();
+    let absent_value: BTreeMap<&str, Option<f64>> =
+        cols.iter().map(|c| (c.name.as_str(), c.absent)).collect();
     for (instance, rows) in &data {
         let file: String = instance
             .chars()
@@ -298,9 +313,12 @@ pub(crate) fn run(args: PullArgs) -> anyhow::Result<()> {
         w.write_record(&header)?;
         for (t, vals) in rows {
             let mut rec = vec![format!("{:.3}", *t as f64 / 1000.0)];
-            rec.extend(order.iter().map(|c| match vals.get(c) {
-                Some(v) if v.is_finite() => format!("{v}"),
-                _ => String::new(),
+            rec.extend(order.iter().map(|c| {
+                let absent = || absent_value.get(c.as_str()).copied().flatten();
+                match vals.get(c).copied().or_else(absent) {
+                    Some(v) if v.is_finite() => format!("{v}"),
+                    _ => String::new(),
+                }
             }));
             w.write_record(&rec)?;
         }
