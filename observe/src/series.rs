@@ -171,13 +171,16 @@ pub(crate) fn series(model: &str, stage: &str) -> &'static Series {
     s
 }
 
-/// Runs `f` over every series, in creation order.
+/// Runs `f` over every series, in creation order. The table's lock is held only to copy the list
+/// of series (pointers, at most the label cap plus the overflow stages): `f` runs without it, so a
+/// host call that creates a new `(model, stage)` series never waits for a scrape or a tick's sum.
 pub(crate) fn for_each(mut f: impl FnMut(&'static Series)) {
-    let t = TABLE.read().unwrap_or_else(PoisonError::into_inner);
-    if let Some(t) = t.as_ref() {
-        for s in &t.all {
-            f(s);
-        }
+    let all: Vec<&'static Series> = {
+        let t = TABLE.read().unwrap_or_else(PoisonError::into_inner);
+        t.as_ref().map(|t| t.all.clone()).unwrap_or_default()
+    };
+    for s in all {
+        f(s);
     }
 }
 
@@ -197,7 +200,7 @@ pub struct Totals {
     pub duration_seconds: f64,
 }
 
-/// Sums every series (a read lock on the label table, then relaxed loads).
+/// Sums every series (a copy of the series list, then relaxed loads).
 pub fn totals() -> Totals {
     let mut t = Totals::default();
     let mut nanos: u64 = 0;
@@ -214,4 +217,32 @@ pub fn totals() -> Totals {
     t.calls = t.buckets.iter().sum();
     t.duration_seconds = nanos as f64 / 1e9;
     t
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_series_is_created_while_every_series_is_being_read() {
+        let _ = series("lock-test", "before");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut created = false;
+        for_each(|_| {
+            if created {
+                return;
+            }
+            created = true;
+            // Another thread (a host's request) creates a series while this one reads: with the
+            // table locked for the whole walk it would wait until the walk ends, i.e. forever here.
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let s = series("lock-test", "during");
+                let _ = tx.send(s.stage.to_string());
+            });
+            let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+            assert_eq!(got.ok().as_deref(), Some("during"));
+        });
+        assert!(created);
+    }
 }
