@@ -34,13 +34,31 @@ fn a_profile_after_the_reservation_barely_moves_resident_memory() {
         .start(rt.handle())
         .unwrap();
     let addr = agent.local_addr();
-    // Reserved on the profiling thread at start (symbolising a debug binary takes a while).
+    // Reserved on the profiling thread at start (symbolising a debug binary takes seconds); `start`
+    // did not wait for it on the host's thread — the first scrape finds it still in flight — and
+    // the agent ticks only once it is done (up to its 10 s wait), so no window sees that step.
     let deadline = Instant::now() + Duration::from_secs(120);
+    // The agent's wait ends after 10 s whatever happens (a slow machine): check the order before.
+    let waits_until = Instant::now() + Duration::from_secs(9);
+    let mut first = true;
     let reserved = loop {
-        let v = scrape(addr).value("vigil_profile_reserved_bytes");
+        let m = scrape(addr);
+        let v = m.value("vigil_profile_reserved_bytes");
+        if first {
+            assert!(
+                v.is_nan(),
+                "start returned after the reservation ({v} bytes): it waited on the host's thread"
+            );
+            first = false;
+        }
         if v.is_finite() {
             break v;
         }
+        let ticks = m.value("vigil_agent_ticks_total");
+        assert!(
+            ticks == 0.0 || ticks.is_nan() || Instant::now() > waits_until,
+            "{ticks} ticks while the profiler's memory was still being reserved"
+        );
         assert!(
             Instant::now() < deadline,
             "the profiler's memory was never reserved"

@@ -35,6 +35,9 @@ pub(crate) struct Wiring {
     pub(crate) watch: Option<crate::model_watch::ModelWatch>,
     /// CPU profiles (on request and when events open).
     profiler: crate::profile::Profiler,
+    /// Done when the profiler's memory is reserved: the agent thread waits for it before its first
+    /// tick (see [`crate::profile::Profiler::reserve_at_start`]).
+    pub(crate) reserving: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 impl Wiring {
@@ -59,6 +62,7 @@ impl Wiring {
             access: None,
             watch: None,
             profiler,
+            reserving: None,
         }
     }
 }
@@ -117,6 +121,7 @@ impl AgentHandle {
             access,
             watch,
             profiler,
+            reserving,
         } = wiring;
         let access = access.unwrap_or_else(|| {
             crate::access::WriteAccess::new(crate::builder::DEFAULT_LISTEN, None)
@@ -195,6 +200,9 @@ impl AgentHandle {
                         control: control_rx,
                         profiler,
                     };
+                    if let Some(reserving) = reserving {
+                        await_reservation(reserving, shutdown_rx.clone()).await;
+                    }
                     tick_loop(&mut sampler, tick, &mut outputs, &state, shutdown_rx).await;
                     let _ = server.await;
                 });
@@ -361,6 +369,32 @@ struct Outputs {
     notices: tokio::sync::broadcast::Receiver<crate::EventNotice>,
     /// Takes a CPU profile when an event opens.
     profiler: crate::profile::Profiler,
+}
+
+/// Waits (serving HTTP meanwhile) until the profiler's memory is reserved, at most
+/// [`crate::profile::RESERVE_WAIT`], or shutdown: the first window then never sees that step.
+async fn await_reservation(
+    reserving: std::sync::mpsc::Receiver<()>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let deadline = tokio::time::Instant::now() + crate::profile::RESERVE_WAIT;
+    loop {
+        match reserving.try_recv() {
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            _ => return,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                "reserving memory for CPU profiles takes longer than {:?}; the agent ticks meanwhile (the step in resident memory may show in the first windows)",
+                crate::profile::RESERVE_WAIT
+            );
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 async fn tick_loop(

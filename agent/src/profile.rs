@@ -48,7 +48,7 @@ pub(crate) const EVENT_PROFILE_RANGE: (Duration, Duration) = (
     Duration::from_secs(MAX_PROFILE_SECONDS),
 );
 /// How long the agent's start waits for the profiler's memory to be reserved.
-const RESERVE_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const RESERVE_WAIT: Duration = Duration::from_secs(10);
 /// Accepted cooldowns.
 pub(crate) const COOLDOWN_RANGE: (Duration, Duration) =
     (Duration::from_secs(0), Duration::from_secs(7 * 86_400));
@@ -250,12 +250,13 @@ impl Profiler {
     /// the binary's symbol tables. Taken mid-run, that step in resident memory looks like a memory leak
     /// to the detector — it once retyped the very event being profiled and opened a false one. Taken
     /// before the first tick, no window ever sees the step, and later profiles reuse the memory.
-    /// Waits up to [`RESERVE_WAIT`] (a fraction of a second for a release binary; symbolising a large
-    /// debug binary takes seconds), then lets it finish in the background.
-    pub(crate) fn reserve_at_start(&self, store_on: bool) {
+    /// Returns at once: the agent thread waits on the receiver, up to [`RESERVE_WAIT`] (a fraction
+    /// of a second for a release binary; symbolising a large debug binary takes seconds), before its
+    /// first tick, so the host's thread (`start`, a runtime worker in `#[tokio::main]`) never does.
+    pub(crate) fn reserve_at_start(&self, store_on: bool) -> Option<std::sync::mpsc::Receiver<()>> {
         if !profiling_available() || self.events.length.is_none() || !store_on {
             self.reserved.set(0.0);
-            return;
+            return None;
         }
         self.reserved.set(f64::NAN);
         {
@@ -265,7 +266,7 @@ impl Profiler {
             if running.is_some() {
                 // Another agent in this process is profiling: the memory is taken already.
                 self.reserved.set(0.0);
-                return;
+                return None;
             }
             *running = Some(Instant::now() + Duration::from_secs(5));
         }
@@ -297,17 +298,12 @@ impl Profiler {
                 let _ = done_tx.send(());
             });
         match spawned {
-            Ok(_) => {
-                if done.recv_timeout(RESERVE_WAIT).is_err() {
-                    tracing::warn!(
-                        "reserving memory for CPU profiles takes longer than {RESERVE_WAIT:?}; it goes on in the background (the step in resident memory may show in the first windows)"
-                    );
-                }
-            }
+            Ok(_) => Some(done),
             Err(e) => {
                 drop(Slot);
                 self.reserved.set(0.0);
                 tracing::warn!("cannot start the profiling thread to reserve its memory: {e}");
+                None
             }
         }
     }
