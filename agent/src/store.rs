@@ -92,6 +92,9 @@ pub(crate) struct Summary {
     pub(crate) ticks: u64,
     pub(crate) events: u64,
     pub(crate) models: Vec<StoredModel>,
+    /// The integrity check the store thread runs before anything else: `ok` or `damaged: <why>`
+    /// (requests wait for it).
+    pub(crate) check: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -274,7 +277,8 @@ fn lock(dir: &Path) -> Result<DirLock, StoreError> {
 /// largest event id stored, so new events continue the numbering.
 pub(crate) fn open(cfg: &StoreConfig) -> Result<(Store, DirLock, u64), StoreError> {
     let lock = lock(&cfg.dir)?;
-    let store = Store::open(&cfg.dir)?;
+    // The integrity check reads the whole file: it runs on the store thread (see `run`).
+    let store = Store::open_unchecked(&cfg.dir)?;
     let max = store.max_event_id()?;
     Ok((store, lock, max))
 }
@@ -344,6 +348,25 @@ fn run(
             logged_error = Some(Instant::now());
         }
     };
+    // The integrity check (the whole file; seconds for hundreds of MiB) runs here rather than on
+    // the host's thread in `start`. A damaged store is reported (log, vigil_store_errors_total,
+    // `GET /api/v1/status`) and the agent goes on: each write that fails is counted as any is.
+    heartbeat.beat();
+    let checking = Instant::now();
+    let check = match store.quick_check() {
+        Ok(()) => {
+            tracing::info!(
+                seconds = checking.elapsed().as_secs_f64(),
+                "store: integrity check ok"
+            );
+            "ok".to_owned()
+        }
+        Err(e) => {
+            m.errors.inc();
+            tracing::error!("store: {e}");
+            format!("damaged: {e}")
+        }
+    };
     loop {
         heartbeat.beat();
         if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
@@ -390,7 +413,7 @@ fn run(
                 other => {
                     // Keep order: what was queued before a request is written before it is served.
                     flush(&mut store, &mut writes, &mut fail);
-                    serve(&mut store, other, cfg, retrainer.as_deref_mut());
+                    serve(&mut store, other, cfg, retrainer.as_deref_mut(), &check);
                 }
             }
             if taken < BATCH {
@@ -417,6 +440,7 @@ fn serve(
     cmd: Command,
     cfg: &StoreConfig,
     mut retrainer: Option<&mut crate::retrain::Retrainer>,
+    check: &str,
 ) {
     let now = now_unix();
     let mut labels_stored = false;
@@ -501,6 +525,7 @@ fn serve(
                     ticks: stats.ticks,
                     events: stats.events,
                     models: store.models(5)?,
+                    check: check.to_owned(),
                 })
             })();
             let _ = reply.send(r);

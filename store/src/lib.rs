@@ -292,7 +292,42 @@ impl Store {
         let conn = Connection::open(&path).map_err(|e| StoreError::open(&path, e))?;
         let store = Self { conn, path };
         store.setup(true)?;
+        store.quick_check()?;
         Ok(store)
+    }
+
+    /// [`Store::open`] without its integrity check, which reads the whole file (seconds for a store
+    /// of hundreds of MiB): the agent opens the store this way on the host's thread and runs
+    /// [`Store::quick_check`] on its store thread.
+    pub fn open_unchecked(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+            path: dir.to_owned(),
+            message: format!("cannot create the data directory: {e}"),
+        })?;
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(|e| StoreError::open(&path, e))?;
+        let store = Self { conn, path };
+        store.setup(true)?;
+        Ok(store)
+    }
+
+    /// SQLite's structural check of the whole file (`PRAGMA quick_check`): a damaged file is an
+    /// error that says what to do.
+    pub fn quick_check(&self) -> Result<(), StoreError> {
+        let db = self.db();
+        let ok: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(db)?;
+        if ok != "ok" {
+            return Err(StoreError::Io {
+                path: self.path.clone(),
+                message: format!(
+                    "the database is damaged ({ok}); move it aside and restart to begin a new one"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Opens an existing store for reading only (the CLI while the agent writes).
@@ -348,18 +383,6 @@ impl Store {
         c.execute_batch(SCHEMA).map_err(db)?;
         c.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(db)?;
-        // A quick structural check: a damaged file is refused with a message, not used.
-        let ok: String = c
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(db)?;
-        if ok != "ok" {
-            return Err(StoreError::Io {
-                path: self.path.clone(),
-                message: format!(
-                    "the database is damaged ({ok}); move it aside and restart to begin a new one"
-                ),
-            });
-        }
         Ok(())
     }
 
