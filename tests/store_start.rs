@@ -9,6 +9,34 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
+/// An agent on this data directory (event profiles off: their memory reservation is not what this
+/// measures).
+fn start_on(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> vigil::AgentHandle {
+    fast_agent(50)
+        .data_dir(Some(dir.to_owned()))
+        .event_profiles(None, Duration::from_secs(60))
+        .unwrap()
+        .start(rt.handle())
+        .unwrap()
+}
+
+/// Polls the status until it contains `needle`; returns the body.
+fn status_with(addr: std::net::SocketAddr, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = get(addr, "/api/v1/status", &[]);
+        if r.status == 200 && r.body.contains(needle) {
+            return r.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle} in the status: {}",
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn start_on_a_512_mib_store_does_not_wait_for_its_integrity_check() {
     let dir = temp_dir("store-start");
@@ -39,12 +67,7 @@ fn start_on_a_512_mib_store_does_not_wait_for_its_integrity_check() {
 
     let rt = host_runtime();
     let started = Instant::now();
-    let agent = fast_agent(50)
-        .data_dir(Some(dir.clone()))
-        .event_profiles(None, Duration::from_secs(60))
-        .unwrap()
-        .start(rt.handle())
-        .unwrap();
+    let agent = start_on(&dir, &rt);
     let start = started.elapsed();
     eprintln!("{size} bytes: open + check {check:?}, start {start:?}");
     assert!(start < Duration::from_millis(50), "start took {start:?}");
@@ -53,20 +76,7 @@ fn start_on_a_512_mib_store_does_not_wait_for_its_integrity_check() {
         "start took {start:?} with a store whose check alone takes {check:?}: it waited for the check"
     );
     // The check's outcome is in the status once the store thread is through it.
-    let addr = agent.local_addr();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = get(addr, "/api/v1/status", &[]);
-        if r.status == 200 && r.body.contains("\"check\":\"ok\"") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no check in the status: {}",
-            r.body
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    status_with(agent.local_addr(), "\"check\":\"ok\"");
     let dropped = Instant::now();
     drop(agent);
     let drop_took = dropped.elapsed();
@@ -83,27 +93,10 @@ fn start_on_a_512_mib_store_does_not_wait_for_its_integrity_check() {
         f.seek(SeekFrom::Start(200 << 20)).unwrap();
         f.write_all(&[0xA5; 64 * 1024]).unwrap();
     }
-    let agent = fast_agent(50)
-        .data_dir(Some(dir.clone()))
-        .event_profiles(None, Duration::from_secs(60))
-        .unwrap()
-        .start(rt.handle())
-        .unwrap();
+    let agent = start_on(&dir, &rt);
     let addr = agent.local_addr();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = get(addr, "/api/v1/status", &[]);
-        if r.status == 200 && r.body.contains("\"check\":\"damaged: ") {
-            assert!(r.body.contains("move it aside"), "{}", r.body);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no damage in the status: {}",
-            r.body
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let body = status_with(addr, "\"check\":\"damaged: ");
+    assert!(body.contains("move it aside"), "{body}");
     assert!(scrape(addr).value("vigil_store_errors_total") >= 1.0);
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);

@@ -284,14 +284,7 @@ fn fmt_t(t: f64) -> String {
 impl Store {
     /// Opens (creating it and the directory if needed) the store in `dir` for reading and writing.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-            path: dir.to_owned(),
-            message: format!("cannot create the data directory: {e}"),
-        })?;
-        let path = dir.join(DB_FILE);
-        let conn = Connection::open(&path).map_err(|e| StoreError::open(&path, e))?;
-        let store = Self { conn, path };
-        store.setup(true)?;
+        let store = Self::open_unchecked(dir)?;
         store.quick_check()?;
         Ok(store)
     }
