@@ -31,6 +31,8 @@ fn a_profile_after_the_reservation_barely_moves_resident_memory() {
     let rt = host_runtime();
     let agent = fast_agent(100)
         .data_dir(Some(dir.clone()))
+        .event_profiles(Some(Duration::from_secs(1)), Duration::from_secs(60))
+        .unwrap()
         .start(rt.handle())
         .unwrap();
     let addr = agent.local_addr();

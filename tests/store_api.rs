@@ -559,7 +559,8 @@ fn kill_9_of_the_agent_loses_no_acknowledged_label_and_the_store_reopens() {
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while try_send(addr, "GET", "/healthz", &[], b"").is_err() {
+        // Up and ticking (the demo reserves the profiler's memory before its first tick).
+        while try_send(addr, "GET", "/healthz", &[], b"").map_or(true, |r| r.status != 200) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "round {round}: the agent did not come up over the store"

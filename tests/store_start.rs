@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// An agent on this data directory (event profiles off: their memory reservation is not what this
-/// measures).
+/// An agent on this data directory (event profiles on, as by default: `start` waits neither for the
+/// store's check nor for the profiler's memory).
 fn start_on(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> vigil::AgentHandle {
     fast_agent(50)
         .data_dir(Some(dir.to_owned()))
-        .event_profiles(None, Duration::from_secs(60))
+        .event_profiles(Some(Duration::from_secs(1)), Duration::from_secs(60))
         .unwrap()
         .start(rt.handle())
         .unwrap()

@@ -67,8 +67,11 @@ impl Wiring {
     }
 }
 
-/// How long shutdown waits for the agent thread before leaving it to finish on its own.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown (or dropping the handle) waits in all for the agent's threads — the agent
+/// thread, the scheduler probe, the model watcher, then the store thread writing what was queued —
+/// before leaving the rest to finish on their own: one deadline for all of them, so a host's
+/// shutdown is never held longer than this.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The running agent. Dropping it stops the agent, like [`AgentHandle::shutdown`].
 #[must_use = "dropping the AgentHandle stops the agent"]
@@ -320,15 +323,17 @@ impl AgentHandle {
     }
 
     fn stop(&mut self) {
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let left = || deadline.saturating_duration_since(Instant::now());
         let _ = self.shutdown.send(true);
         if let Some(mut probe) = self.probe.take() {
-            probe.0.stop();
+            probe.0.stop_by(deadline);
         }
         if let Some(mut w) = self.watch.take() {
-            w.stop();
+            w.stop_by(deadline);
         }
         if let (Some(done), Some(thread)) = (self.done.take(), self.thread.take()) {
-            match done.recv_timeout(SHUTDOWN_GRACE) {
+            match done.recv_timeout(left()) {
                 Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     let _ = thread.join();
                 }
@@ -341,9 +346,23 @@ impl AgentHandle {
         }
         // The agent thread held the last senders: the store thread writes what was queued and ends.
         if let Some(store) = self.store.take() {
-            store.join(SHUTDOWN_GRACE);
+            store.join(left());
         }
     }
+}
+
+/// Joins `thread` if it ends before `deadline`; detaches it otherwise (it was told to stop and ends on
+/// its own). Returns whether it was joined.
+pub(crate) fn join_by(thread: std::thread::JoinHandle<()>, deadline: Instant, what: &str) -> bool {
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            tracing::warn!("vigil {what} thread did not stop in time; detaching it");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = thread.join();
+    true
 }
 
 impl Drop for AgentHandle {

@@ -83,6 +83,15 @@ impl ModelWatch {
             let _ = t.join();
         }
     }
+
+    /// Stops the thread and joins it if it ends before `deadline` (reading a large model file may
+    /// take longer; it then ends on its own).
+    pub(crate) fn stop_by(&mut self, deadline: std::time::Instant) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            crate::handle::join_by(t, deadline, "model watch");
+        }
+    }
 }
 
 impl Drop for ModelWatch {

@@ -28,8 +28,9 @@ pub fn host_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A builder listening on a free loopback port with a fast tick and GPUs off (tests that want a GPU
-/// source set one).
+/// A builder listening on a free loopback port with a fast tick, GPUs off and event profiles off
+/// (tests that want a GPU source or event profiles set them: with a store, event profiles make the
+/// agent reserve the profiler's memory before its first tick, seconds in a debug binary).
 pub fn fast_agent(tick_ms: u64) -> vigil::AgentBuilder {
     vigil::Agent::builder()
         .listen("127.0.0.1:0".parse().unwrap())
@@ -37,6 +38,8 @@ pub fn fast_agent(tick_ms: u64) -> vigil::AgentBuilder {
         .unwrap()
         .gpu(vigil::GpuMode::Off)
         .data_dir(None)
+        .event_profiles(None, Duration::from_secs(60))
+        .unwrap()
 }
 
 /// A fresh, empty directory under the system's temp dir for one test.

@@ -78,10 +78,23 @@ pub(crate) struct ProbeThread {
 impl ProbeThread {
     /// Signals the thread to stop and waits for it.
     pub(crate) fn stop(&mut self) {
+        self.stop_by(None);
+    }
+
+    /// Signals the thread to stop and waits for it, until `deadline` at most (then it ends on its
+    /// own).
+    pub(crate) fn stop_by(&mut self, deadline: impl Into<Option<std::time::Instant>>) {
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
-            let _ = t.join();
+            match deadline.into() {
+                Some(d) => {
+                    crate::handle::join_by(t, d, "scheduler probe");
+                }
+                None => {
+                    let _ = t.join();
+                }
+            }
         }
     }
 }
