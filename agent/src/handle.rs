@@ -37,7 +37,7 @@ pub(crate) struct Wiring {
     profiler: crate::profile::Profiler,
     /// Done when the profiler's memory is reserved: the agent thread waits for it before its first
     /// tick (see [`crate::profile::Profiler::reserve_at_start`]).
-    pub(crate) reserving: Option<std::sync::mpsc::Receiver<()>>,
+    pub(crate) reserving: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Wiring {
@@ -352,17 +352,16 @@ impl AgentHandle {
 }
 
 /// Joins `thread` if it ends before `deadline`; detaches it otherwise (it was told to stop and ends on
-/// its own). Returns whether it was joined.
-pub(crate) fn join_by(thread: std::thread::JoinHandle<()>, deadline: Instant, what: &str) -> bool {
+/// its own).
+pub(crate) fn join_by(thread: std::thread::JoinHandle<()>, deadline: Instant, what: &str) {
     while !thread.is_finished() {
         if Instant::now() >= deadline {
             tracing::warn!("vigil {what} thread did not stop in time; detaching it");
-            return false;
+            return;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
     let _ = thread.join();
-    true
 }
 
 impl Drop for AgentHandle {
@@ -393,26 +392,16 @@ struct Outputs {
 /// Waits (serving HTTP meanwhile) until the profiler's memory is reserved, at most
 /// [`crate::profile::RESERVE_WAIT`], or shutdown: the first window then never sees that step.
 async fn await_reservation(
-    reserving: std::sync::mpsc::Receiver<()>,
+    reserving: tokio::sync::oneshot::Receiver<()>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let deadline = tokio::time::Instant::now() + crate::profile::RESERVE_WAIT;
-    loop {
-        match reserving.try_recv() {
-            Err(std::sync::mpsc::TryRecvError::Empty) => {}
-            _ => return,
-        }
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(
-                "reserving memory for CPU profiles takes longer than {:?}; the agent ticks meanwhile (the step in resident memory may show in the first windows)",
-                crate::profile::RESERVE_WAIT
-            );
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
+    tokio::select! {
+        _ = reserving => {}
+        _ = shutdown.wait_for(|stop| *stop) => {}
+        () = tokio::time::sleep(crate::profile::RESERVE_WAIT) => tracing::warn!(
+            "reserving memory for CPU profiles takes longer than {:?}; the agent ticks meanwhile (the step in resident memory may show in the first windows)",
+            crate::profile::RESERVE_WAIT
+        ),
     }
 }
 

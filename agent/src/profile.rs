@@ -253,7 +253,10 @@ impl Profiler {
     /// Returns at once: the agent thread waits on the receiver, up to [`RESERVE_WAIT`] (a fraction
     /// of a second for a release binary; symbolising a large debug binary takes seconds), before its
     /// first tick, so the host's thread (`start`, a runtime worker in `#[tokio::main]`) never does.
-    pub(crate) fn reserve_at_start(&self, store_on: bool) -> Option<std::sync::mpsc::Receiver<()>> {
+    pub(crate) fn reserve_at_start(
+        &self,
+        store_on: bool,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
         if !profiling_available() || self.events.length.is_none() || !store_on {
             self.reserved.set(0.0);
             return None;
@@ -271,7 +274,7 @@ impl Profiler {
             *running = Some(Instant::now() + Duration::from_secs(5));
         }
         let gauge = self.reserved.clone();
-        let (done_tx, done) = std::sync::mpsc::sync_channel::<()>(1);
+        let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
         let started = Instant::now();
         let spawned = std::thread::Builder::new()
             .name("vigil-profile".into())

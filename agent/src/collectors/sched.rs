@@ -78,24 +78,24 @@ pub(crate) struct ProbeThread {
 impl ProbeThread {
     /// Signals the thread to stop and waits for it.
     pub(crate) fn stop(&mut self) {
-        self.stop_by(None);
+        if let Some(t) = self.signal_stop() {
+            let _ = t.join();
+        }
     }
 
-    /// Signals the thread to stop and waits for it, until `deadline` at most (then it ends on its
+    /// Signals the thread to stop and waits for it until `deadline` at most (then it ends on its
     /// own).
-    pub(crate) fn stop_by(&mut self, deadline: impl Into<Option<std::time::Instant>>) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            match deadline.into() {
-                Some(d) => {
-                    crate::handle::join_by(t, d, "scheduler probe");
-                }
-                None => {
-                    let _ = t.join();
-                }
-            }
+    pub(crate) fn stop_by(&mut self, deadline: std::time::Instant) {
+        if let Some(t) = self.signal_stop() {
+            crate::handle::join_by(t, deadline, "scheduler probe");
         }
+    }
+
+    fn signal_stop(&mut self) -> Option<JoinHandle<()>> {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        let t = self.thread.take()?;
+        t.thread().unpark();
+        Some(t)
     }
 }
 
