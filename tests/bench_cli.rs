@@ -102,6 +102,44 @@ fn bench_overhead_reports_ratios_with_their_spread() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// `vigil bench memory` measures the host alone, then with the agent (store on, a cold start, a CPU
+/// profile where the build has one) in the same process, and says what the agent added.
+#[test]
+fn bench_memory_reports_what_the_agent_adds_to_the_host() {
+    let d = tmp("memory");
+    let json = d.join("memory.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["bench", "memory", "--seconds", "1", "--warm-up", "3s"])
+        .args(["--profile-seconds", "1", "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let bytes = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+    assert!(bytes("host_bytes") > 1e6, "{v}");
+    assert!(bytes("with_agent_bytes") > bytes("host_bytes") * 0.5, "{v}");
+    assert!(bytes("requests_served") > 0.0, "{v}");
+    if cfg!(all(
+        feature = "profiling",
+        target_os = "linux",
+        target_env = "gnu"
+    )) {
+        assert!(bytes("profile_gz_bytes") > 0.0, "{v}");
+    }
+    assert_eq!(
+        bytes("agent_added_bytes"),
+        (bytes("end_bytes") - bytes("host_bytes")).max(0.0),
+        "{v}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("agent adds"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// `vigil bench gpu` needs a real NVIDIA GPU; without one it says so and exits non-zero, having
 /// touched nothing (scripts/gpu-check runs it where there is one).
 #[test]

@@ -2,7 +2,12 @@
 //! the hottest code; one profile runs at a time (a second request gets 409 with `Retry-After`); bad
 //! queries get 400; an event's opening is profiled and the profile is kept with the event in the
 //! store and served at `GET /api/v1/events/{id}/profile`.
-#![cfg(all(target_os = "linux", feature = "profiling"))]
+#![cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    feature = "profiling"
+))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -241,21 +246,14 @@ fn an_event_is_profiled_and_the_profile_is_kept_and_served_with_it() {
         r.body
     );
 
-    // Cold start, and the profiler's memory reserved (slow for a debug binary; an event meanwhile
-    // would find the profiler busy), then 5,000 leaked tasks open an event while the workload keeps a
-    // core busy.
+    // Cold start, then 5,000 leaked tasks open an event while the workload keeps a core busy.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let m = scrape(addr);
-        if m.value("vigil_anomaly_score").is_finite()
-            && m.value("vigil_profile_reserved_bytes").is_finite()
-        {
+        if m.value("vigil_anomaly_score").is_finite() {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no model or no reservation after the warm-up"
-        );
+        assert!(Instant::now() < deadline, "no model after the warm-up");
         next_samples(&agent, 5);
     }
     let mut events = agent.subscribe_events();

@@ -818,9 +818,7 @@ impl AgentBuilder {
             tracing::warn!("{notice}");
         }
         let profiler = crate::profile::Profiler::new(self.event_profiles, &mut registry);
-        let reserving = profiler.reserve_at_start(opened.is_some());
         let mut wiring = crate::handle::Wiring::new(&sampler, self.model_path.clone(), profiler);
-        wiring.reserving = reserving;
         if let (Some(path), Some(every)) = (&self.model_path, self.model_poll) {
             wiring.watch = Some(
                 crate::model_watch::ModelWatch::start(

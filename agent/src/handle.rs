@@ -35,9 +35,6 @@ pub(crate) struct Wiring {
     pub(crate) watch: Option<crate::model_watch::ModelWatch>,
     /// CPU profiles (on request and when events open).
     profiler: crate::profile::Profiler,
-    /// Done when the profiler's memory is reserved: the agent thread waits for it before its first
-    /// tick (see [`crate::profile::Profiler::reserve_at_start`]).
-    pub(crate) reserving: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Wiring {
@@ -62,7 +59,6 @@ impl Wiring {
             access: None,
             watch: None,
             profiler,
-            reserving: None,
         }
     }
 }
@@ -124,7 +120,6 @@ impl AgentHandle {
             access,
             watch,
             profiler,
-            reserving,
         } = wiring;
         let access = access.unwrap_or_else(|| {
             crate::access::WriteAccess::new(crate::builder::DEFAULT_LISTEN, None)
@@ -203,9 +198,6 @@ impl AgentHandle {
                         control: control_rx,
                         profiler,
                     };
-                    if let Some(reserving) = reserving {
-                        await_reservation(reserving, shutdown_rx.clone()).await;
-                    }
                     tick_loop(&mut sampler, tick, &mut outputs, &state, shutdown_rx).await;
                     let _ = server.await;
                 });
@@ -387,22 +379,6 @@ struct Outputs {
     notices: tokio::sync::broadcast::Receiver<crate::EventNotice>,
     /// Takes a CPU profile when an event opens.
     profiler: crate::profile::Profiler,
-}
-
-/// Waits (serving HTTP meanwhile) until the profiler's memory is reserved, at most
-/// [`crate::profile::RESERVE_WAIT`], or shutdown: the first window then never sees that step.
-async fn await_reservation(
-    reserving: tokio::sync::oneshot::Receiver<()>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    tokio::select! {
-        _ = reserving => {}
-        _ = shutdown.wait_for(|stop| *stop) => {}
-        () = tokio::time::sleep(crate::profile::RESERVE_WAIT) => tracing::warn!(
-            "reserving memory for CPU profiles takes longer than {:?}; the agent ticks meanwhile (the step in resident memory may show in the first windows)",
-            crate::profile::RESERVE_WAIT
-        ),
-    }
 }
 
 async fn tick_loop(

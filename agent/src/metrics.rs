@@ -224,8 +224,6 @@ defs! {
         "CPU profiles asked for: trigger request (GET /debug/pprof/profile) or event (an event opened); outcome ok, busy (another profile was running: one at a time per process), cooldown (an automatic profile less than VIGIL_PROFILE_COOLDOWN ago), error (no profiler in this build, or it failed)";
     PROFILE_RUNNING = "vigil_profile_running", Gauge, [], ALWAYS,
         "1 while this agent is taking a CPU profile (SIGPROF sampling at 99 Hz), else 0";
-    PROFILE_RESERVED = "vigil_profile_reserved_bytes", Gauge, [], ALWAYS,
-        "Resident memory the CPU profiler took when the agent reserved it at start (pprof's sample table and the binary's symbol tables, held for the life of the process so that profiles taken later do not move the resident memory the detector watches), measured as the process's growth around the reservation; 0 when nothing was reserved (no event profiles or no store: the first profile then takes it), NaN until done";
     HTTP_CONNECTIONS = "vigil_http_connections", Gauge, [], ALWAYS,
         "Connections open on the agent's HTTP endpoint (at most VIGIL_HTTP_MAX_CONNECTIONS, plus one being closed)";
     HTTP_CONNECTIONS_SHED = "vigil_http_connections_shed_total", Counter, ["reason"], ALWAYS,

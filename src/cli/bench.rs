@@ -42,6 +42,9 @@ enum BenchCommand {
     /// The demo server under a fixed closed-loop load, agent off and on in alternating rounds:
     /// throughput and p50/p99 latency ratios with their spread.
     Overhead(super::overhead::OverheadArgs),
+    /// What the agent adds to a host's resident memory: the demo server under load without the agent,
+    /// then with it (store on, event profiles on, a cold start) and a CPU profile taken meanwhile.
+    Memory(super::memory::MemoryArgs),
 }
 
 /// Flags of `vigil bench detect`.
@@ -83,6 +86,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Detect(d) => detect(d),
         BenchCommand::Corpus(c) => super::corpus::run(c),
         BenchCommand::Overhead(o) => super::overhead::run(o),
+        BenchCommand::Memory(m) => super::memory::run(m),
         BenchCommand::Feedback(f) => super::feedback::run(f),
         BenchCommand::Gpu(g) => super::gpucheck::run(g),
     }

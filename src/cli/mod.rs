@@ -10,6 +10,7 @@ pub(crate) mod http;
 pub(crate) mod input;
 pub(crate) mod inspect;
 pub(crate) mod labels;
+pub(crate) mod memory;
 pub(crate) mod offline;
 pub(crate) mod overhead;
 pub(crate) mod png;

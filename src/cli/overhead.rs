@@ -138,18 +138,7 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
         Some(p) => Some(vigil::models::OutputFile::create(p, &[])?),
         None => None,
     };
-    let host = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers)
-        .thread_name("host-worker")
-        .enable_all()
-        .build()
-        .context("building the host runtime")?;
-    let load_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("load")
-        .enable_all()
-        .build()
-        .context("building the load runtime")?;
+    let (host, load_rt) = runtimes(args.workers)?;
     let parse = |flag: &str, v: &str| {
         vigil::agent::parse_duration(v)
             .with_context(|| format!("{flag} {v:?}: expected {}", vigil::agent::DURATION_SYNTAX))
@@ -304,6 +293,26 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
     host.shutdown_timeout(Duration::from_secs(1));
     load_rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// The host's runtime (`workers` worker threads, like an inference server's) and the load
+/// generator's own one-thread runtime.
+pub(crate) fn runtimes(
+    workers: usize,
+) -> anyhow::Result<(tokio::runtime::Runtime, tokio::runtime::Runtime)> {
+    let host = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("host-worker")
+        .enable_all()
+        .build()
+        .context("building the host runtime")?;
+    let load_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("load")
+        .enable_all()
+        .build()
+        .context("building the load runtime")?;
+    Ok((host, load_rt))
 }
 
 /// Asks the agent for a CPU profile covering the next `seconds` (whole seconds, rounded up, plus

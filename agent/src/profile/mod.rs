@@ -1,19 +1,18 @@
 //! CPU profiles of the host process: on request (`GET /debug/pprof/profile?seconds=N`, like Go's
 //! net/http/pprof) and automatically when an anomaly event opens (kept in the store with the event).
 //!
-//! Sampling is pprof-rs: `setitimer(ITIMER_PROF)` delivers SIGPROF to whichever thread is on a CPU,
-//! 99 times a second of process CPU time, and the signal handler records that thread's stack. The
-//! stack is walked with pprof-rs's **frame-pointer** unwinder: it follows the chain of saved frame
-//! pointers, checks every address before reading it (a `write(2)` of the candidate to a pipe, which
-//! fails with `EFAULT` instead of faulting) and takes no locks and calls nothing that allocates. The
-//! default unwinder (libgcc's `_Unwind_Backtrace`) is known to crash and deadlock inside a signal
-//! handler (pprof-rs #203, #219, #36), and pprof-rs's framehop unwinder builds its module list lazily
-//! *inside the handler* on the first sample (allocating there) and never sees libraries loaded
-//! later (libnvidia-ml is `dlopen`ed). The price of frame pointers: code built without them gives
-//! short stacks, so the host should build with `-C force-frame-pointers=yes` (this repository does,
-//! in `.cargo/config.toml`); and the function a sample interrupted is not itself recorded, only its
-//! callers (the unwinder starts from the interrupted frame's return address), so a profile's
-//! self time lands on the caller of the hottest function. See `docs/ARCHITECTURE.md`.
+//! Sampling is our own (`sampler`): `setitimer(ITIMER_PROF)` delivers SIGPROF to whichever thread is
+//! on a CPU, 99 times a second of process CPU time, and the signal handler records that thread's
+//! stack — the interrupted instruction, then the chain of saved frame pointers, each frame record
+//! copied through a pipe (`write(2)` fails with `EFAULT` instead of faulting on a bad address) — in a
+//! fixed table of distinct stacks allocated when the profile starts and freed when it ends. The
+//! handler takes no lock it can wait on and allocates nothing. Names come from the loaded objects'
+//! ELF symbol tables, streamed from their files after sampling (`symbols`), and the pprof protobuf
+//! is written by hand (`proto`). A profile therefore holds about a megabyte while it runs and
+//! nothing afterwards: no reservation at start, no step in the resident memory the detector watches.
+//! Code built without frame pointers gives short stacks, so the host should build with
+//! `-C force-frame-pointers=yes` (this repository does, in `.cargo/config.toml`). See
+//! `docs/ARCHITECTURE.md`.
 //!
 //! One profile runs at a time in the whole process (SIGPROF and its timer are process-wide): a
 //! second request is refused with 409 and `Retry-After`. Sampling and symbolisation run on their own
@@ -47,15 +46,21 @@ pub(crate) const EVENT_PROFILE_RANGE: (Duration, Duration) = (
     Duration::from_secs(1),
     Duration::from_secs(MAX_PROFILE_SECONDS),
 );
-/// How long the agent's start waits for the profiler's memory to be reserved.
-pub(crate) const RESERVE_WAIT: Duration = Duration::from_secs(10);
 /// Accepted cooldowns.
 pub(crate) const COOLDOWN_RANGE: (Duration, Duration) =
     (Duration::from_secs(0), Duration::from_secs(7 * 86_400));
 
-/// True when this build can take CPU profiles (the `profiling` feature, on Linux).
+#[cfg(profiler)]
+mod proto;
+#[cfg(profiler)]
+mod sampler;
+#[cfg(profiler)]
+mod symbols;
+
+/// True when this build can take CPU profiles (the `profiling` feature, on Linux with glibc, x86_64
+/// or aarch64).
 pub fn profiling_available() -> bool {
-    cfg!(all(feature = "profiling", target_os = "linux"))
+    cfg!(profiler)
 }
 
 /// When the agent takes a profile by itself.
@@ -152,7 +157,6 @@ pub(crate) struct Profiler {
     finished: std::sync::Arc<Mutex<Vec<vigil_store::ProfileRecord>>>,
     outcomes: Family<OutcomeLabels, Counter>,
     running: Gauge,
-    reserved: crate::metrics::FGauge,
 }
 
 impl Profiler {
@@ -163,11 +167,9 @@ impl Profiler {
             finished: std::sync::Arc::new(Mutex::new(Vec::new())),
             outcomes: Family::default(),
             running: Gauge::default(),
-            reserved: crate::metrics::FGauge::default(),
         };
         m::PROFILES.register(registry, p.outcomes.clone());
         m::PROFILE_RUNNING.register(registry, p.running.clone());
-        m::PROFILE_RESERVED.register(registry, p.reserved.clone());
         for trigger in [Trigger::Request, Trigger::Event] {
             for outcome in ["ok", "busy", "error"] {
                 let _ = p.outcomes.get_or_create(&OutcomeLabels {
@@ -240,73 +242,6 @@ impl Profiler {
                 drop(Slot);
                 self.count(trigger, "error");
                 Err(Refused::Spawn(e.to_string()))
-            }
-        }
-    }
-
-    /// Reserves the profiler's memory now, on the profiling thread, when events will be profiled
-    /// (`store_on` and automatic profiles on): pprof-rs allocates its sample table (tens of MB) the
-    /// first time a profile starts and keeps it for the life of the process, and the symboliser keeps
-    /// the binary's symbol tables. Taken mid-run, that step in resident memory looks like a memory leak
-    /// to the detector — it once retyped the very event being profiled and opened a false one. Taken
-    /// before the first tick, no window ever sees the step, and later profiles reuse the memory.
-    /// Returns at once: the agent thread waits on the receiver, up to [`RESERVE_WAIT`] (a fraction
-    /// of a second for a release binary; symbolising a large debug binary takes seconds), before its
-    /// first tick, so the host's thread (`start`, a runtime worker in `#[tokio::main]`) never does.
-    pub(crate) fn reserve_at_start(
-        &self,
-        store_on: bool,
-    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
-        if !profiling_available() || self.events.length.is_none() || !store_on {
-            self.reserved.set(0.0);
-            return None;
-        }
-        self.reserved.set(f64::NAN);
-        {
-            let mut running = RUNNING
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if running.is_some() {
-                // Another agent in this process is profiling: the memory is taken already.
-                self.reserved.set(0.0);
-                return None;
-            }
-            *running = Some(Instant::now() + Duration::from_secs(5));
-        }
-        let gauge = self.reserved.clone();
-        let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
-        let started = Instant::now();
-        let spawned = std::thread::Builder::new()
-            .name("vigil-profile".into())
-            .spawn(move || {
-                crate::alloc::mark_agent_thread();
-                crate::scoring::lowest_priority();
-                let _slot = Slot;
-                let before = resident_bytes();
-                let reserved = std::panic::catch_unwind(reserve)
-                    .unwrap_or_else(|_| Err("the CPU profiler panicked".to_owned()));
-                if let Err(e) = reserved {
-                    tracing::warn!("could not reserve the CPU profiler's memory at start: {e}");
-                }
-                let grew = match (before, resident_bytes()) {
-                    (Some(b), Some(a)) => a.saturating_sub(b) as f64,
-                    _ => f64::NAN,
-                };
-                gauge.set(grew);
-                tracing::info!(
-                    bytes = grew,
-                    seconds = started.elapsed().as_secs_f64(),
-                    "memory for CPU profiles reserved (VIGIL_PROFILE_ON_EVENT=off reserves none)"
-                );
-                let _ = done_tx.send(());
-            });
-        match spawned {
-            Ok(_) => Some(done),
-            Err(e) => {
-                drop(Slot);
-                self.reserved.set(0.0);
-                tracing::warn!("cannot start the profiling thread to reserve its memory: {e}");
-                None
             }
         }
     }
@@ -392,43 +327,52 @@ fn now_unix() -> f64 {
 
 /// Samples the whole process for `length`, then symbolises and encodes the profile (gzip'd pprof
 /// protobuf, as Go's net/http/pprof serves it).
-#[cfg(all(feature = "profiling", target_os = "linux"))]
+#[cfg(profiler)]
 fn capture(length: Duration) -> Result<Captured, String> {
-    use pprof::protos::Message;
     let started_unix = now_unix();
     let t0 = Instant::now();
-    let guard = pprof::ProfilerGuardBuilder::default()
-        .frequency(i32::try_from(PROFILE_HZ).unwrap_or(99))
-        .build()
-        .map_err(|e| match e {
-            pprof::Error::Running => {
-                "another CPU profiler is running in this process (SIGPROF is process-wide)"
-                    .to_owned()
-            }
-            e => format!("cannot start the CPU profiler: {e}"),
-        })?;
+    let running = sampler::start(PROFILE_HZ)?;
     std::thread::sleep(length);
+    let recorded = running
+        .stop()
+        .ok_or_else(|| "the profile's stack table was lost".to_owned())?;
     let seconds = t0.elapsed().as_secs_f64();
-    // Symbolisation holds the profiler's lock: signals meanwhile find it taken and return at once.
-    let report = guard
-        .report()
-        .build()
-        .map_err(|e| format!("cannot build the profile report: {e}"))?;
-    drop(guard);
-    let symbolise_seconds = t0.elapsed().as_secs_f64() - seconds;
-    let profile = report
-        .pprof()
-        .map_err(|e| format!("cannot encode the profile: {e}"))?;
-    let samples = profile
-        .sample
+    let stacks: Vec<(&[u64], u64)> = recorded
+        .table
+        .stacks()
+        .map(|b| (b.stack(), b.count))
+        .collect();
+    let mut addresses: Vec<u64> = stacks
         .iter()
-        .filter_map(|s| s.value.first())
-        .map(|&v| u64::try_from(v).unwrap_or(0))
-        .sum();
-    let mut raw = Vec::new();
-    profile
-        .encode(&mut raw)
-        .map_err(|e| format!("cannot encode the profile: {e}"))?;
+        .flat_map(|(s, _)| {
+            s.iter()
+                .enumerate()
+                .map(|(i, &f)| proto::lookup_address(i, f))
+        })
+        .collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    let objects = symbols::loaded_objects();
+    let names = symbols::resolve(&objects, &addresses);
+    let symbolise_seconds = t0.elapsed().as_secs_f64() - seconds;
+    let (raw, samples) = proto::encode(&proto::Input {
+        stacks,
+        unattributed: vec![
+            (
+                "[vigil: stack table full, sample lost]",
+                recorded.table.lost,
+            ),
+            (
+                "[vigil: dropped, another thread was being sampled]",
+                recorded.busy_drops,
+            ),
+        ],
+        objects: &objects,
+        symbols: &names,
+        start_unix_nanos: (started_unix * 1e9) as i64,
+        duration_nanos: i64::try_from((seconds * 1e9) as u64).unwrap_or(i64::MAX),
+        period_nanos: 1_000_000_000 / i64::from(PROFILE_HZ),
+    });
     Ok(Captured {
         started_unix,
         seconds,
@@ -438,40 +382,13 @@ fn capture(length: Duration) -> Result<Captured, String> {
     })
 }
 
-/// Starts and stops a profile at once (pprof-rs allocates its sample table on first use and keeps
-/// one), then resolves one address of this binary (the symboliser loads and keeps its symbol tables).
-#[cfg(all(feature = "profiling", target_os = "linux"))]
-fn reserve() -> Result<(), String> {
-    let guard = pprof::ProfilerGuardBuilder::default()
-        .frequency(i32::try_from(PROFILE_HZ).unwrap_or(99))
-        .build()
-        .map_err(|e| e.to_string())?;
-    drop(guard);
-    backtrace::resolve(reserve as *mut std::ffi::c_void, |_| {});
-    Ok(())
-}
-
-#[cfg(not(all(feature = "profiling", target_os = "linux")))]
-fn reserve() -> Result<(), String> {
-    Ok(())
-}
-
-/// This process's resident memory, bytes (`/proc/self/statm`).
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf reads a constant of the system; no memory of ours is involved.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok()?)
-}
-
-#[cfg(not(all(feature = "profiling", target_os = "linux")))]
+#[cfg(not(profiler))]
 fn capture(_length: Duration) -> Result<Captured, String> {
     let _ = now_unix;
-    Err("this build has no CPU profiler (the `profiling` feature, Linux only)".to_owned())
+    Err("this build has no CPU profiler (the `profiling` feature; Linux with glibc on x86_64 or aarch64)".to_owned())
 }
 
-#[cfg(all(feature = "profiling", target_os = "linux"))]
+#[cfg(profiler)]
 fn gzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(
@@ -483,7 +400,7 @@ fn gzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 // The profiler exists only in builds with the `profiling` feature on Linux.
-#[cfg(all(feature = "profiling", target_os = "linux"))]
+#[cfg(profiler)]
 #[cfg(test)]
 mod tests {
     use super::*;
