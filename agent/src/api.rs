@@ -4,6 +4,7 @@
 //! stored from a request that fails.
 
 use std::sync::Arc;
+use vigil_models::labels::LabelSource;
 
 use axum::Router;
 use axum::body::Body;
@@ -568,14 +569,14 @@ async fn add_label(
         end: Some(end),
         verdict,
         anomaly_type,
-        source: "human".into(),
+        source: LabelSource::Human,
         confidence: store.confidence.human,
         note: b.note,
         event_id: None,
     };
     match store.ask(|reply| Command::AddLabel(label, reply)).await {
         Ok(Ok(l)) => {
-            store.count_labels("human", 1);
+            store.count_labels(&LabelSource::Human, 1);
             json(StatusCode::CREATED, &l)
         }
         Ok(Err(e)) => store_error(&e),
@@ -618,7 +619,7 @@ async fn verdict(
         .await
     {
         Ok(Ok(Some(l))) => {
-            store.count_labels("human", 1);
+            store.count_labels(&LabelSource::Human, 1);
             json(StatusCode::CREATED, &l)
         }
         Ok(Ok(None)) => json_error(
@@ -649,7 +650,7 @@ async fn alertmanager(
     };
     match store.ask(|reply| Command::Webhook(hook, reply)).await {
         Ok(Ok(out)) => {
-            store.count_labels("alertmanager", out.opened + out.closed);
+            store.count_labels(&LabelSource::Alertmanager, out.opened + out.closed);
             json(StatusCode::OK, &out)
         }
         Ok(Err(e)) => store_error(&e),

@@ -13,6 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
+use vigil_models::labels::LabelSource;
 use vigil_store::{
     AlertOutcome, LabelQuery, NewLabel, ProfileRecord, Store, StoreError, StoredEvent, StoredLabel,
     StoredModel, Verdict, Webhook, Write,
@@ -107,6 +108,19 @@ struct SourceLabel {
     source: &'static str,
 }
 
+impl SourceLabel {
+    /// Bounded label values: every name a CSV might give is `other`.
+    fn of(source: &LabelSource) -> Self {
+        Self {
+            source: match source {
+                LabelSource::Human => "human",
+                LabelSource::Alertmanager => "alertmanager",
+                LabelSource::Other(_) => "other",
+            },
+        }
+    }
+}
+
 /// The store's metrics.
 #[derive(Clone)]
 pub(crate) struct StoreMetrics {
@@ -131,8 +145,8 @@ impl StoreMetrics {
         for what in ["tick", "event", "profile", "model", "request"] {
             let _ = m.dropped.get_or_create(&WhatLabel { what });
         }
-        for source in ["human", "alertmanager"] {
-            let _ = m.labels.get_or_create(&SourceLabel { source });
+        for source in [LabelSource::Human, LabelSource::Alertmanager] {
+            let _ = m.labels.get_or_create(&SourceLabel::of(&source));
         }
         m.bytes.set(f64::NAN);
         m
@@ -202,10 +216,10 @@ impl StoreSink {
         rx.await.map_err(|_| Unavailable::Stopped)
     }
 
-    pub(crate) fn count_labels(&self, source: &'static str, n: usize) {
+    pub(crate) fn count_labels(&self, source: &LabelSource, n: usize) {
         self.metrics
             .labels
-            .get_or_create(&SourceLabel { source })
+            .get_or_create(&SourceLabel::of(source))
             .inc_by(n as u64);
     }
 }

@@ -114,11 +114,7 @@ fn prepare(input: &RetrainInput) -> Result<(Vec<Row>, usize), ModelError> {
             Some(l) => rows.push((
                 *t,
                 f.clone(),
-                Some((
-                    (l.anomaly, l.confidence),
-                    l.kind,
-                    !l.source.eq_ignore_ascii_case("human"),
-                )),
+                Some(((l.anomaly, l.confidence), l.kind, !l.source.is_human())),
             )),
             None if *in_event => left_out += 1,
             None => rows.push((*t, f.clone(), None)),

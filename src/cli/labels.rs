@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::input::{InputError, parse_timestamp, quoted};
 
-pub(crate) use vigil_models::labels::{Label, default_confidence, label_at};
+pub(crate) use vigil_models::labels::{Label, LabelSource, label_at};
 
 pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
     let file = std::fs::File::open(path)
@@ -63,11 +63,9 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
         let source = source
             .and_then(|c| rec.get(c))
             .filter(|v| !v.trim().is_empty())
-            .unwrap_or("human")
-            .trim()
-            .to_owned();
+            .map_or(LabelSource::Human, LabelSource::parse);
         let conf = match confidence.and_then(|c| rec.get(c).map(|v| (c, v.trim()))) {
-            Some((_, "")) | None => default_confidence(&source),
+            Some((_, "")) | None => source.default_confidence(),
             Some((c, v)) => match v.parse::<f64>() {
                 Ok(x) if (0.0..=1.0).contains(&x) => x,
                 _ => {

@@ -428,7 +428,7 @@ pub(crate) fn export_to(
                 format!("{:.3}", l.end),
                 if l.anomaly { "anomaly" } else { "normal" }.to_owned(),
                 l.kind.map_or(String::new(), |k| k.as_str().to_owned()),
-                l.source.clone(),
+                l.source.to_string(),
                 format!("{}", l.confidence),
             ])?;
         }

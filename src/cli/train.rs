@@ -306,13 +306,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             prev = Some(src.timestamp);
             window.push(src.timestamp, &src.values)?;
             if window.is_warm() {
-                let label = label_at(&labels, src.timestamp).map(|l| {
-                    (
-                        (l.anomaly, l.confidence),
-                        l.kind,
-                        !l.source.eq_ignore_ascii_case("human"),
-                    )
-                });
+                let label = label_at(&labels, src.timestamp)
+                    .map(|l| ((l.anomaly, l.confidence), l.kind, !l.source.is_human()));
                 window.extract(&mut fv)?;
                 check_features_finite(&fv, window.schema().names(), path, src.line)?;
                 if matches!(label, Some(((true, _), _, _))) {
@@ -427,7 +422,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         *file
             .summary
             .labels_by_source
-            .entry(l.source.clone())
+            .entry(l.source.to_string())
             .or_default() += 1;
     }
     if sampled {

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use vigil_models::AnomalyKind;
+use vigil_models::labels::LabelSource;
 
 use crate::StoreError;
 
@@ -63,8 +64,8 @@ pub struct NewLabel {
     pub verdict: Verdict,
     /// The anomaly type, when known.
     pub anomaly_type: Option<AnomalyKind>,
-    /// `human`, `alertmanager`, `csv`, ...
-    pub source: String,
+    /// Who said so (`human`, `alertmanager`, `csv`, ...).
+    pub source: LabelSource,
     /// 0 to 1.
     pub confidence: f64,
     /// Free text.
@@ -116,7 +117,7 @@ impl NewLabel {
                 self.confidence
             )));
         }
-        if self.source.trim().is_empty() || self.source.len() > 64 {
+        if self.source.as_str().trim().is_empty() || self.source.as_str().len() > 64 {
             return Err(StoreError::Invalid(
                 "source must be 1 to 64 characters".into(),
             ));
@@ -165,7 +166,7 @@ pub struct StoredLabel {
     /// Anomaly type, when known.
     pub anomaly_type: Option<String>,
     /// Who said so.
-    pub source: String,
+    pub source: LabelSource,
     /// 0 to 1.
     pub confidence: f64,
     /// Free text.
@@ -208,7 +209,7 @@ pub(crate) fn label_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredLabel> 
         end: end.map(crate::fmt_t),
         label: Verdict::parse(&label).unwrap_or(Verdict::Anomaly),
         anomaly_type: r.get(4)?,
-        source: r.get(5)?,
+        source: LabelSource::parse(&r.get::<_, String>(5)?),
         confidence: r.get(6)?,
         note: r.get(7)?,
         event_id: r

@@ -950,7 +950,7 @@ fn insert_label(c: &Connection, l: &NewLabel, now: f64) -> rusqlite::Result<i64>
         l.end,
         l.verdict.as_str(),
         l.anomaly_type.map(AnomalyKind::as_str),
-        l.source,
+        l.source.as_str(),
         l.confidence,
         l.note,
         l.event_id.and_then(|i| i64::try_from(i).ok()),
