@@ -355,15 +355,15 @@ fn vigil_train_and_the_engines_cold_start_make_the_same_model() {
     #[derive(Clone, Default)]
     struct Spy(
         Arc<Mutex<Vec<TrainJob>>>,
-        Arc<Mutex<Option<Result<Trained, String>>>>,
+        Arc<Mutex<Option<Result<Trained, vigil::models::ModelError>>>>,
     );
     impl Trainer for Spy {
         fn start(&mut self, job: TrainJob) -> bool {
-            *self.1.lock().unwrap() = Some(job.train().map_err(|e| e.to_string()));
+            *self.1.lock().unwrap() = Some(job.train());
             self.0.lock().unwrap().push(job);
             true
         }
-        fn poll(&mut self) -> Option<Result<Trained, String>> {
+        fn poll(&mut self) -> Option<Result<Trained, vigil::models::ModelError>> {
             self.1.lock().unwrap().take()
         }
     }

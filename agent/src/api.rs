@@ -646,7 +646,7 @@ async fn alertmanager(
     };
     let hook = match Webhook::parse(&bytes) {
         Ok(h) => h,
-        Err(m) => return json_error(StatusCode::BAD_REQUEST, &m),
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     match store.ask(|reply| Command::Webhook(hook, reply)).await {
         Ok(Ok(out)) => {

@@ -158,7 +158,7 @@ impl Sampler {
         m::AGENT_COLLECTOR_ERRORS.register(registry, errors);
         let signals = SignalSet::new(specs).map_err(|message| crate::Error::Config {
             setting: "collectors",
-            message,
+            message: message.to_string(),
         })?;
         let schema = vigil_features::FeatureSchema::new(&signals, feature_config.horizons);
         let features = FeatureStage::new(&schema, feature_config, registry);

@@ -12,7 +12,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::broadcast;
 use vigil_features::{FeatureError, FeatureSchema, FeatureVector, SignalSet};
 use vigil_models::{
-    AnomalyKind, Engine, EngineConfig, Event, ModelFile, Score, Step, TrainJob, Trained, Trainer,
+    AnomalyKind, Engine, EngineConfig, Event, ModelError, ModelFile, Score, Step, TrainJob,
+    Trained, Trainer,
 };
 
 use crate::metrics::{self as m, FGauge};
@@ -59,7 +60,7 @@ struct ResultLabel {
 }
 
 /// What a training thread sends back.
-type TrainResult = Result<Trained, String>;
+type TrainResult = Result<Trained, ModelError>;
 
 /// Trains on one named thread (`vigil-train`) per job, inside a private one-thread rayon pool (linfa
 /// fits through rayon; its global pool would start one thread per core that lives as long as the
@@ -125,9 +126,7 @@ impl Trainer for ThreadTrainer {
         if self.running.is_some() {
             return false;
         }
-        let spawned = spawn_low_priority("vigil-train", move || {
-            job.train().map_err(|e| e.to_string())
-        });
+        let spawned = spawn_low_priority("vigil-train", move || job.train());
         match spawned {
             Ok(running) => {
                 self.running = Some(running);
@@ -151,20 +150,20 @@ impl Trainer for ThreadTrainer {
             Ok(r) => self.waited = Some(r),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return false,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                self.waited = Some(Err("the training thread stopped".into()));
+                self.waited = Some(Err(ModelError::TrainerStopped));
             }
         }
         true
     }
 
-    fn poll(&mut self) -> Option<Result<Trained, String>> {
+    fn poll(&mut self) -> Option<Result<Trained, ModelError>> {
         let (_, rx) = self.running.as_ref()?;
         let result = match self.waited.take() {
             Some(r) => r,
             None => match rx.try_recv() {
                 Ok(r) => r,
                 Err(TryRecvError::Empty) => return None,
-                Err(TryRecvError::Disconnected) => Err("the training thread stopped".into()),
+                Err(TryRecvError::Disconnected) => Err(ModelError::TrainerStopped),
             },
         };
         if let Some((h, _)) = self.running.take() {

@@ -4,6 +4,9 @@
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FeatureError {
+    /// Two signals of a set share a name.
+    #[error("signal `{0}` is declared twice")]
+    DuplicateSignal(String),
     /// Horizons out of order or zero.
     #[error("invalid horizons: {0}")]
     Horizons(String),

@@ -99,11 +99,11 @@ pub struct SignalSet {
 
 impl SignalSet {
     /// Builds a set; duplicate names are rejected with the name that repeats.
-    pub fn new(specs: Vec<SignalSpec>) -> Result<Self, String> {
+    pub fn new(specs: Vec<SignalSpec>) -> Result<Self, crate::FeatureError> {
         let mut names: Vec<&str> = specs.iter().map(|s| s.name.as_ref()).collect();
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(format!("signal `{}` is declared twice", w[0]));
+            return Err(crate::FeatureError::DuplicateSignal(w[0].to_owned()));
         }
         Ok(Self {
             specs: specs.into(),
@@ -143,6 +143,7 @@ mod tests {
             SignalSpec::counter("a", Unit::Count),
         ])
         .unwrap_err();
-        assert!(err.contains("`a`"), "{err}");
+        assert_eq!(err, crate::FeatureError::DuplicateSignal("a".into()));
+        assert!(err.to_string().contains("`a`"), "{err}");
     }
 }

@@ -155,10 +155,7 @@ impl EngineConfig {
                 format!("{} is not positive", self.false_events_per_day),
             );
         }
-        self.events.check().map_err(|message| ModelError::Param {
-            name: "events",
-            message,
-        })?;
+        self.events.check()?;
         self.params().check()?;
         Ok(())
     }
@@ -315,7 +312,7 @@ pub trait Trainer: Send {
     /// at the next refit).
     fn start(&mut self, job: TrainJob) -> bool;
     /// The finished result, once.
-    fn poll(&mut self) -> Option<Result<Trained, String>>;
+    fn poll(&mut self) -> Option<Result<Trained, ModelError>>;
     /// Blocks until the job started last has finished (its result then comes from the next
     /// [`Trainer::poll`]), at most `timeout`; false when it has not. For hosts that drive ticks
     /// themselves and want a live run to match its replay tick for tick whatever the machine's load.
@@ -329,16 +326,16 @@ pub trait Trainer: Send {
 /// Trains on the calling thread, at once.
 #[derive(Debug, Default)]
 pub struct InlineTrainer {
-    done: Option<Result<Trained, String>>,
+    done: Option<Result<Trained, ModelError>>,
 }
 
 impl Trainer for InlineTrainer {
     fn start(&mut self, job: TrainJob) -> bool {
-        self.done = Some(job.train().map_err(|e| e.to_string()));
+        self.done = Some(job.train());
         true
     }
 
-    fn poll(&mut self) -> Option<Result<Trained, String>> {
+    fn poll(&mut self) -> Option<Result<Trained, ModelError>> {
         self.done.take()
     }
 }
@@ -1056,7 +1053,7 @@ impl Engine {
             match self.trainer.poll() {
                 Some(Ok(m)) => self.ready = Some(m),
                 Some(Err(e)) => {
-                    step.train_error = Some(e);
+                    step.train_error = Some(e.to_string());
                     self.requested = None;
                     self.superseded = false;
                     return;

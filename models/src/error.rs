@@ -45,6 +45,11 @@ pub enum ModelError {
     /// The output file could not be written (or would have overwritten an input).
     #[error(transparent)]
     Output(crate::OutputError),
+    /// The thread training a model ended without sending one (it panicked or could not start).
+    #[error(
+        "the training thread stopped before it sent a model; the engine tries again at the next refit"
+    )]
+    TrainerStopped,
     /// k-means failed.
     #[error("clustering failed: {0}")]
     Clustering(String),

@@ -34,15 +34,19 @@ impl Default for EventParams {
 
 impl EventParams {
     /// Validates: `1 ≤ open_k ≤ open_n ≤ 64`, `close_after ≥ 1`.
-    pub fn check(self) -> Result<Self, String> {
+    pub fn check(self) -> Result<Self, crate::ModelError> {
+        let param = |message: String| crate::ModelError::Param {
+            name: "events",
+            message,
+        };
         if !(1..=self.open_n).contains(&self.open_k) || self.open_n > 64 {
-            return Err(format!(
+            return Err(param(format!(
                 "need 1 <= open_k <= open_n <= 64, got {} of {}",
                 self.open_k, self.open_n
-            ));
+            )));
         }
         if self.close_after == 0 {
-            return Err("close_after must be at least 1".into());
+            return Err(param("close_after must be at least 1".into()));
         }
         Ok(self)
     }

@@ -132,7 +132,10 @@ mod tests {
     #[test]
     fn sources_parse_in_any_case_and_keep_other_names() {
         assert_eq!(LabelSource::parse(" Human "), LabelSource::Human);
-        assert_eq!(LabelSource::parse("ALERTMANAGER"), LabelSource::Alertmanager);
+        assert_eq!(
+            LabelSource::parse("ALERTMANAGER"),
+            LabelSource::Alertmanager
+        );
         let other = LabelSource::parse("injected");
         assert_eq!(other, LabelSource::Other("injected".into()));
         assert_eq!(other.as_str(), "injected");

@@ -52,17 +52,17 @@ fn config() -> EngineConfig {
 #[derive(Clone, Default)]
 struct Spy {
     jobs: Arc<Mutex<Vec<TrainJob>>>,
-    done: Arc<Mutex<Option<Result<Trained, String>>>>,
+    done: Arc<Mutex<Option<Result<Trained, vigil_models::ModelError>>>>,
 }
 
 impl Trainer for Spy {
     fn start(&mut self, job: TrainJob) -> bool {
-        let r = job.train().map_err(|e| e.to_string());
+        let r = job.train();
         self.jobs.lock().unwrap().push(job);
         *self.done.lock().unwrap() = Some(r);
         true
     }
-    fn poll(&mut self) -> Option<Result<Trained, String>> {
+    fn poll(&mut self) -> Option<Result<Trained, vigil_models::ModelError>> {
         self.done.lock().unwrap().take()
     }
 }

@@ -232,7 +232,7 @@ impl CsvSource {
                     file: path.to_owned(),
                     line: Some(1),
                     column: None,
-                    message: m,
+                    message: m.to_string(),
                 }
             })?;
         let n = columns.len() - 1;

@@ -94,9 +94,13 @@ fn string<'a>(
 }
 
 impl Webhook {
-    /// Parses and checks a webhook body; the message says what is wrong (nothing is stored from a
-    /// payload that fails).
-    pub fn parse(body: &[u8]) -> Result<Self, String> {
+    /// Parses and checks a webhook body; [`crate::StoreError::Invalid`] says what is wrong (nothing
+    /// is stored from a payload that fails).
+    pub fn parse(body: &[u8]) -> Result<Self, crate::StoreError> {
+        Self::parse_checked(body).map_err(crate::StoreError::Invalid)
+    }
+
+    fn parse_checked(body: &[u8]) -> Result<Self, String> {
         let v: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
         let top = obj(&v, "the payload")?;
