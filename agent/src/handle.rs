@@ -13,8 +13,8 @@ use vigil_features::drift::DriftReference;
 use vigil_features::{FeatureSchema, FeatureVector, Sample};
 use vigil_models::{Event, Score};
 
-use crate::builder::ProbeGuard;
 use crate::http::{self, HttpState};
+use crate::pipeline::collectors::sched::ProbeGuard;
 use crate::{Error, Sampler};
 
 /// The channels between the agent thread, the store thread (retrains) and the API: the model in use,
@@ -22,17 +22,17 @@ use crate::{Error, Sampler};
 pub(crate) struct Wiring {
     pub(crate) model_tx: watch::Sender<Option<Arc<vigil_models::ModelFile>>>,
     pub(crate) model_rx: watch::Receiver<Option<Arc<vigil_models::ModelFile>>>,
-    pub(crate) control_tx: std::sync::mpsc::SyncSender<crate::retrain::Control>,
-    control_rx: std::sync::mpsc::Receiver<crate::retrain::Control>,
-    pub(crate) retrain_tx: watch::Sender<Option<crate::retrain::LastRetrain>>,
-    retrain_rx: watch::Receiver<Option<crate::retrain::LastRetrain>>,
+    pub(crate) control_tx: std::sync::mpsc::SyncSender<crate::store::retrain::Control>,
+    control_rx: std::sync::mpsc::Receiver<crate::store::retrain::Control>,
+    pub(crate) retrain_tx: watch::Sender<Option<crate::store::retrain::LastRetrain>>,
+    retrain_rx: watch::Receiver<Option<crate::store::retrain::LastRetrain>>,
     model_path: Option<std::path::PathBuf>,
     /// The store's sending side and thread, when the store is on.
     pub(crate) store: Option<(crate::store::StoreSink, crate::store::StoreThread)>,
     /// Who may use the write endpoints.
-    pub(crate) access: Option<crate::access::WriteAccess>,
+    pub(crate) access: Option<crate::http::access::WriteAccess>,
     /// The model file watcher, when `VIGIL_MODEL` is set.
-    pub(crate) watch: Option<crate::model_watch::ModelWatch>,
+    pub(crate) watch: Option<crate::store::model_watch::ModelWatch>,
     /// CPU profiles (on request and when events open).
     profiler: crate::profile::Profiler,
 }
@@ -87,7 +87,7 @@ pub struct AgentHandle {
     thread: Option<JoinHandle<()>>,
     probe: Option<ProbeGuard>,
     store: Option<crate::store::StoreThread>,
-    watch: Option<crate::model_watch::ModelWatch>,
+    watch: Option<crate::store::model_watch::ModelWatch>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -105,7 +105,10 @@ impl AgentHandle {
         mut sampler: Sampler,
         registry: Arc<Registry>,
         probe: ProbeGuard,
-        (limits, server_metrics): (crate::server::HttpLimits, crate::server::ServerMetrics),
+        (limits, server_metrics): (
+            crate::http::server::HttpLimits,
+            crate::http::server::ServerMetrics,
+        ),
         wiring: Wiring,
     ) -> Result<Self, Error> {
         let Wiring {
@@ -122,7 +125,7 @@ impl AgentHandle {
             profiler,
         } = wiring;
         let access = access.unwrap_or_else(|| {
-            crate::access::WriteAccess::new(crate::builder::DEFAULT_LISTEN, None)
+            crate::http::access::WriteAccess::new(crate::http::DEFAULT_LISTEN, None)
         });
         let (sink, store_thread) = match store {
             Some((s, t)) => (Some(s), Some(t)),
@@ -152,7 +155,7 @@ impl AgentHandle {
             last_tick_ms: AtomicU64::new(u64::MAX),
             ticks: AtomicU64::new(0),
             tick,
-            api: crate::api::Api {
+            api: Arc::new(crate::http::api::Api {
                 store: sink.clone(),
                 access,
                 score: latest_score.clone(),
@@ -163,7 +166,7 @@ impl AgentHandle {
                 model_path,
                 retrain: retrain_rx,
                 profiler: profiler.clone(),
-            },
+            }),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (latest_tx, latest) = watch::channel(Arc::new(sampler.sample().clone()));
@@ -286,7 +289,7 @@ impl AgentHandle {
     /// the next tick; `vigil_feature_drift_psi{feature}` and `vigil_feature_drift_max_psi` follow. A
     /// reference for another schema is refused with an error saying so.
     pub fn set_drift_reference(&self, reference: DriftReference) -> Result<(), Error> {
-        crate::sampler::check_reference(&self.schema, &reference)?;
+        crate::pipeline::sampler::check_reference(&self.schema, &reference)?;
         self.references
             .try_send(reference)
             .map_err(|e| Error::Config {
@@ -343,19 +346,6 @@ impl AgentHandle {
     }
 }
 
-/// Joins `thread` if it ends before `deadline`; detaches it otherwise (it was told to stop and ends on
-/// its own).
-pub(crate) fn join_by(thread: std::thread::JoinHandle<()>, deadline: Instant, what: &str) {
-    while !thread.is_finished() {
-        if Instant::now() >= deadline {
-            tracing::warn!("vigil {what} thread did not stop in time; detaching it");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = thread.join();
-}
-
 impl Drop for AgentHandle {
     fn drop(&mut self) {
         self.stop();
@@ -374,7 +364,7 @@ struct Outputs {
     /// The model in use (for `GET /api/v1/status`).
     model: watch::Sender<Option<Arc<vigil_models::ModelFile>>>,
     /// Model controls (a promoted retrain, reload, rollback), applied between ticks.
-    control: std::sync::mpsc::Receiver<crate::retrain::Control>,
+    control: std::sync::mpsc::Receiver<crate::store::retrain::Control>,
     /// Event notices, drained every tick for the store.
     notices: tokio::sync::broadcast::Receiver<crate::EventNotice>,
     /// Takes a CPU profile when an event opens.
@@ -449,7 +439,7 @@ async fn tick_loop(
             for p in out.profiler.take_finished() {
                 store.write(vigil_store::Write::Profile(p));
             }
-            store.write(crate::store::tick_record(sampler));
+            store.write(sampler.tick_record());
         }
     }
 }

@@ -18,51 +18,49 @@
 //! scheduler latency, allocations, process, GPU), fills one [`vigil_features::Sample`] and updates the
 //! Prometheus registry served at `GET /metrics`.
 
-mod access;
+// By concern; the import graph between these folders has no cycles (docs/ARCHITECTURE.md, "Agent
+// source layout").
 mod alloc;
-mod api;
-mod builder;
-mod collectors;
+mod config;
 #[cfg(feature = "console")]
 mod console;
-mod duration;
 mod error;
-mod features;
 mod handle;
 mod http;
 mod metrics;
-mod model_watch;
+mod pipeline;
 mod profile;
-mod retrain;
-mod sampler;
-mod scoring;
-mod server;
 mod store;
+mod threads;
 
 pub use alloc::{
     AllocStats, CountingAlloc, SHARDS, agent_alloc_stats, alloc_stats, alloc_tracking_enabled,
     mark_agent_thread,
 };
-pub use builder::{
-    Agent, AgentBuilder, DEFAULT_DRIFT_WINDOW, DEFAULT_FALSE_EVENTS_PER_DAY, DEFAULT_LISTEN,
+pub use config::builder::{
+    Agent, AgentBuilder, DEFAULT_DRIFT_WINDOW, DEFAULT_FALSE_EVENTS_PER_DAY,
     DEFAULT_PROBE_INTERVAL, DEFAULT_REFIT_INTERVAL, DEFAULT_STALL_THRESHOLD, DEFAULT_TICK,
-    DEFAULT_WARM_UP, ProbeGuard,
+    DEFAULT_WARM_UP,
 };
-pub use collectors::{CollectError, Collector};
+pub use config::duration::{DURATION_SYNTAX, parse_duration};
 #[cfg(feature = "console")]
 pub use console::console_layer;
-pub use duration::{DURATION_SYNTAX, parse_duration};
 pub use error::Error;
 pub use handle::AgentHandle;
+pub use http::DEFAULT_LISTEN;
+pub use http::server::{
+    DEFAULT_HTTP_IDLE_TIMEOUT, DEFAULT_HTTP_MAX_CONNECTIONS, MAX_CONNECTION_BUFFER,
+};
 pub use metrics::{CATALOGUE, MetricDef, MetricType, metrics_markdown};
-pub use model_watch::DEFAULT_MODEL_POLL;
+pub use pipeline::collectors::sched::ProbeGuard;
+pub use pipeline::collectors::{CollectError, Collector};
+pub use pipeline::sampler::Sampler;
+pub use pipeline::scoring::EventNotice;
 pub use profile::{
     DEFAULT_EVENT_PROFILE, DEFAULT_EVENT_PROFILE_COOLDOWN, DEFAULT_PROFILE_SECONDS,
     MAX_PROFILE_SECONDS, PROFILE_HZ, profiling_available,
 };
-pub use sampler::Sampler;
-pub use scoring::EventNotice;
-pub use server::{DEFAULT_HTTP_IDLE_TIMEOUT, DEFAULT_HTTP_MAX_CONNECTIONS, MAX_CONNECTION_BUFFER};
+pub use store::model_watch::DEFAULT_MODEL_POLL;
 pub use vigil_features::drift::DriftReference;
 pub use vigil_features::{FeatureSchema, FeatureVector, Horizons};
 pub use vigil_gpu::GpuMode;

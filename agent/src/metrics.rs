@@ -7,6 +7,7 @@
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 use std::sync::atomic::AtomicU64;
+use vigil_features::vocab;
 
 /// A gauge holding an `f64` (the registry's default gauge is an integer).
 pub(crate) type FGauge = Gauge<f64, AtomicU64>;
@@ -77,9 +78,9 @@ const DRIFT_MAX: &str =
     "always (NaN until a drift reference is set or the agent has trained its first model)";
 
 macro_rules! defs {
-    ($($id:ident = $name:literal, $kind:ident, [$($label:literal),*], $present:expr, $help:expr;)*) => {
+    ($($id:ident = $name:expr, $kind:ident, [$($label:literal),*], $present:expr, $help:expr;)*) => {
         $(
-            #[doc = concat!("`", $name, "`")]
+            #[doc = concat!("`", stringify!($name), "`")]
             pub(crate) const $id: MetricDef = MetricDef {
                 name: $name,
                 kind: MetricType::$kind,
@@ -94,81 +95,81 @@ macro_rules! defs {
 }
 
 defs! {
-    TOKIO_WORKERS = "vigil_tokio_workers", Gauge, [], ALWAYS,
+    TOKIO_WORKERS = vocab::TOKIO_WORKERS.metric, Gauge, [], ALWAYS,
         "Worker threads of the monitored tokio runtime";
-    TOKIO_ALIVE_TASKS = "vigil_tokio_alive_tasks", Gauge, [], ALWAYS,
+    TOKIO_ALIVE_TASKS = vocab::TOKIO_ALIVE_TASKS.metric, Gauge, [], ALWAYS,
         "Tasks spawned on the runtime and not yet completed; a steady climb under steady load is a task leak";
-    TOKIO_GLOBAL_QUEUE_DEPTH = "vigil_tokio_global_queue_depth", Gauge, [], ALWAYS,
+    TOKIO_GLOBAL_QUEUE_DEPTH = vocab::TOKIO_GLOBAL_QUEUE_DEPTH.metric, Gauge, [], ALWAYS,
         "Tasks waiting in the runtime's injection queue at the end of the tick; persistent depth means workers cannot keep up";
-    TOKIO_BUSY_RATIO = "vigil_tokio_busy_ratio", Gauge, [], ALWAYS,
+    TOKIO_BUSY_RATIO = vocab::TOKIO_BUSY_RATIO.metric, Gauge, [], ALWAYS,
         "Busy time of all workers over the tick divided by (tick length x workers), 0 to 1; near 1 means saturated";
-    TOKIO_PARKS = "vigil_tokio_worker_parks_total", Counter, [], ALWAYS,
+    TOKIO_PARKS = vocab::TOKIO_PARK_RATE.metric, Counter, [], ALWAYS,
         "Times a worker went idle (parked); a falling park rate with rising busy ratio means saturation";
-    TOKIO_SPAWNED = "vigil_tokio_spawned_tasks_total", Counter, [], UNSTABLE,
+    TOKIO_SPAWNED = vocab::TOKIO_SPAWNED_TASKS.metric, Counter, [], UNSTABLE,
         "Tasks spawned on the runtime";
-    TOKIO_POLLS = "vigil_tokio_polls_total", Counter, [], UNSTABLE,
+    TOKIO_POLLS = vocab::TOKIO_POLLS.metric, Counter, [], UNSTABLE,
         "Task polls performed by all workers";
-    TOKIO_STEALS = "vigil_tokio_steals_total", Counter, [], UNSTABLE,
+    TOKIO_STEALS = vocab::TOKIO_STEALS.metric, Counter, [], UNSTABLE,
         "Tasks stolen by one worker from another's local queue";
-    TOKIO_LOCAL_QUEUE_DEPTH = "vigil_tokio_local_queue_depth", Gauge, [], UNSTABLE,
+    TOKIO_LOCAL_QUEUE_DEPTH = vocab::TOKIO_LOCAL_QUEUE_DEPTH.metric, Gauge, [], UNSTABLE,
         "Tasks waiting in all workers' local queues at the end of the tick";
-    TOKIO_BLOCKING_THREADS = "vigil_tokio_blocking_threads", Gauge, [], UNSTABLE,
+    TOKIO_BLOCKING_THREADS = vocab::TOKIO_BLOCKING_THREADS.metric, Gauge, [], UNSTABLE,
         "Threads in the runtime's blocking pool (spawn_blocking)";
-    TOKIO_MEAN_POLL = "vigil_tokio_mean_poll_duration_seconds", Gauge, [], UNSTABLE,
+    TOKIO_MEAN_POLL = vocab::TOKIO_MEAN_POLL_SECONDS.metric, Gauge, [], UNSTABLE,
         "Mean duration of a task poll over the tick; long polls block workers";
-    TOKIO_FORCED_YIELDS = "vigil_tokio_budget_forced_yields_total", Counter, [], UNSTABLE,
+    TOKIO_FORCED_YIELDS = vocab::TOKIO_BUDGET_FORCED_YIELDS.metric, Counter, [], UNSTABLE,
         "Times a task was forced to yield because it used up its cooperative budget";
-    SCHED_LATENCY = "vigil_sched_latency_seconds", Histogram, [], ALWAYS,
+    SCHED_LATENCY = vocab::SCHED_LATENCY_P50_SECONDS.metric, Histogram, [], ALWAYS,
         "Time from spawning a no-op probe task from the agent's own thread to its first poll: how long a newly woken task waits for a worker";
-    SCHED_LATENCY_MAX = "vigil_sched_latency_max_seconds", Gauge, [], ALWAYS,
+    SCHED_LATENCY_MAX = vocab::SCHED_LATENCY_MAX_SECONDS.metric, Gauge, [], ALWAYS,
         "Largest probe latency seen during the last tick, including a probe still waiting at the end of the tick";
-    SCHED_STALLS = "vigil_sched_stalls_total", Counter, [], ALWAYS,
+    SCHED_STALLS = vocab::SCHED_STALLS.metric, Counter, [], ALWAYS,
         "Probes not polled within the stall threshold (default 100 ms): every worker was busy or blocked";
     SCHED_UNRANKED = "vigil_sched_probes_unranked_total", Counter, [], ALWAYS,
         "Probe latencies left out of the per-tick p50/p99 because more than 1,024 probes completed in one tick (they still count in the histogram and the max); rises only with a very short probe interval or a long tick";
-    ALLOC_ALLOCATIONS = "vigil_alloc_allocations_total", Counter, [], ALLOC,
+    ALLOC_ALLOCATIONS = vocab::ALLOC_ALLOCATIONS.metric, Counter, [], ALLOC,
         "Heap allocations by the process (a realloc counts as one allocation and one free)";
-    ALLOC_FREES = "vigil_alloc_frees_total", Counter, [], ALLOC,
+    ALLOC_FREES = vocab::ALLOC_FREES.metric, Counter, [], ALLOC,
         "Heap deallocations by the process";
-    ALLOC_BYTES = "vigil_alloc_bytes_total", Counter, [], ALLOC,
+    ALLOC_BYTES = vocab::ALLOC_BYTES_ALLOCATED.metric, Counter, [], ALLOC,
         "Bytes requested by heap allocations";
-    ALLOC_FREED_BYTES = "vigil_alloc_freed_bytes_total", Counter, [], ALLOC,
+    ALLOC_FREED_BYTES = vocab::ALLOC_BYTES_FREED.metric, Counter, [], ALLOC,
         "Bytes released by heap deallocations";
-    ALLOC_LIVE_BYTES = "vigil_alloc_live_bytes", Gauge, [], ALLOC,
+    ALLOC_LIVE_BYTES = vocab::ALLOC_LIVE_BYTES.metric, Gauge, [], ALLOC,
         "Bytes allocated and not yet freed (excludes allocator overhead); a steady climb is a leak";
     AGENT_ALLOC_BYTES = "vigil_agent_alloc_bytes_total", Counter, [], ALLOC,
         "Bytes the agent's own threads allocated (tick, probe, training); left out of every vigil_alloc_* series so the agent does not score its own work";
     AGENT_ALLOC_LIVE_BYTES = "vigil_agent_alloc_live_bytes", Gauge, [], ALLOC,
         "Bytes the agent's own threads hold (allocated there and not yet freed there)";
-    PROCESS_CPU_RATIO = "vigil_process_cpu_ratio", Gauge, [], ALWAYS,
+    PROCESS_CPU_RATIO = vocab::PROCESS_CPU_RATIO.metric, Gauge, [], ALWAYS,
         "CPU time used by the process during the tick divided by the tick length (1 = one core fully busy)";
     PROCESS_CPU_SECONDS = "vigil_process_cpu_seconds_total", Counter, [], ALWAYS,
         "CPU time (user + system) used by the process since the agent started";
-    PROCESS_RSS = "vigil_process_resident_memory_bytes", Gauge, [], ALWAYS,
+    PROCESS_RSS = vocab::PROCESS_RESIDENT_MEMORY_BYTES.metric, Gauge, [], ALWAYS,
         "Resident set size of the process";
-    PROCESS_VIRTUAL = "vigil_process_virtual_memory_bytes", Gauge, [], ALWAYS,
+    PROCESS_VIRTUAL = vocab::PROCESS_VIRTUAL_MEMORY_BYTES.metric, Gauge, [], ALWAYS,
         "Virtual memory size of the process";
-    PROCESS_THREADS = "vigil_process_threads", Gauge, [], ALWAYS,
+    PROCESS_THREADS = vocab::PROCESS_THREADS.metric, Gauge, [], ALWAYS,
         "OS threads of the process";
-    PROCESS_OPEN_FDS = "vigil_process_open_fds", Gauge, [], "Linux (/proc)",
+    PROCESS_OPEN_FDS = vocab::PROCESS_OPEN_FDS.metric, Gauge, [], "Linux (/proc)",
         "Open file descriptors of the process";
     GPU_AVAILABLE = "vigil_gpu_available", Gauge, [], ALWAYS,
         "1 when a GPU source with at least one device is active, 0 when running without GPU signals";
-    GPU_MEMORY_USED = "vigil_gpu_memory_used_bytes", Gauge, ["gpu", "uuid"], GPU,
+    GPU_MEMORY_USED = vocab::GPU_MEMORY_USED_BYTES.metric, Gauge, ["gpu", "uuid"], GPU,
         "Device framebuffer memory in use (like DCGM_FI_DEV_FB_USED x 2^20)";
-    GPU_MEMORY_FREE = "vigil_gpu_memory_free_bytes", Gauge, ["gpu", "uuid"], GPU,
+    GPU_MEMORY_FREE = vocab::GPU_MEMORY_FREE_BYTES.metric, Gauge, ["gpu", "uuid"], GPU,
         "Device framebuffer memory free";
-    GPU_MEMORY_TOTAL = "vigil_gpu_memory_total_bytes", Gauge, ["gpu", "uuid"], GPU,
+    GPU_MEMORY_TOTAL = vocab::GPU_MEMORY_TOTAL_BYTES.metric, Gauge, ["gpu", "uuid"], GPU,
         "Device framebuffer memory installed";
-    GPU_UTILIZATION = "vigil_gpu_utilization_ratio", Gauge, ["gpu", "uuid"], GPU,
+    GPU_UTILIZATION = vocab::GPU_UTILIZATION_RATIO.metric, Gauge, ["gpu", "uuid"], GPU,
         "Fraction of the driver's sample period in which a kernel ran, 0 to 1";
-    GPU_MEMORY_UTILIZATION = "vigil_gpu_memory_utilization_ratio", Gauge, ["gpu", "uuid"], GPU,
+    GPU_MEMORY_UTILIZATION = vocab::GPU_MEMORY_UTILIZATION_RATIO.metric, Gauge, ["gpu", "uuid"], GPU,
         "Fraction of the driver's sample period in which device memory was read or written, 0 to 1";
-    GPU_TEMPERATURE = "vigil_gpu_temperature_celsius", Gauge, ["gpu", "uuid"], GPU,
+    GPU_TEMPERATURE = vocab::GPU_TEMPERATURE_CELSIUS.metric, Gauge, ["gpu", "uuid"], GPU,
         "Device core temperature";
-    GPU_POWER = "vigil_gpu_power_watts", Gauge, ["gpu", "uuid"], GPU,
+    GPU_POWER = vocab::GPU_POWER_WATTS.metric, Gauge, ["gpu", "uuid"], GPU,
         "Device power draw";
-    GPU_PROCESS_MEMORY = "vigil_gpu_process_memory_bytes", Gauge, ["gpu", "uuid"], GPU,
+    GPU_PROCESS_MEMORY = vocab::GPU_PROCESS_MEMORY_BYTES.metric, Gauge, ["gpu", "uuid"], GPU,
         "Device memory used by this process (0 when the driver lists no such process, e.g. PID namespaces)";
     FEATURE_VALUE = "vigil_feature_value", Gauge, ["feature"], FEATURES,
         "Value of one window feature this tick (see the feature schema: <signal>.<stat>_<ticks>)";
@@ -176,11 +177,11 @@ defs! {
         "Population stability index of the feature over the live drift window against the training reference; above 0.25 means shifted";
     FEATURE_DRIFT_MAX_PSI = "vigil_feature_drift_max_psi", Gauge, [], DRIFT_MAX,
         "Largest feature PSI against the training reference (NaN until a reference is set)";
-    INFERENCE_DURATION = "ai_inference_duration_seconds", Histogram, ["model", "stage"], OBSERVE,
+    INFERENCE_DURATION = vocab::INFERENCE_LATENCY_P50_SECONDS.metric, Histogram, ["model", "stage"], OBSERVE,
         vigil_observe::DURATION_HELP;
-    INFERENCE_ERRORS = "ai_inference_errors_total", Counter, ["model", "stage"], OBSERVE,
+    INFERENCE_ERRORS = vocab::INFERENCE_ERRORS.metric, Counter, ["model", "stage"], OBSERVE,
         vigil_observe::ERRORS_HELP;
-    INFERENCE_ANOMALY = "ai_inference_anomaly_total", Counter, ["model", "stage", "anomaly_type"], OBSERVE,
+    INFERENCE_ANOMALY = vocab::INFERENCE_ANOMALIES.metric, Counter, ["model", "stage", "anomaly_type"], OBSERVE,
         vigil_observe::ANOMALY_HELP;
     ANOMALY_SCORE = "vigil_anomaly_score", Gauge, [], MODEL,
         "Anomaly score of the current window, 0 to 1; the threshold is 0.5 for every model (NaN until a model is ready)";

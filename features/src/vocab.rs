@@ -2,8 +2,10 @@
 //!
 //! Each entry gives a signal's name, unit and kind (what the collectors declare), its family (what
 //! anomaly typing reads), how the detector reads it, and its Prometheus metric. Collectors build their
-//! [`SignalSpec`]s from it, the CSV reader recognises recorded columns by it (a counter's column is
-//! `<name>_total`), and anomaly typing asks it which family a feature belongs to. A CSV recorded from
+//! [`SignalSpec`]s from its groups ([`RUNTIME`], [`SCHED`], ... with [`Known::spec`]), the agent's
+//! metric catalogue takes those metrics' names from it, `vigil pull` derives its columns and queries
+//! from it, the CSV reader recognises recorded columns by it (a counter's column is `<name>_total`),
+//! and anomaly typing asks it which family a feature belongs to. A CSV recorded from
 //! the agent therefore has exactly the agent's feature schema, and a model trained on it loads in the
 //! agent.
 
@@ -88,332 +90,470 @@ use Family as F;
 use Reading as R;
 use SignalKind::{Counter as C, Gauge as G};
 
-/// Every signal the agent collects, by collector, in collection order. GPU entries are per device:
-/// the signal is `gpu<N>_<name>`.
-pub const SIGNALS: &[Known] = &[
-    k(
-        "tokio_workers",
-        Unit::Count,
-        G,
-        F::Other,
-        R::Ignored,
-        "vigil_tokio_workers",
-    ),
-    k(
-        "tokio_alive_tasks",
-        Unit::Count,
-        G,
-        F::Tasks,
-        R::Level,
-        "vigil_tokio_alive_tasks",
-    ),
-    k(
-        "tokio_global_queue_depth",
-        Unit::Count,
-        G,
-        F::Scheduler,
-        R::Level,
-        "vigil_tokio_global_queue_depth",
-    ),
-    k(
-        "tokio_busy_ratio",
-        Unit::Ratio,
-        G,
-        F::Cpu,
-        R::Level,
-        "vigil_tokio_busy_ratio",
-    ),
-    // Parks happen between requests: the rate follows the load, and not linearly; the busy ratio and
-    // CPU carry saturation, so the park rate is context, not evidence.
-    k(
-        "tokio_park_rate",
-        Unit::PerSecond,
-        G,
-        F::Other,
-        R::Ignored,
-        "vigil_tokio_worker_parks_total",
-    ),
-    k(
-        "tokio_spawned_tasks",
-        Unit::Count,
-        C,
-        F::Tasks,
-        R::Level,
-        "vigil_tokio_spawned_tasks_total",
-    ),
-    k(
-        "tokio_polls",
-        Unit::Count,
-        C,
-        F::Other,
-        R::Level,
-        "vigil_tokio_polls_total",
-    ),
-    k(
-        "tokio_steals",
-        Unit::Count,
-        C,
-        F::Other,
-        R::Level,
-        "vigil_tokio_steals_total",
-    ),
-    k(
-        "tokio_local_queue_depth",
-        Unit::Count,
-        G,
-        F::Scheduler,
-        R::Level,
-        "vigil_tokio_local_queue_depth",
-    ),
-    k(
-        "tokio_blocking_threads",
-        Unit::Count,
-        G,
-        F::Other,
-        R::Level,
-        "vigil_tokio_blocking_threads",
-    ),
-    k(
-        "tokio_mean_poll_seconds",
-        Unit::Seconds,
-        G,
-        F::Scheduler,
-        R::Level,
-        "vigil_tokio_mean_poll_duration_seconds",
-    ),
-    k(
-        "tokio_budget_forced_yields",
-        Unit::Count,
-        C,
-        F::Scheduler,
-        R::Level,
-        "vigil_tokio_budget_forced_yields_total",
-    ),
-    k(
-        "sched_latency_p50_seconds",
-        Unit::Seconds,
-        G,
-        F::Scheduler,
-        R::Level,
-        "vigil_sched_latency_seconds",
-    ),
-    k(
-        "sched_latency_p99_seconds",
-        Unit::Seconds,
-        G,
-        F::Scheduler,
-        R::Level,
-        "vigil_sched_latency_seconds",
-    ),
-    k(
-        "sched_latency_max_seconds",
-        Unit::Seconds,
-        G,
-        F::Scheduler,
-        R::Level,
-        "vigil_sched_latency_max_seconds",
-    ),
-    k(
-        "sched_probes",
-        Unit::Count,
-        C,
-        F::Scheduler,
-        R::Level,
-        "vigil_sched_latency_seconds",
-    ),
-    k(
-        "sched_stalls",
-        Unit::Count,
-        C,
-        F::Scheduler,
-        R::Level,
-        "vigil_sched_stalls_total",
-    ),
-    k(
-        "alloc_allocations",
-        Unit::Count,
-        C,
-        F::Allocations,
-        R::Level,
-        "vigil_alloc_allocations_total",
-    ),
-    k(
-        "alloc_frees",
-        Unit::Count,
-        C,
-        F::Allocations,
-        R::Level,
-        "vigil_alloc_frees_total",
-    ),
-    k(
-        "alloc_bytes_allocated",
-        Unit::Bytes,
-        C,
-        F::Allocations,
-        R::Level,
-        "vigil_alloc_bytes_total",
-    ),
-    k(
-        "alloc_bytes_freed",
-        Unit::Bytes,
-        C,
-        F::Allocations,
-        R::Level,
-        "vigil_alloc_freed_bytes_total",
-    ),
-    k(
-        "alloc_live_bytes",
-        Unit::Bytes,
-        G,
-        F::Memory,
-        R::Trend,
-        "vigil_alloc_live_bytes",
-    ),
-    k(
-        "process_cpu_ratio",
-        Unit::Ratio,
-        G,
-        F::Cpu,
-        R::Level,
-        "vigil_process_cpu_ratio",
-    ),
-    k(
-        "process_resident_memory_bytes",
-        Unit::Bytes,
-        G,
-        F::Memory,
-        R::Trend,
-        "vigil_process_resident_memory_bytes",
-    ),
-    k(
-        "process_virtual_memory_bytes",
-        Unit::Bytes,
-        G,
-        F::Memory,
-        R::Ignored,
-        "vigil_process_virtual_memory_bytes",
-    ),
-    k(
-        "process_threads",
-        Unit::Count,
-        G,
-        F::Cpu,
-        R::Level,
-        "vigil_process_threads",
-    ),
-    k(
-        "process_open_fds",
-        Unit::Count,
-        G,
-        F::Other,
-        R::Level,
-        "vigil_process_open_fds",
-    ),
-    k(
-        "memory_used_bytes",
-        Unit::Bytes,
-        G,
-        F::GpuMemory,
-        R::Level,
-        "vigil_gpu_memory_used_bytes",
-    ),
-    k(
-        "memory_free_bytes",
-        Unit::Bytes,
-        G,
-        F::GpuMemory,
-        R::Level,
-        "vigil_gpu_memory_free_bytes",
-    ),
-    k(
-        "memory_total_bytes",
-        Unit::Bytes,
-        G,
-        F::Other,
-        R::Ignored,
-        "vigil_gpu_memory_total_bytes",
-    ),
-    k(
-        "utilization_ratio",
-        Unit::Ratio,
-        G,
-        F::Other,
-        R::Level,
-        "vigil_gpu_utilization_ratio",
-    ),
-    k(
-        "memory_utilization_ratio",
-        Unit::Ratio,
-        G,
-        F::Other,
-        R::Level,
-        "vigil_gpu_memory_utilization_ratio",
-    ),
-    k(
-        "temperature_celsius",
-        Unit::Celsius,
-        G,
-        F::Other,
-        R::Level,
-        "vigil_gpu_temperature_celsius",
-    ),
-    k(
-        "power_watts",
-        Unit::Watts,
-        G,
-        F::Other,
-        R::Level,
-        "vigil_gpu_power_watts",
-    ),
-    k(
-        "process_memory_bytes",
-        Unit::Bytes,
-        G,
-        F::GpuMemory,
-        R::Level,
-        "vigil_gpu_process_memory_bytes",
-    ),
-    k(
-        "inference_calls",
-        Unit::Count,
-        C,
-        F::Load,
-        R::Ignored,
-        "ai_inference_duration_seconds",
-    ),
-    k(
-        "inference_errors",
-        Unit::Count,
-        C,
-        F::Errors,
-        R::Level,
-        "ai_inference_errors_total",
-    ),
-    k(
-        "inference_error_ratio",
-        Unit::Ratio,
-        G,
-        F::Errors,
-        R::Level,
-        "ai_inference_errors_total",
-    ),
-    k(
-        "inference_latency_p50_seconds",
-        Unit::Seconds,
-        G,
-        F::Latency,
-        R::Level,
-        "ai_inference_duration_seconds",
-    ),
-    k(
-        "inference_latency_p99_seconds",
-        Unit::Seconds,
-        G,
-        F::Latency,
-        R::Level,
-        "ai_inference_duration_seconds",
-    ),
+/// `tokio_workers` (vigil_tokio_workers).
+pub const TOKIO_WORKERS: Known = k(
+    "tokio_workers",
+    Unit::Count,
+    G,
+    F::Other,
+    R::Ignored,
+    "vigil_tokio_workers",
+);
+/// `tokio_alive_tasks` (vigil_tokio_alive_tasks).
+pub const TOKIO_ALIVE_TASKS: Known = k(
+    "tokio_alive_tasks",
+    Unit::Count,
+    G,
+    F::Tasks,
+    R::Level,
+    "vigil_tokio_alive_tasks",
+);
+/// `tokio_global_queue_depth` (vigil_tokio_global_queue_depth).
+pub const TOKIO_GLOBAL_QUEUE_DEPTH: Known = k(
+    "tokio_global_queue_depth",
+    Unit::Count,
+    G,
+    F::Scheduler,
+    R::Level,
+    "vigil_tokio_global_queue_depth",
+);
+/// `tokio_busy_ratio` (vigil_tokio_busy_ratio).
+pub const TOKIO_BUSY_RATIO: Known = k(
+    "tokio_busy_ratio",
+    Unit::Ratio,
+    G,
+    F::Cpu,
+    R::Level,
+    "vigil_tokio_busy_ratio",
+);
+/// Parks happen between requests: the rate follows the load, and not linearly; the busy ratio and
+/// CPU carry saturation, so the park rate is context, not evidence.
+pub const TOKIO_PARK_RATE: Known = k(
+    "tokio_park_rate",
+    Unit::PerSecond,
+    G,
+    F::Other,
+    R::Ignored,
+    "vigil_tokio_worker_parks_total",
+);
+/// `tokio_spawned_tasks` (vigil_tokio_spawned_tasks_total).
+pub const TOKIO_SPAWNED_TASKS: Known = k(
+    "tokio_spawned_tasks",
+    Unit::Count,
+    C,
+    F::Tasks,
+    R::Level,
+    "vigil_tokio_spawned_tasks_total",
+);
+/// `tokio_polls` (vigil_tokio_polls_total).
+pub const TOKIO_POLLS: Known = k(
+    "tokio_polls",
+    Unit::Count,
+    C,
+    F::Other,
+    R::Level,
+    "vigil_tokio_polls_total",
+);
+/// `tokio_steals` (vigil_tokio_steals_total).
+pub const TOKIO_STEALS: Known = k(
+    "tokio_steals",
+    Unit::Count,
+    C,
+    F::Other,
+    R::Level,
+    "vigil_tokio_steals_total",
+);
+/// `tokio_local_queue_depth` (vigil_tokio_local_queue_depth).
+pub const TOKIO_LOCAL_QUEUE_DEPTH: Known = k(
+    "tokio_local_queue_depth",
+    Unit::Count,
+    G,
+    F::Scheduler,
+    R::Level,
+    "vigil_tokio_local_queue_depth",
+);
+/// `tokio_blocking_threads` (vigil_tokio_blocking_threads).
+pub const TOKIO_BLOCKING_THREADS: Known = k(
+    "tokio_blocking_threads",
+    Unit::Count,
+    G,
+    F::Other,
+    R::Level,
+    "vigil_tokio_blocking_threads",
+);
+/// `tokio_mean_poll_seconds` (vigil_tokio_mean_poll_duration_seconds).
+pub const TOKIO_MEAN_POLL_SECONDS: Known = k(
+    "tokio_mean_poll_seconds",
+    Unit::Seconds,
+    G,
+    F::Scheduler,
+    R::Level,
+    "vigil_tokio_mean_poll_duration_seconds",
+);
+/// `tokio_budget_forced_yields` (vigil_tokio_budget_forced_yields_total).
+pub const TOKIO_BUDGET_FORCED_YIELDS: Known = k(
+    "tokio_budget_forced_yields",
+    Unit::Count,
+    C,
+    F::Scheduler,
+    R::Level,
+    "vigil_tokio_budget_forced_yields_total",
+);
+/// `sched_latency_p50_seconds` (vigil_sched_latency_seconds).
+pub const SCHED_LATENCY_P50_SECONDS: Known = k(
+    "sched_latency_p50_seconds",
+    Unit::Seconds,
+    G,
+    F::Scheduler,
+    R::Level,
+    "vigil_sched_latency_seconds",
+);
+/// `sched_latency_p99_seconds` (vigil_sched_latency_seconds).
+pub const SCHED_LATENCY_P99_SECONDS: Known = k(
+    "sched_latency_p99_seconds",
+    Unit::Seconds,
+    G,
+    F::Scheduler,
+    R::Level,
+    "vigil_sched_latency_seconds",
+);
+/// `sched_latency_max_seconds` (vigil_sched_latency_max_seconds).
+pub const SCHED_LATENCY_MAX_SECONDS: Known = k(
+    "sched_latency_max_seconds",
+    Unit::Seconds,
+    G,
+    F::Scheduler,
+    R::Level,
+    "vigil_sched_latency_max_seconds",
+);
+/// `sched_probes` (vigil_sched_latency_seconds).
+pub const SCHED_PROBES: Known = k(
+    "sched_probes",
+    Unit::Count,
+    C,
+    F::Scheduler,
+    R::Level,
+    "vigil_sched_latency_seconds",
+);
+/// `sched_stalls` (vigil_sched_stalls_total).
+pub const SCHED_STALLS: Known = k(
+    "sched_stalls",
+    Unit::Count,
+    C,
+    F::Scheduler,
+    R::Level,
+    "vigil_sched_stalls_total",
+);
+/// `alloc_allocations` (vigil_alloc_allocations_total).
+pub const ALLOC_ALLOCATIONS: Known = k(
+    "alloc_allocations",
+    Unit::Count,
+    C,
+    F::Allocations,
+    R::Level,
+    "vigil_alloc_allocations_total",
+);
+/// `alloc_frees` (vigil_alloc_frees_total).
+pub const ALLOC_FREES: Known = k(
+    "alloc_frees",
+    Unit::Count,
+    C,
+    F::Allocations,
+    R::Level,
+    "vigil_alloc_frees_total",
+);
+/// `alloc_bytes_allocated` (vigil_alloc_bytes_total).
+pub const ALLOC_BYTES_ALLOCATED: Known = k(
+    "alloc_bytes_allocated",
+    Unit::Bytes,
+    C,
+    F::Allocations,
+    R::Level,
+    "vigil_alloc_bytes_total",
+);
+/// `alloc_bytes_freed` (vigil_alloc_freed_bytes_total).
+pub const ALLOC_BYTES_FREED: Known = k(
+    "alloc_bytes_freed",
+    Unit::Bytes,
+    C,
+    F::Allocations,
+    R::Level,
+    "vigil_alloc_freed_bytes_total",
+);
+/// `alloc_live_bytes` (vigil_alloc_live_bytes).
+pub const ALLOC_LIVE_BYTES: Known = k(
+    "alloc_live_bytes",
+    Unit::Bytes,
+    G,
+    F::Memory,
+    R::Trend,
+    "vigil_alloc_live_bytes",
+);
+/// `process_cpu_ratio` (vigil_process_cpu_ratio).
+pub const PROCESS_CPU_RATIO: Known = k(
+    "process_cpu_ratio",
+    Unit::Ratio,
+    G,
+    F::Cpu,
+    R::Level,
+    "vigil_process_cpu_ratio",
+);
+/// `process_resident_memory_bytes` (vigil_process_resident_memory_bytes).
+pub const PROCESS_RESIDENT_MEMORY_BYTES: Known = k(
+    "process_resident_memory_bytes",
+    Unit::Bytes,
+    G,
+    F::Memory,
+    R::Trend,
+    "vigil_process_resident_memory_bytes",
+);
+/// `process_virtual_memory_bytes` (vigil_process_virtual_memory_bytes).
+pub const PROCESS_VIRTUAL_MEMORY_BYTES: Known = k(
+    "process_virtual_memory_bytes",
+    Unit::Bytes,
+    G,
+    F::Memory,
+    R::Ignored,
+    "vigil_process_virtual_memory_bytes",
+);
+/// `process_threads` (vigil_process_threads).
+pub const PROCESS_THREADS: Known = k(
+    "process_threads",
+    Unit::Count,
+    G,
+    F::Cpu,
+    R::Level,
+    "vigil_process_threads",
+);
+/// `process_open_fds` (vigil_process_open_fds).
+pub const PROCESS_OPEN_FDS: Known = k(
+    "process_open_fds",
+    Unit::Count,
+    G,
+    F::Other,
+    R::Level,
+    "vigil_process_open_fds",
+);
+/// `memory_used_bytes` (vigil_gpu_memory_used_bytes).
+pub const GPU_MEMORY_USED_BYTES: Known = k(
+    "memory_used_bytes",
+    Unit::Bytes,
+    G,
+    F::GpuMemory,
+    R::Level,
+    "vigil_gpu_memory_used_bytes",
+);
+/// `memory_free_bytes` (vigil_gpu_memory_free_bytes).
+pub const GPU_MEMORY_FREE_BYTES: Known = k(
+    "memory_free_bytes",
+    Unit::Bytes,
+    G,
+    F::GpuMemory,
+    R::Level,
+    "vigil_gpu_memory_free_bytes",
+);
+/// `memory_total_bytes` (vigil_gpu_memory_total_bytes).
+pub const GPU_MEMORY_TOTAL_BYTES: Known = k(
+    "memory_total_bytes",
+    Unit::Bytes,
+    G,
+    F::Other,
+    R::Ignored,
+    "vigil_gpu_memory_total_bytes",
+);
+/// `utilization_ratio` (vigil_gpu_utilization_ratio).
+pub const GPU_UTILIZATION_RATIO: Known = k(
+    "utilization_ratio",
+    Unit::Ratio,
+    G,
+    F::Other,
+    R::Level,
+    "vigil_gpu_utilization_ratio",
+);
+/// `memory_utilization_ratio` (vigil_gpu_memory_utilization_ratio).
+pub const GPU_MEMORY_UTILIZATION_RATIO: Known = k(
+    "memory_utilization_ratio",
+    Unit::Ratio,
+    G,
+    F::Other,
+    R::Level,
+    "vigil_gpu_memory_utilization_ratio",
+);
+/// `temperature_celsius` (vigil_gpu_temperature_celsius).
+pub const GPU_TEMPERATURE_CELSIUS: Known = k(
+    "temperature_celsius",
+    Unit::Celsius,
+    G,
+    F::Other,
+    R::Level,
+    "vigil_gpu_temperature_celsius",
+);
+/// `power_watts` (vigil_gpu_power_watts).
+pub const GPU_POWER_WATTS: Known = k(
+    "power_watts",
+    Unit::Watts,
+    G,
+    F::Other,
+    R::Level,
+    "vigil_gpu_power_watts",
+);
+/// `process_memory_bytes` (vigil_gpu_process_memory_bytes).
+pub const GPU_PROCESS_MEMORY_BYTES: Known = k(
+    "process_memory_bytes",
+    Unit::Bytes,
+    G,
+    F::GpuMemory,
+    R::Level,
+    "vigil_gpu_process_memory_bytes",
+);
+/// `inference_calls` (ai_inference_duration_seconds).
+pub const INFERENCE_CALLS: Known = k(
+    "inference_calls",
+    Unit::Count,
+    C,
+    F::Load,
+    R::Ignored,
+    "ai_inference_duration_seconds",
+);
+/// `inference_errors` (ai_inference_errors_total).
+pub const INFERENCE_ERRORS: Known = k(
+    "inference_errors",
+    Unit::Count,
+    C,
+    F::Errors,
+    R::Level,
+    "ai_inference_errors_total",
+);
+/// `inference_error_ratio` (ai_inference_errors_total).
+pub const INFERENCE_ERROR_RATIO: Known = k(
+    "inference_error_ratio",
+    Unit::Ratio,
+    G,
+    F::Errors,
+    R::Level,
+    "ai_inference_errors_total",
+);
+/// `inference_latency_p50_seconds` (ai_inference_duration_seconds).
+pub const INFERENCE_LATENCY_P50_SECONDS: Known = k(
+    "inference_latency_p50_seconds",
+    Unit::Seconds,
+    G,
+    F::Latency,
+    R::Level,
+    "ai_inference_duration_seconds",
+);
+/// `inference_latency_p99_seconds` (ai_inference_duration_seconds).
+pub const INFERENCE_LATENCY_P99_SECONDS: Known = k(
+    "inference_latency_p99_seconds",
+    Unit::Seconds,
+    G,
+    F::Latency,
+    R::Level,
+    "ai_inference_duration_seconds",
+);
+
+/// The tokio collector's signals from the stable runtime metrics.
+pub const RUNTIME: [Known; 5] = [
+    TOKIO_WORKERS,
+    TOKIO_ALIVE_TASKS,
+    TOKIO_GLOBAL_QUEUE_DEPTH,
+    TOKIO_BUSY_RATIO,
+    TOKIO_PARK_RATE,
 ];
+/// The tokio collector's signals that need `--cfg tokio_unstable`, after [`RUNTIME`].
+pub const RUNTIME_UNSTABLE: [Known; 7] = [
+    TOKIO_SPAWNED_TASKS,
+    TOKIO_POLLS,
+    TOKIO_STEALS,
+    TOKIO_LOCAL_QUEUE_DEPTH,
+    TOKIO_BLOCKING_THREADS,
+    TOKIO_MEAN_POLL_SECONDS,
+    TOKIO_BUDGET_FORCED_YIELDS,
+];
+/// The scheduler probe's signals.
+pub const SCHED: [Known; 5] = [
+    SCHED_LATENCY_P50_SECONDS,
+    SCHED_LATENCY_P99_SECONDS,
+    SCHED_LATENCY_MAX_SECONDS,
+    SCHED_PROBES,
+    SCHED_STALLS,
+];
+/// The allocation counters' signals (`vigil::CountingAlloc`).
+pub const ALLOC: [Known; 5] = [
+    ALLOC_ALLOCATIONS,
+    ALLOC_FREES,
+    ALLOC_BYTES_ALLOCATED,
+    ALLOC_BYTES_FREED,
+    ALLOC_LIVE_BYTES,
+];
+/// The process collector's signals.
+pub const PROCESS: [Known; 5] = [
+    PROCESS_CPU_RATIO,
+    PROCESS_RESIDENT_MEMORY_BYTES,
+    PROCESS_VIRTUAL_MEMORY_BYTES,
+    PROCESS_THREADS,
+    PROCESS_OPEN_FDS,
+];
+/// The GPU collector's signals, per device: the signal is `gpu<N>_<name>`.
+pub const GPU: [Known; 8] = [
+    GPU_MEMORY_USED_BYTES,
+    GPU_MEMORY_FREE_BYTES,
+    GPU_MEMORY_TOTAL_BYTES,
+    GPU_UTILIZATION_RATIO,
+    GPU_MEMORY_UTILIZATION_RATIO,
+    GPU_TEMPERATURE_CELSIUS,
+    GPU_POWER_WATTS,
+    GPU_PROCESS_MEMORY_BYTES,
+];
+/// The `#[observe]` collector's signals (the per-type anomaly counters follow, from [`INFERENCE_ANOMALIES`]).
+pub const INFERENCE: [Known; 5] = [
+    INFERENCE_CALLS,
+    INFERENCE_ERRORS,
+    INFERENCE_ERROR_RATIO,
+    INFERENCE_LATENCY_P50_SECONDS,
+    INFERENCE_LATENCY_P99_SECONDS,
+];
+
+/// Every signal group, in collection order.
+pub const GROUPS: [&[Known]; 7] = [
+    &RUNTIME,
+    &RUNTIME_UNSTABLE,
+    &SCHED,
+    &ALLOC,
+    &PROCESS,
+    &GPU,
+    &INFERENCE,
+];
+
+/// Every signal the agent collects, by collector, in collection order. GPU entries are per device
+/// (the signal is `gpu<N>_<name>`); the per-type inference anomaly counters are
+/// [`INFERENCE_ANOMALIES`].
+pub fn signals() -> impl Iterator<Item = &'static Known> {
+    GROUPS.iter().flat_map(|g| g.iter())
+}
+
+/// The per-type inference anomaly counters: the signal is `inference_anomalies_<type>`.
+pub const INFERENCE_ANOMALIES: Known = k(
+    "inference_anomalies",
+    Unit::Count,
+    C,
+    F::Errors,
+    R::Level,
+    "ai_inference_anomaly_total",
+);
+
+impl Known {
+    /// The spec of this signal (for a per-device or per-type signal, use [`Known::spec_named`]).
+    pub fn spec(&self) -> SignalSpec {
+        SignalSpec::named(self.name.to_owned(), self.unit, self.kind)
+    }
+
+    /// The spec of a signal of this entry under another name (`gpu0_memory_used_bytes`,
+    /// `inference_anomalies_timeout`).
+    pub fn spec_named(&self, name: String) -> SignalSpec {
+        SignalSpec::named(name, self.unit, self.kind)
+    }
+}
 
 /// Signals that grow in proportion to the request load (work per request): allocation traffic and
 /// CPU time. Detectors explain them by the load even when the training windows saw too little load
@@ -447,13 +587,10 @@ pub fn follows_load(feature: &str) -> bool {
     FOLLOWS_LOAD.contains(&signal_of_feature(feature))
 }
 
-/// Per-anomaly inference counters: `inference_anomalies_<type>`.
-const INFERENCE_ANOMALIES: &str = "inference_anomalies_";
-
 /// The vocabulary entry of a signal name (`gpu0_memory_used_bytes` finds `memory_used_bytes`;
 /// `inference_anomalies_timeout` is an error counter).
 pub fn lookup(signal: &str) -> Option<Known> {
-    if let Some(k) = SIGNALS.iter().find(|k| k.name == signal) {
+    if let Some(k) = signals().find(|k| k.name == signal) {
         return Some(*k);
     }
     if let Some(rest) = signal.strip_prefix("gpu") {
@@ -461,21 +598,14 @@ pub fn lookup(signal: &str) -> Option<Known> {
         if digits > 0
             && let Some(name) = rest[digits..].strip_prefix('_')
         {
-            return SIGNALS
-                .iter()
-                .find(|k| k.name == name && k.metric.starts_with("vigil_gpu_"))
-                .copied();
+            return GPU.iter().find(|k| k.name == name).copied();
         }
     }
-    if signal.starts_with(INFERENCE_ANOMALIES) {
-        return Some(k(
-            "inference_anomalies",
-            Unit::Count,
-            C,
-            F::Errors,
-            R::Level,
-            "ai_inference_anomaly_total",
-        ));
+    if signal
+        .strip_prefix(INFERENCE_ANOMALIES.name)
+        .is_some_and(|t| t.starts_with('_'))
+    {
+        return Some(INFERENCE_ANOMALIES);
     }
     None
 }
@@ -549,10 +679,11 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_lookups_cover_per_device_and_per_type_signals() {
-        let mut names: Vec<&str> = SIGNALS.iter().map(|k| k.name).collect();
+        let mut names: Vec<&str> = signals().map(|k| k.name).collect();
+        let n = names.len();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), SIGNALS.len());
+        assert_eq!(names.len(), n);
         assert_eq!(
             lookup("gpu3_memory_used_bytes").map(|k| k.family),
             Some(Family::GpuMemory)
@@ -567,10 +698,7 @@ mod tests {
 
     #[test]
     fn recorded_columns_map_back_to_the_agents_signals() {
-        for known in SIGNALS
-            .iter()
-            .filter(|k| !k.metric.starts_with("vigil_gpu_"))
-        {
+        for known in signals().filter(|k| !k.metric.starts_with("vigil_gpu_")) {
             let spec = SignalSpec::named(known.name.to_owned(), known.unit, known.kind);
             assert_eq!(column_signal(&column_name(&spec)), spec, "{}", known.name);
         }

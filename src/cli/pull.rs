@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use vigil::features::vocab::SIGNALS;
+use vigil::features::vocab::{self, signals};
 use vigil::features::{SignalKind, time::parse_timestamp};
 use vigil::models::OutputFile;
 
@@ -61,7 +61,7 @@ struct Column {
 fn columns() -> Vec<Column> {
     let mut out = Vec::new();
     let per_instance = |q: String| format!("sum by (instance) ({q})");
-    for k in SIGNALS {
+    for k in signals() {
         let m = k.metric;
         let query = match k.name {
             "tokio_park_rate" => per_instance(format!("rate({m}%SEL%[%R%])")),
@@ -84,7 +84,7 @@ fn columns() -> Vec<Column> {
                  sum by (instance) (increase(ai_inference_duration_seconds_count%SEL%[%R%]))"
                     .to_owned()
             }
-            _ if m.starts_with("vigil_gpu_") => {
+            _ if vocab::GPU.contains(k) => {
                 // Per device: the column is gpu<N>_<name>; the query keeps the `gpu` label.
                 out.push(Column {
                     name: format!("gpu{{gpu}}_{}", k.name),
@@ -117,9 +117,10 @@ fn columns() -> Vec<Column> {
         .iter()
         .rposition(|c| c.name.starts_with("inference_"))
         .map_or(out.len(), |i| i + 1);
+    let per_type = vocab::INFERENCE_ANOMALIES;
     let anomalies = vigil::observe::AnomalyType::ALL.iter().map(|a| Column {
-        name: format!("inference_anomalies_{}_total", a.as_str()),
-        query: per_instance("ai_inference_anomaly_total%SEL%".to_owned()),
+        name: format!("{}_{}_total", per_type.name, a.as_str()),
+        query: per_instance(format!("{}%SEL%", per_type.metric)),
         extra: Some(format!("anomaly_type=\"{}\"", a.as_str())),
         absent: Some(0.0),
     });

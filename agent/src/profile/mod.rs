@@ -221,7 +221,7 @@ impl Profiler {
             .name("vigil-profile".into())
             .spawn(move || {
                 crate::alloc::mark_agent_thread();
-                crate::scoring::lowest_priority();
+                crate::threads::lowest_priority();
                 let r = {
                     // Freed before the result is handed on: whoever got it may start the next one.
                     let _slot = Slot;

@@ -1,8 +1,9 @@
 //! The engine stage of a tick: the shared [`vigil_models::Engine`] (window, cold start, scoring,
 //! refits, events) wrapped with the agent's metrics and its training thread.
 
+use crate::threads::spawn_low_priority;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -71,54 +72,6 @@ pub(crate) struct ThreadTrainer {
     running: Option<(std::thread::JoinHandle<()>, Receiver<TrainResult>)>,
     /// A result [`Trainer::wait`] received, handed out by the next poll.
     waited: Option<TrainResult>,
-}
-
-/// Lowers the calling thread to the lowest CPU priority (nice 19), so a fit never competes with the
-/// host's workers for a core. On Linux a nice value is per thread; elsewhere, and when the OS refuses,
-/// the thread keeps its priority.
-pub(crate) fn lowest_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: setpriority with `who = 0` only changes the calling thread's nice value; it reads
-        // and writes no memory of ours.
-        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-        if r != 0 {
-            tracing::debug!("the training thread keeps its priority: setpriority failed");
-        }
-    }
-}
-
-/// Runs `work` on a new thread named `name` at the lowest CPU priority, inside a private one-thread
-/// rayon pool (`{name}-pool`), as an agent thread (its allocations are the agent's); its result comes
-/// back on the returned channel and the thread ends.
-pub(crate) fn spawn_low_priority<T: Send + 'static>(
-    name: &'static str,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> std::io::Result<(std::thread::JoinHandle<()>, Receiver<T>)> {
-    let (tx, rx) = sync_channel(1);
-    let handle = std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            crate::alloc::mark_agent_thread();
-            lowest_priority();
-            let result = match rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .thread_name(move |_| format!("{name}-pool"))
-                .start_handler(|_| {
-                    crate::alloc::mark_agent_thread();
-                    lowest_priority();
-                })
-                .build()
-            {
-                Ok(pool) => pool.install(work),
-                Err(e) => {
-                    tracing::warn!("no private pool for {name} ({e}); running on this thread");
-                    work()
-                }
-            };
-            let _ = tx.send(result);
-        })?;
-    Ok((handle, rx))
 }
 
 impl Trainer for ThreadTrainer {
@@ -299,12 +252,12 @@ impl ScoringStage {
 
     /// The open event, if any.
     /// Installs a promoted or reloaded model, or rolls back to the one before (see
-    /// [`crate::retrain::Control`]); the previous model is kept for one rollback.
+    /// [`crate::store::retrain::Control`]); the previous model is kept for one rollback.
     pub(crate) fn control(
         &mut self,
-        c: crate::retrain::Control,
+        c: crate::store::retrain::Control,
     ) -> Option<(Arc<ModelFile>, Option<&'static str>)> {
-        use crate::retrain::Control;
+        use crate::store::retrain::Control;
         let before = self
             .engine
             .model()
@@ -573,7 +526,7 @@ mod tests {
     #[test]
     fn the_training_thread_runs_at_the_lowest_priority() {
         let nice = std::thread::spawn(|| {
-            lowest_priority();
+            crate::threads::lowest_priority();
             // Field 19 of /proc/thread-self/stat is the nice value (after the `(comm)` field).
             let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
             let after = stat.rsplit_once(')').unwrap().1;

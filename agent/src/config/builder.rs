@@ -1,5 +1,7 @@
 //! `Agent::builder()`: configuration with documented defaults, environment variables, and start-up.
 
+use crate::http::DEFAULT_LISTEN;
+use crate::pipeline::collectors::sched::ProbeGuard;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,23 +10,18 @@ use prometheus_client::registry::Registry;
 use tokio::runtime::Handle;
 use vigil_gpu::{GpuMode, GpuSource};
 
-use crate::collectors::{
-    AllocCollector, Collector, GpuCollector, InferenceCollector, ProbeConfig, ProbeThread,
-    ProcessCollector, RuntimeCollector, SchedCollector,
+use crate::config::duration::{DURATION_SYNTAX, parse_duration};
+use crate::http::server::HttpLimits;
+use crate::pipeline::collectors::{
+    AllocCollector, Collector, GpuCollector, InferenceCollector, ProbeConfig, ProcessCollector,
+    RuntimeCollector, SchedCollector,
 };
-use crate::duration::{DURATION_SYNTAX, parse_duration};
-use crate::features::FeatureConfig;
-use crate::server::HttpLimits;
+use crate::pipeline::features::FeatureConfig;
 use crate::store::StoreConfig;
 use crate::{AgentHandle, Error, Sampler};
 use vigil_features::Horizons;
 use vigil_features::drift::DriftReference;
 
-/// Default listen address of the HTTP endpoint.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
-    std::net::Ipv4Addr::LOCALHOST,
-    9464,
-));
 /// Default tick.
 pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
 /// Default pause between scheduler probes (10 probes per tick at the default tick). With a tick shorter
@@ -162,8 +159,8 @@ impl Default for AgentBuilder {
             probe_interval_set: false,
             store: Some(StoreConfig::default()),
             token: None,
-            retrain_interval: Some(crate::retrain::DEFAULT_RETRAIN_INTERVAL),
-            model_poll: Some(crate::model_watch::DEFAULT_MODEL_POLL),
+            retrain_interval: Some(crate::store::retrain::DEFAULT_RETRAIN_INTERVAL),
+            model_poll: Some(crate::store::model_watch::DEFAULT_MODEL_POLL),
             event_profiles: crate::profile::EventProfiles::default(),
         }
     }
@@ -606,7 +603,7 @@ impl AgentBuilder {
             }
         }
         if let Some(s) = get("VIGIL_RETENTION_SIZE")? {
-            let b = crate::duration::parse_bytes(&s)
+            let b = crate::config::duration::parse_bytes(&s)
                 .filter(|b| (MIN_RETENTION_BYTES..=MAX_RETENTION_BYTES).contains(b))
                 .ok_or(Error::Env {
                     var: "VIGIL_RETENTION_SIZE",
@@ -762,7 +759,7 @@ impl AgentBuilder {
             })?),
             None => None,
         };
-        let scoring = crate::sampler::ScoringConfig {
+        let scoring = crate::pipeline::sampler::ScoringConfig {
             model,
             model_origin,
             engine: self.engine_config(),
@@ -791,7 +788,7 @@ impl AgentBuilder {
                 addr: self.listen,
                 source,
             })?;
-        let access = crate::access::WriteAccess::new(self.listen, self.token.clone());
+        let access = crate::http::access::WriteAccess::new(self.listen, self.token.clone());
         if self.store.is_some() && access.exposed() && self.token.is_none() {
             return Err(Error::Config {
                 setting: "token",
@@ -813,7 +810,7 @@ impl AgentBuilder {
             None => None,
         };
         let (mut sampler, mut registry, probe) = self.build_sampler(handle)?;
-        let server_metrics = crate::server::ServerMetrics::new(&mut registry);
+        let server_metrics = crate::http::server::ServerMetrics::new(&mut registry);
         if let Some(notice) = access.exposure_notice() {
             tracing::warn!("{notice}");
         }
@@ -821,7 +818,7 @@ impl AgentBuilder {
         let mut wiring = crate::handle::Wiring::new(&sampler, self.model_path.clone(), profiler);
         if let (Some(path), Some(every)) = (&self.model_path, self.model_poll) {
             wiring.watch = Some(
-                crate::model_watch::ModelWatch::start(
+                crate::store::model_watch::ModelWatch::start(
                     path.clone(),
                     every,
                     wiring.control_tx.clone(),
@@ -837,15 +834,15 @@ impl AgentBuilder {
             (Some((store, lock, max_event)), Some(cfg)) => {
                 sampler.continue_event_ids_after(max_event);
                 let metrics = crate::store::StoreMetrics::new(&mut registry);
-                let schema = crate::store::schema_info(&sampler);
+                let schema = sampler.store_schema();
                 let dir = cfg.dir.clone();
-                let retrainer = crate::retrain::Retrainer::new(
+                let retrainer = crate::store::retrain::Retrainer::new(
                     self.retrain_interval,
                     self.engine_config(),
                     sampler.feature_schema().clone(),
                     wiring.model_rx.clone(),
                     wiring.control_tx.clone(),
-                    crate::retrain::metrics(&mut registry),
+                    crate::store::retrain::metrics(&mut registry),
                     wiring.retrain_tx.clone(),
                 );
                 let (sink, thread) =
@@ -872,16 +869,6 @@ impl AgentBuilder {
                 wiring
             },
         )
-    }
-}
-
-/// Keeps the scheduler probe thread running; dropping it stops the thread.
-#[must_use = "dropping the guard stops the scheduler probe"]
-pub struct ProbeGuard(pub(crate) ProbeThread);
-
-impl std::fmt::Debug for ProbeGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ProbeGuard")
     }
 }
 

@@ -1,6 +1,6 @@
 //! The agent's JSON API over the local store: labels, verdicts on events, the Alertmanager webhook,
 //! events and status. Every error is `{"error": "..."}` saying what is wrong; bodies over
-//! [`MAX_BODY`] are refused; write endpoints go through [`crate::access::WriteAccess`]; nothing is
+//! [`MAX_BODY`] are refused; write endpoints go through [`crate::http::access::WriteAccess`]; nothing is
 //! stored from a request that fails.
 
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use vigil_features::time::{format_rfc3339, parse_timestamp};
 use vigil_models::{AnomalyKind, Event, ModelFile, Score};
 use vigil_store::{LabelQuery, NewLabel, StoreError, Verdict, Webhook};
 
-use crate::http::{HttpState, json_error};
+use crate::http::reply::json_error;
 use crate::store::{Command, StoreSink, Unavailable};
 
 /// Largest request body accepted (1 MiB).
@@ -29,23 +29,31 @@ pub(crate) const MAX_LIST: usize = 10_000;
 /// What the API handlers read.
 pub(crate) struct Api {
     pub(crate) store: Option<StoreSink>,
-    pub(crate) access: crate::access::WriteAccess,
+    pub(crate) access: crate::http::access::WriteAccess,
     pub(crate) score: watch::Receiver<Option<Score>>,
     pub(crate) event: watch::Receiver<Option<Event>>,
     pub(crate) model: watch::Receiver<Option<Arc<ModelFile>>>,
     /// `vigil_feature_drift_max_psi`.
     pub(crate) drift_max_psi: crate::metrics::FGauge,
     /// Model controls to the agent thread.
-    pub(crate) control: std::sync::mpsc::SyncSender<crate::retrain::Control>,
+    pub(crate) control: std::sync::mpsc::SyncSender<crate::store::retrain::Control>,
     /// The model file a reload reads (`VIGIL_MODEL`).
     pub(crate) model_path: Option<std::path::PathBuf>,
     /// The last retrain's outcome.
-    pub(crate) retrain: watch::Receiver<Option<crate::retrain::LastRetrain>>,
+    pub(crate) retrain: watch::Receiver<Option<crate::store::retrain::LastRetrain>>,
     /// CPU profiles.
     pub(crate) profiler: crate::profile::Profiler,
 }
 
-pub(crate) fn routes() -> Router<Arc<HttpState>> {
+/// What the API's handlers extract from the router's state: only the API's handles.
+#[derive(Clone)]
+pub(crate) struct ApiState(pub(crate) Arc<Api>);
+
+pub(crate) fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ApiState: axum::extract::FromRef<S>,
+{
     Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/labels", get(list_labels).post(add_label))
@@ -120,12 +128,12 @@ fn no_profiler() -> Response {
 /// One profile at a time per process: while one runs, 409 with `Retry-After`. Same access rule as
 /// the write endpoints (a profile costs CPU and shows the code).
 async fn cpu_profile(
-    State(state): State<Arc<HttpState>>,
+    State(ApiState(state)): State<ApiState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     use crate::profile::{Refused, Trigger};
-    if let Err(r) = state.api.access.authorize(&headers) {
+    if let Err(r) = state.access.authorize(&headers) {
         return r.into_response();
     }
     if !crate::profile::profiling_available() {
@@ -136,7 +144,7 @@ async fn cpu_profile(
         Err(f) => return f.into_response(),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let started = state.api.profiler.start(
+    let started = state.profiler.start(
         std::time::Duration::from_secs(seconds),
         Trigger::Request,
         move |r| {
@@ -178,17 +186,17 @@ async fn cpu_profile(
 
 /// `GET /api/v1/events/{id}/profile`: the CPU profile taken when event `id` opened (gzip'd pprof).
 async fn event_profile(
-    State(state): State<Arc<HttpState>>,
+    State(ApiState(state)): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = state.api.access.authorize(&headers) {
+    if let Err(r) = state.access.authorize(&headers) {
         return r.into_response();
     }
     if !crate::profile::profiling_available() {
         return no_profiler();
     }
-    let Some(store) = state.api.store.as_ref() else {
+    let Some(store) = state.store.as_ref() else {
         return no_store();
     };
     let Ok(id) = id.parse::<u64>() else {
@@ -214,11 +222,13 @@ async fn event_profile(
 
 /// Sends a model control to the agent thread and waits for the result (applied between two ticks).
 async fn control(
-    state: &HttpState,
-    make: impl FnOnce(tokio::sync::oneshot::Sender<Result<String, String>>) -> crate::retrain::Control,
+    state: &Api,
+    make: impl FnOnce(
+        tokio::sync::oneshot::Sender<Result<String, String>>,
+    ) -> crate::store::retrain::Control,
 ) -> Response {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    if state.api.control.try_send(make(tx)).is_err() {
+    if state.control.try_send(make(tx)).is_err() {
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the agent has model changes waiting already; retry after the next tick",
@@ -236,18 +246,18 @@ async fn control(
 
 /// `POST /api/v1/model/reload`: reads `VIGIL_MODEL` again and installs it if it is valid for this
 /// agent's schema; the model in use stays otherwise.
-async fn reload(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = state.api.access.authorize(&headers) {
+async fn reload(State(ApiState(state)): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.access.authorize(&headers) {
         return r.into_response();
     }
-    let Some(path) = state.api.model_path.clone() else {
+    let Some(path) = state.model_path.clone() else {
         return json_error(
             StatusCode::CONFLICT,
             "no model file to reload: the agent was started without VIGIL_MODEL",
         );
     };
     // The file is read off the agent's runtime, on the store thread when there is one.
-    let model = match state.api.store.as_ref() {
+    let model = match state.store.as_ref() {
         Some(store) => match store.ask(|reply| Command::LoadModel(path, reply)).await {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => return json_error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
@@ -278,20 +288,20 @@ async fn reload(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Resp
             }
         }
     };
-    let promoted = crate::retrain::Promoted {
+    let promoted = crate::store::retrain::Promoted {
         model,
         labelled: Vec::new(),
         own: false,
     };
     control(&state, |tx| {
-        crate::retrain::Control::Install(Box::new(promoted), Some(tx))
+        crate::store::retrain::Control::Install(Box::new(promoted), Some(tx))
     })
     .await
 }
 
 /// `POST /api/v1/model/retrain`: retrain on the stored windows and labels now (the outcome, promoted
 /// or rejected by the gate, shows in `GET /api/v1/status` and `vigil_retrain_total`).
-async fn retrain_now(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+async fn retrain_now(State(ApiState(state)): State<ApiState>, headers: HeaderMap) -> Response {
     let store = match writer(&state, &headers) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
@@ -307,11 +317,11 @@ async fn retrain_now(State(state): State<Arc<HttpState>>, headers: HeaderMap) ->
 }
 
 /// `POST /api/v1/model/rollback`: back to the model in use before the last install.
-async fn rollback(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = state.api.access.authorize(&headers) {
+async fn rollback(State(ApiState(state)): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.access.authorize(&headers) {
         return r.into_response();
     }
-    control(&state, crate::retrain::Control::Rollback).await
+    control(&state, crate::store::retrain::Control::Rollback).await
 }
 
 /// A failed request's reply (boxed: a `Response` is large to move around in a `Result`).
@@ -378,14 +388,12 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, Fail> {
 }
 
 /// Checks write access and that the store is on; returns the sink.
-fn writer<'a>(state: &'a HttpState, headers: &HeaderMap) -> Result<&'a StoreSink, Fail> {
+fn writer<'a>(state: &'a Api, headers: &HeaderMap) -> Result<&'a StoreSink, Fail> {
     state
-        .api
         .access
         .authorize(headers)
         .map_err(|r| Fail(Box::new(r.into_response())))?;
     state
-        .api
         .store
         .as_ref()
         .ok_or_else(|| Fail(Box::new(no_store())))
@@ -523,7 +531,7 @@ fn verdict_of(s: &str) -> Result<Verdict, Fail> {
 }
 
 async fn add_label(
-    State(state): State<Arc<HttpState>>,
+    State(ApiState(state)): State<ApiState>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -585,7 +593,7 @@ async fn add_label(
 }
 
 async fn verdict(
-    State(state): State<Arc<HttpState>>,
+    State(ApiState(state)): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -632,7 +640,7 @@ async fn verdict(
 }
 
 async fn alertmanager(
-    State(state): State<Arc<HttpState>>,
+    State(ApiState(state)): State<ApiState>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -660,11 +668,10 @@ async fn alertmanager(
 
 /// The store and the query's range, for the list endpoints.
 fn listing<'a>(
-    state: &'a HttpState,
+    state: &'a Api,
     q: Option<&str>,
 ) -> Result<(&'a StoreSink, (f64, f64, usize)), Fail> {
     let store = state
-        .api
         .store
         .as_ref()
         .ok_or_else(|| Fail(Box::new(no_store())))?;
@@ -672,12 +679,12 @@ fn listing<'a>(
 }
 
 async fn list_labels(
-    State(state): State<Arc<HttpState>>,
+    State(ApiState(state)): State<ApiState>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
     // Stored data (label notes, events, the model) is read under the same rule as writes.
-    if let Err(r) = state.api.access.authorize(&headers) {
+    if let Err(r) = state.access.authorize(&headers) {
         return r.into_response();
     }
     let (store, (from, to, limit)) = match listing(&state, q.as_deref()) {
@@ -693,11 +700,11 @@ async fn list_labels(
 }
 
 async fn list_events(
-    State(state): State<Arc<HttpState>>,
+    State(ApiState(state)): State<ApiState>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    if let Err(r) = state.api.access.authorize(&headers) {
+    if let Err(r) = state.access.authorize(&headers) {
         return r.into_response();
     }
     let (store, (from, to, limit)) = match listing(&state, q.as_deref()) {
@@ -719,11 +726,11 @@ async fn list_events(
     }
 }
 
-async fn status(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = state.api.access.authorize(&headers) {
+async fn status(State(ApiState(state)): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.access.authorize(&headers) {
         return r.into_response();
     }
-    let api = &state.api;
+    let api = &*state;
     let model = api.model.borrow().clone();
     let score = api.score.borrow().clone();
     let event = api.event.borrow().clone();

@@ -1,6 +1,7 @@
 //! Inference signals from `#[vigil::observe]` functions, folded into every tick.
 
-use vigil_features::{SignalSpec, Unit};
+use vigil_features::SignalSpec;
+use vigil_features::vocab::{self, Known};
 use vigil_observe::{AnomalyType, BUCKETS, Totals, totals};
 
 use super::{CollectError, Collector, fill};
@@ -51,19 +52,10 @@ impl Collector for InferenceCollector {
     }
 
     fn signals(&self) -> Vec<SignalSpec> {
-        let mut s = vec![
-            SignalSpec::counter("inference_calls", Unit::Count),
-            SignalSpec::counter("inference_errors", Unit::Count),
-            SignalSpec::gauge("inference_error_ratio", Unit::Ratio),
-            SignalSpec::gauge("inference_latency_p50_seconds", Unit::Seconds),
-            SignalSpec::gauge("inference_latency_p99_seconds", Unit::Seconds),
-        ];
+        let mut s: Vec<SignalSpec> = vocab::INFERENCE.iter().map(Known::spec).collect();
         s.extend(AnomalyType::ALL.iter().map(|a| {
-            SignalSpec::named(
-                format!("inference_anomalies_{}", a.as_str()),
-                Unit::Count,
-                vigil_features::SignalKind::Counter,
-            )
+            let k = vocab::INFERENCE_ANOMALIES;
+            k.spec_named(format!("{}_{}", k.name, a.as_str()))
         }));
         s
     }

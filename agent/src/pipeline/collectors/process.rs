@@ -5,7 +5,8 @@ use std::time::Instant;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
-use vigil_features::{SignalSpec, Unit};
+use vigil_features::SignalSpec;
+use vigil_features::vocab::{self, Known};
 
 use super::{CollectError, Collector, fill, per_second};
 use crate::metrics::{self as m, FGauge};
@@ -72,13 +73,7 @@ impl Collector for ProcessCollector {
     }
 
     fn signals(&self) -> Vec<SignalSpec> {
-        vec![
-            SignalSpec::gauge("process_cpu_ratio", Unit::Ratio),
-            SignalSpec::gauge("process_resident_memory_bytes", Unit::Bytes),
-            SignalSpec::gauge("process_virtual_memory_bytes", Unit::Bytes),
-            SignalSpec::gauge("process_threads", Unit::Count),
-            SignalSpec::gauge("process_open_fds", Unit::Count),
-        ]
+        vocab::PROCESS.iter().map(Known::spec).collect()
     }
 
     fn collect(&mut self, out: &mut [f64]) -> Result<(), CollectError> {

@@ -13,9 +13,9 @@ use vigil_features::{Sample, SignalSet};
 use vigil_features::drift::DriftReference;
 use vigil_features::{FeatureSchema, FeatureVector};
 
-use crate::collectors::Collector;
-use crate::features::{FeatureConfig, FeatureStage};
-use crate::scoring::ScoringStage;
+use crate::pipeline::collectors::Collector;
+use crate::pipeline::features::{FeatureConfig, FeatureStage};
+use crate::pipeline::scoring::ScoringStage;
 use vigil_models::{ModelFile, Score};
 
 /// The model to score with (or `None` for a cold start) and the engine's settings.
@@ -274,7 +274,7 @@ impl Sampler {
     /// model history (`None` when it is recorded already).
     pub(crate) fn control(
         &mut self,
-        c: crate::retrain::Control,
+        c: crate::store::retrain::Control,
     ) -> Option<(
         std::sync::Arc<vigil_models::ModelFile>,
         Option<&'static str>,
@@ -342,4 +342,45 @@ pub(crate) fn check_reference(
         });
     }
     Ok(())
+}
+
+/// What the store keeps of the sampler.
+impl Sampler {
+    /// The schema of the ticks this sampler stores: its signals' CSV columns and its feature names.
+    pub(crate) fn store_schema(&self) -> vigil_store::SchemaInfo {
+        let sampler = self;
+        let schema = sampler.feature_schema();
+        vigil_store::SchemaInfo {
+            hash: schema.hash_hex(),
+            columns: sampler
+                .signals()
+                .specs()
+                .iter()
+                .map(vigil_features::vocab::column_name)
+                .collect(),
+            features: schema.names().to_vec(),
+        }
+    }
+
+    /// This tick as stored: raw sample, features once the window is warm, score, open event.
+    pub(crate) fn tick_record(&self) -> vigil_store::Write {
+        let sampler = self;
+        let sample = sampler.sample();
+        let t = sample
+            .timestamp()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let score = sampler.score();
+        vigil_store::Write::Tick(vigil_store::TickRecord {
+            t,
+            schema: sampler.feature_schema().hash_hex(),
+            sample: sample.values().to_vec(),
+            features: sampler
+                .is_warm()
+                .then(|| sampler.features().values().to_vec()),
+            score: score.map(|s| s.value),
+            raw: score.map(|s| s.raw),
+            event_id: sampler.current_event().map(|e| e.id),
+        })
+    }
 }

@@ -3,6 +3,9 @@
 //! slow disk drops ticks, counted, and never stalls the tick or grows memory); HTTP handlers send and
 //! await the reply without blocking the agent's runtime; a full queue answers 503.
 
+pub(crate) mod model_watch;
+pub(crate) mod retrain;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -229,7 +232,7 @@ pub(crate) struct StoreThread {
     thread: JoinHandle<()>,
     done: Receiver<()>,
     /// Beaten once per loop turn (at least every [`IDLE_WAKE`]).
-    pub(crate) heartbeat: std::sync::Arc<crate::http::Heartbeat>,
+    pub(crate) heartbeat: std::sync::Arc<crate::threads::Heartbeat>,
 }
 
 impl StoreThread {
@@ -303,7 +306,7 @@ pub(crate) fn spawn(
     cfg: StoreConfig,
     schema: vigil_store::SchemaInfo,
     metrics: StoreMetrics,
-    mut retrainer: Option<crate::retrain::Retrainer>,
+    mut retrainer: Option<crate::store::retrain::Retrainer>,
 ) -> Result<(StoreSink, StoreThread), std::io::Error> {
     if let Err(e) = store.register_schema(&schema) {
         tracing::warn!("store: cannot record the feature schema: {e}");
@@ -313,7 +316,7 @@ pub(crate) fn spawn(
     let (done_tx, done) = std::sync::mpsc::sync_channel(1);
     let m = metrics.clone();
     let confidence = cfg.confidence;
-    let heartbeat = crate::http::Heartbeat::new("vigil-store", STUCK_AFTER);
+    let heartbeat = crate::threads::Heartbeat::new("vigil-store", STUCK_AFTER);
     let beat = heartbeat.clone();
     let thread = std::thread::Builder::new()
         .name("vigil-store".into())
@@ -348,8 +351,8 @@ fn run(
     cfg: &StoreConfig,
     rx: &Receiver<Command>,
     m: &StoreMetrics,
-    mut retrainer: Option<&mut crate::retrain::Retrainer>,
-    heartbeat: &crate::http::Heartbeat,
+    mut retrainer: Option<&mut crate::store::retrain::Retrainer>,
+    heartbeat: &crate::threads::Heartbeat,
 ) {
     let mut last_retention: Option<Instant> = None;
     let mut writes: Vec<Write> = Vec::with_capacity(BATCH);
@@ -453,7 +456,7 @@ fn serve(
     store: &mut Store,
     cmd: Command,
     cfg: &StoreConfig,
-    mut retrainer: Option<&mut crate::retrain::Retrainer>,
+    mut retrainer: Option<&mut crate::store::retrain::Retrainer>,
     check: &str,
 ) {
     let now = now_unix();
@@ -548,42 +551,6 @@ fn serve(
     if labels_stored && let Some(r) = retrainer {
         r.labels_arrived();
     }
-}
-
-/// The schema of the ticks this sampler stores: its signals' CSV columns and its feature names.
-pub(crate) fn schema_info(sampler: &crate::Sampler) -> vigil_store::SchemaInfo {
-    let schema = sampler.feature_schema();
-    vigil_store::SchemaInfo {
-        hash: schema.hash_hex(),
-        columns: sampler
-            .signals()
-            .specs()
-            .iter()
-            .map(vigil_features::vocab::column_name)
-            .collect(),
-        features: schema.names().to_vec(),
-    }
-}
-
-/// This tick as stored: raw sample, features once the window is warm, score, open event.
-pub(crate) fn tick_record(sampler: &crate::Sampler) -> Write {
-    let sample = sampler.sample();
-    let t = sample
-        .timestamp()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let score = sampler.score();
-    Write::Tick(vigil_store::TickRecord {
-        t,
-        schema: sampler.feature_schema().hash_hex(),
-        sample: sample.values().to_vec(),
-        features: sampler
-            .is_warm()
-            .then(|| sampler.features().values().to_vec()),
-        score: score.map(|s| s.value),
-        raw: score.map(|s| s.raw),
-        event_id: sampler.current_event().map(|e| e.id),
-    })
 }
 
 /// The data directory as the builder resolves it: `off` disables the store.

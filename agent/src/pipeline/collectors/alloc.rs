@@ -2,7 +2,8 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use vigil_features::{SignalSpec, Unit};
+use vigil_features::SignalSpec;
+use vigil_features::vocab::{self, Known};
 
 use super::{CollectError, Collector, fill};
 use crate::alloc::{AllocStats, agent_alloc_stats, alloc_stats};
@@ -52,13 +53,7 @@ impl Collector for AllocCollector {
     }
 
     fn signals(&self) -> Vec<SignalSpec> {
-        vec![
-            SignalSpec::counter("alloc_allocations", Unit::Count),
-            SignalSpec::counter("alloc_frees", Unit::Count),
-            SignalSpec::counter("alloc_bytes_allocated", Unit::Bytes),
-            SignalSpec::counter("alloc_bytes_freed", Unit::Bytes),
-            SignalSpec::gauge("alloc_live_bytes", Unit::Bytes),
-        ]
+        vocab::ALLOC.iter().map(Known::spec).collect()
     }
 
     fn collect(&mut self, out: &mut [f64]) -> Result<(), CollectError> {

@@ -4,7 +4,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::runtime::Handle;
 use tokio_metrics::{RuntimeIntervals, RuntimeMonitor};
-use vigil_features::{SignalSpec, Unit};
+use vigil_features::SignalSpec;
+use vigil_features::vocab::{self, Known};
 
 use super::{CollectError, Collector, fill, per_second};
 use crate::metrics::{self as m, FGauge};
@@ -90,23 +91,9 @@ impl Collector for RuntimeCollector {
 
     fn signals(&self) -> Vec<SignalSpec> {
         #[allow(unused_mut)]
-        let mut s = vec![
-            SignalSpec::gauge("tokio_workers", Unit::Count),
-            SignalSpec::gauge("tokio_alive_tasks", Unit::Count),
-            SignalSpec::gauge("tokio_global_queue_depth", Unit::Count),
-            SignalSpec::gauge("tokio_busy_ratio", Unit::Ratio),
-            SignalSpec::gauge("tokio_park_rate", Unit::PerSecond),
-        ];
+        let mut s: Vec<SignalSpec> = vocab::RUNTIME.iter().map(Known::spec).collect();
         #[cfg(tokio_unstable)]
-        s.extend([
-            SignalSpec::counter("tokio_spawned_tasks", Unit::Count),
-            SignalSpec::counter("tokio_polls", Unit::Count),
-            SignalSpec::counter("tokio_steals", Unit::Count),
-            SignalSpec::gauge("tokio_local_queue_depth", Unit::Count),
-            SignalSpec::gauge("tokio_blocking_threads", Unit::Count),
-            SignalSpec::gauge("tokio_mean_poll_seconds", Unit::Seconds),
-            SignalSpec::counter("tokio_budget_forced_yields", Unit::Count),
-        ]);
+        s.extend(vocab::RUNTIME_UNSTABLE.iter().map(Known::spec));
         s
     }
 

@@ -9,14 +9,14 @@ mod gpu;
 mod inference;
 mod process;
 mod runtime;
-mod sched;
+pub(crate) mod sched;
 
 pub(crate) use alloc::AllocCollector;
 pub(crate) use gpu::GpuCollector;
 pub(crate) use inference::InferenceCollector;
 pub(crate) use process::ProcessCollector;
 pub(crate) use runtime::RuntimeCollector;
-pub(crate) use sched::{ProbeConfig, ProbeThread, SchedCollector};
+pub(crate) use sched::{ProbeConfig, SchedCollector};
 
 use vigil_features::SignalSpec;
 

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
-use crate::http::json_error;
+use crate::http::reply::json_error;
 
 /// Why a write request was refused; [`Refusal::into_response`] is the JSON error the handler returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -216,7 +216,7 @@ impl Retrainer {
                 return;
             }
         };
-        match crate::scoring::spawn_low_priority("vigil-retrain", move || {
+        match crate::threads::spawn_low_priority("vigil-retrain", move || {
             retrain(&input, &current).map_err(|e| e.to_string())
         }) {
             Ok((h, rx)) => self.running = Some((h, rx, reason.to_owned())),

@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::retrain::{Control, Promoted};
+use crate::store::retrain::{Control, Promoted};
 
 /// Default time between looks at the model file.
 pub const DEFAULT_MODEL_POLL: Duration = Duration::from_secs(10);
@@ -40,7 +40,7 @@ fn version(path: &Path) -> Option<Version> {
 /// The running watcher; [`ModelWatch::stop`] ends it.
 pub(crate) struct ModelWatch {
     /// Beaten every 50 ms while it waits and after each look at the file.
-    pub(crate) heartbeat: Arc<crate::http::Heartbeat>,
+    pub(crate) heartbeat: Arc<crate::threads::Heartbeat>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -61,7 +61,7 @@ impl ModelWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         // Loading a model file (64 MiB at most) takes seconds at worst.
-        let heartbeat = crate::http::Heartbeat::new("vigil-model-watch", every + STUCK_AFTER);
+        let heartbeat = crate::threads::Heartbeat::new("vigil-model-watch", every + STUCK_AFTER);
         let beat = heartbeat.clone();
         let thread = std::thread::Builder::new()
             .name("vigil-model-watch".into())
@@ -89,7 +89,7 @@ impl ModelWatch {
     pub(crate) fn stop_by(&mut self, deadline: std::time::Instant) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            crate::handle::join_by(t, deadline, "model watch");
+            crate::threads::join_by(t, deadline, "model watch");
         }
     }
 }
@@ -106,7 +106,7 @@ fn watch(
     control: &SyncSender<Control>,
     reloads: &Family<ResultLabel, Counter>,
     stop: &AtomicBool,
-    heartbeat: &crate::http::Heartbeat,
+    heartbeat: &crate::threads::Heartbeat,
 ) {
     let mut seen = version(path);
     let count = |result: &'static str| reloads.get_or_create(&ResultLabel { result }).inc();

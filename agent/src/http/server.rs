@@ -34,7 +34,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{Notify, watch};
 
-use crate::api::MAX_BODY;
+use crate::http::api::MAX_BODY;
 use crate::metrics as m;
 
 /// Default cap on concurrent connections.
@@ -328,7 +328,7 @@ async fn run_connection(
             let bytes = match axum::body::to_bytes(axum::body::Body::new(body), MAX_BODY).await {
                 Ok(b) => b,
                 Err(_) => {
-                    return Ok::<_, std::convert::Infallible>(crate::http::json_error(
+                    return Ok::<_, std::convert::Infallible>(crate::http::reply::json_error(
                         axum::http::StatusCode::PAYLOAD_TOO_LARGE,
                         &format!("the body is larger than {MAX_BODY} bytes, or was cut short"),
                     ));

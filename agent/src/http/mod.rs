@@ -1,6 +1,18 @@
 //! The agent's HTTP endpoint: `GET /metrics`, `GET /healthz`, and the store's JSON API (`api.rs`). Connections, limits and timeouts are
 //! handled in `server.rs`; every error reply is JSON `{"error": "..."}`.
 
+/// Default listen address of the HTTP endpoint.
+pub const DEFAULT_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9464),
+);
+
+pub(crate) mod access;
+pub(crate) mod api;
+pub(crate) mod reply;
+pub(crate) mod server;
+
+use crate::http::reply::{json_error, json_string};
+use crate::threads::Heartbeat;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,44 +37,16 @@ pub(crate) struct HttpState {
     pub(crate) ticks: AtomicU64,
     pub(crate) tick: Duration,
     /// The store API's handles.
-    pub(crate) api: crate::api::Api,
+    pub(crate) api: Arc<crate::http::api::Api>,
     /// The agent's other long-lived threads (store, model watcher): `/healthz` says when one stops
     /// beating.
     pub(crate) threads: Vec<Arc<Heartbeat>>,
 }
 
-/// A long-lived thread's sign of life: it beats at least once per loop turn; one that has not beaten
-/// for `limit` is stuck (blocked in a call that does not return: a hung disk, a path that blocks in
-/// `open`), and `/healthz` answers 503 naming it.
-#[derive(Debug)]
-pub(crate) struct Heartbeat {
-    name: &'static str,
-    limit: Duration,
-    epoch: Instant,
-    /// Milliseconds after `epoch` of the last beat.
-    last_ms: AtomicU64,
-}
-
-impl Heartbeat {
-    pub(crate) fn new(name: &'static str, limit: Duration) -> Arc<Self> {
-        Arc::new(Self {
-            name,
-            limit,
-            epoch: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        })
-    }
-
-    pub(crate) fn beat(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// How long since the last beat, when that is longer than the limit.
-    fn stuck_for(&self) -> Option<Duration> {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let age = Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)));
-        (age > self.limit).then_some(age)
+/// The store API's handlers take only its handles.
+impl axum::extract::FromRef<Arc<HttpState>> for crate::http::api::ApiState {
+    fn from_ref(state: &Arc<HttpState>) -> Self {
+        Self(state.api.clone())
     }
 }
 
@@ -78,7 +62,7 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .merge(crate::api::routes())
+        .merge(crate::http::api::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -87,32 +71,11 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<HttpState>,
-    limits: crate::server::HttpLimits,
-    metrics: crate::server::ServerMetrics,
+    limits: crate::http::server::HttpLimits,
+    metrics: crate::http::server::ServerMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
-    crate::server::serve(listener, router(state), limits, metrics, shutdown).await;
-}
-
-pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
-    let body = format!("{{\"error\":{}}}", json_string(message));
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// A JSON string literal (quotes and escapes) without pulling in serde for two fields.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::http::server::serve(listener, router(state), limits, metrics, shutdown).await;
 }
 
 fn wants_openmetrics(headers: &HeaderMap) -> bool {

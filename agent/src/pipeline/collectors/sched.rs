@@ -17,7 +17,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::runtime::Handle;
-use vigil_features::{SignalSpec, Unit};
+use vigil_features::SignalSpec;
+use vigil_features::vocab::{self, Known};
 
 use super::{CollectError, Collector, fill};
 use crate::metrics::{self as m, FGauge};
@@ -87,7 +88,7 @@ impl ProbeThread {
     /// own).
     pub(crate) fn stop_by(&mut self, deadline: std::time::Instant) {
         if let Some(t) = self.signal_stop() {
-            crate::handle::join_by(t, deadline, "scheduler probe");
+            crate::threads::join_by(t, deadline, "scheduler probe");
         }
     }
 
@@ -240,13 +241,7 @@ impl Collector for SchedCollector {
     }
 
     fn signals(&self) -> Vec<SignalSpec> {
-        vec![
-            SignalSpec::gauge("sched_latency_p50_seconds", Unit::Seconds),
-            SignalSpec::gauge("sched_latency_p99_seconds", Unit::Seconds),
-            SignalSpec::gauge("sched_latency_max_seconds", Unit::Seconds),
-            SignalSpec::counter("sched_probes", Unit::Count),
-            SignalSpec::counter("sched_stalls", Unit::Count),
-        ]
+        vocab::SCHED.iter().map(Known::spec).collect()
     }
 
     fn collect(&mut self, out: &mut [f64]) -> Result<(), CollectError> {
@@ -285,6 +280,16 @@ impl Collector for SchedCollector {
             ],
         );
         Ok(())
+    }
+}
+
+/// Keeps the scheduler probe thread running; dropping it stops the thread.
+#[must_use = "dropping the guard stops the scheduler probe"]
+pub struct ProbeGuard(pub(crate) ProbeThread);
+
+impl std::fmt::Debug for ProbeGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProbeGuard")
     }
 }
 

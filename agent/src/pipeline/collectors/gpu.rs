@@ -3,7 +3,8 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use vigil_features::{SignalKind, SignalSpec, Unit};
+use vigil_features::SignalSpec;
+use vigil_features::vocab;
 use vigil_gpu::{GpuReading, GpuSource};
 
 use super::{CollectError, Collector};
@@ -15,24 +16,16 @@ struct GpuLabels {
     uuid: String,
 }
 
-/// The per-device values, in signal order: (signal suffix, unit, accessor).
-type Field = (&'static str, Unit, fn(&GpuReading) -> f64);
-
-const FIELDS: [Field; 8] = [
-    ("memory_used_bytes", Unit::Bytes, |r| r.memory_used_bytes),
-    ("memory_free_bytes", Unit::Bytes, |r| r.memory_free_bytes),
-    ("memory_total_bytes", Unit::Bytes, |r| r.memory_total_bytes),
-    ("utilization_ratio", Unit::Ratio, |r| r.utilization_ratio),
-    ("memory_utilization_ratio", Unit::Ratio, |r| {
-        r.memory_utilization_ratio
-    }),
-    ("temperature_celsius", Unit::Celsius, |r| {
-        r.temperature_celsius
-    }),
-    ("power_watts", Unit::Watts, |r| r.power_watts),
-    ("process_memory_bytes", Unit::Bytes, |r| {
-        r.process_memory_bytes
-    }),
+/// How each per-device signal is read, in [`vocab::GPU`] order (its names and units come from there).
+const FIELDS: [fn(&GpuReading) -> f64; vocab::GPU.len()] = [
+    |r| r.memory_used_bytes,
+    |r| r.memory_free_bytes,
+    |r| r.memory_total_bytes,
+    |r| r.utilization_ratio,
+    |r| r.memory_utilization_ratio,
+    |r| r.temperature_celsius,
+    |r| r.power_watts,
+    |r| r.process_memory_bytes,
 ];
 
 /// Polls the source and exports one series per device and field. Gauges for each device are created
@@ -100,9 +93,9 @@ impl Collector for GpuCollector {
             .devices()
             .iter()
             .flat_map(|d| {
-                FIELDS.iter().map(move |(suffix, unit, _)| {
-                    SignalSpec::named(format!("gpu{}_{suffix}", d.index), *unit, SignalKind::Gauge)
-                })
+                vocab::GPU
+                    .iter()
+                    .map(move |k| k.spec_named(format!("gpu{}_{}", d.index, k.name)))
             })
             .collect()
     }
@@ -113,7 +106,7 @@ impl Collector for GpuCollector {
         let result = self.source.sample(&mut self.readings);
         let mut slots = out.iter_mut();
         for (reading, gauges) in self.readings.iter().zip(&self.gauges) {
-            for ((_, _, get), gauge) in FIELDS.iter().zip(gauges) {
+            for (get, gauge) in FIELDS.iter().zip(gauges) {
                 let v = get(reading);
                 gauge.set(v);
                 if let Some(slot) = slots.next() {

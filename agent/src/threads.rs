@@ -1,0 +1,104 @@
+//! Helpers the agent's own threads share: their priority, how they start and stop, and their sign of
+//! life. A module of its own so that the folders that run threads (pipeline, store, http, profile)
+//! need none of each other for it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::time::{Duration, Instant};
+
+/// A long-lived thread's sign of life: it beats at least once per loop turn; one that has not beaten
+/// for `limit` is stuck (blocked in a call that does not return: a hung disk, a path that blocks in
+/// `open`), and `/healthz` answers 503 naming it.
+#[derive(Debug)]
+pub(crate) struct Heartbeat {
+    pub(crate) name: &'static str,
+    limit: Duration,
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last beat.
+    last_ms: AtomicU64,
+}
+
+impl Heartbeat {
+    pub(crate) fn new(name: &'static str, limit: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            limit,
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn beat(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last beat, when that is longer than the limit.
+    pub(crate) fn stuck_for(&self) -> Option<Duration> {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let age = Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)));
+        (age > self.limit).then_some(age)
+    }
+}
+
+/// Lowers the calling thread to the lowest CPU priority (nice 19), so a fit never competes with the
+/// host's workers for a core. On Linux a nice value is per thread; elsewhere, and when the OS refuses,
+/// the thread keeps its priority.
+pub(crate) fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority with `who = 0` only changes the calling thread's nice value; it reads
+        // and writes no memory of ours.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        if r != 0 {
+            tracing::debug!("the training thread keeps its priority: setpriority failed");
+        }
+    }
+}
+
+/// Runs `work` on a new thread named `name` at the lowest CPU priority, inside a private one-thread
+/// rayon pool (`{name}-pool`), as an agent thread (its allocations are the agent's); its result comes
+/// back on the returned channel and the thread ends.
+pub(crate) fn spawn_low_priority<T: Send + 'static>(
+    name: &'static str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<(std::thread::JoinHandle<()>, Receiver<T>)> {
+    let (tx, rx) = sync_channel(1);
+    let handle = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            crate::alloc::mark_agent_thread();
+            lowest_priority();
+            let result = match rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .thread_name(move |_| format!("{name}-pool"))
+                .start_handler(|_| {
+                    crate::alloc::mark_agent_thread();
+                    lowest_priority();
+                })
+                .build()
+            {
+                Ok(pool) => pool.install(work),
+                Err(e) => {
+                    tracing::warn!("no private pool for {name} ({e}); running on this thread");
+                    work()
+                }
+            };
+            let _ = tx.send(result);
+        })?;
+    Ok((handle, rx))
+}
+
+/// Joins `thread` if it ends before `deadline`; detaches it otherwise (it was told to stop and ends on
+/// its own).
+pub(crate) fn join_by(thread: std::thread::JoinHandle<()>, deadline: Instant, what: &str) {
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            tracing::warn!("vigil {what} thread did not stop in time; detaching it");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = thread.join();
+}

@@ -1,0 +1,155 @@
+//! The agent's source folders (config, pipeline, http, store, profile, ...) import each other
+//! without cycles: each module's `crate::` paths (and the names it takes from the crate root's
+//! re-exports) are read from its source, test modules and comments left out, and the folder graph
+//! must be acyclic. A cycle here is a layering mistake, not a compile error, so only a test sees it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The code of a module as the crate sees it: no test module, no comment lines.
+fn code(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).unwrap();
+    let s = s.split("#[cfg(test)]").next().unwrap_or("");
+    s.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Identifiers following `crate::`, and those inside `crate::{...}` groups (first path segment or
+/// name only).
+fn crate_refs(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = code;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                let first: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !first.is_empty() {
+                    out.insert(first);
+                }
+            }
+        } else {
+            let first: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(first);
+        }
+    }
+    out
+}
+
+/// `pub use folder::...::{A, B}` / `pub use folder::...::A;` in lib.rs: root name → its folder.
+fn root_reexports(lib: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for stmt in lib.split(';') {
+        let Some(body) = stmt.trim().strip_prefix("pub use ") else {
+            continue;
+        };
+        let folder: String = body
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let names = match body.find('{') {
+            Some(i) => body[i + 1..].trim_end_matches('}').to_owned(),
+            None => body.rsplit("::").next().unwrap_or("").to_owned(),
+        };
+        for n in names.split(',') {
+            let n = n.trim();
+            if !n.is_empty() {
+                out.insert(n.to_owned(), folder.clone());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_agents_folders_import_each_other_without_cycles() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent/src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    let reexports = root_reexports(&lib);
+    let folder_of = |p: &Path| -> String {
+        let rel = p.strip_prefix(&src).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        first.trim_end_matches(".rs").to_owned()
+    };
+    let folders: BTreeSet<String> = files
+        .iter()
+        .map(|p| folder_of(p))
+        .filter(|f| f != "lib")
+        .collect();
+    assert!(
+        ["config", "pipeline", "http", "store", "profile"]
+            .iter()
+            .all(|f| folders.contains(*f)),
+        "{folders:?}"
+    );
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let from = folder_of(f);
+        if from == "lib" {
+            continue;
+        }
+        for r in crate_refs(&code(f)) {
+            let to = if folders.contains(&r) {
+                Some(r)
+            } else {
+                reexports.get(&r).cloned()
+            };
+            if let Some(to) = to.filter(|t| *t != from) {
+                graph.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    eprintln!("{graph:#?}");
+    // Depth-first search for a path back to the start.
+    for start in graph.keys() {
+        let mut stack: Vec<(String, Vec<String>)> = vec![(start.clone(), vec![start.clone()])];
+        let mut seen = BTreeSet::new();
+        while let Some((node, path)) = stack.pop() {
+            for next in graph.get(&node).into_iter().flatten() {
+                assert!(
+                    next != start,
+                    "import cycle between agent folders: {} -> {start}",
+                    path.join(" -> ")
+                );
+                if seen.insert(next.clone()) {
+                    let mut p = path.clone();
+                    p.push(next.clone());
+                    stack.push((next.clone(), p));
+                }
+            }
+        }
+    }
+    // The layering the folders are meant to have: settings at the top, the shared leaves at the bottom.
+    assert!(graph["config"].contains("handle"), "{graph:?}");
+    assert!(graph.get("store").is_none_or(|s| !s.contains("pipeline")));
+    assert!(graph.get("threads").is_none_or(|s| s.len() <= 1));
+}
