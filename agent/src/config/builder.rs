@@ -171,6 +171,25 @@ fn default_probe_interval(tick: Duration) -> Duration {
     DEFAULT_PROBE_INTERVAL.min(tick / 4).max(PROBE_RANGE.0)
 }
 
+/// A duration as the `VIGIL_*` variables write it (the largest unit that divides it: `1d`, `2h`,
+/// `10m`, `30s`, `250ms`, `100us`, else nanoseconds); [`crate::parse_duration`] reads it back exactly.
+fn format_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    for (unit, size) in [
+        ("d", 86_400_000_000_000u128),
+        ("h", 3_600_000_000_000),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
+        if ns > 0 && ns.is_multiple_of(size) {
+            return format!("{}{unit}", ns / size);
+        }
+    }
+    format!("{ns}ns")
+}
+
 fn check_range(
     setting: &'static str,
     d: Duration,
@@ -407,6 +426,91 @@ impl AgentBuilder {
             };
         }
         Ok(self)
+    }
+
+    /// The settings this builder starts with, as `(variable, value)` in the names and syntax of the
+    /// `VIGIL_*` variables (docs/CONFIG.md; each value parses back to itself), whether they came from
+    /// the environment, a setter or the default; the token is shown as `<set>`, never its value.
+    /// [`AgentBuilder::start`] logs them once, on one line.
+    pub fn effective_settings(&self) -> Vec<(&'static str, String)> {
+        let d = |d: Duration| format_duration(d);
+        let opt = |o: Option<Duration>| o.map_or_else(|| "off".to_owned(), format_duration);
+        let probe = if self.probe_interval_set {
+            self.probe.interval
+        } else {
+            default_probe_interval(self.tick)
+        };
+        let gpu = match (&self.gpu_source, self.gpu) {
+            (Some(s), _) => format!("{} (a source the host set)", s.kind()),
+            (None, GpuMode::Auto) => "auto".to_owned(),
+            (None, GpuMode::Off) => "off".to_owned(),
+            (None, GpuMode::Nvml) => "nvml".to_owned(),
+        };
+        let store = self.store.as_ref();
+        let confidence = store.map_or_else(vigil_store::Confidence::default, |c| c.confidence);
+        vec![
+            ("VIGIL_LISTEN", self.listen.to_string()),
+            ("VIGIL_TICK", d(self.tick)),
+            ("VIGIL_GPU", gpu),
+            ("VIGIL_PROBE_INTERVAL", d(probe)),
+            ("VIGIL_STALL_THRESHOLD", d(self.probe.stall_threshold)),
+            (
+                "VIGIL_FEATURE_METRICS",
+                if self.features.export_values {
+                    "on"
+                } else {
+                    "off"
+                }
+                .to_owned(),
+            ),
+            ("VIGIL_WARMUP", d(self.warm_up)),
+            ("VIGIL_REFIT_INTERVAL", opt(self.refit_interval)),
+            (
+                "VIGIL_FALSE_EVENTS_PER_DAY",
+                self.false_events_per_day.to_string(),
+            ),
+            (
+                "VIGIL_MODEL",
+                self.model_path
+                    .as_ref()
+                    .map_or_else(|| "(none)".to_owned(), |p| p.display().to_string()),
+            ),
+            ("VIGIL_MODEL_POLL", opt(self.model_poll)),
+            (
+                "VIGIL_DATA_DIR",
+                store.map_or_else(|| "off".to_owned(), |c| c.dir.display().to_string()),
+            ),
+            (
+                "VIGIL_RETENTION_AGE",
+                store.map_or_else(|| "-".to_owned(), |c| d(c.max_age)),
+            ),
+            (
+                "VIGIL_RETENTION_SIZE",
+                store.map_or_else(|| "-".to_owned(), |c| c.max_bytes.to_string()),
+            ),
+            ("VIGIL_RETRAIN_INTERVAL", opt(self.retrain_interval)),
+            ("VIGIL_LABEL_CONFIDENCE_HUMAN", confidence.human.to_string()),
+            (
+                "VIGIL_LABEL_CONFIDENCE_ALERTMANAGER",
+                confidence.alertmanager.to_string(),
+            ),
+            (
+                "VIGIL_TOKEN",
+                if self.token.is_some() {
+                    "<set>"
+                } else {
+                    "(none)"
+                }
+                .to_owned(),
+            ),
+            ("VIGIL_PROFILE_ON_EVENT", opt(self.event_profiles.length)),
+            ("VIGIL_PROFILE_COOLDOWN", d(self.event_profiles.cooldown)),
+            (
+                "VIGIL_HTTP_MAX_CONNECTIONS",
+                self.http.max_connections.to_string(),
+            ),
+            ("VIGIL_HTTP_IDLE_TIMEOUT", d(self.http.idle_timeout)),
+        ]
     }
 
     /// The engine settings this builder gives (tick, horizons, warm-up in windows, refits, budget):
@@ -810,6 +914,12 @@ impl AgentBuilder {
             None => None,
         };
         let (mut sampler, mut registry, probe) = self.build_sampler(handle)?;
+        let settings: Vec<String> = self
+            .effective_settings()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        tracing::info!("vigil agent starting with {}", settings.join(" "));
         let server_metrics = crate::http::server::ServerMetrics::new(&mut registry);
         if let Some(notice) = access.exposure_notice() {
             tracing::warn!("{notice}");
@@ -947,6 +1057,84 @@ mod tests {
             .map(|(k, v)| (k.to_string(), OsString::from(v)))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn effective_settings_name_every_variable_once_read_back_as_set_and_hide_the_token() {
+        let set = [
+            ("VIGIL_LISTEN", "0.0.0.0:9999"),
+            ("VIGIL_TICK", "500ms"),
+            ("VIGIL_GPU", "off"),
+            ("VIGIL_PROBE_INTERVAL", "10ms"),
+            ("VIGIL_STALL_THRESHOLD", "250ms"),
+            ("VIGIL_FEATURE_METRICS", "off"),
+            ("VIGIL_WARMUP", "2m"),
+            ("VIGIL_REFIT_INTERVAL", "off"),
+            ("VIGIL_FALSE_EVENTS_PER_DAY", "0.5"),
+            ("VIGIL_MODEL", "/models/m.json"),
+            ("VIGIL_MODEL_POLL", "30s"),
+            ("VIGIL_DATA_DIR", "/var/lib/vigil"),
+            ("VIGIL_RETENTION_AGE", "2d"),
+            ("VIGIL_RETENTION_SIZE", "1073741824"),
+            ("VIGIL_RETRAIN_INTERVAL", "6h"),
+            ("VIGIL_LABEL_CONFIDENCE_HUMAN", "0.9"),
+            ("VIGIL_LABEL_CONFIDENCE_ALERTMANAGER", "0.5"),
+            ("VIGIL_TOKEN", "s3cret-token-value"),
+            ("VIGIL_PROFILE_ON_EVENT", "5s"),
+            ("VIGIL_PROFILE_COOLDOWN", "1h"),
+            ("VIGIL_HTTP_MAX_CONNECTIONS", "32"),
+            ("VIGIL_HTTP_IDLE_TIMEOUT", "2s"),
+        ];
+        let b = Agent::builder().from_lookup(env(&set)).unwrap();
+        let shown = b.effective_settings();
+        let mut names: Vec<&str> = shown.iter().map(|(k, _)| *k).collect();
+        names.sort_unstable();
+        let mut known = ENV_VARS.to_vec();
+        known.sort_unstable();
+        assert_eq!(names, known, "every variable, once");
+        for (k, v) in set {
+            let got = &shown.iter().find(|(n, _)| *n == k).unwrap().1;
+            if k == "VIGIL_TOKEN" {
+                assert_eq!(got, "<set>");
+            } else {
+                assert_eq!(got, v, "{k}");
+            }
+        }
+        // Read back: the effective settings, fed to the builder again, give the same settings.
+        let again: Vec<(&str, &str)> = shown
+            .iter()
+            .filter(|(k, _)| *k != "VIGIL_TOKEN")
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain([("VIGIL_TOKEN", "s3cret-token-value")])
+            .collect();
+        let b2 = Agent::builder().from_lookup(env(&again)).unwrap();
+        assert_eq!(b2.effective_settings(), shown);
+        // Defaults are shown too (the probe interval that follows a short tick included).
+        let d = Agent::builder()
+            .tick(Duration::from_millis(200))
+            .unwrap()
+            .effective_settings();
+        let get = |k: &str| d.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+        assert_eq!(get("VIGIL_TICK"), "200ms");
+        assert_eq!(get("VIGIL_PROBE_INTERVAL"), "50ms");
+        assert_eq!(get("VIGIL_TOKEN"), "(none)");
+        assert_eq!(get("VIGIL_DATA_DIR"), "vigil-data");
+    }
+
+    #[test]
+    fn durations_are_written_in_their_largest_exact_unit_and_read_back() {
+        for (d, text) in [
+            (Duration::from_secs(86_400), "1d"),
+            (Duration::from_secs(7_200), "2h"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_micros(1_500), "1500us"),
+            (Duration::from_nanos(7), "7ns"),
+            (Duration::ZERO, "0ns"),
+        ] {
+            assert_eq!(format_duration(d), text);
+            assert_eq!(crate::parse_duration(text), Some(d), "{text}");
+        }
     }
 
     #[test]
