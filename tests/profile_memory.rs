@@ -17,21 +17,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// This process's resident memory, bytes.
-fn rss() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: f64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb * 1024.0
-}
-
 /// Deep, varied stacks on two threads while the profile runs: many distinct stacks fill more of the
 /// profiler's table than one hot loop would.
 #[inline(never)]

@@ -545,7 +545,7 @@ pub const INFERENCE_ANOMALIES: Known = k(
 impl Known {
     /// The spec of this signal (for a per-device or per-type signal, use [`Known::spec_named`]).
     pub fn spec(&self) -> SignalSpec {
-        SignalSpec::named(self.name.to_owned(), self.unit, self.kind)
+        self.spec_named(self.name.to_owned())
     }
 
     /// The spec of a signal of this entry under another name (`gpu0_memory_used_bytes`,
@@ -613,7 +613,7 @@ pub fn lookup(signal: &str) -> Option<Known> {
 /// The spec of a known signal, by its full name (`gpu0_memory_used_bytes`, `inference_anomalies_oom`);
 /// `None` for names the vocabulary does not know.
 pub fn spec(signal: &str) -> Option<SignalSpec> {
-    lookup(signal).map(|k| SignalSpec::named(signal.to_owned(), k.unit, k.kind))
+    lookup(signal).map(|k| k.spec_named(signal.to_owned()))
 }
 
 /// The signal a CSV column records: a known counter's column is `<signal>_total` (Prometheus
@@ -623,10 +623,10 @@ pub fn column_signal(column: &str) -> SignalSpec {
     if let Some(base) = column.strip_suffix("_total")
         && let Some(k) = lookup(base).filter(|k| k.kind == C)
     {
-        return SignalSpec::named(base.to_owned(), k.unit, k.kind);
+        return k.spec_named(base.to_owned());
     }
     if let Some(k) = lookup(column).filter(|k| k.kind == G) {
-        return SignalSpec::named(column.to_owned(), k.unit, k.kind);
+        return k.spec_named(column.to_owned());
     }
     let kind = if column.ends_with("_total") { C } else { G };
     SignalSpec::named(column.to_owned(), Unit::Value, kind)
@@ -699,7 +699,7 @@ mod tests {
     #[test]
     fn recorded_columns_map_back_to_the_agents_signals() {
         for known in signals().filter(|k| !k.metric.starts_with("vigil_gpu_")) {
-            let spec = SignalSpec::named(known.name.to_owned(), known.unit, known.kind);
+            let spec = known.spec();
             assert_eq!(column_signal(&column_name(&spec)), spec, "{}", known.name);
         }
         let gpu = spec("gpu0_power_watts").unwrap();

@@ -77,6 +77,15 @@ impl GpuMode {
             _ => None,
         }
     }
+
+    /// The name [`GpuMode::parse`] reads back.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Off => "off",
+            Self::Nvml => "nvml",
+        }
+    }
 }
 
 /// Opens the source a [`GpuMode`] asks for.
@@ -117,6 +126,9 @@ mod tests {
         assert_eq!(GpuMode::parse("AUTO"), Some(GpuMode::Auto));
         assert_eq!(GpuMode::parse("off"), Some(GpuMode::Off));
         assert_eq!(GpuMode::parse("nvml"), Some(GpuMode::Nvml));
+        for m in [GpuMode::Auto, GpuMode::Off, GpuMode::Nvml] {
+            assert_eq!(GpuMode::parse(m.as_str()), Some(m));
+        }
         assert_eq!(GpuMode::parse("cuda"), None);
         // Only what docs/CONFIG.md lists: no silent synonyms.
         for undocumented in ["none", "false", "0", "no", ""] {

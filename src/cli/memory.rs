@@ -81,7 +81,8 @@ impl Peak {
 
     /// The highest reading since the last call (or the start).
     fn take(&self) -> u64 {
-        self.max.swap(rss(), Ordering::Relaxed).max(rss())
+        let now = rss();
+        self.max.swap(now, Ordering::Relaxed).max(now)
     }
 }
 

@@ -262,3 +262,13 @@ pub fn start_prometheus(dir: &std::path::Path, port: u16) -> std::process::Child
             panic!("cannot start prometheus ({e}): run ./scripts/test, which installs it")
         })
 }
+
+/// This process's resident memory, bytes (`VmRSS` in `/proc/self/status`; Linux).
+pub fn rss() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap()
+        * 1024.0
+}

@@ -440,11 +440,9 @@ impl AgentBuilder {
         } else {
             default_probe_interval(self.tick)
         };
-        let gpu = match (&self.gpu_source, self.gpu) {
-            (Some(s), _) => format!("{} (a source the host set)", s.kind()),
-            (None, GpuMode::Auto) => "auto".to_owned(),
-            (None, GpuMode::Off) => "off".to_owned(),
-            (None, GpuMode::Nvml) => "nvml".to_owned(),
+        let gpu = match &self.gpu_source {
+            Some(s) => format!("{} (a source the host set)", s.kind()),
+            None => self.gpu.as_str().to_owned(),
         };
         let store = self.store.as_ref();
         let confidence = store.map_or_else(vigil_store::Confidence::default, |c| c.confidence);

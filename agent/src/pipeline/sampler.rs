@@ -348,11 +348,10 @@ pub(crate) fn check_reference(
 impl Sampler {
     /// The schema of the ticks this sampler stores: its signals' CSV columns and its feature names.
     pub(crate) fn store_schema(&self) -> vigil_store::SchemaInfo {
-        let sampler = self;
-        let schema = sampler.feature_schema();
+        let schema = self.feature_schema();
         vigil_store::SchemaInfo {
             hash: schema.hash_hex(),
-            columns: sampler
+            columns: self
                 .signals()
                 .specs()
                 .iter()
@@ -364,23 +363,20 @@ impl Sampler {
 
     /// This tick as stored: raw sample, features once the window is warm, score, open event.
     pub(crate) fn tick_record(&self) -> vigil_store::Write {
-        let sampler = self;
-        let sample = sampler.sample();
+        let sample = self.sample();
         let t = sample
             .timestamp()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let score = sampler.score();
+        let score = self.score();
         vigil_store::Write::Tick(vigil_store::TickRecord {
             t,
-            schema: sampler.feature_schema().hash_hex(),
+            schema: self.feature_schema().hash_hex(),
             sample: sample.values().to_vec(),
-            features: sampler
-                .is_warm()
-                .then(|| sampler.features().values().to_vec()),
+            features: self.is_warm().then(|| self.features().values().to_vec()),
             score: score.map(|s| s.value),
             raw: score.map(|s| s.raw),
-            event_id: sampler.current_event().map(|e| e.id),
+            event_id: self.current_event().map(|e| e.id),
         })
     }
 }
