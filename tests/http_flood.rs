@@ -17,17 +17,6 @@ const IDLE: usize = 2000;
 const TRICKLING: usize = 200;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The process's descriptor count and resident memory are what two of these tests measure: under
-/// `cargo test` (one process, tests on parallel threads) they take turns, as they do under nextest
-/// (one process each).
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -124,7 +113,6 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
 
 #[test]
 fn idle_and_trickling_floods_neither_lock_out_scrapes_nor_keep_descriptors() {
-    let _turn = turn();
     raise_fd_limit(8192);
     let rt = host_runtime();
     let host = host_port(&rt);
@@ -239,7 +227,6 @@ fn idle_and_trickling_floods_neither_lock_out_scrapes_nor_keep_descriptors() {
 /// whole request has not arrived within the idle timeout. A complete body still reaches its handler.
 #[test]
 fn slow_request_bodies_neither_lock_out_scrapes_nor_stay_open() {
-    let _turn = turn();
     let rt = host_runtime();
     let agent = fast_agent(100)
         .http_max_connections(4)
@@ -302,7 +289,6 @@ fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
 
 #[test]
 fn hyper_s_own_error_replies_carry_a_json_body_like_every_other_error() {
-    let _turn = turn();
     let rt = host_runtime();
     let agent = fast_agent(100).start(rt.handle()).unwrap();
     let addr = agent.local_addr();
@@ -350,7 +336,6 @@ fn hyper_s_own_error_replies_carry_a_json_body_like_every_other_error() {
 
 #[test]
 fn the_memory_a_connection_flood_took_is_handed_back() {
-    let _turn = turn();
     raise_fd_limit(4096);
     let rt = host_runtime();
     let agent = fast_agent(100).start(rt.handle()).unwrap();

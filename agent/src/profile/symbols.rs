@@ -240,7 +240,9 @@ fn symbol_names(f: &std::fs::File, addrs: &[u64]) -> Option<Vec<Option<String>>>
     let shoff = le_u64(&header, 0x28)?;
     let shentsize = usize::from(le_u16(&header, 0x3a)?);
     let shnum = usize::from(le_u16(&header, 0x3c)?);
-    if shentsize < 64 || shnum == 0 || shnum > 65_535 {
+    // ELF64 section headers are 64 bytes and symbols 24: anything else is not a file to trust with
+    // an allocation sized from its header.
+    if shentsize != 64 || shnum == 0 {
         return None;
     }
     let mut raw = vec![0u8; shentsize * shnum];
@@ -263,7 +265,7 @@ fn symbol_names(f: &std::fs::File, addrs: &[u64]) -> Option<Vec<Option<String>>>
         .or_else(|| sections.iter().find(|s| s.kind == SHT_DYNSYM))?;
     let strings = *sections.get(usize::try_from(table.link).ok()?)?;
     let entsize = usize::try_from(table.entsize).ok()?;
-    if entsize < 24 {
+    if entsize != 24 {
         return None;
     }
     // Best symbol so far per address: (its size, its name's offset).
@@ -371,6 +373,33 @@ mod tests {
         assert_eq!(got[&wild].name, "0x10");
         assert_eq!(got[&wild].object, None);
         let _ = vigil_symbols_test_target(1);
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_file_gives_no_names_and_no_allocation_sized_from_its_header() {
+        let dir = std::env::temp_dir().join(format!("vigil-symbols-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("odd.elf");
+        let mut header = vec![0u8; 64];
+        header[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        header[0x28..0x30].copy_from_slice(&64u64.to_le_bytes());
+        // 65,535 section headers of 65,535 bytes each: 4 GiB if believed.
+        header[0x3a..0x3c].copy_from_slice(&u16::MAX.to_le_bytes());
+        header[0x3c..0x3e].copy_from_slice(&u16::MAX.to_le_bytes());
+        std::fs::write(&path, &header).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        assert_eq!(symbol_names(&f, &[0x1000]), None);
+        // Standard sizes, but the section headers are past the end of the file.
+        header[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        header[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        std::fs::write(&path, &header).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        assert_eq!(symbol_names(&f, &[0x1000]), None);
+        // Not ELF at all.
+        std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        assert_eq!(symbol_names(&f, &[0x1000]), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
