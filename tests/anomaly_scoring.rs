@@ -15,7 +15,6 @@ fn quick(tick_ms: u64) -> vigil::AgentBuilder {
     fast_agent(tick_ms)
         .horizons(Horizons::new(5, 20).unwrap())
         .warm_up(Duration::from_secs(1))
-        .unwrap()
 }
 
 #[test]

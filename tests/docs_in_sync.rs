@@ -24,7 +24,7 @@ fn env_vars_in(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_variable_the_builder_reads_is_a_row_of_the_config_table() {
-    let code = read("agent/src/config/builder.rs");
+    let code = read("agent/src/config/env.rs");
     let vars = env_vars_in(&code);
     assert!(vars.len() >= 10, "found only {vars:?}");
     let doc = read("docs/CONFIG.md");

@@ -117,8 +117,8 @@ fn write_csv(path: &Path, header: &str, live: &[Live]) {
 #[test]
 fn the_agent_and_vigil_score_agree_on_a_recorded_run() {
     let tick = Duration::from_millis(50);
-    let builder = fast_agent(50).warm_up(tick * 60).unwrap();
-    let cfg = builder.engine_config();
+    let builder = fast_agent(50).warm_up(tick * 60);
+    let cfg = builder.check().unwrap().engine_config();
     let (header, live) = drive(builder, 260, 200..215);
     let d = dir("score");
     let csv = d.join("run.csv");

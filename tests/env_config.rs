@@ -42,4 +42,35 @@ fn from_env_reads_vigil_variables_and_names_the_bad_one() {
         msg.contains("VIGIL_TICK") && msg.contains("\"often\""),
         "{msg}"
     );
+
+    // Out of range parses, and the one validation step (run by `start`) names the variable.
+    // SAFETY: as above.
+    unsafe { std::env::set_var("VIGIL_TICK", "5ms") };
+    let config = vigil::Config::from_env().unwrap();
+    let err = config.clone().check().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            vigil::Error::Env {
+                var: "VIGIL_TICK",
+                ..
+            }
+        ) && err.to_string().contains("10ms to 1h"),
+        "{err}"
+    );
+    let err = vigil::Agent::builder()
+        .from_env()
+        .unwrap()
+        .start(rt.handle())
+        .unwrap_err();
+    assert!(err.to_string().contains("VIGIL_TICK"), "{err}");
+
+    // Code has the last word: the same environment, the tick fixed in the Config, starts.
+    let mut config = config;
+    config.tick = std::time::Duration::from_millis(50);
+    let agent = vigil::Agent::with_config(config)
+        .start(rt.handle())
+        .unwrap();
+    assert_eq!(next_samples(&agent, 2).len(), 2);
+    agent.shutdown();
 }

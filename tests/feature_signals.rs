@@ -97,11 +97,7 @@ fn a_host_with_a_gpu_has_its_own_schema_and_foreign_references_are_refused() {
 #[test]
 fn drift_against_a_quiet_reference_flags_the_shifted_feature() {
     let rt = host_runtime();
-    let agent = fast_agent(50)
-        .drift_window(20)
-        .unwrap()
-        .start(rt.handle())
-        .unwrap();
+    let agent = fast_agent(50).drift_window(20).start(rt.handle()).unwrap();
     let s = scrape(agent.local_addr());
     assert!(
         s.value("vigil_feature_drift_max_psi").is_nan(),

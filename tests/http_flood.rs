@@ -118,7 +118,6 @@ fn idle_and_trickling_floods_neither_lock_out_scrapes_nor_keep_descriptors() {
     let host = host_port(&rt);
     let agent = fast_agent(100)
         .http_idle_timeout(IDLE_TIMEOUT)
-        .unwrap()
         .start(rt.handle())
         .unwrap();
     let addr = agent.local_addr();
@@ -230,9 +229,7 @@ fn slow_request_bodies_neither_lock_out_scrapes_nor_stay_open() {
     let rt = host_runtime();
     let agent = fast_agent(100)
         .http_max_connections(4)
-        .unwrap()
         .http_idle_timeout(IDLE_TIMEOUT)
-        .unwrap()
         .start(rt.handle())
         .unwrap();
     let addr = agent.local_addr();

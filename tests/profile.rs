@@ -235,10 +235,8 @@ fn an_event_is_profiled_and_the_profile_is_kept_and_served_with_it() {
     let agent = fast_agent(20)
         .horizons(vigil::features::Horizons::new(5, 20).unwrap())
         .warm_up(Duration::from_secs(1))
-        .unwrap()
         .data_dir(Some(dir.clone()))
         .event_profiles(Some(Duration::from_secs(1)), Duration::ZERO)
-        .unwrap()
         .start(rt.handle())
         .unwrap();
     let addr = agent.local_addr();

@@ -38,7 +38,6 @@ fn a_profile_steps_resident_memory_by_less_than_two_megabytes() {
     let agent = fast_agent(100)
         .data_dir(Some(dir.clone()))
         .event_profiles(Some(Duration::from_secs(1)), Duration::from_secs(60))
-        .unwrap()
         .start(rt.handle())
         .unwrap();
     let addr = agent.local_addr();

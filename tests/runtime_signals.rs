@@ -37,9 +37,7 @@ fn every_worker_blocked_counts_a_stall_and_the_full_latency() {
     let rt = host_runtime();
     let agent = fast_agent(100)
         .probe_interval(Duration::from_millis(5))
-        .unwrap()
         .stall_threshold(Duration::from_millis(100))
-        .unwrap()
         .start(rt.handle())
         .unwrap();
     next_samples(&agent, 2);

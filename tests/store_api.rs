@@ -200,7 +200,6 @@ fn write_endpoints_off_loopback_need_the_token_and_the_agent_refuses_to_start_wi
         .listen("0.0.0.0:0".parse().unwrap())
         .data_dir(Some(dir.clone()))
         .token(token)
-        .unwrap()
         .start(rt.handle())
         .unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", agent.local_addr().port())
@@ -423,7 +422,6 @@ fn retrains_are_gated_counted_and_recorded_and_a_model_reloads_and_rolls_back() 
     let dir = temp_dir("retrain");
     let agent = fast_agent(20)
         .warm_up(Duration::from_secs(1))
-        .unwrap()
         .data_dir(Some(dir.clone()))
         .start(rt.handle())
         .unwrap();
@@ -609,7 +607,6 @@ fn a_model_replaced_on_disk_is_picked_up_and_a_broken_one_is_refused() {
     let dir = temp_dir("hot-reload");
     let first = fast_agent(20)
         .warm_up(Duration::from_secs(1))
-        .unwrap()
         .data_dir(Some(dir.clone()))
         .start(rt.handle())
         .unwrap();
@@ -632,7 +629,6 @@ fn a_model_replaced_on_disk_is_picked_up_and_a_broken_one_is_refused() {
     let agent = fast_agent(20)
         .model_path(&file)
         .model_poll(Some(Duration::from_millis(100)))
-        .unwrap()
         .data_dir(Some(dir2.clone()))
         .start(rt.handle())
         .unwrap();

@@ -15,7 +15,6 @@ fn start_on(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> vigil::Agent
     fast_agent(50)
         .data_dir(Some(dir.to_owned()))
         .event_profiles(Some(Duration::from_secs(1)), Duration::from_secs(60))
-        .unwrap()
         .start(rt.handle())
         .unwrap()
 }

@@ -37,12 +37,13 @@ pub use alloc::{
     AllocStats, CountingAlloc, SHARDS, agent_alloc_stats, alloc_stats, alloc_tracking_enabled,
     mark_agent_thread,
 };
-pub use config::builder::{
-    Agent, AgentBuilder, DEFAULT_DRIFT_WINDOW, DEFAULT_FALSE_EVENTS_PER_DAY,
+pub use config::builder::{Agent, AgentBuilder};
+pub use config::duration::{DURATION_SYNTAX, parse_duration};
+pub use config::settings::{
+    CheckedConfig, Config, DEFAULT_DRIFT_WINDOW, DEFAULT_FALSE_EVENTS_PER_DAY,
     DEFAULT_PROBE_INTERVAL, DEFAULT_REFIT_INTERVAL, DEFAULT_STALL_THRESHOLD, DEFAULT_TICK,
     DEFAULT_WARM_UP,
 };
-pub use config::duration::{DURATION_SYNTAX, parse_duration};
 #[cfg(feature = "console")]
 pub use console::console_layer;
 pub use error::Error;

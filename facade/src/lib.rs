@@ -20,7 +20,8 @@
 //! its own thread, allocations, CPU and memory, NVIDIA GPUs through NVML) and exports it to Prometheus.
 //! See `docs/ARCHITECTURE.md` for how the pieces fit and `docs/METRICS.md` for every series.
 //!
-//! What a host needs is at the top of this crate: [`Agent`] (its builder, handle and errors),
+//! What a host needs is at the top of this crate: [`Agent`] (its builder, handle and errors), its
+//! settings as plain data ([`Config`], checked once into a [`CheckedConfig`]),
 //! [`CountingAlloc`], the [`observe`](macro@observe) attribute and its runtime, and the [`Event`]s the agent
 //! reports. [`offline`] is the API the `vigil` command line is built on (engine, model files,
 //! signals and windows), for scripting the same work in Rust. The crates behind them are reachable
@@ -29,8 +30,8 @@
 #[cfg(feature = "console")]
 pub use vigil_agent::console_layer;
 pub use vigil_agent::{
-    Agent, AgentBuilder, AgentHandle, AllocStats, CountingAlloc, Error, Event, EventNotice,
-    GpuMode, alloc_stats,
+    Agent, AgentBuilder, AgentHandle, AllocStats, CheckedConfig, Config, CountingAlloc, Error,
+    Event, EventNotice, GpuMode, alloc_stats,
 };
 #[doc(hidden)]
 pub use vigil_agent::{Sampler, agent_alloc_stats, alloc_tracking_enabled, mark_agent_thread};

@@ -1,9 +1,9 @@
 //! The per-call guard the macro expansion creates.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
-use crate::series::{Series, series};
+use crate::clock::{self, Stamp};
+use crate::series::{Series, series, series_cached};
 use crate::{AnomalyType, trace};
 
 /// A call site whose labels are both literals: the series is resolved once.
@@ -31,7 +31,7 @@ impl CallSite {
 #[derive(Debug)]
 pub struct Call {
     series: &'static Series,
-    start: Instant,
+    start: Stamp,
     finished: bool,
 }
 
@@ -39,7 +39,7 @@ pub struct Call {
 #[doc(hidden)]
 #[inline]
 pub fn begin(model: &str, stage: &str) -> Call {
-    Call::start(series(model, stage))
+    Call::start(series_cached(model, stage))
 }
 
 /// Starts a call at a site with literal labels.
@@ -54,7 +54,7 @@ impl Call {
     fn start(series: &'static Series) -> Self {
         Self {
             series,
-            start: Instant::now(),
+            start: clock::now(),
             finished: false,
         }
     }
@@ -69,13 +69,11 @@ impl Call {
 
     #[inline]
     fn record(&self, anomaly: Option<AnomalyType>) {
-        let elapsed = self.start.elapsed();
-        let secs = elapsed.as_secs_f64();
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = self.series.observe(secs, nanos);
+        let nanos = clock::elapsed_nanos(self.start);
+        let bucket = self.series.observe(nanos);
         if let Some(kind) = anomaly {
             self.series
-                .record_failure(kind, bucket, secs, trace::current());
+                .record_failure(kind, bucket, nanos as f64 / 1e9, trace::current());
         }
     }
 }

@@ -28,8 +28,9 @@
 //! trace id of the failing request ([`TraceContext`]) is attached as an OpenMetrics exemplar on the
 //! anomaly counter and on the duration bucket, never as a label.
 //!
-//! The hot path is atomics only: a successful call costs two clock reads, one label lookup and two relaxed
-//! atomic adds. With `ENABLE_AI_OBSERVABILITY=false` (or [`set_enabled`]`(false)`) an annotated call does
+//! The hot path is atomics only: a successful call costs two clock reads (the CPU's time-stamp counter
+//! where the kernel uses it as its clock, calibrated without waiting; the monotonic clock elsewhere:
+//! [`clock_source`]), one label lookup and two relaxed atomic adds. With `ENABLE_AI_OBSERVABILITY=false` (or [`set_enabled`]`(false)`) an annotated call does
 //! one relaxed atomic load and nothing else.
 //!
 //! This crate owns no registry: the Vigil agent serves these series beside its own at `GET /metrics`
@@ -38,6 +39,7 @@
 
 mod anomaly;
 mod call;
+mod clock;
 mod encode;
 mod output;
 mod series;
@@ -46,6 +48,7 @@ mod trace;
 
 pub use anomaly::{AnomalyType, ClassifyAnomaly, classify_std_error};
 pub use call::Call;
+pub use clock::clock_source;
 pub use encode::{
     ANOMALY_HELP, DURATION_HELP, ERRORS_HELP, encode_openmetrics, encode_prometheus_text,
 };

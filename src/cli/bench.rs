@@ -106,8 +106,9 @@ struct Row {
 /// The agent's engine settings in a bench run (what the scenes' agents use, and what a replay uses).
 pub(crate) fn bench_engine(tick: Duration) -> anyhow::Result<vigil::models::EngineConfig> {
     Ok(vigil::Agent::builder()
-        .tick(tick)?
-        .warm_up(tick * WARM_UP_WINDOWS)?
+        .tick(tick)
+        .warm_up(tick * WARM_UP_WINDOWS)
+        .check()?
         .engine_config())
 }
 

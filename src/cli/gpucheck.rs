@@ -348,7 +348,7 @@ fn agent_with_a_lost_gpu(
         silent,
     };
     let agent = vigil::Agent::builder()
-        .tick(Duration::from_millis(100))?
+        .tick(Duration::from_millis(100))
         .data_dir(None)
         .listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
         .gpu_source(source)

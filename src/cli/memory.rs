@@ -214,8 +214,8 @@ fn measure(
     let agent = vigil::Agent::builder()
         .listen("127.0.0.1:0".parse()?)
         .gpu(vigil::GpuMode::Off)
-        .tick(tick)?
-        .warm_up(warm_up)?
+        .tick(tick)
+        .warm_up(warm_up)
         .data_dir(Some(data_dir.to_path_buf()))
         .start(host.handle())?;
     let start_seconds = started.elapsed().as_secs_f64();

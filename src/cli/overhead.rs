@@ -173,9 +173,9 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
                 let mut b = vigil::Agent::builder()
                     .listen("127.0.0.1:0".parse()?)
                     .gpu(vigil::GpuMode::Off)
-                    .tick(tick)?;
+                    .tick(tick);
                 if let Some(p) = probe_interval {
-                    b = b.probe_interval(p)?;
+                    b = b.probe_interval(p);
                 }
                 Some(b.start(host.handle())?)
             };

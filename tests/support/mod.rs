@@ -35,11 +35,9 @@ pub fn fast_agent(tick_ms: u64) -> vigil::AgentBuilder {
     vigil::Agent::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .tick(Duration::from_millis(tick_ms))
-        .unwrap()
         .gpu(vigil::GpuMode::Off)
         .data_dir(None)
         .event_profiles(None, Duration::from_secs(60))
-        .unwrap()
 }
 
 /// A fresh, empty directory under the system's temp dir for one test.

@@ -178,7 +178,7 @@ impl Scene {
             ..GpuLeak::default()
         });
         // Defaults, then VIGIL_* variables (the demo), then explicit settings.
-        let mut builder = vigil::Agent::builder().warm_up(Duration::from_secs(60))?;
+        let mut builder = vigil::Agent::builder().warm_up(Duration::from_secs(60));
         if cfg.from_env {
             // The demo is a host like any other: VIGIL_DATA_DIR (default ./vigil-data) applies.
             builder = builder.from_env()?;
@@ -187,10 +187,10 @@ impl Scene {
             builder = builder.data_dir(None);
         }
         if let Some(t) = cfg.tick {
-            builder = builder.tick(t)?;
+            builder = builder.tick(t);
         }
         if let Some(w) = cfg.warm_up {
-            builder = builder.warm_up(w)?;
+            builder = builder.warm_up(w);
         }
         // The scripted device lets the GPU leak be injected anywhere; with a real one, NVML reads it.
         builder = if real_gpu {
