@@ -60,6 +60,12 @@ fn autometrics_peer(x: f32) -> Result<f32, ModelError> {
 fn bench(c: &mut Criterion) {
     autometrics::settings::AutometricsSettings::builder().init();
     vigil::observe::set_enabled(true);
+    // As in a served process: the agent's tick or a scrape reads the series, which decides and then
+    // calibrates the calls' clock (50 ms apart); calls before that use the monotonic clock.
+    let _ = vigil::observe::totals();
+    std::thread::sleep(Duration::from_millis(60));
+    let _ = vigil::observe::totals();
+    println!("observe clock: {}", vigil::observe::clock_source());
     let model = String::from("llama-3-8b");
     let mut g = c.benchmark_group("observe_call");
     g.bench_function("baseline", |b| b.iter(|| baseline(black_box(1.5))));

@@ -10,11 +10,15 @@
 //! Anything else (another architecture, another clocksource, a sysfs that cannot be read) uses
 //! `Instant`.
 //!
-//! Calibration never blocks a call: the first call records an anchor (counter, `Instant`), and calls
-//! are timed with `Instant` until one ends at least [`CALIBRATION_SPAN`] after the anchor; that call
-//! computes the counter's rate over the span and from then on calls read the counter. The two reads
-//! of each pair bracket each other, and a pair whose reads are far apart (the thread was preempted
-//! between them) is not used.
+//! No clock work ever runs on a host's call: calls read `MODE` and then either the counter or
+//! `Instant`. Deciding (one read of a sysfs file) and calibrating happen in [`tend`], which the
+//! readers of the series run: the agent's tick (through `totals`) and every scrape (through the
+//! encoders). The first of them records an anchor (counter, `Instant`); calls are timed with
+//! `Instant` until a later one, at least [`CALIBRATION_SPAN`] after the anchor, computes the
+//! counter's rate over the span; from then on calls read the counter. A process whose series are
+//! never read keeps `Instant` (its durations are never looked at). The two reads of each pair
+//! bracket each other, and a pair whose reads are far apart (the thread was preempted between them)
+//! is not used.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
@@ -49,7 +53,7 @@ pub(crate) fn now() -> Stamp {
     // Acquire: a thread that sees `COUNTER` sees the rate stored before it.
     match MODE.load(std::sync::atomic::Ordering::Acquire) {
         COUNTER => Stamp::Counter(counter::read()),
-        _ => Stamp::Monotonic(slow_start()),
+        _ => Stamp::Monotonic(Instant::now()),
     }
 }
 
@@ -63,39 +67,42 @@ pub(crate) fn elapsed_nanos(start: Stamp) -> u64 {
             // `as` saturates: a negative or huge product cannot wrap.
             (ticks as f64 * rate) as u64
         }
-        Stamp::Monotonic(t0) => {
-            let nanos = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            if MODE.load(Relaxed) == CALIBRATING {
-                calibrate();
-            }
-            nanos
-        }
+        Stamp::Monotonic(t0) => u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX),
     }
 }
 
-/// `Instant::now`, deciding the clock on the process's first call.
-#[cold]
-fn slow_start() -> Instant {
-    if MODE.load(Relaxed) == UNDECIDED {
-        let anchor = ANCHOR.get_or_init(|| {
-            if counter::trusted() {
-                counter::pair()
-            } else {
-                None
-            }
-        });
-        let _ = MODE.compare_exchange(
-            UNDECIDED,
-            if anchor.is_some() {
-                CALIBRATING
-            } else {
-                MONOTONIC
-            },
-            Relaxed,
-            Relaxed,
-        );
+/// Moves the clock on, off the host's calls: decides it the first time (is the kernel's clock the
+/// counter? one sysfs read), then calibrates once the span since the anchor has passed. One atomic
+/// load once decided. Run by the series' readers (the agent's tick, scrapes).
+#[inline]
+pub(crate) fn tend() {
+    match MODE.load(Relaxed) {
+        UNDECIDED => decide(),
+        CALIBRATING => calibrate(),
+        _ => {}
     }
-    Instant::now()
+}
+
+/// Reads the kernel's clocksource and takes the anchor.
+#[cold]
+fn decide() {
+    let anchor = ANCHOR.get_or_init(|| {
+        if counter::trusted() {
+            counter::pair()
+        } else {
+            None
+        }
+    });
+    let _ = MODE.compare_exchange(
+        UNDECIDED,
+        if anchor.is_some() {
+            CALIBRATING
+        } else {
+            MONOTONIC
+        },
+        Relaxed,
+        Relaxed,
+    );
 }
 
 /// Measures the counter's rate once the span since the anchor is long enough.
@@ -122,8 +129,9 @@ fn calibrate() {
     MODE.store(COUNTER, std::sync::atomic::Ordering::Release);
 }
 
-/// Which clock calls are timed with now: `"tsc"` or `"monotonic"` (`"calibrating"` between the first
-/// call and the end of the calibration span, `"undecided"` before the first call).
+/// Which clock calls are timed with now: `"tsc"` or `"monotonic"` (`"undecided"` until the series are
+/// first read — by the agent's tick or a scrape — and `"calibrating"` from then until the first read
+/// at least 50 ms later; calls use the monotonic clock in both).
 pub fn clock_source() -> &'static str {
     match MODE.load(Relaxed) {
         COUNTER => "tsc",
@@ -190,21 +198,24 @@ mod tests {
 
     #[test]
     fn the_clock_decides_calibrates_and_then_agrees_with_instant() {
-        let fresh = clock_source() == "undecided";
-        let first = now();
-        if fresh {
+        // Calls alone never decide: they keep the monotonic clock until a reader tends it.
+        if clock_source() == "undecided" {
+            let s = now();
+            let _ = elapsed_nanos(s);
             assert!(
-                matches!(first, Stamp::Monotonic(_)),
+                matches!(s, Stamp::Monotonic(_)),
                 "no counter before calibration"
             );
+            assert_eq!(clock_source(), "undecided", "a call decided the clock");
         }
+        tend();
         assert_ne!(clock_source(), "undecided");
-        // Calls keep ending until the span has passed; one of them calibrates.
+        // Readers keep tending until the span has passed; one of them calibrates.
         let deadline = Instant::now() + CALIBRATION_SPAN * 4;
         while Instant::now() < deadline && clock_source() == "calibrating" {
-            let s = now();
+            assert!(matches!(now(), Stamp::Monotonic(_)));
             std::thread::sleep(Duration::from_millis(5));
-            let _ = elapsed_nanos(s);
+            tend();
         }
         let expect_counter = counter::trusted();
         assert_eq!(

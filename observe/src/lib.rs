@@ -29,7 +29,8 @@
 //! anomaly counter and on the duration bucket, never as a label.
 //!
 //! The hot path is atomics only: a successful call costs two clock reads (the CPU's time-stamp counter
-//! where the kernel uses it as its clock, calibrated without waiting; the monotonic clock elsewhere:
+//! where the kernel uses it as its clock, decided and calibrated by the series' readers — the agent's
+//! tick and scrapes — never by a call; the monotonic clock elsewhere and until then:
 //! [`clock_source`]), one label lookup and two relaxed atomic adds. With `ENABLE_AI_OBSERVABILITY=false` (or [`set_enabled`]`(false)`) an annotated call does
 //! one relaxed atomic load and nothing else.
 //!

@@ -242,6 +242,8 @@ pub(crate) fn series(model: &str, stage: &str) -> &'static Series {
 /// of series (pointers, at most the label cap plus the overflow stages): `f` runs without it, so a
 /// host call that creates a new `(model, stage)` series never waits for a scrape or a tick's sum.
 pub(crate) fn for_each(mut f: impl FnMut(&'static Series)) {
+    // Readers (the agent's tick, scrapes) decide and calibrate the calls' clock, never the calls.
+    crate::clock::tend();
     let all: Vec<&'static Series> = {
         let t = TABLE.read().unwrap_or_else(PoisonError::into_inner);
         t.as_ref().map(|t| t.all.clone()).unwrap_or_default()

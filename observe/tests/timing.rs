@@ -34,14 +34,22 @@ fn bucket(model: &str, le: &str) -> f64 {
 #[test]
 fn calls_are_timed_right_before_and_after_the_clock_calibrates() {
     let mut measured = 0.0;
-    // 12 calls of 30 ms: the first ones on the monotonic clock, the rest after calibration (50 ms).
+    // 12 calls of 30 ms with a scrape after each, as an exporter would: calls stay on the monotonic
+    // clock until a scrape decides it, then until one 50 ms later calibrates it; the rest read the
+    // counter where the kernel uses it.
+    let mut sources = Vec::new();
     for _ in 0..12 {
         let t = Instant::now();
         sleep_for(Duration::from_millis(30)).unwrap();
         measured += t.elapsed().as_secs_f64();
+        let _ = text();
+        sources.push(vigil_observe::clock_source());
     }
     let source = vigil_observe::clock_source();
-    assert!(["tsc", "monotonic"].contains(&source), "{source}");
+    assert!(
+        ["tsc", "monotonic"].contains(&source),
+        "{source} after {sources:?}"
+    );
     // 30 ms sleeps: never under 25 ms; on a loaded machine some may overrun 50 ms, none 1 s.
     assert_eq!(bucket("timing-model", "0.025"), 0.0);
     assert_eq!(bucket("timing-model", "1"), 12.0);
