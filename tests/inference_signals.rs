@@ -26,12 +26,17 @@ fn inference_series_and_signals_meet_the_runtime_signals() {
     let rt = host_runtime();
     let agent = fast_agent(100).start(rt.handle()).unwrap();
     let before = next_samples(&agent, 1).remove(0);
+    // The agent's tick reads the series, which decides the calls' clock; no call did.
+    assert_ne!(vigil::observe::clock_source(), "undecided");
     rt.block_on(async {
         for i in 0..40 {
             let _ = predict("llama-3-8b", i % 4 == 0).await;
         }
     });
     let after = next_samples(&agent, 2);
+    // Two ticks later the span has passed: the clock is calibrated (or the monotonic clock).
+    let clock = vigil::observe::clock_source();
+    assert!(["tsc", "monotonic"].contains(&clock), "{clock}");
     let s = &after[1];
     let calls = signal(s, "inference_calls") - signal(&before, "inference_calls");
     let errors = signal(s, "inference_errors") - signal(&before, "inference_errors");
