@@ -186,3 +186,65 @@ fn bench_corpus_refuses_what_it_cannot_use() {
         "{err}"
     );
 }
+
+/// `vigil bench corpus` takes the engine flags `vigil score` takes (the false-event budget, the
+/// warm-up, the tick, the refit cadence) for both of the engine's ways; the z rules keep their own
+/// budget. A value the engine cannot use is refused at parsing, naming the flag.
+#[test]
+fn bench_corpus_takes_the_engine_flags() {
+    let d = tmpdir("corpus-flags");
+    let corpus = d.0.join("corpus");
+    series(&corpus.join("svc"), 13, false);
+    let run = |extra: &[&str]| -> Value {
+        let json = d.0.join("out.json");
+        let mut args = vec!["bench", "corpus", s(&corpus), "--json", s(&json)];
+        args.extend_from_slice(extra);
+        let out = vigil(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+    };
+    let default = run(&[]);
+    let tuned = run(&[
+        "--false-events-per-day",
+        "4",
+        "--warm-up-windows",
+        "120",
+        "--refit-every",
+        "0",
+        "--tick-seconds",
+        "30",
+    ]);
+    // The report says what produced it: `null` where the value is derived from the rows.
+    assert_eq!(
+        default["settings"],
+        serde_json::json!({"tick_seconds": null, "warm_up_windows": 300, "refit_every": null,
+            "false_events_per_day": 1.0, "offline_hold_back": 0})
+    );
+    assert_eq!(
+        tuned["settings"],
+        serde_json::json!({"tick_seconds": 30.0, "warm_up_windows": 120, "refit_every": 0,
+            "false_events_per_day": 4.0, "offline_hold_back": 0})
+    );
+    // The z rules keep their own budget whatever the engine's flags.
+    for rule in ["static_z", "rolling_z"] {
+        assert_eq!(default["pooled"][rule], tuned["pooled"][rule], "{rule}");
+    }
+    for bad in ["0", "-1", "NaN", "lots"] {
+        let out = vigil(&[
+            "bench",
+            "corpus",
+            s(&corpus),
+            &format!("--false-events-per-day={bad}"),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains("--false-events-per-day") && err.contains("not a number above zero"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -41,7 +41,8 @@ pub(crate) struct CorpusArgs {
     /// A directory of series, one sub-directory each with `train.csv`, `test.csv` and
     /// `test_labels.csv` (`timestamp,label`, 1 = anomalous row), plain or gzip'd (`.gz`).
     dir: PathBuf,
-    /// Write the results as JSON here: `{"pooled": {METHOD: M}, "series": {NAME: {METHOD: M}}}`.
+    /// Write the results as JSON here: `{"settings": {FLAG: VALUE}, "pooled": {METHOD: M}, "series":
+    /// {NAME: {METHOD: M}}}`.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Only the series whose directory name is this (repeatable).
@@ -52,6 +53,10 @@ pub(crate) struct CorpusArgs {
     /// as a model file is in production. 0 (the default): trained on every training row.
     #[arg(long, value_name = "ROWS", default_value_t = 0)]
     offline_hold_back: usize,
+    /// The engine's settings for both of its ways, as `vigil score` takes them (the false-event
+    /// budget is the operator's precision/recall knob).
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 /// The methods, in the order they are reported.
@@ -108,7 +113,7 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.next());
                     let Some(dir) = next else { break };
-                    let r = measure(&dir, args.offline_hold_back);
+                    let r = measure(&dir, args.offline_hold_back, &args.engine);
                     if let Ok(mut out) = results.lock() {
                         out.push((dir, r));
                     }
@@ -133,7 +138,12 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
         )
         .into());
     }
+    let mut settings = args.engine.json();
+    if let Some(m) = settings.as_object_mut() {
+        m.insert("offline_hold_back".into(), json!(args.offline_hold_back));
+    }
     let report = json!({
+        "settings": settings,
         "pooled": METHODS.iter().map(|m| (m.to_string(), pooled.get(m).map_or(Value::Null, Counts::json))).collect::<serde_json::Map<_, _>>(),
         "series": per_series.iter().map(|(name, by)| (name.clone(), Value::Object(
             METHODS.iter().map(|m| (m.to_string(), by.get(m).map_or(Value::Null, Counts::json))).collect()
@@ -165,11 +175,15 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
 }
 
 /// One series: every method's counts.
-fn measure(dir: &Path, hold_back: usize) -> anyhow::Result<(String, Vec<(&'static str, Counts)>)> {
+fn measure(
+    dir: &Path,
+    hold_back: usize,
+    engine: &EngineArgs,
+) -> anyhow::Result<(String, Vec<(&'static str, Counts)>)> {
     let s = load(dir)?;
     let outcomes = [
-        ("agent", agent_way(&s)?),
-        ("offline", offline_way(&s, hold_back)?),
+        ("agent", agent_way(&s, engine)?),
+        ("offline", offline_way(&s, hold_back, engine)?),
         ("static_z", static_z(&s)),
         ("rolling_z", rolling_z(&s)),
     ];
@@ -328,9 +342,9 @@ fn tick_of(rows: &[(f64, Vec<f64>)]) -> f64 {
         .unwrap_or(1.0)
 }
 
-/// The engine settings `vigil score` derives for rows of this series.
-fn config(s: &Series) -> EngineConfig {
-    EngineArgs::defaults().config(tick_of(&s.train))
+/// The engine settings `vigil score` derives for rows of this series with these flags.
+fn config(s: &Series, engine: &EngineArgs) -> EngineConfig {
+    engine.config(tick_of(&s.train))
 }
 
 /// Records one test row's step.
@@ -347,10 +361,10 @@ fn empty_outcome(n: usize) -> Outcome {
 }
 
 /// Training then test rows through one engine with no model.
-fn agent_way(s: &Series) -> anyhow::Result<Outcome> {
+fn agent_way(s: &Series, engine: &EngineArgs) -> anyhow::Result<Outcome> {
     let mut engine = Engine::new(
         &s.signals,
-        config(s),
+        config(s, engine),
         None,
         Box::new(InlineTrainer::default()),
     )?;
@@ -367,8 +381,8 @@ fn agent_way(s: &Series) -> anyhow::Result<Outcome> {
 
 /// A model from the training windows (all but the last `hold_back` training rows), then the held
 /// back rows and the test rows scored with it (only the test rows are counted).
-fn offline_way(s: &Series, hold_back: usize) -> anyhow::Result<Outcome> {
-    let cfg = config(s);
+fn offline_way(s: &Series, hold_back: usize, engine: &EngineArgs) -> anyhow::Result<Outcome> {
+    let cfg = config(s, engine);
     let mut window = Window::new(&s.signals, cfg.horizons);
     let mut fv = vigil::features::FeatureVector::new(window.schema());
     let Some(fit_rows) = s.train.len().checked_sub(hold_back).filter(|&n| n > 0) else {

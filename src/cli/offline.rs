@@ -66,7 +66,7 @@ pub(crate) fn too_few_rows(path: &Path, rows: u64, needed: usize, what: &str) ->
 pub(crate) struct EngineArgs {
     /// Seconds between rows, for the false-alarm budget and rate floors (default: the median interval
     /// of the first 100 rows).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = positive)]
     tick_seconds: Option<f64>,
     /// Without --model: windows collected before the first model (the agent's warm-up divided by its
     /// tick; 300 for the default 5 minutes at 1 s).
@@ -76,19 +76,28 @@ pub(crate) struct EngineArgs {
     #[arg(long, value_name = "TICKS")]
     refit_every: Option<usize>,
     /// False anomaly events per day the threshold allows on normal behaviour.
-    #[arg(long, default_value_t = 1.0, value_name = "N")]
+    #[arg(long, default_value_t = 1.0, value_name = "N", value_parser = positive)]
     false_events_per_day: f64,
 }
 
+/// A finite number above zero (a flag's value; refused at parsing, naming the flag, exit 2).
+fn positive(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a number above zero")),
+    }
+}
+
 impl EngineArgs {
-    /// The flags' defaults: what `vigil score --csv FILE` runs with.
-    pub(crate) fn defaults() -> Self {
-        Self {
-            tick_seconds: None,
-            warm_up_windows: 300,
-            refit_every: None,
-            false_events_per_day: 1.0,
-        }
+    /// The flags as given (`null`: derived from the rows), for reports that must say what produced
+    /// them.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "tick_seconds": self.tick_seconds,
+            "warm_up_windows": self.warm_up_windows,
+            "refit_every": self.refit_every,
+            "false_events_per_day": self.false_events_per_day,
+        })
     }
 
     /// The settings of a cold-start run over rows `tick` seconds apart.
