@@ -69,6 +69,19 @@ fn series_with_step(dir: &Path, seed: u64, gzip: bool, step: Option<u64>) {
     write("test_labels", &labels);
 }
 
+/// `vigil bench corpus CORPUS --json JSON EXTRA…`, which must succeed; the JSON it wrote.
+fn run_corpus(corpus: &Path, json: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["bench", "corpus", s(corpus), "--json", s(json)];
+    args.extend_from_slice(extra);
+    let out = vigil(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+}
+
 #[test]
 fn bench_corpus_measures_every_method_on_every_series() {
     let d = tmpdir("corpus");
@@ -136,18 +149,7 @@ fn bench_corpus_offline_hold_back_trains_on_less_and_scores_the_rest() {
     let d = tmpdir("corpus-hold");
     let corpus = d.0.join("corpus");
     series_with_step(&corpus.join("svc"), 5, false, Some(1470));
-    let run = |extra: &[&str]| -> Value {
-        let json = d.0.join("out.json");
-        let mut args = vec!["bench", "corpus", s(&corpus), "--json", s(&json)];
-        args.extend_from_slice(extra);
-        let out = vigil(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
-    };
+    let run = |extra: &[&str]| run_corpus(&corpus, &d.0.join("out.json"), extra);
     let all = run(&[]);
     let held = run(&["--offline-hold-back", "100"]);
     assert_eq!(all["pooled"]["agent"], held["pooled"]["agent"]);
@@ -195,18 +197,7 @@ fn bench_corpus_takes_the_engine_flags() {
     let d = tmpdir("corpus-flags");
     let corpus = d.0.join("corpus");
     series(&corpus.join("svc"), 13, false);
-    let run = |extra: &[&str]| -> Value {
-        let json = d.0.join("out.json");
-        let mut args = vec!["bench", "corpus", s(&corpus), "--json", s(&json)];
-        args.extend_from_slice(extra);
-        let out = vigil(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
-    };
+    let run = |extra: &[&str]| run_corpus(&corpus, &d.0.join("out.json"), extra);
     let default = run(&[]);
     let tuned = run(&[
         "--false-events-per-day",
