@@ -13,24 +13,16 @@ pub const BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 const SLOTS: usize = BUCKETS.len() + 1;
-/// [`BUCKETS`] in nanoseconds (a call's duration is compared as an integer).
-const BUCKET_NANOS: [u64; 15] = [
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
-    30_000_000_000,
-    60_000_000_000,
-];
+/// [`BUCKETS`] in nanoseconds (a call's duration is compared as an integer), derived at compile time.
+const BUCKET_NANOS: [u64; 15] = {
+    let mut nanos = [0u64; 15];
+    let mut i = 0;
+    while i < BUCKETS.len() {
+        nanos[i] = (BUCKETS[i] * 1e9 + 0.5) as u64;
+        i += 1;
+    }
+    nanos
+};
 
 /// Default cap on distinct `(model, stage)` label sets.
 pub const DEFAULT_LABEL_CAP: usize = 1000;

@@ -178,13 +178,6 @@ impl Config {
                 "a whole number from 1 to 65536",
             )?;
         }
-        if let Some(s) = get("VIGIL_FALSE_EVENTS_PER_DAY")? {
-            self.false_events_per_day = number(
-                "VIGIL_FALSE_EVENTS_PER_DAY",
-                &s,
-                "a number from 0.001 to 1000",
-            )?;
-        }
         if let Some(s) = get("VIGIL_DATA_DIR")? {
             self.data_dir = crate::store::parse_data_dir(&s);
         }
@@ -200,16 +193,27 @@ impl Config {
         if let Some(s) = get("VIGIL_TOKEN")? {
             self.token = Some(s.trim().to_owned());
         }
-        if let Some(s) = get("VIGIL_LABEL_CONFIDENCE_HUMAN")? {
-            self.label_confidence_human =
-                number("VIGIL_LABEL_CONFIDENCE_HUMAN", &s, "a number from 0 to 1")?;
-        }
-        if let Some(s) = get("VIGIL_LABEL_CONFIDENCE_ALERTMANAGER")? {
-            self.label_confidence_alertmanager = number(
-                "VIGIL_LABEL_CONFIDENCE_ALERTMANAGER",
-                &s,
+        // Plain numbers (ranges are `check`'s).
+        for (var, field, accepts) in [
+            (
+                "VIGIL_FALSE_EVENTS_PER_DAY",
+                &mut self.false_events_per_day,
+                "a number from 0.001 to 1000",
+            ),
+            (
+                "VIGIL_LABEL_CONFIDENCE_HUMAN",
+                &mut self.label_confidence_human,
                 "a number from 0 to 1",
-            )?;
+            ),
+            (
+                "VIGIL_LABEL_CONFIDENCE_ALERTMANAGER",
+                &mut self.label_confidence_alertmanager,
+                "a number from 0 to 1",
+            ),
+        ] {
+            if let Some(s) = get(var)? {
+                *field = number(var, &s, accepts)?;
+            }
         }
         if let Some(s) = get("VIGIL_FEATURE_METRICS")? {
             self.feature_metrics = match s.trim().to_ascii_lowercase().as_str() {
