@@ -69,7 +69,7 @@ pub fn metrics(windows: &[(f64, f64, bool)], labels: &[Label], tick: f64) -> Met
             ttd.push(w.0 - l.start);
         }
     }
-    ttd.sort_by(f64::total_cmp);
+    ttd.sort_unstable_by(f64::total_cmp);
     let flagged = windows.iter().filter(|w| w.2).count();
     let true_flags = windows.iter().filter(|w| w.2 && inside(w.0)).count();
     let point_precision = if flagged > 0 {

@@ -194,7 +194,7 @@ pub const UNLABELLED_WEIGHT: f64 = 0.2;
 /// (1 − budget) quantile when there are enough windows to have one.
 pub fn calibrate(mut raw: Vec<f64>, budget: f64) -> f64 {
     raw.retain(|r| r.is_finite());
-    raw.sort_by(f64::total_cmp);
+    raw.sort_unstable_by(f64::total_cmp);
     let n = raw.len();
     if n == 0 {
         return 1.0;
@@ -357,7 +357,7 @@ impl KMeansDetector {
             .map(|r| detector.raw_score(r))
             .collect();
         let mut sorted = raw.clone();
-        sorted.sort_by(f64::total_cmp);
+        sorted.sort_unstable_by(f64::total_cmp);
         let p90 = sorted
             .get(((sorted.len() as f64 * 0.9).ceil() as usize).saturating_sub(1))
             .copied()
@@ -409,7 +409,7 @@ impl KMeansDetector {
                 sxx += (x - mx) * (x - mx);
             }
             let mut loads: Vec<f64> = pairs.iter().map(|p| p.1).collect();
-            loads.sort_by(f64::total_cmp);
+            loads.sort_unstable_by(f64::total_cmp);
             let l_med = loads[loads.len() / 2];
             let l_spread = loads[loads.len() * 9 / 10] - loads[loads.len() / 10];
             let r = sxl / (sll.sqrt() * sxx.sqrt()).max(f64::MIN_POSITIVE);
@@ -418,7 +418,7 @@ impl KMeansDetector {
                 && l_med.abs() > 0.0
             {
                 let mut xs: Vec<f64> = pairs.iter().map(|p| p.0).collect();
-                xs.sort_by(f64::total_cmp);
+                xs.sort_unstable_by(f64::total_cmp);
                 xs[xs.len() / 2] / l_med
             } else if fitted {
                 sxl / sll
@@ -429,10 +429,10 @@ impl KMeansDetector {
                 continue;
             }
             let mut resid: Vec<f64> = pairs.iter().map(|(x, y)| x - slope * (y - l_med)).collect();
-            resid.sort_by(f64::total_cmp);
+            resid.sort_unstable_by(f64::total_cmp);
             let m = resid[resid.len() / 2];
             let mut dev: Vec<f64> = resid.iter().map(|v| (v - m).abs()).collect();
-            dev.sort_by(f64::total_cmp);
+            dev.sort_unstable_by(f64::total_cmp);
             let mad = 1.4826 * dev[dev.len() / 2];
             let floor = crate::floor_for(units.get(i).map_or("", String::as_str), m, tick_seconds);
             self.scaler.median[i] = m;

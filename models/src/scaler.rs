@@ -55,7 +55,7 @@ fn robust_spread(sorted: &[f64]) -> f64 {
     }
     let m = median_of(sorted);
     let mut dev: Vec<f64> = sorted.iter().map(|v| (v - m).abs()).collect();
-    dev.sort_by(f64::total_cmp);
+    dev.sort_unstable_by(f64::total_cmp);
     let mad = 1.4826 * median_of(&dev);
     let q = |p: f64| sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
     let tail = if n >= 100 {
@@ -116,7 +116,7 @@ impl RobustScaler {
         let sorted_column = |i: usize, col: &mut Vec<f64>| {
             col.clear();
             col.extend(rows.iter().map(|r| r[i]).filter(|v| v.is_finite()));
-            col.sort_by(f64::total_cmp);
+            col.sort_unstable_by(f64::total_cmp);
         };
         let mut median = Vec::with_capacity(width);
         let mut scale = Vec::with_capacity(width);
@@ -136,7 +136,7 @@ impl RobustScaler {
             let m = median_of(&col);
             dev.clear();
             dev.extend(col.iter().map(|v| (v - m).abs()));
-            dev.sort_by(f64::total_cmp);
+            dev.sort_unstable_by(f64::total_cmp);
             let mad = 1.4826 * median_of(&dev);
             // A feature that barely moved in training (MAD 0: more than half the windows equal): its
             // standard deviation says how far it strays; the unit's floor says what a real change is.

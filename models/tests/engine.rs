@@ -743,3 +743,26 @@ fn a_level_visited_within_the_span_is_not_an_event_again() {
     let raw = |i: usize| steps[i].score.as_ref().map_or(0.0, |s| s.raw);
     assert!(raw(1620) > raw(1500), "{} vs {}", raw(1620), raw(1500));
 }
+
+#[test]
+fn scheduled_refits_wait_for_as_many_new_windows_as_a_model_trains_on() {
+    use vigil_models::FitReason;
+    // Refits asked for every 5 ticks (an hour at coarse rows is a handful of windows): they come at
+    // most every 50 windows, the fewest a model trains on, so a refit never sees a history that
+    // barely changed.
+    let mut n = Noise(47);
+    let rows: Vec<[f64; 3]> = (0..1400).map(|_| normal(&mut n)).collect();
+    let spy = Spy::default();
+    let cfg = EngineConfig {
+        refit_every: 5,
+        ..config()
+    };
+    run_with(&rows, Box::new(spy.clone()), cfg);
+    let jobs = spy.jobs.lock().unwrap().clone();
+    let fits: Vec<(f64, FitReason)> = jobs.iter().map(|j| (j.created, j.why)).collect();
+    let scheduled = fits.iter().filter(|f| f.1 == FitReason::Scheduled).count();
+    assert!(scheduled >= 5, "{fits:?}");
+    for w in fits.windows(2) {
+        assert!(w[1].0 - w[0].0 >= 50.0, "{fits:?}");
+    }
+}

@@ -283,7 +283,7 @@ struct Tally {
 
 impl Tally {
     fn json(&mut self) -> Value {
-        self.ttd.sort_by(f64::total_cmp);
+        self.ttd.sort_unstable_by(f64::total_cmp);
         json!({
             "runs": self.runs,
             "detection_rate": self.detected as f64 / self.runs.max(1) as f64,

@@ -9,7 +9,7 @@
 //!   `vigil train --csv train.csv` writes), then the test rows scored with it as `vigil score --model`
 //!   does (a fixed model adapts only by rebaselining after a level shift);
 //! - **static_z**: `max over columns |x − mean| / sd` with the training mean and sd;
-//! - **rolling_z**: the same against the mean and sd of the previous 60 rows;
+//! - **rolling_z**: the same against the mean and sd of the previous hour of rows (at least two);
 //!
 //! each z rule flags a row when its score exceeds the 99.5th percentile of its scores on the training
 //! rows (0.5 % of training rows flagged), and its events are the runs of flagged rows.
@@ -61,8 +61,9 @@ pub(crate) struct CorpusArgs {
 
 /// The methods, in the order they are reported.
 const METHODS: [&str; 4] = ["agent", "offline", "static_z", "rolling_z"];
-/// Rows in the rolling z rule's window.
-const ROLLING_ROWS: usize = 60;
+/// Seconds in the rolling z rule's window: the last hour, as an operator's rule reads it (at least
+/// two rows, so there is a spread).
+const ROLLING_SECONDS: f64 = 3600.0;
 /// Share of training rows the z rules flag.
 const Z_RULE_BUDGET: f64 = 0.005;
 
@@ -96,6 +97,8 @@ struct Counts {
     false_events: usize,
     ttd: Vec<usize>,
     pr_auc: Vec<f64>,
+    /// Days the normal rows cover (rows × tick).
+    normal_days: f64,
 }
 
 pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
@@ -181,17 +184,24 @@ fn measure(
     engine: &EngineArgs,
 ) -> anyhow::Result<(String, Vec<(&'static str, Counts)>)> {
     let s = load(dir)?;
+    let tick = config(&s, engine).tick_seconds;
     let outcomes = [
         ("agent", agent_way(&s, engine)?),
         ("offline", offline_way(&s, hold_back, engine)?),
         ("static_z", static_z(&s)),
-        ("rolling_z", rolling_z(&s)),
+        ("rolling_z", rolling_z(&s, tick)),
     ];
+    // Days of normal data: what false events per day are counted against.
+    let normal_days = s.labels.iter().filter(|l| !**l).count() as f64 * tick / 86_400.0;
     Ok((
         s.name.clone(),
         outcomes
             .into_iter()
-            .map(|(m, o)| (m, count(&s.labels, &o)))
+            .map(|(m, o)| {
+                let mut c = count(&s.labels, &o);
+                c.normal_days = normal_days;
+                (m, c)
+            })
             .collect(),
     ))
 }
@@ -335,7 +345,7 @@ fn load(dir: &Path) -> anyhow::Result<Series> {
 /// The median interval between training rows.
 fn tick_of(rows: &[(f64, Vec<f64>)]) -> f64 {
     let mut dts: Vec<f64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    dts.sort_by(f64::total_cmp);
+    dts.sort_unstable_by(f64::total_cmp);
     dts.get(dts.len() / 2)
         .copied()
         .filter(|d| d.is_finite() && *d > 0.0)
@@ -471,7 +481,7 @@ fn mean_sd<'a>(values: impl Iterator<Item = &'a f64>) -> (f64, f64) {
 /// The 99.5th percentile of the training scores, and the test rows flagged above it.
 fn z_rule(train_scores: Vec<f64>, test_scores: Vec<f64>) -> Outcome {
     let mut sorted: Vec<f64> = train_scores.into_iter().filter(|v| v.is_finite()).collect();
-    sorted.sort_by(f64::total_cmp);
+    sorted.sort_unstable_by(f64::total_cmp);
     let threshold = super::offline::quantile(&sorted, 1.0 - Z_RULE_BUDGET);
     Outcome {
         in_event: test_scores.iter().map(|z| *z > threshold).collect(),
@@ -490,16 +500,17 @@ fn static_z(s: &Series) -> Outcome {
     )
 }
 
-fn rolling_z(s: &Series) -> Outcome {
+fn rolling_z(s: &Series, tick: f64) -> Outcome {
+    let rows = ((ROLLING_SECONDS / tick).round() as usize).max(2);
     let width = s.signals.len();
     let all: Vec<&Vec<f64>> = s.train.iter().chain(&s.test).map(|r| &r.1).collect();
     let scores: Vec<f64> = (0..all.len())
         .map(|i| {
-            if i < ROLLING_ROWS {
+            if i < rows {
                 return f64::NAN;
             }
             let stats: Vec<(f64, f64)> = (0..width)
-                .map(|c| mean_sd(all[i - ROLLING_ROWS..i].iter().map(|r| &r[c])))
+                .map(|c| mean_sd(all[i - rows..i].iter().map(|r| &r[c])))
                 .collect();
             max_z(all[i], &stats)
         })
@@ -613,6 +624,7 @@ impl Counts {
         self.false_events += o.false_events;
         self.ttd.extend_from_slice(&o.ttd);
         self.pr_auc.extend_from_slice(&o.pr_auc);
+        self.normal_days += o.normal_days;
     }
 
     fn json(&self) -> Value {
@@ -628,6 +640,7 @@ impl Counts {
             "point_precision": round(precision),
             "point_f1": round(f1(precision, point_recall)),
             "false_events_per_3600": round(self.false_events as f64 * 3600.0 / self.normal.max(1) as f64),
+            "false_events_per_day": if self.normal_days > 0.0 { json!(round(self.false_events as f64 / self.normal_days)) } else { Value::Null },
             "normal_inside_share": round(ratio(self.normal_inside, self.normal)),
             "ttd_median_ticks": ttd.get(ttd.len().saturating_sub(1) / 2).copied(),
             // Pooled: the mean of the series' PR-AUC (each series' scores are on its own scale).
@@ -646,7 +659,7 @@ fn print_table(report: &Value) {
             .as_f64()
             .map_or_else(|| v.to_string(), |f| format!("{f:.3}")),
     };
-    let header = "method     fc1    recall  prec   pointF1 fe/3600 normal_in ttd  pr_auc";
+    let header = "method     fc1    recall  prec   pointF1 fe/day  normal_in ttd  pr_auc";
     let line = |name: &str, m: &Value| {
         format!(
             "{name:<10} {:<6} {:<7} {:<6} {:<7} {:<7} {:<9} {:<4} {}",
@@ -654,7 +667,7 @@ fn print_table(report: &Value) {
             cell(m, "event_recall"),
             cell(m, "point_precision"),
             cell(m, "point_f1"),
-            cell(m, "false_events_per_3600"),
+            cell(m, "false_events_per_day"),
             cell(m, "normal_inside_share"),
             match &m["ttd_median_ticks"] {
                 Value::Null => "-".to_owned(),

@@ -101,7 +101,7 @@ fn tick_cost(src: &mut NvmlSource, n: u32) -> anyhow::Result<(f64, f64)> {
         src.sample(&mut out)?;
         us.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    us.sort_by(f64::total_cmp);
+    us.sort_unstable_by(f64::total_cmp);
     Ok((
         super::offline::quantile(&us, 0.5),
         super::offline::quantile(&us, 0.99),

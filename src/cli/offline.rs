@@ -132,7 +132,7 @@ const TICK_ROWS: usize = 101;
 /// The median interval between consecutive times (1 s when it cannot tell).
 fn median_interval(times: &[f64]) -> f64 {
     let mut dts: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    dts.sort_by(f64::total_cmp);
+    dts.sort_unstable_by(f64::total_cmp);
     dts.get(dts.len() / 2)
         .copied()
         .filter(|d| d.is_finite() && *d > 0.0)

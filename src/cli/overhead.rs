@@ -109,7 +109,7 @@ fn measure(
             all.extend(l);
         }
     }
-    all.sort_by(f64::total_cmp);
+    all.sort_unstable_by(f64::total_cmp);
     Round {
         throughput: all.len() as f64 / elapsed,
         p50: quantile(&all, 0.5),
@@ -118,7 +118,7 @@ fn measure(
 }
 
 fn summary(v: &mut [f64]) -> serde_json::Value {
-    v.sort_by(f64::total_cmp);
+    v.sort_unstable_by(f64::total_cmp);
     json!({
         "median": quantile(v, 0.5),
         "min": v.first().copied(),

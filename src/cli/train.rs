@@ -178,7 +178,7 @@ fn from_store(args: &TrainArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         .map(|l| l.to_label(now))
         .collect();
     let mut dts: Vec<f64> = windows.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    dts.sort_by(f64::total_cmp);
+    dts.sort_unstable_by(f64::total_cmp);
     let tick = dts.get(dts.len() / 2).copied().unwrap_or(1.0).max(1e-3);
     let events = EventParams::default();
     let params = KMeansParams {
@@ -373,7 +373,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     let Some(schema) = schema else {
         anyhow::bail!("no --csv file given");
     };
-    dts.sort_by(f64::total_cmp);
+    dts.sort_unstable_by(f64::total_cmp);
     let tick = dts.get(dts.len() / 2).copied();
     params.tick_seconds = tick.filter(|t| *t > 0.0).unwrap_or(1.0);
     if args.alert_budget.is_none() {

@@ -35,11 +35,17 @@ fn bin(edges: &[f64], v: f64) -> usize {
     edges.partition_point(|e| *e < v)
 }
 
+/// Share of `sorted` (ascending) in each bin of `edges`: `v ≤ edges[j]` ⇔ bin ≤ j, so the values up to
+/// bin `j` are the prefix `partition_point(v ≤ edges[j])` — a binary search per edge, not per value.
 fn proportions(edges: &[f64], sorted: &[f64]) -> Vec<f64> {
     let mut counts = vec![0.0; edges.len() + 1];
-    for v in sorted {
-        counts[bin(edges, *v)] += 1.0;
+    let mut below = 0;
+    for (j, e) in edges.iter().enumerate() {
+        let upto = sorted.partition_point(|v| v <= e);
+        counts[j] = (upto - below) as f64;
+        below = upto;
     }
+    counts[edges.len()] = (sorted.len() - below) as f64;
     let n = sorted.len().max(1) as f64;
     counts.iter_mut().for_each(|c| *c /= n);
     counts
@@ -88,7 +94,7 @@ impl DriftReference {
         for i in 0..f {
             c.clear();
             c.extend(rows.iter().map(|row| row[i]).filter(|v| v.is_finite()));
-            c.sort_by(f64::total_cmp);
+            c.sort_unstable_by(f64::total_cmp);
             if c.is_empty() {
                 r.psi_edges.push(Vec::new());
                 r.psi_ref.push(Vec::new());

@@ -363,7 +363,7 @@ mod tests {
 
     fn median(v: &[f64]) -> f64 {
         let mut f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-        f.sort_by(f64::total_cmp);
+        f.sort_unstable_by(f64::total_cmp);
         f.get(f.len() / 2).copied().unwrap_or(f64::NAN)
     }
 
