@@ -162,7 +162,8 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("vigil: error: {}", error_chain(&e));
-            // Bad input (CSV, labels, model files, flag values, label values the store refuses) and
+            // Bad input (CSV, labels, model files, flag values, settings the agent refuses, label values
+            // the store refuses) and
             // refused outputs (one of the inputs, a store's file) are exit code 2; everything else 1.
             let refused_output = e.chain().any(|c| {
                 c.downcast_ref::<vigil_models::OutputError>()
@@ -174,6 +175,11 @@ fn main() -> ExitCode {
                     || matches!(
                         c.downcast_ref::<vigil::store::StoreError>(),
                         Some(vigil::store::StoreError::Invalid(_))
+                    )
+                    // A setting the agent refuses (a VIGIL_* value, a flag such as demo's --tick).
+                    || matches!(
+                        c.downcast_ref::<vigil::agent::Error>(),
+                        Some(vigil::agent::Error::Env { .. } | vigil::agent::Error::Config { .. })
                     )
             });
             if refused_output || bad_input {

@@ -188,6 +188,17 @@ fn bench_corpus_refuses_what_it_cannot_use() {
         err.contains("test_labels.csv") && err.contains("no label"),
         "{err}"
     );
+    // A second series missing one of its files: named, not skipped (the run would say "1 series").
+    let other = d.0.join("svc-2");
+    series(&other, 4, false);
+    std::fs::remove_file(other.join("test.csv")).unwrap();
+    let out = vigil(&["bench", "corpus", s(&d.0)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("svc-2") && err.contains("no test.csv"),
+        "{err}"
+    );
 }
 
 /// `vigil bench corpus` takes the engine flags `vigil score` takes (the false-event budget, the

@@ -321,6 +321,72 @@ fn impossible_dates_and_offsets_are_refused() {
     }
 }
 
+/// One rule for every time read from a file: 1970 to 2999. A stray exponent in the last row or in the
+/// middle is refused naming its own line (not the next row, not echoed as 300 digits), and a label file
+/// for `vigil eval` follows the same rule as `vigil labels import`.
+#[test]
+fn times_outside_1970_to_2999_are_refused_naming_their_row() {
+    let d = tmpdir("time-range");
+    for (name, at) in [("last.csv", 300u64), ("middle.csv", 150)] {
+        let csv = d.0.join(name);
+        let mut body = String::from("timestamp,load\n");
+        for i in 1..=300u64 {
+            let t = if i == at {
+                "1e300".to_owned()
+            } else {
+                (1_700_000_000 + i).to_string()
+            };
+            let _ = writeln!(body, "{t},{}", i % 7);
+        }
+        std::fs::write(&csv, body).unwrap();
+        let o = vigil(&["train", "--csv", s(&csv), "--out", s(&d.0.join("m.json"))]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains(&format!("{name}:{}: column `timestamp`", at + 1))
+                && err.contains("1e300 is outside 1970 to 2999"),
+            "{name}: {err}"
+        );
+    }
+    // One rule for cells: empty or NaN is missing, an infinity is refused with that rule.
+    let csv = d.0.join("inf.csv");
+    std::fs::write(
+        &csv,
+        "timestamp,load\n1700000001,1\n1700000002,NaN\n1700000003,\n1700000004,-inf\n",
+    )
+    .unwrap();
+    let o = vigil(&["train", "--csv", s(&csv), "--out", s(&d.0.join("m.json"))]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("inf.csv:5: column `load`")
+            && err.contains("is infinite")
+            && err.contains("an empty cell or NaN is a missing value"),
+        "{err}"
+    );
+    // CR-only line ends are named as such.
+    let csv = d.0.join("cr.csv");
+    std::fs::write(&csv, "timestamp,load\r1700000001,1\r1700000002,2\r").unwrap();
+    let o = vigil(&["train", "--csv", s(&csv), "--out", s(&d.0.join("m.json"))]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("carriage return alone") && !err.contains("appears twice"),
+        "{err}"
+    );
+    let csv = d.0.join("good.csv");
+    good_csv(&csv, 400);
+    let labels = d.0.join("labels.csv");
+    std::fs::write(&labels, "start,end,label\n1e300,1e301,anomaly\n").unwrap();
+    let o = vigil(&["eval", "--csv", s(&csv), "--labels", s(&labels)]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("labels.csv:2") && err.contains("outside 1970 to 2999"),
+        "{err}"
+    );
+}
+
 #[test]
 fn out_of_order_rows_are_refused_by_default_and_skipped_on_request() {
     let d = tmpdir("order");
@@ -782,4 +848,35 @@ fn score_reads_a_pipe_and_a_fifo_once() {
         std::fs::read_to_string(&out).unwrap().lines().count(),
         rows + 1
     );
+}
+
+/// Usage and input errors exit 2 wherever they come from: a flag the agent refuses (demo's
+/// `--tick`), a `VIGIL_*` value, an Alertmanager payload `labels import` cannot read (named by line).
+#[test]
+fn refused_settings_and_payloads_exit_2() {
+    for tick in ["0", "5ms", "soon"] {
+        let o = vigil(&["demo", "--tick", tick, "--duration", "1"]);
+        assert_eq!(o.status.code(), Some(2), "--tick {tick}: {}", stderr(&o));
+        assert!(stderr(&o).contains("tick"), "{}", stderr(&o));
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["demo", "--duration", "1"])
+        .env("VIGIL_TICK", "bogus")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("VIGIL_TICK"), "{}", stderr(&o));
+    let d = tmpdir("exit-codes");
+    let payload = d.0.join("hooks.json");
+    std::fs::write(&payload, "{\"version\":\"4\",\"status\":\"firing\"}\n").unwrap();
+    let o = vigil(&[
+        "labels",
+        "import",
+        s(&payload),
+        "--store",
+        s(&d.0.join("store")),
+        "--create",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("hooks.json:1:"), "{}", stderr(&o));
 }

@@ -20,6 +20,34 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
+/// The times Vigil accepts anywhere (CSV rows, labels, the store), Unix seconds: 1970-01-01 to
+/// 2999-12-31. A time outside is a unit or typing mistake (milliseconds read as seconds, a stray
+/// exponent), not data.
+pub const TIME_RANGE: std::ops::RangeInclusive<f64> = 0.0..=32_503_679_999.0;
+
+/// Why `t` is not an acceptable time, if it is not: the one rule every reader of times applies.
+pub fn out_of_range(t: f64) -> Option<String> {
+    if TIME_RANGE.contains(&t) {
+        None
+    } else {
+        Some(format!(
+            "{} is outside 1970 to 2999 (Unix seconds 0 to {:.0})",
+            short(t),
+            TIME_RANGE.end()
+        ))
+    }
+}
+
+/// A number as a person reads it: plain when it is of a usual size, in scientific notation when it
+/// is not (never a 300-digit number).
+fn short(t: f64) -> String {
+    if t.is_finite() && t.abs() < 1e15 {
+        format!("{t}")
+    } else {
+        format!("{t:e}")
+    }
+}
+
 /// Parses unix seconds (`1700000000`, `1700000000.5`), RFC 3339 (`2026-11-25T12:00:00Z`,
 /// `...+01:00`, fractional seconds) or `YYYY-MM-DD HH:MM:SS[.fff]` taken as UTC.
 pub fn parse_timestamp(s: &str) -> Option<f64> {

@@ -230,11 +230,29 @@ fn discover(dir: &Path, only: &[String]) -> anyhow::Result<Vec<PathBuf>> {
         if !path.is_dir() || (!only.is_empty() && !only.contains(&name)) {
             continue;
         }
-        if ["train", "test", "test_labels"]
-            .iter()
-            .all(|s| find(&path, s).is_some())
-        {
-            out.push(path);
+        // A directory with some of a series' files but not all is a series that cannot be measured:
+        // named, never skipped in silence (a run that says "9 series" for ten loses one unseen).
+        let missing: Vec<&str> = ["train", "test", "test_labels"]
+            .into_iter()
+            .filter(|s| find(&path, s).is_none())
+            .collect();
+        match missing.len() {
+            0 => out.push(path),
+            3 => {}
+            _ => {
+                return Err(InputError::file(
+                    &path,
+                    format!(
+                        "has some of a series' files but no {} (a series needs train.csv, test.csv and test_labels.csv, plain or .gz)",
+                        missing
+                            .iter()
+                            .map(|m| format!("{m}.csv"))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ),
+                )
+                .into());
+            }
         }
     }
     out.sort();

@@ -195,8 +195,11 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         .init();
     let faults = parse_faults(&args.faults).map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
     let tick = match &args.tick {
-        Some(s) => Some(vigil::agent::parse_duration(s).with_context(|| {
-            format!("--tick {s:?}: expected {}", vigil::agent::DURATION_SYNTAX)
+        Some(s) => Some(vigil::agent::parse_duration(s).ok_or_else(|| {
+            super::UsageError(format!(
+                "--tick {s:?}: expected {}",
+                vigil::agent::DURATION_SYNTAX
+            ))
         })?),
         None => None,
     };

@@ -184,6 +184,16 @@ impl CsvSource {
                 "the file is empty: expected a header `timestamp,<signal>,...`",
             ));
         }
+        // Lines ended by CR alone (classic Mac files) are not line ends to the CSV reader: the whole file
+        // reads as one header line. Said as what it is, not as a header that repeats its names.
+        if headers.iter().any(|h| h.trim().contains('\r')) {
+            return Err(InputError {
+                file: path.to_owned(),
+                line: Some(1),
+                column: None,
+                message: "the lines end with a carriage return alone (CR, as classic Mac files); convert them to LF or CRLF, e.g. `tr '\\r' '\\n' < in.csv > out.csv`".into(),
+            });
+        }
         let columns: Vec<String> = headers.iter().map(|h| h.trim().to_owned()).collect();
         if !columns[0].eq_ignore_ascii_case("timestamp") {
             return Err(InputError {
@@ -338,6 +348,9 @@ impl CsvSource {
                 ),
             ));
         };
+        if let Some(why) = vigil_features::time::out_of_range(ts) {
+            return Err(self.err(Some(0), format!("timestamp {why}")));
+        }
         if let Some(prev) = self.previous {
             if ts <= prev && self.options.skip_unordered {
                 return Ok(Some(false));
@@ -366,11 +379,10 @@ impl CsvSource {
         self.raw_timestamp.push_str(ts_raw);
         for i in 0..self.values.len() {
             let cell = self.record.get(i + 1).unwrap_or("").trim();
-            let v =
-                if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
-                    f64::NAN
-                } else {
-                    match cell.parse::<f64>() {
+            let v = if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
+                f64::NAN
+            } else {
+                match cell.parse::<f64>() {
                         Ok(v) if v.is_finite() && v.abs() > MAX_VALUE => return Err(self.err(
                             Some(i + 1),
                             format!(
@@ -381,15 +393,24 @@ impl CsvSource {
                             ),
                         )),
                         Ok(v) if v.is_finite() => v,
-                        _ => return Err(self.err(
+                        // One rule: an empty cell or `NaN` (as pandas and Prometheus write a gap) is a
+                        // missing value; an infinity is a value no statistic can use.
+                        Ok(_) => return Err(self.err(
                             Some(i + 1),
                             format!(
-                                "`{}` is not a number (leave the cell empty for a missing value)",
+                                "`{}` is infinite; values must be finite (an empty cell or NaN is a missing value)",
+                                quoted(cell)
+                            ),
+                        )),
+                        Err(_) => return Err(self.err(
+                            Some(i + 1),
+                            format!(
+                                "`{}` is not a number (an empty cell or NaN is a missing value)",
                                 quoted(cell)
                             ),
                         )),
                     }
-                };
+            };
             self.values[i] = v;
         }
         Ok(Some(true))

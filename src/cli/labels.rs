@@ -38,7 +38,12 @@ pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
         };
         let ts = |c: usize| {
             let v = rec.get(c).unwrap_or("");
-            parse_timestamp(v).ok_or_else(|| err(c, format!("`{}` is not a timestamp", quoted(v))))
+            let t = parse_timestamp(v)
+                .ok_or_else(|| err(c, format!("`{}` is not a timestamp", quoted(v))))?;
+            match vigil_features::time::out_of_range(t) {
+                Some(why) => Err(err(c, format!("timestamp {why}"))),
+                None => Ok(t),
+            }
         };
         let (s, e) = (ts(start)?, ts(end)?);
         if e < s {

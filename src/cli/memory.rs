@@ -140,7 +140,11 @@ fn agent_get(
     path: &str,
     timeout: Duration,
 ) -> anyhow::Result<Vec<u8>> {
-    let (status, body) = super::http::get(&agent.to_string(), path, "the agent", timeout)?;
+    let limits = super::http::Limits {
+        deadline: timeout,
+        max_body: super::http::AGENT_MAX_BODY,
+    };
+    let (status, body) = super::http::get(&agent.to_string(), path, "the agent", limits)?;
     anyhow::ensure!(
         status == 200,
         "the agent answered {status} to {path}: {}",

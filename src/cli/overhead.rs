@@ -333,7 +333,10 @@ fn start_profile(
             &host,
             &format!("/debug/pprof/profile?seconds={length}"),
             "the agent",
-            Duration::from_secs(length + 30),
+            super::http::Limits {
+                deadline: Duration::from_secs(length + 30),
+                max_body: super::http::AGENT_MAX_BODY,
+            },
         )?;
         anyhow::ensure!(
             code == 200,

@@ -41,6 +41,14 @@ pub(crate) struct PullArgs {
     /// Directory for the CSV files, one per instance (`<instance>.csv`); created if missing.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// The longest one query to Prometheus may take, connecting and reading the whole answer
+    /// included (a server that answers slowly or not at all is given up on, named).
+    #[arg(long, default_value = "120s", value_name = "DURATION")]
+    timeout: String,
+    /// The largest answer kept from one query, in MiB (checked before it is read: a server that sends
+    /// more is named and refused rather than filling memory).
+    #[arg(long, default_value_t = 256, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=16_384))]
+    max_response_mib: u64,
 }
 
 /// Points per series per query at most (Prometheus' limit is 11,000).
@@ -157,9 +165,9 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// One GET to Prometheus; the body as text.
-fn http_get(host: &str, path: &str) -> anyhow::Result<String> {
-    let (code, body) = super::http::get(host, path, "Prometheus", Duration::from_secs(120))?;
+/// One GET to Prometheus within `limits`; the body as text.
+fn http_get(host: &str, path: &str, limits: super::http::Limits) -> anyhow::Result<String> {
+    let (code, body) = super::http::get(host, path, "Prometheus", limits)?;
     let text = String::from_utf8_lossy(&body).into_owned();
     anyhow::ensure!(
         code == 200,
@@ -179,6 +187,15 @@ pub(crate) fn run(args: PullArgs) -> anyhow::Result<()> {
     let (host, prefix) = split_url(&args.prometheus)?;
     let step = seconds(&args.step, "--step")?;
     anyhow::ensure!(step >= 0.001, "--step must be at least 1ms");
+    let timeout = seconds(&args.timeout, "--timeout")?;
+    anyhow::ensure!(
+        (1.0..=86_400.0).contains(&timeout),
+        "--timeout must be from 1s to 1d"
+    );
+    let limits = super::http::Limits {
+        deadline: Duration::from_secs_f64(timeout),
+        max_body: usize::try_from(args.max_response_mib * 1024 * 1024).unwrap_or(usize::MAX),
+    };
     let until = match &args.until {
         Some(u) => parse_timestamp(u).with_context(|| format!("--until `{u}` is not a time"))?,
         None => std::time::SystemTime::now()
@@ -230,7 +247,7 @@ pub(crate) fn run(args: PullArgs) -> anyhow::Result<()> {
                 prefix.trim_end_matches('/'),
                 encode(&q)
             );
-            let body = http_get(&host, &path)?;
+            let body = http_get(&host, &path, limits)?;
             let v: serde_json::Value = serde_json::from_str(&body)
                 .with_context(|| format!("Prometheus' answer to `{q}` is not JSON"))?;
             anyhow::ensure!(

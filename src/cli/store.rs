@@ -263,10 +263,13 @@ fn import(dir: &Path, file: &Path, create: bool) -> anyhow::Result<()> {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            hooks.push(
-                Webhook::parse(line.as_bytes())
-                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", file.display(), i + 1))?,
-            );
+            // A payload the parser refuses is bad input (exit 2), named by its line.
+            hooks.push(Webhook::parse(line.as_bytes()).map_err(|e| InputError {
+                file: file.to_owned(),
+                line: Some(i as u64 + 1),
+                column: None,
+                message: e.to_string(),
+            })?);
         }
         let (mut opened, mut closed, mut unchanged) = (0, 0, 0);
         for h in &hooks {

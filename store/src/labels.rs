@@ -74,10 +74,6 @@ pub struct NewLabel {
     pub event_id: Option<u64>,
 }
 
-/// Label times a store accepts, Unix seconds: 1970-01-01 to 2999-12-31 (a time outside is a unit or
-/// typing mistake, not an incident).
-pub(crate) const LABEL_TIME_RANGE: std::ops::RangeInclusive<f64> = 0.0..=32_503_679_999.0;
-
 /// Longest note kept, in bytes.
 pub const MAX_NOTE_BYTES: usize = 4096;
 
@@ -86,22 +82,15 @@ impl NewLabel {
         if !self.start.is_finite() {
             return Err(StoreError::Invalid("start is not a time".into()));
         }
-        if !LABEL_TIME_RANGE.contains(&self.start) {
-            return Err(StoreError::Invalid(format!(
-                "start ({}) is outside 1970 to 2999 (Unix seconds 0 to {})",
-                self.start,
-                LABEL_TIME_RANGE.end()
-            )));
+        if let Some(why) = vigil_features::time::out_of_range(self.start) {
+            return Err(StoreError::Invalid(format!("start {why}")));
         }
         if let Some(e) = self.end {
             if !e.is_finite() {
                 return Err(StoreError::Invalid("end is not a time".into()));
             }
-            if !LABEL_TIME_RANGE.contains(&e) {
-                return Err(StoreError::Invalid(format!(
-                    "end ({e}) is outside 1970 to 2999 (Unix seconds 0 to {})",
-                    LABEL_TIME_RANGE.end()
-                )));
+            if let Some(why) = vigil_features::time::out_of_range(e) {
+                return Err(StoreError::Invalid(format!("end {why}")));
             }
             if e < self.start {
                 return Err(StoreError::Invalid(format!(

@@ -110,16 +110,39 @@ fn bearer_token(value: &str) -> Option<&str> {
 }
 
 /// Compares without an early exit, so the time taken does not tell how much of a guess was right.
+/// Whether the presented value `a` equals the token `b`, in a time that depends only on `a`'s length
+/// (which the client chose): every presented byte is compared against the token's bytes cycled, and a
+/// length difference counts as a difference, so neither the token's content nor its length shows in
+/// how long a refusal takes.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+    if b.is_empty() {
+        return a.is_empty();
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b[i % b.len()];
+    }
+    diff == 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_compare_is_exact_whatever_the_lengths() {
+        assert!(constant_time_eq(b"s3cret-token", b"s3cret-token"));
+        for other in [
+            &b""[..],
+            b"s3cret",
+            b"s3cret-tokenX",
+            b"s3cret-tokeN",
+            b"s3cret-tokens3cret-token",
+        ] {
+            assert!(!constant_time_eq(other, b"s3cret-token"), "{other:?}");
+        }
+        assert!(!constant_time_eq(b"x", b""));
+    }
 
     fn bearer(t: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
