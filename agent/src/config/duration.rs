@@ -42,10 +42,13 @@ pub(crate) fn parse_bytes(s: &str) -> Option<u64> {
         "mb" => 1e6,
         "gb" => 1e9,
         "tb" => 1e12,
+        "pb" => 1e15,
         "kib" | "k" => 1024.0,
         "mib" | "m" => 1024.0 * 1024.0,
         "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
         "tib" | "t" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        // The largest retention accepted is 1 PiB: the unit its message names must parse.
+        "pib" | "p" => 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0,
         _ => return None,
     };
     let b = value * scale;
@@ -63,6 +66,7 @@ mod tests {
         assert_eq!(parse_bytes("100MB"), Some(100_000_000));
         assert_eq!(parse_bytes("4096"), Some(4096));
         assert_eq!(parse_bytes("1.5k"), Some(1536));
+        assert_eq!(parse_bytes("1PiB"), Some(1 << 50));
         for bad in ["", "lots", "-1GiB", "1e30", "5 parsecs"] {
             assert_eq!(parse_bytes(bad), None, "{bad}");
         }

@@ -255,9 +255,11 @@ pub(crate) fn unknown_vars<'a>(
     keys.into_iter()
         .filter(|k| k.starts_with(VAR_PREFIX) && !ENV_VARS.contains(k))
         .map(|k| {
+            // Variable names are upper case: a lower-case spelling is the same name, mistyped.
+            let upper = k.to_ascii_uppercase();
             let closest = ENV_VARS
                 .iter()
-                .min_by_key(|v| edit_distance(k, v))
+                .min_by_key(|v| edit_distance(&upper, v))
                 .copied()
                 .unwrap_or(ENV_VARS[0]);
             (k.to_owned(), closest)
@@ -453,6 +455,7 @@ mod tests {
             // Too large to hold is not "too small".
             ("VIGIL_RETENTION_SIZE", "99999999999GiB", "16MiB to 1PiB"),
             ("VIGIL_RETENTION_SIZE", "1MiB", "16MiB to 1PiB"),
+            ("VIGIL_RETENTION_SIZE", "2PiB", "16MiB to 1PiB"),
         ];
         for (var, value, expected) in cases {
             // Parsing, then the one validation step: either may refuse, both name the variable.
@@ -506,6 +509,13 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_retention_the_message_names_is_accepted() {
+        let set = [("VIGIL_RETENTION_SIZE", "1PiB")];
+        let checked = Config::from_lookup(env(&set)).unwrap().check().unwrap();
+        assert_eq!(checked.retention_size, 1 << 50);
+    }
+
+    #[test]
     fn unknown_vigil_variables_are_named_with_the_closest_known_one() {
         // Misspellings built from the prefix (docs_in_sync scans this file's quoted names).
         let v = |rest: &str| format!("{VAR_PREFIX}{rest}");
@@ -516,6 +526,7 @@ mod tests {
             v("DATADIR"),
             v("TOKN"),
             "VIGILANT".to_owned(),
+            v("tick"),
         ];
         let found = unknown_vars(keys.iter().map(String::as_str));
         let known = |rest: &str| {
@@ -526,6 +537,7 @@ mod tests {
             (v("TICKK"), known("TICK")),
             (v("DATADIR"), known("DATA_DIR")),
             (v("TOKN"), known("TOKEN")),
+            (v("tick"), known("TICK")),
         ];
         assert_eq!(found, want);
         assert!(unknown_vars(ENV_VARS).is_empty());
