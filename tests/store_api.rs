@@ -866,3 +866,51 @@ fn a_full_disk_says_so_and_keeps_what_it_acknowledged() {
         "every acknowledged label survived"
     );
 }
+
+/// A path the agent does not serve gets a 404 that lists every endpoint it does; each one listed is
+/// routed (whatever its own answer: a missing store, an unknown event, a bad body), so the list and the
+/// router cannot drift apart.
+#[test]
+fn the_404_lists_every_endpoint_and_each_is_served() {
+    let rt = host_runtime();
+    let agent = fast_agent(50).start(rt.handle()).unwrap();
+    let addr = agent.local_addr();
+    let r = get(addr, "/no/such/thing", &[]);
+    assert_eq!(r.status, 404);
+    let message = json(&r)["error"].as_str().unwrap().to_owned();
+    let listed = message
+        .split_once("the agent serves ")
+        .map(|(_, l)| l.to_owned())
+        .unwrap_or_else(|| panic!("{message}"));
+    let endpoints: Vec<(&str, String)> = listed
+        .split(", ")
+        .map(|e| {
+            let (method, path) = e.split_once(' ').unwrap();
+            (method, path.replace("{id}", "1"))
+        })
+        .collect();
+    assert!(endpoints.len() >= 10, "{listed}");
+    for want in [
+        "/api/v1/alertmanager",
+        "/debug/pprof/profile",
+        "/api/v1/labels",
+    ] {
+        assert!(endpoints.iter().any(|(_, p)| p == want), "{want}: {listed}");
+    }
+    for (method, path) in &endpoints {
+        // A profile is asked for briefly; the rest answer at once.
+        let path = if path == "/debug/pprof/profile" {
+            "/debug/pprof/profile?seconds=1".to_owned()
+        } else {
+            path.clone()
+        };
+        let r = send(addr, method, &path, &[], b"");
+        assert!(
+            !(r.status == 404 && r.body.contains("no such endpoint")) && r.status != 405,
+            "{method} {path}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    agent.shutdown();
+}

@@ -212,10 +212,31 @@ fn allowed_methods(path: &str) -> &'static str {
     }
 }
 
+/// Every endpoint the agent serves, as the 404 lists them (`{id}`: an event id). A test requests each
+/// one and asserts it is routed, so the list cannot drift from the router.
+const ENDPOINTS: &[&str] = &[
+    "GET /metrics",
+    "GET /healthz",
+    "GET /api/v1/status",
+    "GET /api/v1/labels",
+    "POST /api/v1/labels",
+    "GET /api/v1/events",
+    "POST /api/v1/events/{id}/verdict",
+    "GET /api/v1/events/{id}/profile",
+    "POST /api/v1/alertmanager",
+    "POST /api/v1/model/reload",
+    "POST /api/v1/model/rollback",
+    "POST /api/v1/model/retrain",
+    "GET /debug/pprof/profile",
+];
+
 async fn not_found() -> Response {
     json_error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; the agent serves GET /metrics and GET /healthz",
+        &format!(
+            "no such endpoint; the agent serves {}",
+            ENDPOINTS.join(", ")
+        ),
     )
 }
 
