@@ -91,7 +91,7 @@ pub(crate) fn get(
     let fail = |e: std::io::Error, doing: &str| -> anyhow::Error {
         if timed_out(&e) {
             anyhow::anyhow!(
-                "{who}: timed out after {:.0} s {doing} (the whole request may take {} s; a larger --timeout waits longer)",
+                "{who}: timed out after {:.0} s {doing} (the whole request may take {} s)",
                 started.elapsed().as_secs_f64(),
                 limits.deadline.as_secs()
             )
@@ -147,7 +147,7 @@ pub(crate) fn get(
     }
     let too_large = |n: u64| {
         anyhow::anyhow!(
-            "{who} sent a response body of {n} bytes or more, above the limit of {} MiB (a narrower --selector or a shorter --since asks for less; --max-response-mib raises the limit)",
+            "{who} sent a response body of {n} bytes or more, above the limit of {} MiB",
             limits.max_body / (1024 * 1024)
         )
     };

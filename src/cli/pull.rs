@@ -167,7 +167,10 @@ fn encode(s: &str) -> String {
 
 /// One GET to Prometheus within `limits`; the body as text.
 fn http_get(host: &str, path: &str, limits: super::http::Limits) -> anyhow::Result<String> {
-    let (code, body) = super::http::get(host, path, "Prometheus", limits)?;
+    let (code, body) = super::http::get(host, path, "Prometheus", limits).context(
+        "a query to Prometheus failed (--timeout and --max-response-mib set its limits; a narrower \
+         --selector or a shorter --since asks for less)",
+    )?;
     let text = String::from_utf8_lossy(&body).into_owned();
     anyhow::ensure!(
         code == 200,
