@@ -312,7 +312,8 @@ impl AgentHandle {
     }
 
     /// Stops the agent: the tick loop ends, the HTTP endpoint closes, the probe thread exits. Waits up to
-    /// five seconds for the agent thread (it blocks the caller that long at most).
+    /// one second (`SHUTDOWN_GRACE`) for the agent's threads, all of them together (it blocks the
+    /// caller that long at most), then detaches what has not stopped, with a warning.
     pub fn shutdown(mut self) {
         self.stop();
     }

@@ -40,7 +40,8 @@ pub enum Family {
 /// How the detector reads a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reading {
-    /// Its level: the last value and the short-horizon mean, against normal.
+    /// Its level: the short-horizon median (the mean where the signal follows the load), against
+    /// normal.
     Level,
     /// Its trend: the short-horizon slope. For signals whose level ratchets and never comes back
     /// (resident memory: allocators keep pages), so a past step is not an anomaly for ever, while

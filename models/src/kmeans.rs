@@ -37,8 +37,9 @@ pub struct KMeansParams {
     pub max_iterations: u64,
     /// Seconds between windows (floors of rate features depend on it). Default 1.
     pub tick_seconds: f64,
-    /// The short horizon, ticks: the detector scores each signal's last value and its mean over the
-    /// short horizon (see [`KMeansDetector`]). Default 10.
+    /// The short horizon, ticks: the detector scores each level signal's median over the short
+    /// horizon (its mean where the signal follows the load), and a trend signal's short slope (see
+    /// [`KMeansDetector`]). Default 10.
     pub short_horizon: usize,
     /// Share of the (time-ordered) windows held out, newest last, to set the threshold on windows the
     /// model was not fitted on. Default 0.3.
@@ -216,7 +217,8 @@ pub fn calibrate(mut raw: Vec<f64>, budget: f64) -> f64 {
 pub const MAX_RAW_THRESHOLD: f64 = 0.5 * crate::Z_CLIP;
 
 /// Indices of the features a detector scores, by how the vocabulary reads each signal
-/// ([`vigil_features::vocab::Reading`]): a level signal's `last` and `mean_<short>`, a trend signal's
+/// ([`vigil_features::vocab::Reading`]): a level signal's `median_<short>` (`mean_<short>` where it
+/// follows the load), a trend signal's
 /// `slope_<short>`, nothing of an ignored one (unknown signals are read by level); every feature when
 /// the names follow no schema pattern.
 pub fn scored_features(names: &[String], short_horizon: usize) -> Vec<usize> {

@@ -8,8 +8,9 @@
 //! file in fixed-size chunks: memory grows with the number of distinct addresses in the profile, not
 //! with the size of the binary. What this gives up: file and line numbers, and inlined functions
 //! (an inlined function's samples land on the function it was inlined into). An address no symbol
-//! covers is named `object+0xoffset`, and every location keeps its mapping and build id, so
-//! `go tool pprof` can still resolve it against the binary.
+//! covers is named `object+0xoffset`. Every location keeps its mapping and build id, but each
+//! mapping is marked as already symbolised (`has_functions`), so `go tool pprof` does not resolve
+//! such an address again against the binary (Issue 34 asks for the flag only where names were found).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
