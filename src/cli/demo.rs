@@ -92,6 +92,33 @@ struct Detected {
     kind: AnomalyKind,
 }
 
+/// What an event that opened at a tick is, against the faults injected so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attribution {
+    /// The first event during the fault at this index (running, or ended within the grace).
+    Catches(usize),
+    /// Another event during a fault an earlier event already caught: one incident seen as two
+    /// events (counted and shown as such, never as a false alarm nor as a second detection).
+    Splits(usize),
+    /// No fault running or within its grace: a false alarm.
+    False,
+}
+
+/// Attributes an event opened at `tick` to the newest fault whose span (from its start to the grace
+/// after its end) holds it.
+fn attribute(injected: &[Injected], tick: u64) -> Attribution {
+    match injected
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, f)| tick >= f.start_tick && tick <= f.end_tick + GRACE_TICKS)
+    {
+        Some((i, f)) if f.detected.is_none() => Attribution::Catches(i),
+        Some((i, _)) => Attribution::Splits(i),
+        None => Attribution::False,
+    }
+}
+
 /// The fault schedule after the warm-up: quiet, fault, quiet, fault, ... then quiet.
 struct Schedule {
     faults: Vec<AnomalyKind>,
@@ -252,6 +279,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut injected: Vec<Injected> = Vec::new();
     let mut scoring = false;
     let mut false_alarms = 0u64;
+    let mut split_events = 0u64;
     let mut ticks = 0u64;
     let mut timeline: Vec<(f64, f64, bool)> = Vec::new();
     let mut last_served = (started, 0u64);
@@ -287,13 +315,9 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             if let Some(ev) = &t.opened {
                 let top: Vec<&str> = ev.top_features.iter().map(|(n, _)| n.as_str()).collect();
                 // Which fault does this alarm catch (running, or ended within the grace period)?
-                let caught = injected.iter_mut().rev().find(|f| {
-                    f.detected.is_none()
-                        && ticks >= f.start_tick
-                        && ticks <= f.end_tick + GRACE_TICKS
-                });
-                let what = match caught {
-                    Some(f) => {
+                let what = match attribute(&injected, ticks) {
+                    Attribution::Catches(i) => {
+                        let f = &mut injected[i];
                         let after = ticks - f.start_tick;
                         f.detected = Some(Detected {
                             after,
@@ -303,7 +327,14 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
                         });
                         format!("catches {} after {after} ticks", f.kind.as_str())
                     }
-                    None => {
+                    Attribution::Splits(i) => {
+                        split_events += 1;
+                        format!(
+                            "a second event during {}: a split event",
+                            injected[i].kind.as_str()
+                        )
+                    }
+                    Attribution::False => {
                         false_alarms += 1;
                         "no fault running: false alarm".to_owned()
                     }
@@ -385,7 +416,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let served = scene.counters.served.load(Ordering::Relaxed);
     let client_err = scene.counters.client_err.load(Ordering::Relaxed);
     drop(scene);
-    let summary = summary(&injected, false_alarms, ticks);
+    let summary = summary(&injected, false_alarms, split_events, ticks);
     println!("{summary}");
     let labels: Vec<Label> = injected
         .iter()
@@ -425,7 +456,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// What was injected and what was detected, for people.
-fn summary(injected: &[Injected], false_alarms: u64, ticks: u64) -> String {
+fn summary(injected: &[Injected], false_alarms: u64, split_events: u64, ticks: u64) -> String {
     let mut out = String::from("summary:\n");
     if injected.is_empty() {
         out.push_str("  no fault injected\n");
@@ -463,7 +494,7 @@ fn summary(injected: &[Injected], false_alarms: u64, ticks: u64) -> String {
     let caught = injected.iter().filter(|f| f.detected.is_some()).count();
     let _ = write!(
         out,
-        "  detected {caught} of {} faults · {false_alarms} false alarms in {ticks} ticks",
+        "  detected {caught} of {} faults · {split_events} split events · {false_alarms} false alarms in {ticks} ticks",
         injected.len()
     );
     out
@@ -509,6 +540,40 @@ mod tests {
         assert!(
             Schedule::new(Vec::new()).phase_ticks_left > 0,
             "a quiet stretch first"
+        );
+    }
+
+    #[test]
+    fn a_second_event_during_a_caught_fault_is_a_split_event_not_a_false_alarm() {
+        let fault = |start_tick, end_tick| Injected {
+            kind: AnomalyKind::GpuMemoryLeak,
+            start_tick,
+            end_tick,
+            start_unix: 0.0,
+            end_unix: 0.0,
+            detected: None,
+        };
+        let mut injected = vec![fault(31, 60), fault(91, 120)];
+        assert_eq!(attribute(&injected, 20), Attribution::False);
+        assert_eq!(attribute(&injected, 35), Attribution::Catches(0));
+        injected[0].detected = Some(Detected {
+            after: 4,
+            event: 1,
+            opened_as: AnomalyKind::GpuMemoryLeak,
+            kind: AnomalyKind::GpuMemoryLeak,
+        });
+        // Inside the fault and inside its grace: the same incident again.
+        assert_eq!(attribute(&injected, 50), Attribution::Splits(0));
+        assert_eq!(
+            attribute(&injected, 60 + GRACE_TICKS),
+            Attribution::Splits(0)
+        );
+        assert_eq!(attribute(&injected, 61 + GRACE_TICKS), Attribution::False);
+        assert_eq!(attribute(&injected, 95), Attribution::Catches(1));
+        let s = summary(&injected, 1, 2, 200);
+        assert!(
+            s.contains("detected 1 of 2 faults · 2 split events · 1 false alarms in 200 ticks"),
+            "{s}"
         );
     }
 
