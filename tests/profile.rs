@@ -360,3 +360,42 @@ fn an_event_is_profiled_and_the_profile_is_kept_and_served_with_it() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A profile running when the host shuts the agent down stops sampling at once: its requester gets
+/// a JSON 503 that says why (not a closed connection), and `shutdown()` is not held for the
+/// profile's length.
+#[test]
+fn a_profile_running_at_shutdown_is_cut_short_with_a_json_503() {
+    let _turn = turn();
+    let rt = host_runtime();
+    let agent = fast_agent(100).start(rt.handle()).unwrap();
+    let addr = agent.local_addr();
+    let asked = Instant::now();
+    let request = std::thread::spawn(move || get(addr, "/debug/pprof/profile?seconds=20", &[]));
+    // Until the profile runs (the gauge says so).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !agent
+        .metrics_text()
+        .lines()
+        .any(|l| l.starts_with("vigil_profile_running") && l.ends_with(" 1"))
+    {
+        assert!(Instant::now() < deadline, "the profile never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopping = Instant::now();
+    agent.shutdown();
+    let shutdown_took = stopping.elapsed();
+    let r = request.join().unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.body.starts_with("{\"error\":") && r.body.contains("shutting down"),
+        "{}",
+        r.body
+    );
+    assert!(shutdown_took < Duration::from_secs(3), "{shutdown_took:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+}

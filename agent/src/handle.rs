@@ -88,6 +88,8 @@ pub struct AgentHandle {
     probe: Option<ProbeGuard>,
     store: Option<crate::store::StoreThread>,
     watch: Option<crate::store::model_watch::ModelWatch>,
+    /// The CPU profiler, to cut a running profile short at shutdown.
+    profiler: crate::profile::Profiler,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -124,6 +126,7 @@ impl AgentHandle {
             watch,
             profiler,
         } = wiring;
+        let handle_profiler = profiler.clone();
         let access = access.unwrap_or_else(|| {
             crate::http::access::WriteAccess::new(crate::http::DEFAULT_LISTEN, None)
         });
@@ -224,6 +227,7 @@ impl AgentHandle {
             probe: Some(probe),
             store: store_thread,
             watch,
+            profiler: handle_profiler,
         })
     }
 
@@ -321,6 +325,9 @@ impl AgentHandle {
     fn stop(&mut self) {
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let left = || deadline.saturating_duration_since(Instant::now());
+        // A running CPU profile stops sampling first, so its requester gets a JSON 503 while the
+        // HTTP endpoint drains (rather than a closed connection), and the host is not sampled on.
+        self.profiler.cut_short();
         let _ = self.shutdown.send(true);
         if let Some(mut probe) = self.probe.take() {
             probe.0.stop_by(deadline);

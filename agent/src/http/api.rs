@@ -167,6 +167,9 @@ async fn cpu_profile(
             return r;
         }
         Err(Refused::Unavailable) => return no_profiler(),
+        Err(Refused::ShuttingDown) => {
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, crate::profile::CUT_SHORT);
+        }
         Err(Refused::Spawn(e)) => {
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -176,6 +179,9 @@ async fn cpu_profile(
     }
     match rx.await {
         Ok(Ok(c)) => pprof_reply(c.pprof_gz),
+        Ok(Err(e)) if e == crate::profile::CUT_SHORT => {
+            json_error(StatusCode::SERVICE_UNAVAILABLE, &e)
+        }
         Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
         Err(_) => json_error(
             StatusCode::INTERNAL_SERVER_ERROR,

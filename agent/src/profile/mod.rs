@@ -105,7 +105,17 @@ pub(crate) enum Refused {
     Unavailable,
     /// The profiling thread could not be started.
     Spawn(String),
+    /// The agent is shutting down.
+    ShuttingDown,
 }
+
+/// What a profile cut short by the agent's shutdown reports (the HTTP reply is a JSON 503 with it).
+pub(crate) const CUT_SHORT: &str =
+    "the agent is shutting down: the profile was stopped before its end";
+
+/// The agent's shutdown, as the profiling thread waits on it: `true` once [`Profiler::cut_short`]
+/// was called.
+type Stop = std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>;
 
 /// The end of the profile running now, process-wide (SIGPROF is per process, whatever the number
 /// of agents in it).
@@ -157,6 +167,8 @@ pub(crate) struct Profiler {
     finished: std::sync::Arc<Mutex<Vec<vigil_store::ProfileRecord>>>,
     outcomes: Family<OutcomeLabels, Counter>,
     running: Gauge,
+    /// Set at the agent's shutdown: a running profile stops sampling at once, a new one is refused.
+    stop: Stop,
 }
 
 impl Profiler {
@@ -167,6 +179,7 @@ impl Profiler {
             finished: std::sync::Arc::new(Mutex::new(Vec::new())),
             outcomes: Family::default(),
             running: Gauge::default(),
+            stop: Stop::default(),
         };
         m::PROFILES.register(registry, p.outcomes.clone());
         m::PROFILE_RUNNING.register(registry, p.running.clone());
@@ -205,6 +218,9 @@ impl Profiler {
         if !profiling_available() {
             return Err(Refused::Unavailable);
         }
+        if self.stopping() {
+            return Err(Refused::ShuttingDown);
+        }
         {
             let mut running = RUNNING
                 .lock()
@@ -217,6 +233,7 @@ impl Profiler {
             *running = Some(now + length);
         }
         let me = self.clone();
+        let stop = self.stop.clone();
         let spawned = std::thread::Builder::new()
             .name("vigil-profile".into())
             .spawn(move || {
@@ -227,9 +244,10 @@ impl Profiler {
                     let _slot = Slot;
                     me.running.set(1);
                     // A panic inside the profiler must not take the result (or the slot) with it.
-                    let r =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| capture(length)))
-                            .unwrap_or_else(|_| Err("the CPU profiler panicked".to_owned()));
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        capture(length, &stop)
+                    }))
+                    .unwrap_or_else(|_| Err("the CPU profiler panicked".to_owned()));
                     me.running.set(0);
                     r
                 };
@@ -244,6 +262,24 @@ impl Profiler {
                 Err(Refused::Spawn(e.to_string()))
             }
         }
+    }
+
+    /// The agent is shutting down: a running profile stops sampling now (its requester gets
+    /// [`CUT_SHORT`]) and no new one starts, so a host that called `shutdown()` is not sampled on.
+    pub(crate) fn cut_short(&self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        wake.notify_all();
+    }
+
+    fn stopping(&self) -> bool {
+        *self
+            .stop
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Event profiles finished since the last call (the tick loop stores them).
@@ -328,14 +364,27 @@ fn now_unix() -> f64 {
 /// Samples the whole process for `length`, then symbolises and encodes the profile (gzip'd pprof
 /// protobuf, as Go's net/http/pprof serves it).
 #[cfg(profiler)]
-fn capture(length: Duration) -> Result<Captured, String> {
+fn capture(length: Duration, stop: &Stop) -> Result<Captured, String> {
     let started_unix = now_unix();
     let t0 = Instant::now();
     let running = sampler::start(PROFILE_HZ)?;
-    std::thread::sleep(length);
+    // Sleeps for the profile's length, or until the agent shuts down.
+    let cut = {
+        let (stopped, wake) = &**stop;
+        let guard = stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (guard, _) = wake
+            .wait_timeout_while(guard, length, |s| !*s)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard
+    };
     let recorded = running
         .stop()
         .ok_or_else(|| "the profile's stack table was lost".to_owned())?;
+    if cut {
+        return Err(CUT_SHORT.to_owned());
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let stacks: Vec<(&[u64], u64)> = recorded
         .table
@@ -383,7 +432,7 @@ fn capture(length: Duration) -> Result<Captured, String> {
 }
 
 #[cfg(not(profiler))]
-fn capture(_length: Duration) -> Result<Captured, String> {
+fn capture(_length: Duration, _stop: &Stop) -> Result<Captured, String> {
     let _ = now_unix;
     Err("this build has no CPU profiler (the `profiling` feature; Linux with glibc on x86_64 or aarch64)".to_owned())
 }
