@@ -914,3 +914,28 @@ fn the_404_lists_every_endpoint_and_each_is_served() {
     }
     agent.shutdown();
 }
+
+/// A client that speaks HTTP/2 without asking (the h2c preface) gets a JSON 505 saying the endpoint
+/// speaks HTTP/1.1, not a connection closed without a word; the endpoint serves on.
+#[test]
+fn an_http2_preface_gets_a_json_505() {
+    use std::io::{Read, Write};
+    let rt = host_runtime();
+    let agent = fast_agent(50).start(rt.handle()).unwrap();
+    let addr = agent.local_addr();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The preface, then an empty SETTINGS frame, as an h2c client with prior knowledge sends them.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let reply = String::from_utf8_lossy(&raw);
+    assert!(
+        reply.starts_with("HTTP/1.1 505") && reply.contains("application/json"),
+        "{reply:?}"
+    );
+    assert!(reply.contains("HTTP/1.1 only"), "{reply:?}");
+    assert_eq!(get(addr, "/healthz", &[]).status, 200);
+    agent.shutdown();
+}

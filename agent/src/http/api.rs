@@ -177,7 +177,13 @@ async fn cpu_profile(
             );
         }
     }
-    match rx.await {
+    // The agent's shutdown answers at once (the endpoint drains for a second only); the profiling
+    // thread stops on its own.
+    let outcome = tokio::select! {
+        r = rx => r,
+        () = state.profiler.shutting_down() => Ok(Err(crate::profile::CUT_SHORT.to_owned())),
+    };
+    match outcome {
         Ok(Ok(c)) => pprof_reply(c.pprof_gz),
         Ok(Err(e)) if e == crate::profile::CUT_SHORT => {
             json_error(StatusCode::SERVICE_UNAVAILABLE, &e)

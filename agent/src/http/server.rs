@@ -391,6 +391,22 @@ struct JsonErrors<S> {
     inner: S,
     /// A rewritten reply still being written, and how much of it is out.
     pending: Option<(Vec<u8>, usize)>,
+    /// Nothing has been read yet: the first bytes are checked for an HTTP/2 connection preface.
+    first_read: bool,
+}
+
+/// The start of the HTTP/2 connection preface (RFC 9113, 3.4): a client that speaks HTTP/2 without
+/// asking (prior knowledge, h2c).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// The reply to an HTTP/2 preface: this endpoint speaks HTTP/1.1 only, said as every error is.
+fn h2_reply() -> Vec<u8> {
+    let body = "{\"error\":\"this endpoint speaks HTTP/1.1 only; scrape it over HTTP/1.1 (Prometheus does)\"}";
+    format!(
+        "HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 impl<S> JsonErrors<S> {
@@ -398,6 +414,7 @@ impl<S> JsonErrors<S> {
         Self {
             inner,
             pending: None,
+            first_read: true,
         }
     }
 }
@@ -481,7 +498,26 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for JsonErrors<S> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        use std::task::Poll;
+        if !self.first_read {
+            return std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let got = &buf.filled()[before..];
+            if !got.is_empty() {
+                self.first_read = false;
+                // An HTTP/2 preface: hyper (HTTP/1.1 only) would close without a word. The reply
+                // is queued and the connection read as ended, so hyper shuts it down, which writes
+                // the reply first.
+                if got.starts_with(H2_PREFACE) {
+                    buf.set_filled(before);
+                    self.pending = Some((h2_reply(), 0));
+                }
+            }
+        }
+        r
     }
 }
 

@@ -169,6 +169,9 @@ pub(crate) struct Profiler {
     running: Gauge,
     /// Set at the agent's shutdown: a running profile stops sampling at once, a new one is refused.
     stop: Stop,
+    /// Wakes the HTTP handlers waiting for a profile at the agent's shutdown: they answer at once,
+    /// whether or not the (lowest-priority) profiling thread has had a CPU to stop on yet.
+    stopped: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Profiler {
@@ -180,6 +183,7 @@ impl Profiler {
             outcomes: Family::default(),
             running: Gauge::default(),
             stop: Stop::default(),
+            stopped: std::sync::Arc::default(),
         };
         m::PROFILES.register(registry, p.outcomes.clone());
         m::PROFILE_RUNNING.register(registry, p.running.clone());
@@ -272,6 +276,19 @@ impl Profiler {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
         wake.notify_all();
+        self.stopped.notify_waiters();
+    }
+
+    /// Resolves once [`Profiler::cut_short`] was called (at once if it already was).
+    pub(crate) async fn shutting_down(&self) {
+        let notified = self.stopped.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a cut between the two is not missed.
+        notified.as_mut().enable();
+        if self.stopping() {
+            return;
+        }
+        notified.await;
     }
 
     fn stopping(&self) -> bool {
