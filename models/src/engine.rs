@@ -833,7 +833,7 @@ impl Engine {
         // A scheduled refit also waits for as many new windows as a model trains on at least: a
         // refit on a history that changed by less gives nearly the same model, at the full cost of
         // a fit (at coarse ticks an hour is a few windows: five-minute rows refitted every 12
-        // windows on 2,000 spent 95 % of a replay in training).
+        // windows on 2,000 spent two thirds of a replay in training, measured with perf).
         let due_schedule = self.cfg.refit_every > 0
             && self.tick
                 >= self.last_fit_tick

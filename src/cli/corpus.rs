@@ -191,17 +191,11 @@ fn measure(
         ("static_z", static_z(&s)),
         ("rolling_z", rolling_z(&s, tick)),
     ];
-    // Days of normal data: what false events per day are counted against.
-    let normal_days = s.labels.iter().filter(|l| !**l).count() as f64 * tick / 86_400.0;
     Ok((
         s.name.clone(),
         outcomes
             .into_iter()
-            .map(|(m, o)| {
-                let mut c = count(&s.labels, &o);
-                c.normal_days = normal_days;
-                (m, c)
-            })
+            .map(|(m, o)| (m, count(&s.labels, &o, tick)))
             .collect(),
     ))
 }
@@ -583,13 +577,17 @@ fn average_precision(labels: &[bool], score: &[Option<f64>]) -> Option<f64> {
     Some(ap)
 }
 
-fn count(labels: &[bool], o: &Outcome) -> Counts {
+/// A method's counts over one series whose rows are `tick` seconds apart.
+fn count(labels: &[bool], o: &Outcome, tick: f64) -> Counts {
     let segments = runs(labels);
     let events = runs(&o.in_event);
+    let normal = labels.iter().filter(|l| !**l).count();
     let mut c = Counts {
         segments: segments.len(),
         labelled: labels.iter().filter(|l| **l).count(),
-        normal: labels.iter().filter(|l| !**l).count(),
+        normal,
+        // Days of normal data: what false events per day are counted against.
+        normal_days: normal as f64 * tick / 86_400.0,
         events: events.len(),
         ..Counts::default()
     };
@@ -741,7 +739,7 @@ mod tests {
             ],
             score: vec![None; 10],
         };
-        let c = count(&labels, &o);
+        let c = count(&labels, &o, 300.0);
         assert_eq!((c.segments, c.detected, c.ttd.clone()), (2, 1, vec![2]));
         assert_eq!((c.inside, c.inside_labelled, c.normal_inside), (4, 2, 2));
         assert_eq!((c.events, c.false_events), (2, 1));

@@ -19,7 +19,7 @@ const MAX_HEADERS: usize = 256 * 1024;
 
 /// The most body bytes read from the agent's own endpoints (metrics, profiles, status): far above
 /// what an agent sends, far below what would hurt the machine.
-pub(crate) const AGENT_MAX_BODY: usize = 64 * 1024 * 1024;
+const AGENT_MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// What one request may take.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +28,16 @@ pub(crate) struct Limits {
     pub(crate) deadline: Duration,
     /// The most body bytes kept.
     pub(crate) max_body: usize,
+}
+
+impl Limits {
+    /// A request to one of the agent's own endpoints, within `deadline`.
+    pub(crate) fn agent(deadline: Duration) -> Self {
+        Self {
+            deadline,
+            max_body: AGENT_MAX_BODY,
+        }
+    }
 }
 
 /// A socket read under one deadline for the whole request: every read waits at most for what is left
@@ -82,14 +92,9 @@ pub(crate) fn get(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: vigil\r\nConnection: close\r\n\r\n"
     )
     .with_context(|| format!("cannot send the request to {who}"))?;
-    let timed_out = |e: &std::io::Error| {
-        matches!(
-            e.kind(),
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-        )
-    };
+    // `Deadline` reports every read past the deadline as `TimedOut`.
     let fail = |e: std::io::Error, doing: &str| -> anyhow::Error {
-        if timed_out(&e) {
+        if e.kind() == std::io::ErrorKind::TimedOut {
             anyhow::anyhow!(
                 "{who}: timed out after {:.0} s {doing} (the whole request may take {} s)",
                 started.elapsed().as_secs_f64(),
@@ -100,7 +105,7 @@ pub(crate) fn get(
         }
     };
     let mut r = BufReader::new(Deadline { s, until });
-    let mut header_bytes = 0usize;
+    // The status line, a header line or a chunk size: at most MAX_LINE bytes each.
     let mut line = Vec::new();
     let mut next_line = |r: &mut BufReader<Deadline>, doing: &str| -> anyhow::Result<String> {
         line.clear();
@@ -113,15 +118,11 @@ pub(crate) fn get(
             "{who}: a header line longer than {} KiB; not an HTTP server this client talks to",
             MAX_LINE / 1024
         );
-        header_bytes += n;
-        anyhow::ensure!(
-            header_bytes <= MAX_HEADERS,
-            "{who}: more than {} KiB of headers",
-            MAX_HEADERS / 1024
-        );
         Ok(String::from_utf8_lossy(&line).into_owned())
     };
     let status = next_line(&mut r, "waiting for the status line")?;
+    // The head as a whole is bounded too (chunk-size lines of the body are not head).
+    let mut header_bytes = status.len();
     let code: u16 = status
         .split_whitespace()
         .nth(1)
@@ -130,6 +131,12 @@ pub(crate) fn get(
     let (mut chunked, mut length) = (false, None::<u64>);
     loop {
         let line = next_line(&mut r, "reading the headers")?;
+        header_bytes += line.len();
+        anyhow::ensure!(
+            header_bytes <= MAX_HEADERS,
+            "{who}: more than {} KiB of headers",
+            MAX_HEADERS / 1024
+        );
         let line = line.trim_end();
         if line.is_empty() {
             break;

@@ -140,10 +140,7 @@ fn agent_get(
     path: &str,
     timeout: Duration,
 ) -> anyhow::Result<Vec<u8>> {
-    let limits = super::http::Limits {
-        deadline: timeout,
-        max_body: super::http::AGENT_MAX_BODY,
-    };
+    let limits = super::http::Limits::agent(timeout);
     let (status, body) = super::http::get(&agent.to_string(), path, "the agent", limits)?;
     anyhow::ensure!(
         status == 200,

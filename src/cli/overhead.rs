@@ -333,10 +333,7 @@ fn start_profile(
             &host,
             &format!("/debug/pprof/profile?seconds={length}"),
             "the agent",
-            super::http::Limits {
-                deadline: Duration::from_secs(length + 30),
-                max_body: super::http::AGENT_MAX_BODY,
-            },
+            super::http::Limits::agent(Duration::from_secs(length + 30)),
         )?;
         anyhow::ensure!(
             code == 200,

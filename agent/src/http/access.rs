@@ -109,7 +109,6 @@ fn bearer_token(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Compares without an early exit, so the time taken does not tell how much of a guess was right.
 /// Whether the presented value `a` equals the token `b`, in a time that depends only on `a`'s length
 /// (which the client chose): every presented byte is compared against the token's bytes cycled, and a
 /// length difference counts as a difference, so neither the token's content nor its length shows in

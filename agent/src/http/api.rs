@@ -181,7 +181,9 @@ async fn cpu_profile(
     // thread stops on its own.
     let outcome = tokio::select! {
         r = rx => r,
-        () = state.profiler.shutting_down() => Ok(Err(crate::profile::CUT_SHORT.to_owned())),
+        () = state.profiler.shutting_down() => {
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, crate::profile::CUT_SHORT);
+        }
     };
     match outcome {
         Ok(Ok(c)) => pprof_reply(c.pprof_gz),

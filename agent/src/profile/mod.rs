@@ -113,9 +113,23 @@ pub(crate) enum Refused {
 pub(crate) const CUT_SHORT: &str =
     "the agent is shutting down: the profile was stopped before its end";
 
-/// The agent's shutdown, as the profiling thread waits on it: `true` once [`Profiler::cut_short`]
-/// was called.
-type Stop = std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>;
+/// The agent's shutdown as a profile waits on it: set once by [`Profiler::cut_short`], which wakes
+/// the profiling thread (`wake`) and the HTTP handlers waiting for its result (`handlers`).
+#[derive(Debug, Default)]
+struct Stop {
+    set: Mutex<bool>,
+    wake: std::sync::Condvar,
+    handlers: tokio::sync::Notify,
+}
+
+impl Stop {
+    fn is_set(&self) -> bool {
+        *self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// The end of the profile running now, process-wide (SIGPROF is per process, whatever the number
 /// of agents in it).
@@ -167,11 +181,10 @@ pub(crate) struct Profiler {
     finished: std::sync::Arc<Mutex<Vec<vigil_store::ProfileRecord>>>,
     outcomes: Family<OutcomeLabels, Counter>,
     running: Gauge,
-    /// Set at the agent's shutdown: a running profile stops sampling at once, a new one is refused.
-    stop: Stop,
-    /// Wakes the HTTP handlers waiting for a profile at the agent's shutdown: they answer at once,
-    /// whether or not the (lowest-priority) profiling thread has had a CPU to stop on yet.
-    stopped: std::sync::Arc<tokio::sync::Notify>,
+    /// Set at the agent's shutdown: a running profile stops sampling at once, a new one is refused,
+    /// and a handler waiting for a profile answers at once, whether or not the (lowest-priority)
+    /// profiling thread has had a CPU to stop on yet.
+    stop: std::sync::Arc<Stop>,
 }
 
 impl Profiler {
@@ -182,8 +195,7 @@ impl Profiler {
             finished: std::sync::Arc::new(Mutex::new(Vec::new())),
             outcomes: Family::default(),
             running: Gauge::default(),
-            stop: Stop::default(),
-            stopped: std::sync::Arc::default(),
+            stop: std::sync::Arc::default(),
         };
         m::PROFILES.register(registry, p.outcomes.clone());
         m::PROFILE_RUNNING.register(registry, p.running.clone());
@@ -222,7 +234,7 @@ impl Profiler {
         if !profiling_available() {
             return Err(Refused::Unavailable);
         }
-        if self.stopping() {
+        if self.stop.is_set() {
             return Err(Refused::ShuttingDown);
         }
         {
@@ -271,32 +283,25 @@ impl Profiler {
     /// The agent is shutting down: a running profile stops sampling now (its requester gets
     /// [`CUT_SHORT`]) and no new one starts, so a host that called `shutdown()` is not sampled on.
     pub(crate) fn cut_short(&self) {
-        let (stopped, wake) = &*self.stop;
-        *stopped
+        *self
+            .stop
+            .set
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-        wake.notify_all();
-        self.stopped.notify_waiters();
+        self.stop.wake.notify_all();
+        self.stop.handlers.notify_waiters();
     }
 
     /// Resolves once [`Profiler::cut_short`] was called (at once if it already was).
     pub(crate) async fn shutting_down(&self) {
-        let notified = self.stopped.notified();
+        let notified = self.stop.handlers.notified();
         tokio::pin!(notified);
         // Registered before the flag is read, so a cut between the two is not missed.
         notified.as_mut().enable();
-        if self.stopping() {
+        if self.stop.is_set() {
             return;
         }
         notified.await;
-    }
-
-    fn stopping(&self) -> bool {
-        *self
-            .stop
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Event profiles finished since the last call (the tick loop stores them).
@@ -387,11 +392,12 @@ fn capture(length: Duration, stop: &Stop) -> Result<Captured, String> {
     let running = sampler::start(PROFILE_HZ)?;
     // Sleeps for the profile's length, or until the agent shuts down.
     let cut = {
-        let (stopped, wake) = &**stop;
-        let guard = stopped
+        let guard = stop
+            .set
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (guard, _) = wake
+        let (guard, _) = stop
+            .wake
             .wait_timeout_while(guard, length, |s| !*s)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *guard
