@@ -331,6 +331,17 @@ fn hyper_s_own_error_replies_carry_a_json_body_like_every_other_error() {
     drop(agent);
 }
 
+/// Resident memory grown since `before`, once the endpoint is quiet again: every flood connection
+/// closed (the scrape that asks is the one left open).
+fn grown_once_quiet(addr: SocketAddr, before: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scrape(addr).value("vigil_http_connections") > 1.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    rss() - before
+}
+
 #[test]
 fn the_memory_a_connection_flood_took_is_handed_back() {
     raise_fd_limit(4096);
@@ -356,13 +367,7 @@ fn the_memory_a_connection_flood_took_is_handed_back() {
         std::thread::sleep(Duration::from_millis(50));
         drop(wave);
     }
-    // Quiet again: every flood connection closed (the scrape that asks is the one left open).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while scrape(addr).value("vigil_http_connections") > 1.0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let grew = rss() - before;
+    let grew = grown_once_quiet(addr, before);
     eprintln!(
         "resident memory after 10,000 connections: {:+.1} MiB",
         grew / 1048576.0
@@ -374,4 +379,64 @@ fn the_memory_a_connection_flood_took_is_handed_back() {
         grew / 1048576.0
     );
     assert!(timed_get(addr, "/metrics").0.contains("200"));
+}
+
+#[test]
+fn pipelining_clients_that_never_read_neither_slow_scrapes_nor_keep_memory() {
+    raise_fd_limit(4096);
+    let rt = host_runtime();
+    let agent = fast_agent(100).start(rt.handle()).unwrap();
+    let addr = agent.local_addr();
+    next_samples(&agent, 2);
+    for _ in 0..5 {
+        assert!(timed_get(addr, "/metrics").0.contains("200"));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss();
+    // 256 connections (the default cap), each pipelining 20 scrapes in one write and never reading
+    // a reply: every reply the agent produces waits on a full socket.
+    let request = "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n".repeat(20);
+    // A scraper asks throughout, from before the first pipeliner connects.
+    let scraper = std::thread::spawn(move || {
+        let mut slowest = Duration::ZERO;
+        for _ in 0..20 {
+            let (status, took) = timed_get(addr, "/metrics");
+            assert!(status.contains("200"), "{status}");
+            slowest = slowest.max(took);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        slowest
+    });
+    let clients: Vec<TcpStream> = (0..256)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+            s.write_all(request.as_bytes()).ok()?;
+            Some(s)
+        })
+        .collect();
+    assert!(clients.len() >= 250, "only {} connected", clients.len());
+    // At the cap, each scrape evicts an idle pipeliner to make room.
+    let slowest = scraper.join().unwrap();
+    let held = rss() - before;
+    drop(clients);
+    let left = grown_once_quiet(addr, before);
+    eprintln!(
+        "256 pipelining clients: {:+.1} MiB resident while held, {:+.1} MiB after; slowest scrape meanwhile {slowest:?}",
+        held / 1048576.0,
+        left / 1048576.0
+    );
+    assert!(
+        held < 8.0 * 1048576.0,
+        "the pipelining clients held {:.1} MiB",
+        held / 1048576.0
+    );
+    assert!(
+        left < 4.0 * 1048576.0,
+        "the pipelining clients left {:.1} MiB resident",
+        left / 1048576.0
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a scrape took {slowest:?} among the pipelining clients"
+    );
 }

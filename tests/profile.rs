@@ -30,6 +30,19 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Waits until the agent's gauge says a profile runs (at most 5 s).
+fn profile_started(agent: &vigil::AgentHandle) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !agent
+        .metrics_text()
+        .lines()
+        .any(|l| l.starts_with("vigil_profile_running") && l.ends_with(" 1"))
+    {
+        assert!(Instant::now() < deadline, "the profile never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// One step of the workload: arithmetic the optimiser cannot remove (a plain loop: in a debug build
 /// an iterator's `next` would be a function of its own).
 #[inline(never)]
@@ -372,16 +385,7 @@ fn a_profile_running_at_shutdown_is_cut_short_with_a_json_503() {
     let addr = agent.local_addr();
     let asked = Instant::now();
     let request = std::thread::spawn(move || get(addr, "/debug/pprof/profile?seconds=20", &[]));
-    // Until the profile runs (the gauge says so).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !agent
-        .metrics_text()
-        .lines()
-        .any(|l| l.starts_with("vigil_profile_running") && l.ends_with(" 1"))
-    {
-        assert!(Instant::now() < deadline, "the profile never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    profile_started(&agent);
     let stopping = Instant::now();
     agent.shutdown();
     let shutdown_took = stopping.elapsed();
@@ -398,4 +402,29 @@ fn a_profile_running_at_shutdown_is_cut_short_with_a_json_503() {
         "{:?}",
         asked.elapsed()
     );
+}
+
+#[test]
+fn a_running_profile_leaves_a_slot_for_scrapes_at_one_connection() {
+    let _turn = turn();
+    let rt = host_runtime();
+    let agent = fast_agent(100)
+        .http_max_connections(1)
+        .start(rt.handle())
+        .unwrap();
+    let addr = agent.local_addr();
+    let request = std::thread::spawn(move || get(addr, "/debug/pprof/profile?seconds=2", &[]));
+    profile_started(&agent);
+    // The profile holds the one connection slot's worth of time; scrapes still get in, one after
+    // another, and a second profile is told it is busy rather than cut off.
+    for _ in 0..3 {
+        let m = get(addr, "/metrics", &[]);
+        assert_eq!(m.status, 200, "{}", m.body);
+        assert!(m.body.contains("vigil_profile_running 1"), "{}", m.body);
+    }
+    let second = get(addr, "/debug/pprof/profile?seconds=1", &[]);
+    assert_eq!(second.status, 409, "{}", second.body);
+    let r = request.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(get(addr, "/metrics", &[]).status, 200);
 }

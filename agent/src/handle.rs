@@ -158,6 +158,7 @@ impl AgentHandle {
             last_tick_ms: AtomicU64::new(u64::MAX),
             ticks: AtomicU64::new(0),
             tick,
+            exposition: http::Exposition::default(),
             api: Arc::new(crate::http::api::Api {
                 store: sink.clone(),
                 access,
@@ -449,5 +450,6 @@ async fn tick_loop(
             }
             store.write(sampler.tick_record());
         }
+        state.exposition.published();
     }
 }

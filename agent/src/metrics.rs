@@ -226,7 +226,7 @@ defs! {
     PROFILE_RUNNING = "vigil_profile_running", Gauge, [], ALWAYS,
         "1 while this agent is taking a CPU profile (SIGPROF sampling at 99 Hz), else 0";
     HTTP_CONNECTIONS = "vigil_http_connections", Gauge, [], ALWAYS,
-        "Connections open on the agent's HTTP endpoint (at most VIGIL_HTTP_MAX_CONNECTIONS, plus one being closed)";
+        "Connections open on the agent's HTTP endpoint (at most VIGIL_HTTP_MAX_CONNECTIONS, plus one serving a CPU profile and one being closed)";
     HTTP_CONNECTIONS_SHED = "vigil_http_connections_shed_total", Counter, ["reason"], ALWAYS,
         "Connections the HTTP endpoint closed or could not take: idle_timeout (no complete request in time), evicted (longest-idle closed to admit a new one at the cap), refused (at the cap with every connection busy), accept_error (the OS refused, e.g. out of descriptors)";
 }

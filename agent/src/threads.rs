@@ -85,10 +85,29 @@ pub(crate) fn spawn_low_priority<T: Send + 'static>(
                     work()
                 }
             };
+            // A fit's temporaries (tens of MB for a retrain on the store's windows) are freed by
+            // now; glibc keeps such pages (its trim threshold rises with every large free), and a
+            // host's resident memory would climb a step with each fit. Handed back here, on this
+            // low-priority thread.
+            release_free_memory();
             let _ = tx.send(result);
         })?;
     Ok((handle, rx))
 }
+
+/// Hands the allocator's free pages back to the system (glibc's `malloc_trim`, which walks every
+/// arena; with another allocator this does nothing, and that allocator's own policy applies). Called
+/// after work that frees a lot at once: a fit, a flood of connections.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) fn release_free_memory() {
+    // SAFETY: malloc_trim only walks glibc's own arenas; it takes no pointers and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(crate) fn release_free_memory() {}
 
 /// Joins `thread` if it ends before `deadline`; detaches it otherwise (it was told to stop and ends on
 /// its own).

@@ -45,6 +45,10 @@ enum BenchCommand {
     /// What the agent adds to a host's resident memory: the demo server under load without the agent,
     /// then with it (store on, event profiles on, a cold start) and a CPU profile taken meanwhile.
     Memory(super::memory::MemoryArgs),
+    /// Does the agent's resident memory stay flat over a long run? The demo server under light load
+    /// with the agent at a fast tick (store, event profiles, refits on) for 100,000 ticks, scraped
+    /// every second: memory when the history is full, at each quarter after, and the slope.
+    Soak(super::soak::SoakArgs),
 }
 
 /// Flags of `vigil bench detect`.
@@ -87,6 +91,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Corpus(c) => super::corpus::run(c),
         BenchCommand::Overhead(o) => super::overhead::run(o),
         BenchCommand::Memory(m) => super::memory::run(m),
+        BenchCommand::Soak(s) => super::soak::run(s),
         BenchCommand::Feedback(f) => super::feedback::run(f),
         BenchCommand::Gpu(g) => super::gpucheck::run(g),
     }

@@ -40,7 +40,7 @@ pub(crate) struct MemoryArgs {
 }
 
 /// This process's resident memory, bytes (0 where it cannot be read).
-fn rss() -> u64 {
+pub(crate) fn rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -96,13 +96,17 @@ impl Drop for Peak {
 }
 
 /// Keeps `connections` keep-alive clients sending requests until dropped.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
-    served: Arc<AtomicU64>,
+    pub(crate) served: Arc<AtomicU64>,
 }
 
 impl Load {
-    fn start(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr, connections: u32) -> Self {
+    pub(crate) fn start(
+        rt: &tokio::runtime::Runtime,
+        addr: std::net::SocketAddr,
+        connections: u32,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU64::new(0));
         for i in 0..connections {
@@ -135,7 +139,7 @@ impl Drop for Load {
 }
 
 /// GET from the agent; the body of a 200 answer.
-fn agent_get(
+pub(crate) fn agent_get(
     agent: std::net::SocketAddr,
     path: &str,
     timeout: Duration,
@@ -150,7 +154,7 @@ fn agent_get(
     Ok(body)
 }
 
-fn mb(b: u64) -> f64 {
+pub(crate) fn mb(b: u64) -> f64 {
     b as f64 / 1e6
 }
 
@@ -165,20 +169,35 @@ pub(crate) fn run(args: MemoryArgs) -> anyhow::Result<()> {
         "--profile-seconds must be from 1 to {}",
         vigil::agent::MAX_PROFILE_SECONDS
     );
-    let parse = |flag: &str, v: &str| {
-        vigil::agent::parse_duration(v)
-            .with_context(|| format!("{flag} {v:?}: expected {}", vigil::agent::DURATION_SYNTAX))
-    };
-    let warm_up = parse("--warm-up", &args.warm_up)?;
-    let tick = parse("--tick", &args.tick)?;
-    let json_out = match &args.json {
+    let warm_up = duration_flag("--warm-up", &args.warm_up)?;
+    let tick = duration_flag("--tick", &args.tick)?;
+    in_scratch_store("memory", args.json.as_deref(), |dir| {
+        measure(&args, warm_up, tick, dir)
+    })
+}
+
+/// A duration flag's value, or an error naming the flag and the syntax.
+pub(crate) fn duration_flag(flag: &str, v: &str) -> anyhow::Result<Duration> {
+    vigil::agent::parse_duration(v)
+        .with_context(|| format!("{flag} {v:?}: expected {}", vigil::agent::DURATION_SYNTAX))
+}
+
+/// Runs a memory benchmark with a fresh data directory for the agent's store (removed afterwards,
+/// whatever happens) and writes its report to `json` (opened first, so a bad path fails before the
+/// run).
+pub(crate) fn in_scratch_store(
+    bench: &str,
+    json: Option<&std::path::Path>,
+    run: impl FnOnce(&std::path::Path) -> anyhow::Result<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let json_out = match json {
         Some(p) => Some(vigil::models::OutputFile::create(p, &[])?),
         None => None,
     };
-    let data_dir = std::env::temp_dir().join(format!("vigil-bench-memory-{}", std::process::id()));
+    let data_dir = std::env::temp_dir().join(format!("vigil-bench-{bench}-{}", std::process::id()));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let result = measure(&args, warm_up, tick, &data_dir);
+    let result = run(&data_dir);
     let _ = std::fs::remove_dir_all(&data_dir);
     let report = result?;
     if let Some(mut out) = json_out {

@@ -17,6 +17,7 @@ pub(crate) mod png;
 pub(crate) mod pull;
 pub(crate) mod scenes;
 pub(crate) mod score;
+pub(crate) mod soak;
 pub(crate) mod store;
 pub(crate) mod train;
 

@@ -194,10 +194,7 @@ fn from_store(args: &TrainArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     .context("checking the training parameters")?;
     let input = vigil_models::retrain::RetrainInput {
         schema,
-        windows: windows
-            .into_iter()
-            .map(|(t, f, e)| (t, std::sync::Arc::from(f), e))
-            .collect(),
+        windows,
         labels,
         params,
         events,

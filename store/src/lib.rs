@@ -267,7 +267,10 @@ fn to_blob(v: &[f64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn from_blob(b: &[u8]) -> Vec<f64> {
+/// A stored window as a retrain reads it: `(time, features, inside an event)`.
+pub type StoredWindow = (f64, std::sync::Arc<[f64]>, bool);
+
+fn from_blob<C: FromIterator<f64>>(b: &[u8]) -> C {
     b.chunks_exact(8)
         .map(|c| {
             let mut a = [0u8; 8];
@@ -618,7 +621,7 @@ impl Store {
         &self,
         schema: &str,
         limit: usize,
-    ) -> Result<Vec<(f64, Vec<f64>, bool)>, StoreError> {
+    ) -> Result<Vec<StoredWindow>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -632,7 +635,9 @@ impl Store {
                 |r| {
                     Ok((
                         r.get::<_, f64>(0)?,
-                        from_blob(&r.get::<_, Vec<u8>>(1)?),
+                        // Straight into the shared form a retrain keeps: one copy of the
+                        // windows in memory, not two.
+                        from_blob::<std::sync::Arc<[f64]>>(r.get_ref(1)?.as_blob()?),
                         r.get::<_, Option<i64>>(2)?.is_some(),
                     ))
                 },

@@ -64,7 +64,7 @@ where
         .route("/api/v1/model/rollback", post(rollback))
         .route("/api/v1/model/retrain", post(retrain_now))
         .route("/api/v1/events/{id}/profile", get(event_profile))
-        .route("/debug/pprof/profile", get(cpu_profile))
+        .route(crate::http::PROFILE_PATH, get(cpu_profile))
 }
 
 /// `seconds` from the query of `GET /debug/pprof/profile`.

@@ -13,8 +13,8 @@ pub(crate) mod server;
 
 use crate::http::reply::{json_error, json_string};
 use crate::threads::Heartbeat;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -24,6 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
+
+/// Where CPU profiles are served (a connection serving one does not take a connection slot).
+pub(crate) const PROFILE_PATH: &str = "/debug/pprof/profile";
 
 /// OpenMetrics content type served when the scraper asks for it.
 pub(crate) const OPENMETRICS_CONTENT_TYPE: &str =
@@ -41,6 +44,67 @@ pub(crate) struct HttpState {
     /// The agent's other long-lived threads (store, model watcher): `/healthz` says when one stops
     /// beating.
     pub(crate) threads: Vec<Arc<Heartbeat>>,
+    /// `/metrics` as served to every scraper of the current tick.
+    pub(crate) exposition: Exposition,
+}
+
+/// The longest a served exposition is reused, whatever the tick: series set between ticks (the HTTP
+/// endpoint's own, the store's, the `#[observe]` series) are at most this old in a scrape.
+const MAX_EXPOSITION_AGE: Duration = Duration::from_secs(1);
+
+/// `/metrics`, encoded once per tick (per format) and shared by every scraper of that tick.
+///
+/// The first scrape after a tick encodes the registry; every other scrape of that tick gets the same
+/// reference-counted buffer, which hyper writes to the socket without copying it. A crowd of scrapers —
+/// or clients that pipeline requests and never read the replies — therefore costs neither encoding
+/// time on the agent's thread nor a copy of the exposition per connection. A tick longer than
+/// [`MAX_EXPOSITION_AGE`] gets a fresh encoding at that age.
+#[derive(Default)]
+pub(crate) struct Exposition {
+    /// Bumped at the end of every tick, once every series the tick sets is set.
+    generation: AtomicU64,
+    /// Prometheus text and OpenMetrics.
+    slots: Mutex<[Option<Encoded>; 2]>,
+}
+
+struct Encoded {
+    generation: u64,
+    at: Instant,
+    body: axum::body::Bytes,
+}
+
+impl Exposition {
+    /// The tick's series are all set: the next scrape encodes them afresh.
+    pub(crate) fn published(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The exposition of the current tick in the format asked for, encoded now if no scrape of this
+    /// tick has asked for it yet.
+    fn get(
+        &self,
+        registry: &Registry,
+        openmetrics: bool,
+    ) -> Result<axum::body::Bytes, std::fmt::Error> {
+        let generation = self.generation.load(Ordering::Acquire);
+        // Handlers run on the agent's one thread, so the lock is never contended; encoding under it
+        // keeps two scrapes of one tick from both encoding.
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = &mut slots[usize::from(openmetrics)];
+        if let Some(e) = slot.as_ref()
+            && e.generation == generation
+            && e.at.elapsed() < MAX_EXPOSITION_AGE
+        {
+            return Ok(e.body.clone());
+        }
+        let body = axum::body::Bytes::from(encode(registry, openmetrics)?);
+        *slot = Some(Encoded {
+            generation,
+            at: Instant::now(),
+            body: body.clone(),
+        });
+        Ok(body)
+    }
 }
 
 /// The store API's handlers take only its handles.
@@ -103,7 +167,7 @@ pub(crate) fn encode(registry: &Registry, openmetrics: bool) -> Result<String, s
 
 async fn metrics(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let openmetrics = wants_openmetrics(&headers);
-    match encode(&state.registry, openmetrics) {
+    match state.exposition.get(&state.registry, openmetrics) {
         Ok(body) => {
             let content_type = if openmetrics {
                 OPENMETRICS_CONTENT_TYPE

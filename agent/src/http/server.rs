@@ -1,11 +1,13 @@
 //! The connection side of the agent's HTTP endpoint: it lives inside the host process, so it must never
 //! take the host's file descriptors or memory, whatever clients do.
 //!
-//! - At most `max_connections` are open at once. When a new connection arrives at the cap, the connection
+//! - At most `max_connections` are open at once, not counting one that serves a CPU profile (profiles
+//!   run one at a time and last seconds: with `max_connections = 1` a profile would otherwise lock out
+//!   every scrape). When a new connection arrives at the cap, the connection
 //!   that has waited longest for a request (idle keep-alive, or still trickling its request head) is closed
 //!   to make room; when every open connection is in the middle of a request (or has not yet had its first
 //!   turn to read), the new one is closed instead. A flood of idle or slow clients therefore cannot lock a scraper out, and the descriptors the
-//!   agent holds stay at `max_connections + 1`.
+//!   agent's endpoint holds stay at `max_connections + 2` (the listener, and a profile's connection).
 //! - A connection must deliver a complete request — head and body — within `idle_timeout` of opening or
 //!   of its previous response, otherwise it is closed: this is the request deadline and the keep-alive
 //!   idle timeout in one. The body is read (at most [`MAX_BODY`]) before the request counts as in
@@ -110,6 +112,10 @@ struct Conn {
     started: AtomicBool,
     evict: Notify,
     evicted: AtomicBool,
+    /// Serving a CPU profile (seconds long). One such connection does not count against the cap, so
+    /// a profile leaves a slot for scrapes even at `max_connections = 1`; profiles run one at a
+    /// time, so this adds at most one connection.
+    profiling: AtomicBool,
 }
 
 struct Table {
@@ -124,30 +130,18 @@ struct Shared {
     table: Mutex<Table>,
     limits: HttpLimits,
     metrics: ServerMetrics,
-    /// Connections admitted since memory was last handed back to the system ([`release_memory`]).
+    /// Connections admitted since memory was last handed back to the system.
     admitted_since_release: AtomicU64,
 }
 
 /// After this many connections, once the endpoint is quiet again (at most [`QUIET_CONNECTIONS`] open),
-/// the memory their buffers took is handed back to the system: a flood of connections otherwise
+/// the memory their buffers took is handed back to the system
+/// ([`crate::threads::release_free_memory`]): a flood of connections otherwise
 /// leaves the allocator holding tens of MB of free pages in the host (20,000 idle connections left
 /// 25 MB). A scraper every 15 s reaches this count in about four hours.
 const RELEASE_AFTER: u64 = 1000;
 /// Open connections at or below which the endpoint counts as quiet.
 const QUIET_CONNECTIONS: usize = 4;
-
-/// Hands free heap pages back to the system (glibc's `malloc_trim`; other allocators keep their own
-/// policy, and this does nothing).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_memory() {
-    // SAFETY: malloc_trim only walks glibc's own arenas; it takes no pointers and is thread-safe.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_memory() {}
 
 impl Shared {
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -183,7 +177,7 @@ impl Drop for Registration {
             self.shared
                 .admitted_since_release
                 .store(0, Ordering::Relaxed);
-            release_memory();
+            crate::threads::release_free_memory();
         }
     }
 }
@@ -258,7 +252,11 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// Makes room for a new connection (evicting the longest-idle one at the cap) and registers it.
 fn admit(shared: &Arc<Shared>) -> Option<Registration> {
     let mut t = shared.table();
-    if t.conns.len() >= shared.limits.max_connections {
+    let profiling = t
+        .conns
+        .values()
+        .any(|c| c.profiling.load(Ordering::Relaxed));
+    if t.conns.len() - usize::from(profiling) >= shared.limits.max_connections {
         let victim = t
             .conns
             .values()
@@ -286,6 +284,7 @@ fn admit(shared: &Arc<Shared>) -> Option<Registration> {
         started: AtomicBool::new(false),
         evict: Notify::new(),
         evicted: AtomicBool::new(false),
+        profiling: AtomicBool::new(false),
     });
     t.conns.insert(id, conn.clone());
     shared
@@ -335,8 +334,11 @@ async fn run_connection(
                 }
             };
             activity.busy.fetch_add(1, Ordering::Relaxed);
+            let profiling = parts.uri.path() == crate::http::PROFILE_PATH;
+            activity.profiling.store(profiling, Ordering::Relaxed);
             let request = hyper::Request::from_parts(parts, axum::body::Body::from(bytes));
             let response = hyper::service::Service::call(&inner, request).await;
+            activity.profiling.store(false, Ordering::Relaxed);
             activity.idle_since_ms.store(now_ms(), Ordering::Relaxed);
             activity.busy.fetch_sub(1, Ordering::Relaxed);
             response
@@ -541,6 +543,36 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for JsonErrors<S> {
             return Poll::Ready(Ok(buf.len()));
         }
         std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    /// Vectored writes make hyper queue a response's body as the buffer it was given (the shared
+    /// exposition) instead of copying it into the connection's write buffer, and keep the head of
+    /// a pipelined response from being buffered before the previous body has gone out: one
+    /// response at most waits in the agent per connection, however many the client pipelines.
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        match self.drain(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        // hyper's own error replies are a head alone, in the first slice.
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty())
+            && let Some(reply) = json_error_reply(first)
+        {
+            self.pending = Some((reply, 0));
+            let _ = self.drain(cx);
+            return Poll::Ready(Ok(first.len()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn poll_flush(

@@ -248,10 +248,7 @@ impl Retrainer {
             .collect();
         Ok(RetrainInput {
             schema: self.schema.clone(),
-            windows: windows
-                .into_iter()
-                .map(|(t, f, e)| (t, Arc::from(f), e))
-                .collect(),
+            windows,
             labels,
             params: self.engine.params(),
             events: self.engine.events,
