@@ -12,6 +12,16 @@ mod support;
 
 use support::cli::{s, tmpdir, vigil};
 
+/// Uniform noise in [-0.5, 0.5) from a seed (xorshift).
+fn noise_from(mut x: u64) -> impl FnMut() -> f64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 10_000) as f64 / 10_000.0 - 0.5
+    }
+}
+
 /// One series: 1,500 training rows and 1,500 test rows a minute apart, two columns on wildly different
 /// scales with a cycle and noise, one mostly-zero bursty column; a labelled incident in the test part
 /// where `b` jumps by ten times its noise for 40 rows.
@@ -23,13 +33,7 @@ fn series(dir: &Path, seed: u64, gzip: bool) {
 /// an incident (unlabelled).
 fn series_with_step(dir: &Path, seed: u64, gzip: bool, step: Option<u64>) {
     std::fs::create_dir_all(dir).unwrap();
-    let mut x = seed;
-    let mut noise = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % 10_000) as f64 / 10_000.0 - 0.5
-    };
+    let mut noise = noise_from(seed);
     let (mut train, mut test, mut labels) = (
         String::from("timestamp,a,b,c\n"),
         String::from("timestamp,a,b,c\n"),
@@ -71,15 +75,22 @@ fn series_with_step(dir: &Path, seed: u64, gzip: bool, step: Option<u64>) {
 
 /// `vigil bench corpus CORPUS --json JSON EXTRA…`, which must succeed; the JSON it wrote.
 fn run_corpus(corpus: &Path, json: &Path, extra: &[&str]) -> Value {
+    run_corpus_said(corpus, json, extra).0
+}
+
+/// [`run_corpus`], and what it printed.
+fn run_corpus_said(corpus: &Path, json: &Path, extra: &[&str]) -> (Value, String) {
     let mut args = vec!["bench", "corpus", s(corpus), "--json", s(json)];
     args.extend_from_slice(extra);
     let out = vigil(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{}",
+        "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+    let v = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    (v, stdout)
 }
 
 #[test]
@@ -90,19 +101,11 @@ fn bench_corpus_measures_every_method_on_every_series() {
     series(&corpus.join("svc-b"), 11, false);
     // A directory without the three files is not a series.
     std::fs::create_dir_all(corpus.join("notes")).unwrap();
-    let json = d.0.join("out.json");
-    let out = vigil(&["bench", "corpus", s(&corpus), "--json", s(&json)]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (v, stdout) = run_corpus_said(&corpus, &d.0.join("out.json"), &[]);
     assert!(
         stdout.contains("rolling_z") && stdout.contains("svc-b"),
         "{stdout}"
     );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let series = v["series"].as_object().unwrap();
     assert_eq!(
         series.keys().collect::<Vec<_>>(),
@@ -225,12 +228,12 @@ fn bench_corpus_takes_the_engine_flags() {
     assert_eq!(
         default["settings"],
         serde_json::json!({"tick_seconds": null, "warm_up_windows": 300, "refit_every": null,
-            "false_events_per_day": 1.0, "offline_hold_back": 0})
+            "false_events_per_day": 1.0, "offline_hold_back": 0, "joint_moves": null})
     );
     assert_eq!(
         tuned["settings"],
         serde_json::json!({"tick_seconds": 30.0, "warm_up_windows": 120, "refit_every": 0,
-            "false_events_per_day": 4.0, "offline_hold_back": 0})
+            "false_events_per_day": 4.0, "offline_hold_back": 0, "joint_moves": null})
     );
     // The z rules keep their own budget (0.5 % of training rows) whatever the engine's flags: the
     // static rule flags the same rows (its false events per day are counted at the tick the run was
@@ -269,4 +272,61 @@ fn bench_corpus_takes_the_engine_flags() {
             "{bad}: {err}"
         );
     }
+}
+
+/// Five days of 5-minute rows (train) with `columns` noisy columns; a day of test rows after them
+/// (unused by the joint-move test, which builds its test from the training rows).
+fn plain_series(dir: &Path, columns: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let header = std::iter::once("timestamp".to_owned())
+        .chain((0..columns).map(|c| format!("c{c}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut noise = noise_from(99);
+    let (mut train, mut test, mut labels) = (
+        format!("{header}\n"),
+        format!("{header}\n"),
+        String::from("timestamp,label\n"),
+    );
+    for i in 0..(6 * 288u64) {
+        let t = 1_600_000_000 + 300 * i;
+        let mut row = t.to_string();
+        for c in 0..columns {
+            let _ = write!(row, ",{:.4}", 10.0 * (c + 1) as f64 + noise());
+        }
+        row.push('\n');
+        if i < 5 * 288 {
+            train.push_str(&row);
+        } else {
+            test.push_str(&row);
+            let _ = writeln!(labels, "{t},0");
+        }
+    }
+    std::fs::write(dir.join("train.csv"), train).unwrap();
+    std::fs::write(dir.join("test.csv"), test).unwrap();
+    std::fs::write(dir.join("test_labels.csv"), labels).unwrap();
+}
+
+#[test]
+fn bench_corpus_joint_moves_builds_a_labelled_test_from_the_training_rows() {
+    let d = tmpdir("corpus-joint");
+    let corpus = d.0.join("corpus");
+    plain_series(&corpus.join("svc-wide"), 6);
+    // One column cannot move jointly: named and left out.
+    plain_series(&corpus.join("svc-narrow"), 1);
+    let (v, stdout) = run_corpus_said(&corpus, &d.0.join("out.json"), &["--joint-moves", "3"]);
+    assert!(
+        stdout.contains("svc-narrow") && stdout.contains("left out"),
+        "{stdout}"
+    );
+    assert_eq!(v["settings"]["joint_moves"], 3, "{v}");
+    let series = v["series"].as_object().unwrap();
+    assert_eq!(series.keys().collect::<Vec<_>>(), vec!["svc-wide"], "{v}");
+    // Two days of test rows (40 % of five days): one joint move a day, each labelled.
+    let agent = &v["pooled"]["agent"];
+    assert_eq!(agent["segments"], 2, "{agent}");
+    assert!(
+        agent["labelled_rows"].as_u64().unwrap_or(0) >= 24,
+        "{agent}"
+    );
 }

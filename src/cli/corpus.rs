@@ -53,6 +53,12 @@ pub(crate) struct CorpusArgs {
     /// as a model file is in production. 0 (the default): trained on every training row.
     #[arg(long, value_name = "ROWS", default_value_t = 0)]
     offline_hold_back: usize,
+    /// Instead of each series' test rows, a joint-move test made from its training rows with this
+    /// seed: the first 60 % train, and in the rest, once a day, four columns move together by two of
+    /// their robust standard deviations for one to three hours, each staying inside its own training
+    /// range; the labels are the moved rows (see `src/cli/joint.rs`).
+    #[arg(long, value_name = "SEED")]
+    joint_moves: Option<u64>,
     /// The engine's settings for both of its ways, as `vigil score` takes them (the false-event
     /// budget is the operator's precision/recall knob).
     #[command(flatten)]
@@ -68,12 +74,12 @@ const ROLLING_SECONDS: f64 = 3600.0;
 const Z_RULE_BUDGET: f64 = 0.005;
 
 /// One series of the corpus, in memory.
-struct Series {
-    name: String,
-    signals: SignalSet,
-    train: Rows,
-    test: Rows,
-    labels: Vec<bool>,
+pub(crate) struct Series {
+    pub(crate) name: String,
+    pub(crate) signals: SignalSet,
+    pub(crate) train: Rows,
+    pub(crate) test: Rows,
+    pub(crate) labels: Vec<bool>,
 }
 
 /// What a method said about the test rows.
@@ -116,7 +122,7 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.next());
                     let Some(dir) = next else { break };
-                    let r = measure(&dir, args.offline_hold_back, &args.engine);
+                    let r = measure(&dir, args.offline_hold_back, &args.engine, args.joint_moves);
                     if let Ok(mut out) = results.lock() {
                         out.push((dir, r));
                     }
@@ -126,8 +132,14 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
     });
     let mut results = results.into_inner().unwrap_or_default();
     results.sort_by(|a, b| a.0.cmp(&b.0));
-    for (_, r) in results {
-        let (name, by) = r?;
+    for (dir, r) in results {
+        let Some((name, by)) = r? else {
+            super::say!(
+                "{}: fewer than two columns with a spread, or under a day of rows to test: no joint moves to make; left out",
+                dir.display()
+            )?;
+            continue;
+        };
         let entry = per_series.entry(name).or_default();
         for (method, c) in by {
             pooled.entry(method).or_default().add(&c);
@@ -144,6 +156,7 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
     let mut settings = args.engine.json();
     if let Some(m) = settings.as_object_mut() {
         m.insert("offline_hold_back".into(), json!(args.offline_hold_back));
+        m.insert("joint_moves".into(), json!(args.joint_moves));
     }
     let report = json!({
         "settings": settings,
@@ -177,13 +190,25 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One series: every method's counts.
+/// A series' name and every method's counts.
+type Measured = (String, Vec<(&'static str, Counts)>);
+
+/// One series: every method's counts (`None`: a joint-move test was asked for and this series cannot
+/// make one).
 fn measure(
     dir: &Path,
     hold_back: usize,
     engine: &EngineArgs,
-) -> anyhow::Result<(String, Vec<(&'static str, Counts)>)> {
+    joint_moves: Option<u64>,
+) -> anyhow::Result<Option<Measured>> {
     let s = load(dir)?;
+    let s = match joint_moves {
+        None => s,
+        Some(seed) => match super::joint::joint_moves(&s, seed, tick_of(&s.train)) {
+            Some(j) => j,
+            None => return Ok(None),
+        },
+    };
     let tick = config(&s, engine).tick_seconds;
     let outcomes = [
         ("agent", agent_way(&s, engine)?),
@@ -191,13 +216,13 @@ fn measure(
         ("static_z", static_z(&s)),
         ("rolling_z", rolling_z(&s, tick)),
     ];
-    Ok((
+    Ok(Some((
         s.name.clone(),
         outcomes
             .into_iter()
             .map(|(m, o)| (m, count(&s.labels, &o, tick)))
             .collect(),
-    ))
+    )))
 }
 
 /// `dir/stem.csv` or `dir/stem.csv.gz`.
@@ -266,7 +291,7 @@ fn discover(dir: &Path, only: &[String]) -> anyhow::Result<Vec<PathBuf>> {
 
 /// All rows of a CSV (plain or gzip'd), with its signals.
 /// Rows of one file: `(timestamp, values)`.
-type Rows = Vec<(f64, Vec<f64>)>;
+pub(crate) type Rows = Vec<(f64, Vec<f64>)>;
 
 fn read_rows(path: &Path) -> anyhow::Result<(SignalSet, Vec<String>, Rows)> {
     let mut src = CsvSource::open(path, ReadOptions::default())?;
@@ -662,6 +687,7 @@ impl Counts {
             // Pooled: the mean of the series' PR-AUC (each series' scores are on its own scale).
             "pr_auc": if self.pr_auc.is_empty() { Value::Null } else { json!(round(self.pr_auc.iter().sum::<f64>() / self.pr_auc.len() as f64)) },
             "segments": self.segments,
+            "labelled_rows": self.labelled,
             "events": self.events,
             "false_events": self.false_events,
         })

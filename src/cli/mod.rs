@@ -9,6 +9,7 @@ pub(crate) mod gpucheck;
 pub(crate) mod http;
 pub(crate) mod input;
 pub(crate) mod inspect;
+pub(crate) mod joint;
 pub(crate) mod labels;
 pub(crate) mod memory;
 pub(crate) mod offline;

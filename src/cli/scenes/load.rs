@@ -29,7 +29,8 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 33)
 }
 
-fn unit(x: u64) -> f64 {
+/// A number in `[0, 1)` from `x` (deterministic).
+pub(crate) fn unit(x: u64) -> f64 {
     (mix(x) % 1_000_000) as f64 / 1_000_000.0
 }
 
