@@ -25,6 +25,29 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 /// exponent), not data.
 pub const TIME_RANGE: std::ops::RangeInclusive<f64> = 0.0..=32_503_679_999.0;
 
+/// The median interval between consecutive times, seconds: how far apart rows are meant to be (gaps
+/// and duplicates do not move a median). `None` when there are fewer than two times or the median is
+/// not a positive number (mostly duplicate timestamps): the caller says what to assume instead.
+pub fn median_interval(times: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut prev = None;
+    let mut dts = Vec::new();
+    for t in times {
+        if let Some(p) = prev {
+            dts.push(t - p);
+        }
+        prev = Some(t);
+    }
+    median_of_intervals(dts)
+}
+
+/// [`median_interval`] of intervals already taken (rows of several files, each file's own).
+pub fn median_of_intervals(mut dts: Vec<f64>) -> Option<f64> {
+    dts.sort_unstable_by(f64::total_cmp);
+    dts.get(dts.len() / 2)
+        .copied()
+        .filter(|d| d.is_finite() && *d > 0.0)
+}
+
 /// Why `t` is not an acceptable time, if it is not: the one rule every reader of times applies.
 pub fn out_of_range(t: f64) -> Option<String> {
     if TIME_RANGE.contains(&t) {
@@ -130,6 +153,20 @@ pub fn format_rfc3339(t: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_median_interval_ignores_gaps_and_duplicates_and_says_when_it_cannot_tell() {
+        // Five-minute rows with a gap, a duplicate and a reset backwards.
+        let t = [
+            0.0, 300.0, 600.0, 600.0, 900.0, 10_000.0, 10_300.0, 10_600.0, 500.0, 800.0,
+        ];
+        assert_eq!(median_interval(t), Some(300.0));
+        assert_eq!(median_interval([5.0]), None);
+        assert_eq!(median_interval(std::iter::empty()), None);
+        // Mostly duplicate timestamps: no positive median.
+        assert_eq!(median_interval([1.0, 1.0, 1.0, 2.0]), None);
+        assert_eq!(median_of_intervals(vec![60.0, 60.0, 3600.0]), Some(60.0));
+    }
 
     #[test]
     fn rfc3339_round_trips() {

@@ -97,6 +97,37 @@ impl Default for EngineConfig {
     }
 }
 
+/// Newest windows a refit trains on (at least: more when the warm-up is longer).
+pub const HISTORY_WINDOWS: usize = 2000;
+
+impl EngineConfig {
+    /// The agent's settings for rows `tick_seconds` apart (what `vigil score` and `bench corpus` run
+    /// offline too): a first model after `warm_up_windows` windows, refitted every `refit_every` ticks
+    /// (0: never) on the newest [`HISTORY_WINDOWS`] windows or the whole warm-up if that is longer, at
+    /// `false_events_per_day`; everything else as [`EngineConfig::default`].
+    pub fn agent(
+        tick_seconds: f64,
+        warm_up_windows: usize,
+        refit_every: usize,
+        false_events_per_day: f64,
+    ) -> Self {
+        Self {
+            tick_seconds,
+            warm_up_windows,
+            refit_every,
+            history_windows: HISTORY_WINDOWS.max(warm_up_windows),
+            false_events_per_day,
+            ..Self::default()
+        }
+    }
+
+    /// Ticks of `tick_seconds` in `seconds` (rounded up, at least one): an hour of ticks is the
+    /// default refit schedule.
+    pub fn ticks_in(seconds: f64, tick_seconds: f64) -> usize {
+        ((seconds / tick_seconds).ceil() as usize).max(1)
+    }
+}
+
 /// Share of normal windows above the calibration p90 (the settle level), by construction.
 pub const DRIFT_EXPECTED: f64 = 0.1;
 /// Share of windows above the calibration p90 that counts as a large, sustained drift: five times

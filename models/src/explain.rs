@@ -147,23 +147,38 @@ fn tally(names: &[String], votes_in: impl Iterator<Item = (usize, f64)>) -> Anom
         .map_or(AnomalyKind::Unknown, |v| v.0)
 }
 
-/// Average precision of `(score, is_positive)` pairs (area under the precision-recall curve, step-wise);
-/// `NaN` without positives.
+/// Average precision of `(score, is_positive)` pairs (area under the precision-recall curve, step-wise,
+/// ties ranked together); `NaN` without positives. The promotion gate, `vigil eval` and `vigil bench
+/// corpus` all read PR-AUC from here, so they rank two models alike.
 pub fn average_precision(scored: &[(f64, bool)]) -> f64 {
     let positives = scored.iter().filter(|s| s.1).count();
-    if positives == 0 {
-        return f64::NAN;
+    average_precision_over(scored, positives).unwrap_or(f64::NAN)
+}
+
+/// [`average_precision`] where `positives` rows are labelled in all, some perhaps without a score
+/// (they rank last and count only in the recall's denominator). Rows with equal scores are one step of
+/// the curve, at their precision as a group, whatever order a sort left them in. `None` without a
+/// positive or a finite score.
+pub fn average_precision_over(scored: &[(f64, bool)], positives: usize) -> Option<f64> {
+    let mut sorted: Vec<(f64, bool)> = scored.iter().copied().filter(|s| s.0.is_finite()).collect();
+    if positives == 0 || sorted.is_empty() {
+        return None;
     }
-    let mut sorted = scored.to_vec();
     sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (mut tp, mut ap) = (0.0, 0.0);
-    for (k, (_, pos)) in sorted.iter().enumerate() {
-        if *pos {
-            tp += 1.0;
-            ap += tp / (k as f64 + 1.0);
+    let (mut tp, mut seen, mut ap, mut i) = (0usize, 0usize, 0.0, 0usize);
+    while i < sorted.len() {
+        let mut j = i;
+        let mut group_tp = 0;
+        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
+            group_tp += usize::from(sorted[j].1);
+            j += 1;
         }
+        tp += group_tp;
+        seen += j - i;
+        ap += group_tp as f64 / positives as f64 * (tp as f64 / seen as f64);
+        i = j;
     }
-    ap / positives as f64
+    Some(ap)
 }
 
 #[cfg(test)]

@@ -381,12 +381,7 @@ fn load(dir: &Path) -> anyhow::Result<Series> {
 
 /// The median interval between training rows.
 fn tick_of(rows: &[(f64, Vec<f64>)]) -> f64 {
-    let mut dts: Vec<f64> = rows.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    dts.sort_unstable_by(f64::total_cmp);
-    dts.get(dts.len() / 2)
-        .copied()
-        .filter(|d| d.is_finite() && *d > 0.0)
-        .unwrap_or(1.0)
+    super::offline::median_interval(rows.iter().map(|r| r.0))
 }
 
 /// The engine settings `vigil score` derives for rows of this series with these flags.
@@ -573,33 +568,17 @@ fn runs(flags: &[bool]) -> Vec<(usize, usize)> {
     out
 }
 
-/// Average precision of `score` against `labels` (ties ranked together; rows without a score rank
-/// last and count only in the recall's denominator). `None` when there is no labelled row or no score.
+/// Average precision of `score` against `labels` (the one PR-AUC of the gate and `vigil eval`: ties
+/// ranked together; rows without a score rank last and count only in the recall's denominator).
+/// `None` when there is no labelled row or no score.
 fn average_precision(labels: &[bool], score: &[Option<f64>]) -> Option<f64> {
     let positives = labels.iter().filter(|l| **l).count();
-    let mut scored: Vec<(f64, bool)> = score
+    let scored: Vec<(f64, bool)> = score
         .iter()
         .zip(labels)
-        .filter_map(|(s, l)| s.filter(|v| v.is_finite()).map(|v| (v, *l)))
+        .filter_map(|(s, l)| s.map(|v| (v, *l)))
         .collect();
-    if positives == 0 || scored.is_empty() {
-        return None;
-    }
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (mut tp, mut seen, mut ap, mut i) = (0usize, 0usize, 0.0, 0usize);
-    while i < scored.len() {
-        let mut j = i;
-        let mut group_tp = 0;
-        while j < scored.len() && scored[j].0 == scored[i].0 {
-            group_tp += usize::from(scored[j].1);
-            j += 1;
-        }
-        tp += group_tp;
-        seen += j - i;
-        ap += group_tp as f64 / positives as f64 * (tp as f64 / seen as f64);
-        i = j;
-    }
-    Some(ap)
+    vigil_models::explain::average_precision_over(&scored, positives)
 }
 
 /// A method's counts over one series whose rows are `tick` seconds apart.
@@ -774,6 +753,64 @@ mod tests {
         assert_eq!(j["point_precision"], 0.5);
         assert_eq!(j["fc1"], 0.5);
         assert_eq!(j["pr_auc"], Value::Null);
+    }
+
+    #[test]
+    fn the_gate_and_the_corpus_agree_on_fc1_pr_auc_and_false_events() {
+        // 40 rows five minutes apart: three labelled segments, events that catch two of them (one
+        // early, one late), one false event, and scores with ties (plateaus at 0 and at 0.7).
+        let tick = 300.0;
+        let labels: Vec<bool> = (0..40)
+            .map(|i| (5..9).contains(&i) || (15..20).contains(&i) || (30..33).contains(&i))
+            .collect();
+        let in_event: Vec<bool> = (0..40)
+            .map(|i| (4..7).contains(&i) || (18..22).contains(&i) || (25..27).contains(&i))
+            .collect();
+        let score: Vec<Option<f64>> = (0..40)
+            .map(|i| {
+                Some(match i {
+                    4..=7 | 18..=21 => 0.7,
+                    25 | 26 | 31 => 0.6,
+                    15..=17 => 0.3,
+                    i if i % 3 == 0 => 0.1,
+                    _ => 0.0,
+                })
+            })
+            .collect();
+        let c = count(
+            &labels,
+            &Outcome {
+                in_event: in_event.clone(),
+                score: score.clone(),
+            },
+            tick,
+        )
+        .json();
+        let t = |i: usize| 1.7e9 + i as f64 * tick;
+        let windows: Vec<(f64, f64, bool)> = (0..40)
+            .map(|i| (t(i), score[i].unwrap_or(0.0), in_event[i]))
+            .collect();
+        let gate_labels: Vec<vigil_models::labels::Label> = runs(&labels)
+            .into_iter()
+            .map(|(a, b)| vigil_models::labels::Label {
+                start: t(a),
+                end: t(b - 1),
+                anomaly: true,
+                source: vigil_models::labels::LabelSource::Human,
+                confidence: 0.95,
+                kind: None,
+            })
+            .collect();
+        let g = vigil_models::evaluation::metrics(&windows, &gate_labels, tick);
+        let round = |v: f64| (v * 1e4).round() / 1e4;
+        assert_eq!(c["fc1"].as_f64(), Some(round(g.composite_f1)), "{c}");
+        assert_eq!(c["event_recall"].as_f64(), Some(round(g.event_recall)));
+        assert_eq!(
+            c["point_precision"].as_f64(),
+            Some(round(g.point_precision))
+        );
+        assert_eq!(c["pr_auc"].as_f64(), Some(round(g.pr_auc)), "{c}");
+        assert_eq!(c["false_events"].as_u64(), Some(g.false_alarms as u64));
     }
 
     #[test]

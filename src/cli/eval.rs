@@ -171,11 +171,7 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    let mut dts: Vec<f64> = windows.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    dts.sort_unstable_by(f64::total_cmp);
-    let tick = dts
-        .get(dts.len() / 2)
-        .copied()
+    let tick = vigil::features::time::median_interval(windows.iter().map(|w| w.0))
         .or(model_tick)
         .unwrap_or(1.0);
     let m = metrics(&windows, &labels, tick);

@@ -103,16 +103,13 @@ impl EngineArgs {
     /// The settings of a cold-start run over rows `tick` seconds apart.
     pub(crate) fn config(&self, tick: f64) -> EngineConfig {
         let tick = self.tick_seconds.unwrap_or(tick);
-        EngineConfig {
-            tick_seconds: tick,
-            warm_up_windows: self.warm_up_windows,
-            refit_every: self
-                .refit_every
-                .unwrap_or(((3600.0 / tick).ceil() as usize).max(1)),
-            history_windows: 2000usize.max(self.warm_up_windows),
-            false_events_per_day: self.false_events_per_day,
-            ..EngineConfig::default()
-        }
+        EngineConfig::agent(
+            tick,
+            self.warm_up_windows,
+            self.refit_every
+                .unwrap_or_else(|| EngineConfig::ticks_in(3600.0, tick)),
+            self.false_events_per_day,
+        )
     }
 }
 
@@ -123,20 +120,15 @@ pub(crate) fn estimate_tick(csv: &Path, options: ReadOptions) -> Result<f64, Inp
     while times.len() < TICK_ROWS && src.next_row()? {
         times.push(src.timestamp);
     }
-    Ok(median_interval(&times))
+    Ok(median_interval(times))
 }
 
 /// Rows the tick is estimated from.
 const TICK_ROWS: usize = 101;
 
 /// The median interval between consecutive times (1 s when it cannot tell).
-fn median_interval(times: &[f64]) -> f64 {
-    let mut dts: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    dts.sort_unstable_by(f64::total_cmp);
-    dts.get(dts.len() / 2)
-        .copied()
-        .filter(|d| d.is_finite() && *d > 0.0)
-        .unwrap_or(1.0)
+pub(crate) fn median_interval(times: impl IntoIterator<Item = f64>) -> f64 {
+    vigil::features::time::median_interval(times).unwrap_or(1.0)
 }
 
 /// One row as [`drive_csv`] hands it on.
@@ -185,8 +177,7 @@ pub(crate) fn drive_csv(
             src.values.clone(),
         ));
     }
-    let times: Vec<f64> = ahead.iter().map(|r| r.0).collect();
-    let cfg = cfg(median_interval(&times))?;
+    let cfg = cfg(median_interval(ahead.iter().map(|r| r.0)))?;
     let (model, install) = match start {
         Start::Cold => (None, None),
         Start::Loaded(m) => (Some(m), None),

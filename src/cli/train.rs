@@ -177,9 +177,7 @@ fn from_store(args: &TrainArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         .iter()
         .map(|l| l.to_label(now))
         .collect();
-    let mut dts: Vec<f64> = windows.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    dts.sort_unstable_by(f64::total_cmp);
-    let tick = dts.get(dts.len() / 2).copied().unwrap_or(1.0).max(1e-3);
+    let tick = super::offline::median_interval(windows.iter().map(|w| w.0)).max(1e-3);
     let events = EventParams::default();
     let params = KMeansParams {
         clusters: args.clusters,
@@ -370,9 +368,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     let Some(schema) = schema else {
         anyhow::bail!("no --csv file given");
     };
-    dts.sort_unstable_by(f64::total_cmp);
-    let tick = dts.get(dts.len() / 2).copied();
-    params.tick_seconds = tick.filter(|t| *t > 0.0).unwrap_or(1.0);
+    let tick = vigil::features::time::median_of_intervals(dts);
+    params.tick_seconds = tick.unwrap_or(1.0);
     if args.alert_budget.is_none() {
         params.alert_budget = window_budget(
             args.false_events_per_day,

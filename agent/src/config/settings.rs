@@ -39,8 +39,6 @@ pub const DEFAULT_DRIFT_WINDOW: usize = 300;
 pub const DEFAULT_STALL_THRESHOLD: Duration = Duration::from_millis(100);
 
 pub(crate) const PROBE_FLOOR: Duration = Duration::from_millis(1);
-/// Windows of history kept for refits at least (more when the warm-up is longer).
-const HISTORY_WINDOWS: usize = 2000;
 /// Warm-up windows at most (memory: windows × features × 8 bytes).
 const MAX_WARM_UP_WINDOWS: usize = 20_000;
 
@@ -548,14 +546,14 @@ impl CheckedConfig {
             ((self.warm_up.as_secs_f64() / tick).ceil() as usize).clamp(50, MAX_WARM_UP_WINDOWS);
         vigil_models::EngineConfig {
             horizons: self.horizons,
-            tick_seconds: tick,
-            warm_up_windows,
-            refit_every: self
-                .refit_interval
-                .map_or(0, |d| ((d.as_secs_f64() / tick).ceil() as usize).max(1)),
-            history_windows: HISTORY_WINDOWS.max(warm_up_windows),
-            false_events_per_day: self.false_events_per_day,
-            ..vigil_models::EngineConfig::default()
+            ..vigil_models::EngineConfig::agent(
+                tick,
+                warm_up_windows,
+                self.refit_interval.map_or(0, |d| {
+                    vigil_models::EngineConfig::ticks_in(d.as_secs_f64(), tick)
+                }),
+                self.false_events_per_day,
+            )
         }
     }
 

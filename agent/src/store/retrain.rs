@@ -22,9 +22,24 @@ use vigil_store::{LabelQuery, Store};
 
 /// Default time between scheduled retrains.
 pub(crate) const DEFAULT_RETRAIN_INTERVAL: Duration = Duration::from_secs(3600);
-/// Stored windows a retrain reads at most (memory: windows × features × 8 bytes; 20,000 windows of
-/// 200 features is 32 MB, for the seconds the fit takes).
+/// Stored windows a retrain reads at most, however few features a window has.
 pub(crate) const MAX_RETRAIN_WINDOWS: usize = 20_000;
+/// Bytes of window features a retrain reads at most: the newest `RETRAIN_WINDOW_BYTES / (features ×
+/// 8)` windows (at most [`MAX_RETRAIN_WINDOWS`]). A fit holds about two more copies of its windows
+/// while it runs (the scaler's and the drift reference's sorted columns), so this bounds what a
+/// retrain adds to the host's resident memory, for the seconds it takes, to roughly three times it.
+/// Measured before the bound (`vigil bench soak`, 10 ms ticks, ~400 features): 20,000 windows took
+/// the host from 22 MB to 105–123 MB during each retrain.
+pub(crate) const RETRAIN_WINDOW_BYTES: usize = 8 << 20;
+
+/// The windows a retrain reads for windows of `features` features: [`RETRAIN_WINDOW_BYTES`] of them,
+/// at most [`MAX_RETRAIN_WINDOWS`], and never fewer than the fewest a retrain compares models on.
+pub(crate) fn retrain_windows(features: usize) -> usize {
+    (RETRAIN_WINDOW_BYTES / (features.max(1) * 8)).clamp(
+        2 * vigil_models::retrain::MIN_RETRAIN_WINDOWS,
+        MAX_RETRAIN_WINDOWS,
+    )
+}
 /// New labels wait this long before they trigger a retrain (a burst of verdicts makes one retrain).
 const LABEL_SETTLE: Duration = Duration::from_secs(30);
 
@@ -230,7 +245,7 @@ impl Retrainer {
 
     fn input(&self, store: &Store) -> Result<RetrainInput, String> {
         let windows = store
-            .recent_windows(&self.schema.hash_hex(), MAX_RETRAIN_WINDOWS)
+            .recent_windows(&self.schema.hash_hex(), retrain_windows(self.schema.len()))
             .map_err(|e| e.to_string())?;
         let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
             return Err("no stored windows yet".into());
@@ -357,6 +372,21 @@ mod tests {
             labelled: Default::default(),
         };
         Arc::new(job.run().unwrap())
+    }
+
+    #[test]
+    fn a_retrain_reads_at_most_its_bytes_of_windows() {
+        // ~400 features (the agent's own schema): 8 MiB is 2,621 windows, not 20,000 (64 MB).
+        assert_eq!(retrain_windows(400), 2_621);
+        assert!(retrain_windows(400) * 400 * 8 <= RETRAIN_WINDOW_BYTES);
+        // Few features: the window count is the bound.
+        assert_eq!(retrain_windows(10), MAX_RETRAIN_WINDOWS);
+        // Very many: never fewer than a retrain needs to compare two models.
+        assert_eq!(
+            retrain_windows(1_000_000),
+            2 * vigil_models::retrain::MIN_RETRAIN_WINDOWS
+        );
+        assert_eq!(retrain_windows(0), MAX_RETRAIN_WINDOWS);
     }
 
     #[test]
