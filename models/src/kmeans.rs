@@ -436,7 +436,13 @@ impl KMeansDetector {
             let mut dev: Vec<f64> = resid.iter().map(|v| (v - m).abs()).collect();
             dev.sort_unstable_by(f64::total_cmp);
             let mad = 1.4826 * dev[dev.len() / 2];
-            let floor = crate::floor_for(units.get(i).map_or("", String::as_str), m, tick_seconds);
+            // The same floors the scaler gives every feature: the unit's, and the measurement's
+            // resolution (the CPU ratio's 10 ms clock ticks, which this path serves most often).
+            let floor = crate::floor_for(units.get(i).map_or("", String::as_str), m, tick_seconds)
+                .max(vigil_features::vocab::resolution_of_feature(
+                    &self.feature_names[i],
+                    tick_seconds,
+                ));
             self.scaler.median[i] = m;
             self.scaler.scale[i] = mad.max(floor);
             load[j] = Some((l, slope, l_med));

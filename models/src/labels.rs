@@ -95,10 +95,25 @@ pub fn label_at(labels: &[Label], t: f64) -> Option<&Label> {
     most_confident(true).or_else(|| most_confident(false))
 }
 
+/// What a training window carries of its label: `((anomalous, confidence), anomaly type, coarse)`;
+/// coarse: the label covers a span around the anomaly rather than exactly its windows (an alert that
+/// fired: any source but a person).
+pub type WindowLabel = ((bool, f64), Option<crate::AnomalyKind>, bool);
+
 impl Label {
     /// Whether `t` is inside the interval (both ends included).
     pub fn contains(&self, t: f64) -> bool {
         t >= self.start && t <= self.end
+    }
+
+    /// What a training window under this label carries of it (`vigil train` and the agent's retrain
+    /// prepare rows alike).
+    pub fn window_label(&self) -> WindowLabel {
+        (
+            (self.anomaly, self.confidence),
+            self.kind,
+            !self.source.is_human(),
+        )
     }
 }
 

@@ -66,11 +66,7 @@ pub struct RetrainOutcome {
     pub labelled_windows: usize,
 }
 
-type Row = (
-    f64,
-    Arc<[f64]>,
-    Option<((bool, f64), Option<crate::AnomalyKind>, bool)>,
-);
+type Row = (f64, Arc<[f64]>, Option<crate::labels::WindowLabel>);
 
 /// The training of `rows`: the engine's own path from windows to a model ([`TrainJob::run`], what its
 /// cold start and refits and `vigil train` use), unlabelled windows in time order and labelled ones
@@ -111,11 +107,7 @@ fn prepare(input: &RetrainInput) -> Result<(Vec<Row>, usize), ModelError> {
     let mut left_out = 0;
     for (t, f, in_event) in &input.windows {
         match label_at(&input.labels, *t) {
-            Some(l) => rows.push((
-                *t,
-                f.clone(),
-                Some(((l.anomaly, l.confidence), l.kind, !l.source.is_human())),
-            )),
+            Some(l) => rows.push((*t, f.clone(), Some(l.window_label()))),
             None if *in_event => left_out += 1,
             None => rows.push((*t, f.clone(), None)),
         }

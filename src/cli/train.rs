@@ -115,11 +115,11 @@ impl<T> Reservoir<T> {
 }
 
 /// `((anomalous, weight), anomaly type)` of a training window.
-type RowLabel = Option<((bool, f64), Option<vigil_models::AnomalyKind>, bool)>;
+type RowLabel = Option<vigil_models::labels::WindowLabel>;
 
 /// `vigil train --store DIR`: the stored windows and labels, the agent's retrain preparation.
 fn from_store(args: &TrainArgs, dir: &std::path::Path) -> anyhow::Result<()> {
-    use vigil_store::{LabelQuery, Store};
+    use vigil_store::Store;
     let store = Store::open_read_only(dir)?;
     let out = OutputFile::create(&args.out, &[store.path()])?;
     // The newest schema decides; its horizons are read from its feature names.
@@ -158,25 +158,15 @@ fn from_store(args: &TrainArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         horizons.short(),
         horizons.long()
     );
-    let windows = store.recent_windows(&hash, args.max_windows)?;
-    let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let Some((windows, labels)) = store.retrain_input(&hash, args.max_windows, now)? else {
         anyhow::bail!(
             "{}: no windows with features stored yet",
             store.path().display()
         );
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let labels: Vec<_> = store
-        .labels(&LabelQuery {
-            from: first.0,
-            to: last.0,
-            limit: usize::MAX,
-        })?
-        .iter()
-        .map(|l| l.to_label(now))
-        .collect();
     let tick = super::offline::median_interval(windows.iter().map(|w| w.0)).max(1e-3);
     let events = EventParams::default();
     let params = KMeansParams {
@@ -301,8 +291,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             prev = Some(src.timestamp);
             window.push(src.timestamp, &src.values)?;
             if window.is_warm() {
-                let label = label_at(&labels, src.timestamp)
-                    .map(|l| ((l.anomaly, l.confidence), l.kind, !l.source.is_human()));
+                let label =
+                    label_at(&labels, src.timestamp).map(vigil_models::labels::Label::window_label);
                 window.extract(&mut fv)?;
                 check_features_finite(&fv, window.schema().names(), path, src.line)?;
                 if matches!(label, Some(((true, _), _, _))) {

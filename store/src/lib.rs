@@ -270,6 +270,9 @@ fn to_blob(v: &[f64]) -> Vec<u8> {
 /// A stored window as a retrain reads it: `(time, features, inside an event)`.
 pub type StoredWindow = (f64, std::sync::Arc<[f64]>, bool);
 
+/// What [`Store::retrain_input`] reads: the windows and the labels over them.
+pub type RetrainRead = (Vec<StoredWindow>, Vec<vigil_models::labels::Label>);
+
 fn from_blob<C: FromIterator<f64>>(b: &[u8]) -> C {
     b.chunks_exact(8)
         .map(|c| {
@@ -646,6 +649,31 @@ impl Store {
         let mut out: Vec<_> = rows.collect::<Result<_, _>>().map_err(self.db())?;
         out.reverse();
         Ok(out)
+    }
+
+    /// What a retrain reads (the agent's own and `vigil train --store`): the newest `limit` windows of
+    /// `schema`, oldest first, and every label over their span as the detector's training reads it (an
+    /// open label ends at `now`). `None` when no window with features is stored.
+    pub fn retrain_input(
+        &self,
+        schema: &str,
+        limit: usize,
+        now: f64,
+    ) -> Result<Option<RetrainRead>, StoreError> {
+        let windows = self.recent_windows(schema, limit)?;
+        let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+            return Ok(None);
+        };
+        let labels = self
+            .labels(&LabelQuery {
+                from: first.0,
+                to: last.0,
+                limit: usize::MAX,
+            })?
+            .iter()
+            .map(|l| l.to_label(now))
+            .collect();
+        Ok(Some((windows, labels)))
     }
 
     /// Adds a label (one transaction); returns it as stored.

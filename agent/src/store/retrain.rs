@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use vigil_features::FeatureSchema;
 use vigil_models::retrain::{RetrainInput, RetrainOutcome, retrain};
 use vigil_models::{EngineConfig, LabelledWindow, ModelFile};
-use vigil_store::{LabelQuery, Store};
+use vigil_store::Store;
 
 /// Default time between scheduled retrains.
 pub(crate) const DEFAULT_RETRAIN_INTERVAL: Duration = Duration::from_secs(3600);
@@ -244,23 +244,17 @@ impl Retrainer {
     }
 
     fn input(&self, store: &Store) -> Result<RetrainInput, String> {
-        let windows = store
-            .recent_windows(&self.schema.hash_hex(), retrain_windows(self.schema.len()))
-            .map_err(|e| e.to_string())?;
-        let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
+        let now = now_unix();
+        let Some((windows, labels)) = store
+            .retrain_input(
+                &self.schema.hash_hex(),
+                retrain_windows(self.schema.len()),
+                now,
+            )
+            .map_err(|e| e.to_string())?
+        else {
             return Err("no stored windows yet".into());
         };
-        let now = now_unix();
-        let labels = store
-            .labels(&LabelQuery {
-                from: first.0,
-                to: last.0,
-                limit: usize::MAX,
-            })
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|l| l.to_label(now))
-            .collect();
         Ok(RetrainInput {
             schema: self.schema.clone(),
             windows,
