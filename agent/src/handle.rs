@@ -186,13 +186,17 @@ impl AgentHandle {
             .spawn(move || {
                 crate::alloc::mark_agent_thread();
                 runtime.block_on(async move {
-                    let server = tokio::spawn(http::serve(
-                        listener,
-                        state.clone(),
-                        limits,
-                        server_metrics,
-                        shutdown_rx.clone(),
-                    ));
+                    let server = crate::threads::spawn_named(
+                        &tokio::runtime::Handle::current(),
+                        "vigil-http",
+                        http::serve(
+                            listener,
+                            state.clone(),
+                            limits,
+                            server_metrics,
+                            shutdown_rx.clone(),
+                        ),
+                    );
                     let mut outputs = Outputs {
                         samples: latest_tx,
                         features: features_tx,
@@ -206,7 +210,9 @@ impl AgentHandle {
                         profiler,
                     };
                     tick_loop(&mut sampler, tick, &mut outputs, &state, shutdown_rx).await;
-                    let _ = server.await;
+                    if let Some(server) = server {
+                        let _ = server.await;
+                    }
                 });
                 let _ = done_tx.send(());
             })

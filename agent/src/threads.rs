@@ -109,6 +109,34 @@ pub(crate) fn release_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub(crate) fn release_free_memory() {}
 
+/// Spawns `task` on `runtime` as a task named `name` (`vigil-…`), so that in `tokio-console` and
+/// tokio's task traces a host's operator tells the agent's tasks from the host's own. Tokio names
+/// tasks only in its task traces (`--cfg tokio_unstable` and its `tracing` feature, which the
+/// `console` feature turns on); otherwise the task is spawned unnamed. `None` when the runtime is
+/// shutting down (the task would not run anyway).
+pub(crate) fn spawn_named<F>(
+    runtime: &tokio::runtime::Handle,
+    name: &'static str,
+    task: F,
+) -> Option<tokio::task::JoinHandle<F::Output>>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    #[cfg(all(tokio_unstable, feature = "console"))]
+    {
+        tokio::task::Builder::new()
+            .name(name)
+            .spawn_on(task, runtime)
+            .ok()
+    }
+    #[cfg(not(all(tokio_unstable, feature = "console")))]
+    {
+        let _ = name;
+        Some(runtime.spawn(task))
+    }
+}
+
 /// Joins `thread` if it ends before `deadline`; detaches it otherwise (it was told to stop and ends on
 /// its own).
 pub(crate) fn join_by(thread: std::thread::JoinHandle<()>, deadline: Instant, what: &str) {
@@ -120,4 +148,65 @@ pub(crate) fn join_by(thread: std::thread::JoinHandle<()>, deadline: Instant, wh
         std::thread::sleep(Duration::from_millis(2));
     }
     let _ = thread.join();
+}
+
+/// Task names are visible only where tokio traces its tasks: this runs in CI's `tokio_unstable` build
+/// with the `console` feature (`.ci/run`).
+#[cfg(all(test, tokio_unstable, feature = "console"))]
+mod named_tasks {
+    use std::sync::{Arc, Mutex};
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    /// Records the `task.name` field of every span opened.
+    #[derive(Clone, Default)]
+    struct Names(Arc<Mutex<Vec<String>>>);
+
+    struct NameOf<'a>(&'a mut Option<String>);
+
+    impl Visit for NameOf<'_> {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "task.name" {
+                *self.0 = Some(value.to_owned());
+            }
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "task.name" {
+                *self.0 = Some(format!("{value:?}").trim_matches('"').to_owned());
+            }
+        }
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Names {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: Context<'_, S>,
+        ) {
+            let mut name = None;
+            attrs.record(&mut NameOf(&mut name));
+            if let (Some(n), Ok(mut all)) = (name, self.0.lock()) {
+                all.push(n);
+            }
+        }
+    }
+
+    #[test]
+    fn the_agent_s_tasks_carry_their_names() {
+        let names = Names::default();
+        let subscriber = tracing_subscriber::registry().with(names.clone());
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = super::spawn_named(rt.handle(), "vigil-test-task", async { 7 }).unwrap();
+        assert_eq!(rt.block_on(handle).unwrap(), 7);
+        let seen = names.0.lock().unwrap().clone();
+        assert!(
+            seen.iter().any(|n| n == "vigil-test-task"),
+            "task names seen: {seen:?}"
+        );
+    }
 }

@@ -234,12 +234,16 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(run_connection(
-            stream,
-            router.clone(),
-            shared.clone(),
-            conn,
-            shutdown.clone(),
+        drop(crate::threads::spawn_named(
+            &tokio::runtime::Handle::current(),
+            "vigil-http-connection",
+            run_connection(
+                stream,
+                router.clone(),
+                shared.clone(),
+                conn,
+                shutdown.clone(),
+            ),
         ));
     }
 }

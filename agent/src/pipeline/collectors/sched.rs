@@ -165,9 +165,13 @@ fn probe_loop(handle: &Handle, config: ProbeConfig, shared: &Shared) {
         let spawned_at = Instant::now();
         shared.window().in_flight_since = Some(spawned_at);
         // try_send never blocks a host worker; the JoinHandle is dropped (the task is detached).
-        drop(handle.spawn(async move {
-            let _ = tx.try_send(Instant::now());
-        }));
+        drop(crate::threads::spawn_named(
+            handle,
+            "vigil-sched-probe",
+            async move {
+                let _ = tx.try_send(Instant::now());
+            },
+        ));
         let mut stalled = false;
         let polled_at = loop {
             let waited = spawned_at.elapsed();
