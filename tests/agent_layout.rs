@@ -83,15 +83,101 @@ fn root_reexports(lib: &str) -> BTreeMap<String, String> {
     out
 }
 
+/// Fails naming the cycle when `graph` (module → the modules it imports) has one: a depth-first
+/// search from each node for a path back to it.
+fn assert_acyclic(graph: &BTreeMap<String, BTreeSet<String>>, what: &str) {
+    for start in graph.keys() {
+        let mut stack: Vec<(String, Vec<String>)> = vec![(start.clone(), vec![start.clone()])];
+        let mut seen = BTreeSet::new();
+        while let Some((node, path)) = stack.pop() {
+            for next in graph.get(&node).into_iter().flatten() {
+                assert!(
+                    next != start,
+                    "import cycle between {what}: {} -> {start}",
+                    path.join(" -> ")
+                );
+                if seen.insert(next.clone()) {
+                    let mut p = path.clone();
+                    p.push(next.clone());
+                    stack.push((next.clone(), p));
+                }
+            }
+        }
+    }
+}
+
+/// Identifiers following `prefix` in `code` (the first path segment).
+fn refs_after(code: &str, prefix: &str) -> BTreeSet<String> {
+    code.match_indices(prefix)
+        .map(|(i, _)| {
+            code[i + prefix.len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
 #[test]
-fn the_agents_folders_import_each_other_without_cycles() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent/src");
+fn the_command_line_s_modules_import_each_other_without_cycles() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
     let mut files = Vec::new();
     sources(&src, &mut files);
+    // A module is a file of src/cli or a folder of it (scenes/).
+    let module_of = |p: &Path| -> String {
+        let rel = p.strip_prefix(&src).unwrap();
+        let first = rel.components().next().unwrap().as_os_str();
+        first.to_string_lossy().trim_end_matches(".rs").to_owned()
+    };
+    let modules: BTreeSet<String> = files
+        .iter()
+        .map(|p| module_of(p))
+        .filter(|m| m != "mod")
+        .collect();
+    assert!(
+        ["bench", "feedback", "corpus", "scenes", "train", "offline"]
+            .iter()
+            .all(|m| modules.contains(*m)),
+        "{modules:?}"
+    );
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let from = module_of(f);
+        if from == "mod" {
+            continue;
+        }
+        let depth = f.strip_prefix(&src).unwrap().components().count();
+        let code = code(f);
+        // `super::` from a file of src/cli names a sibling; from a file of a folder, `super::super::`.
+        let sibling = if depth == 1 {
+            "super::"
+        } else {
+            "super::super::"
+        };
+        let refs = refs_after(&code, sibling)
+            .into_iter()
+            .chain(refs_after(&code, "crate::cli::"));
+        for to in refs.filter(|r| modules.contains(r) && *r != from) {
+            graph.entry(from.clone()).or_default().insert(to);
+        }
+    }
+    eprintln!("{graph:#?}");
+    assert_acyclic(&graph, "command-line modules");
+    // The benchmarks build on the scenes and the offline engine loop, never the other way round.
+    assert!(graph["bench"].contains("scenes"), "{graph:?}");
+    assert!(graph.get("scenes").is_none_or(|s| !s.contains("bench")));
+}
+
+/// The graph of a library crate's top-level modules (a file or a folder of `src`), from each module's
+/// `crate::` paths and the names it takes from the crate root's re-exports.
+fn crate_graph(src: &Path) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
+    let mut files = Vec::new();
+    sources(src, &mut files);
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
     let reexports = root_reexports(&lib);
     let folder_of = |p: &Path| -> String {
-        let rel = p.strip_prefix(&src).unwrap();
+        let rel = p.strip_prefix(src).unwrap();
         let first = rel
             .components()
             .next()
@@ -105,12 +191,6 @@ fn the_agents_folders_import_each_other_without_cycles() {
         .map(|p| folder_of(p))
         .filter(|f| f != "lib")
         .collect();
-    assert!(
-        ["config", "pipeline", "http", "store", "profile"]
-            .iter()
-            .all(|f| folders.contains(*f)),
-        "{folders:?}"
-    );
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in &files {
         let from = folder_of(f);
@@ -123,33 +203,38 @@ fn the_agents_folders_import_each_other_without_cycles() {
             } else {
                 reexports.get(&r).cloned()
             };
-            if let Some(to) = to.filter(|t| *t != from) {
+            if let Some(to) = to.filter(|t| *t != from && folders.contains(t)) {
                 graph.entry(from.clone()).or_default().insert(to);
             }
         }
     }
+    (folders, graph)
+}
+
+#[test]
+fn the_agents_folders_import_each_other_without_cycles() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent/src");
+    let (folders, graph) = crate_graph(&src);
+    assert!(
+        ["config", "pipeline", "http", "store", "profile"]
+            .iter()
+            .all(|f| folders.contains(*f)),
+        "{folders:?}"
+    );
     eprintln!("{graph:#?}");
-    // Depth-first search for a path back to the start.
-    for start in graph.keys() {
-        let mut stack: Vec<(String, Vec<String>)> = vec![(start.clone(), vec![start.clone()])];
-        let mut seen = BTreeSet::new();
-        while let Some((node, path)) = stack.pop() {
-            for next in graph.get(&node).into_iter().flatten() {
-                assert!(
-                    next != start,
-                    "import cycle between agent folders: {} -> {start}",
-                    path.join(" -> ")
-                );
-                if seen.insert(next.clone()) {
-                    let mut p = path.clone();
-                    p.push(next.clone());
-                    stack.push((next.clone(), p));
-                }
-            }
-        }
-    }
+    assert_acyclic(&graph, "agent folders");
     // The layering the folders are meant to have: settings at the top, the shared leaves at the bottom.
     assert!(graph["config"].contains("handle"), "{graph:?}");
     assert!(graph.get("store").is_none_or(|s| !s.contains("pipeline")));
     assert!(graph.get("threads").is_none_or(|s| s.len() <= 1));
+}
+
+#[test]
+fn every_library_crate_s_modules_import_each_other_without_cycles() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for krate in ["models", "features", "store", "gpu", "observe", "facade"] {
+        let (_, graph) = crate_graph(&root.join(krate).join("src"));
+        eprintln!("{krate}: {graph:#?}");
+        assert_acyclic(&graph, &format!("the modules of {krate}"));
+    }
 }

@@ -8,6 +8,26 @@ use vigil_features::FeatureSchema;
 
 use crate::{KMeansDetector, ModelError, OutputFile};
 
+/// Why a model was trained: recorded in [`crate::TrainingSummary::fit_reason`], so code that reacts to a
+/// kind of refit (the retrain thread follows a drift refit) matches this, never the notes' words.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitReason {
+    /// The engine's first model, after the warm-up.
+    ColdStart,
+    /// The clean history doubled since the last fit.
+    HistoryDoubled,
+    /// [`crate::EngineConfig::refit_every`] ticks since the last fit.
+    Scheduled,
+    /// Scores drifted above the calibration p90 for a sustained stretch.
+    Drift,
+    /// A level shift ended an event: fitted on the windows since the change.
+    LevelShift,
+    /// Outside the engine: `vigil train`, a retrain on stored windows, a benchmark.
+    Offline,
+}
+
 /// The largest model file [`ModelFile::load`] reads (64 MiB; real models are a few hundred KiB).
 pub const MAX_MODEL_FILE_BYTES: u64 = 64 << 20;
 
@@ -38,7 +58,7 @@ pub struct TrainingSummary {
     pub long_horizon: usize,
     /// Why it was trained (`None` in files written before this was recorded).
     #[serde(default)]
-    pub fit_reason: Option<crate::FitReason>,
+    pub fit_reason: Option<FitReason>,
 }
 
 fn default_short() -> usize {

@@ -37,8 +37,8 @@ use vigil_features::{FeatureError, FeatureSchema, FeatureVector, Horizons, Signa
 
 use crate::events::{EventTracker, Transition, WindowVerdict};
 use crate::{
-    Detector, Event, EventEnd, EventParams, KMeansDetector, KMeansParams, ModelError, ModelFile,
-    RecentRange, Score, TrainingSummary,
+    Detector, Event, EventEnd, EventParams, FitReason, KMeansDetector, KMeansParams, ModelError,
+    ModelFile, RecentRange, Score, TrainingSummary,
 };
 
 /// Everything that decides the engine's verdicts. The same values give the same verdicts, live or
@@ -224,26 +224,6 @@ pub struct TrainJob {
     /// Labelled windows kept from the last retrain on stored windows (a person's verdicts, alerts):
     /// every refit learns from them too, so feedback outlives the engine's own refits.
     pub labelled: Arc<Vec<LabelledWindow>>,
-}
-
-/// Why a model was trained: recorded in [`crate::TrainingSummary::fit_reason`], so code that reacts to a
-/// kind of refit (the retrain thread follows a drift refit) matches this, never the notes' words.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FitReason {
-    /// The engine's first model, after the warm-up.
-    ColdStart,
-    /// The clean history doubled since the last fit.
-    HistoryDoubled,
-    /// [`EngineConfig::refit_every`] ticks since the last fit.
-    Scheduled,
-    /// Scores drifted above the calibration p90 for a sustained stretch.
-    Drift,
-    /// A level shift ended an event: fitted on the windows since the change.
-    LevelShift,
-    /// Outside the engine: `vigil train`, a retrain on stored windows, a benchmark.
-    Offline,
 }
 
 /// A window with its label, as a retrain on stored windows found it.

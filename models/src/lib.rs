@@ -37,12 +37,12 @@ mod scaler;
 mod supervised;
 
 pub use artifact::{
-    FORMAT_VERSION, MAX_MODEL_FILE_BYTES, ModelFile, TrainingSummary, column_of_feature,
+    FORMAT_VERSION, FitReason, MAX_MODEL_FILE_BYTES, ModelFile, TrainingSummary, column_of_feature,
 };
 pub use detector::{Detector, Score};
 pub use engine::{
-    DRIFT_EXPECTED, DRIFT_RATE, Engine, EngineConfig, FitReason, InlineTrainer, LabelledWindow,
-    Phase, Step, TrainJob, Trained, Trainer,
+    DRIFT_EXPECTED, DRIFT_RATE, Engine, EngineConfig, InlineTrainer, LabelledWindow, Phase, Step,
+    TrainJob, Trained, Trainer,
 };
 pub use error::ModelError;
 pub use events::{Event, EventEnd, EventParams};

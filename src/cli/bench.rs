@@ -13,7 +13,7 @@ use vigil::models::AnomalyKind;
 use super::offline::quantile;
 use super::scenes::faults::all_faults;
 use super::scenes::record::Recorder;
-use super::scenes::{Scene, SceneConfig, Tick};
+use super::scenes::{Scene, SceneConfig, Tick, WARM_UP_WINDOWS, bench_engine};
 
 /// Flags of `vigil bench`.
 #[derive(Debug, clap::Args)]
@@ -80,8 +80,6 @@ pub(crate) struct DetectArgs {
 const QUIET_TICKS: u64 = 30;
 const FAULT_TICKS: u64 = 40;
 const GRACE_TICKS: u64 = 10;
-/// Cold-start windows the agent trains on.
-const WARM_UP_WINDOWS: u32 = 50;
 /// Give up when scoring has not started after this many ticks.
 const MAX_WARM_UP_TICKS: u64 = 2_000;
 
@@ -106,15 +104,6 @@ struct Row {
     retyped: Option<AnomalyKind>,
     baseline: [bool; 4],
     fault: Option<AnomalyKind>,
-}
-
-/// The agent's engine settings in a bench run (what the scenes' agents use, and what a replay uses).
-pub(crate) fn bench_engine(tick: Duration) -> anyhow::Result<vigil::models::EngineConfig> {
-    Ok(vigil::Agent::builder()
-        .tick(tick)
-        .warm_up(tick * WARM_UP_WINDOWS)
-        .check()?
-        .engine_config())
 }
 
 /// Per-tick values of the signals the static rules read.

@@ -74,12 +74,12 @@ const ROLLING_SECONDS: f64 = 3600.0;
 const Z_RULE_BUDGET: f64 = 0.005;
 
 /// One series of the corpus, in memory.
-pub(crate) struct Series {
-    pub(crate) name: String,
-    pub(crate) signals: SignalSet,
-    pub(crate) train: Rows,
-    pub(crate) test: Rows,
-    pub(crate) labels: Vec<bool>,
+struct Series {
+    name: String,
+    signals: SignalSet,
+    train: Rows,
+    test: Rows,
+    labels: Vec<bool>,
 }
 
 /// What a method said about the test rows.
@@ -204,8 +204,14 @@ fn measure(
     let s = load(dir)?;
     let s = match joint_moves {
         None => s,
-        Some(seed) => match super::joint::joint_moves(&s, seed, tick_of(&s.train)) {
-            Some(j) => j,
+        Some(seed) => match super::joint::joint_moves(&s.train, seed, tick_of(&s.train)) {
+            Some(j) => Series {
+                name: s.name,
+                signals: s.signals,
+                train: j.train,
+                test: j.test,
+                labels: j.labels,
+            },
             None => return Ok(None),
         },
     };
@@ -291,7 +297,7 @@ fn discover(dir: &Path, only: &[String]) -> anyhow::Result<Vec<PathBuf>> {
 
 /// All rows of a CSV (plain or gzip'd), with its signals.
 /// Rows of one file: `(timestamp, values)`.
-pub(crate) type Rows = Vec<(f64, Vec<f64>)>;
+type Rows = Vec<(f64, Vec<f64>)>;
 
 fn read_rows(path: &Path) -> anyhow::Result<(SignalSet, Vec<String>, Rows)> {
     let mut src = CsvSource::open(path, ReadOptions::default())?;

@@ -48,7 +48,7 @@ fn replay(
     start_with: Option<(ModelFile, Vec<LabelledWindow>)>,
 ) -> anyhow::Result<Replay> {
     let options = ReadOptions::default();
-    let cfg = |tick: f64| super::bench::bench_engine(Duration::from_secs_f64(tick));
+    let cfg = |tick: f64| super::scenes::bench_engine(Duration::from_secs_f64(tick));
     let start = match start_with {
         Some((m, labelled)) => super::offline::Start::Own(m, labelled),
         None => super::offline::Start::Cold,
@@ -200,7 +200,7 @@ pub(crate) fn run(args: FeedbackArgs) -> anyhow::Result<()> {
         &args.replay.join(format!("{}.csv", runs[0])),
         ReadOptions::default(),
     )?;
-    let cfg = super::bench::bench_engine(Duration::from_secs_f64(tick))?;
+    let cfg = super::scenes::bench_engine(Duration::from_secs_f64(tick))?;
     let input = RetrainInput {
         schema,
         windows,

@@ -18,7 +18,15 @@
 //! raises on normal rows (the same rows it trains beside, so fewer surprises than the real test
 //! period).
 
-use super::corpus::Series;
+/// Rows of one file: `(timestamp, values)`.
+type Rows = Vec<(f64, Vec<f64>)>;
+
+/// A joint-move test: training rows, test rows with joint moves, and the moved rows' labels.
+pub(crate) struct JointTest {
+    pub(crate) train: Rows,
+    pub(crate) test: Rows,
+    pub(crate) labels: Vec<bool>,
+}
 
 /// Columns that move together in each segment (fewer when a series has fewer with a spread).
 pub(crate) const COLUMNS: usize = 4;
@@ -49,11 +57,11 @@ fn unit(seed: u64, k: u64) -> f64 {
     super::scenes::load::unit(seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
-/// The joint-move version of `s` (see the module documentation); `None` when the series has fewer
-/// than two columns with a spread, or too few rows for a test period of a day.
-pub(crate) fn joint_moves(s: &Series, seed: u64, tick: f64) -> Option<Series> {
-    let split = (s.train.len() as f64 * TRAIN_SHARE) as usize;
-    let (train, test) = s.train.split_at(split);
+/// The joint-move test made of a series' training rows `rows` (see the module documentation); `None`
+/// when they have fewer than two columns with a spread, or too few rows for a test period of a day.
+pub(crate) fn joint_moves(rows: &[(f64, Vec<f64>)], seed: u64, tick: f64) -> Option<JointTest> {
+    let split = (rows.len() as f64 * TRAIN_SHARE) as usize;
+    let (train, test) = rows.split_at(split);
     let width = train.first()?.1.len();
     let day = (86_400.0 / tick).round().max(1.0) as usize;
     if test.len() < day {
@@ -112,9 +120,7 @@ pub(crate) fn joint_moves(s: &Series, seed: u64, tick: f64) -> Option<Series> {
         k += 1;
         day_start += day;
     }
-    Some(Series {
-        name: s.name.clone(),
-        signals: s.signals.clone(),
+    Some(JointTest {
         train: train.to_vec(),
         test,
         labels,
@@ -139,14 +145,7 @@ mod tests {
                 )
             })
             .collect();
-        let s = Series {
-            name: "x".into(),
-            signals: vigil::features::SignalSet::new(Vec::new()).unwrap(),
-            train: rows.clone(),
-            test: Vec::new(),
-            labels: Vec::new(),
-        };
-        let j = joint_moves(&s, 1, tick).expect("three columns move");
+        let j = joint_moves(&rows, 1, tick).expect("three columns move");
         assert_eq!(j.train.len() + j.test.len(), rows.len());
         let moved = j.labels.iter().filter(|l| **l).count();
         assert!(moved >= 12, "{moved} rows moved");
@@ -174,7 +173,7 @@ mod tests {
             "{changed_rows} of {moved} moved"
         );
         // Same seed, same corpus; another seed, other segments.
-        assert_eq!(joint_moves(&s, 1, tick).unwrap().labels, j.labels);
-        assert_ne!(joint_moves(&s, 2, tick).unwrap().labels, j.labels);
+        assert_eq!(joint_moves(&rows, 1, tick).unwrap().labels, j.labels);
+        assert_ne!(joint_moves(&rows, 2, tick).unwrap().labels, j.labels);
     }
 }

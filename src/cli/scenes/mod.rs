@@ -26,6 +26,19 @@ use faults::{GpuLeak, Injector};
 use load::{Counters, LoadPlan, Pace};
 use model::{Mlp, ModelFaults};
 
+/// Cold-start windows the agent of a benchmark run trains on.
+pub(crate) const WARM_UP_WINDOWS: u32 = 50;
+
+/// The agent's engine settings in a benchmark run (what the scenes' agents use, and what a replay of
+/// their recordings uses: `bench detect --replay`, `bench feedback`).
+pub(crate) fn bench_engine(tick: Duration) -> anyhow::Result<vigil::models::EngineConfig> {
+    Ok(vigil::Agent::builder()
+        .tick(tick)
+        .warm_up(tick * WARM_UP_WINDOWS)
+        .check()?
+        .engine_config())
+}
+
 /// How a scene is set up.
 #[derive(Debug, Clone)]
 pub(crate) struct SceneConfig {
