@@ -161,3 +161,50 @@ fn bench_gpu_without_a_driver_says_what_it_needs() {
         "{stderr}"
     );
 }
+
+/// `vigil bench soak`, shortened to twice the ticks the history takes to fill (about 45 s at 10 ms):
+/// it reads resident memory throughout and reports when the history was full and after; a run too
+/// short to see the history full is refused with the number it needs.
+#[test]
+fn bench_soak_reports_resident_memory_once_the_history_is_full() {
+    let short = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["bench", "soak", "--ticks", "3000", "--tick", "10ms"])
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(err.contains("--ticks must be at least 4120"), "{err}");
+
+    let d = tmp("soak");
+    let json = d.join("soak.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["bench", "soak", "--ticks", "4120", "--tick", "10ms"])
+        .args(["--refit-interval", "10s", "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let num = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+    assert!(num("ticks") >= 4120.0, "{v}");
+    assert_eq!(num("history_full_at_ticks"), 2060.0, "{v}");
+    assert!(num("full_bytes") > num("host_bytes"), "{v}");
+    assert!(num("peak_after_full_bytes") >= num("end_bytes"), "{v}");
+    let readings = v["readings"].as_array().unwrap();
+    assert!(readings.len() >= 20, "{} readings", readings.len());
+    assert!(
+        readings
+            .windows(2)
+            .all(|w| w[1]["ticks"].as_u64() >= w[0]["ticks"].as_u64()),
+        "{v}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("resident memory once the history was full"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
