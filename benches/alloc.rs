@@ -5,11 +5,14 @@
 //! counters) kept as a reference for why CountingAlloc shards per thread.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+#[path = "support/quick.rs"]
+mod quick;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion};
 use vigil::CountingAlloc;
 
 #[path = "support/alloc_workload.rs"]
@@ -64,9 +67,4 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench
-}
-criterion_main!(benches);
+quick_criterion_main!(bench);

@@ -3,10 +3,13 @@
 //! baseline: the window push + extraction alone, the part every tick pays before any scoring.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::hint::black_box;
-use std::time::Duration;
+#[macro_use]
+#[path = "support/quick.rs"]
+mod quick;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use criterion::Criterion;
 use vigil::features::{FeatureVector, Horizons, SignalKind, SignalSet, SignalSpec, Unit, Window};
 use vigil::models::{Engine, EngineConfig, InlineTrainer};
 
@@ -89,9 +92,4 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench
-}
-criterion_main!(benches);
+quick_criterion_main!(bench);

@@ -3,9 +3,11 @@
 //! Also prints allocations per tick, counted with Vigil's own CountingAlloc.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+#[macro_use]
+#[path = "support/quick.rs"]
+mod quick;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion};
 use vigil::features::{FeatureVector, Horizons, SignalKind, SignalSet, SignalSpec, Unit, Window};
 
 #[global_allocator]
@@ -129,9 +131,4 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench
-}
-criterion_main!(benches);
+quick_criterion_main!(bench);

@@ -2,10 +2,14 @@
 //! it, and training the unsupervised detector on 100,000 windows x 64 features.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+#[path = "support/quick.rs"]
+mod quick;
+
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion};
 use ndarray::ArrayView1;
 use vigil::models::{Detector, KMeansDetector, KMeansParams};
 
@@ -72,9 +76,4 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench
-}
-criterion_main!(benches);
+quick_criterion_main!(bench);

@@ -4,10 +4,14 @@
 //! peer. Successful calls: the common case on a serving path.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+#[path = "support/quick.rs"]
+mod quick;
+
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 
 #[derive(Debug)]
 struct ModelError;
@@ -84,9 +88,4 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench
-}
-criterion_main!(benches);
+quick_criterion_main!(bench);

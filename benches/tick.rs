@@ -3,9 +3,11 @@
 //! same way (criterion's own overhead).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+#[macro_use]
+#[path = "support/quick.rs"]
+mod quick;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 use vigil::gpu::FakeGpu;
 
 #[global_allocator]
@@ -52,9 +54,4 @@ fn bench(c: &mut Criterion) {
     drop(tx);
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench
-}
-criterion_main!(benches);
+quick_criterion_main!(bench);
