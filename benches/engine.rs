@@ -49,11 +49,12 @@ fn row(t: u64, out: &mut [f64]) {
 
 fn bench(c: &mut Criterion) {
     let set = signals();
-    let cfg = EngineConfig {
-        warm_up_windows: 300,
+    let cfg = {
+        let mut cfg = EngineConfig::default();
+        cfg.warm_up_windows = 300;
         // No refit inside the measurement: a tick is scoring, not training.
-        refit_every: 0,
-        ..EngineConfig::default()
+        cfg.refit_every = 0;
+        cfg
     };
     let mut engine = Engine::new(&set, cfg, None, Box::new(InlineTrainer::default())).unwrap();
     let mut values = vec![0.0; SIGNALS];

@@ -388,11 +388,12 @@ fn vigil_train_and_the_engines_cold_start_make_the_same_model() {
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let signals = SignalSet::new(header[1..].iter().map(|c| column_signal(c)).collect()).unwrap();
     let windows = rows_n as usize - 59;
-    let cfg = EngineConfig {
-        horizons: Horizons::new(10, 60).unwrap(),
-        tick_seconds: 1.0,
-        warm_up_windows: windows,
-        ..EngineConfig::default()
+    let cfg = {
+        let mut cfg = EngineConfig::default();
+        cfg.horizons = Horizons::new(10, 60).unwrap();
+        cfg.tick_seconds = 1.0;
+        cfg.warm_up_windows = windows;
+        cfg
     };
     let spy = Spy::default();
     let mut engine = Engine::new(&signals, cfg, None, Box::new(spy.clone())).unwrap();

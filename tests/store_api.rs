@@ -38,19 +38,19 @@ fn labels_with(addr: std::net::SocketAddr, headers: &[(&str, &str)]) -> Vec<serd
 }
 
 fn event(id: u64, start: f64, end: f64) -> vigil::Event {
-    vigil::Event {
+    let mut e = vigil::Event::open(
         id,
         start,
-        opened: start + 1.0,
-        end: Some(end),
-        ended: Some(vigil::models::EventEnd::Settled),
-        peak: 0.8,
-        peak_at: start + 2.0,
-        anomaly_type: vigil::models::AnomalyKind::TaskLeak,
-        opened_as: vigil::models::AnomalyKind::TaskLeak,
-        top_features: vec![("tokio_alive_tasks.median_10".into(), 40.0)],
-        windows: 9,
-    }
+        start + 1.0,
+        vigil::models::AnomalyKind::TaskLeak,
+        0.8,
+    );
+    e.end = Some(end);
+    e.ended = Some(vigil::models::EventEnd::Settled);
+    e.peak_at = start + 2.0;
+    e.top_features = vec![("tokio_alive_tasks.median_10".into(), 40.0)];
+    e.windows = 9;
+    e
 }
 
 #[test]

@@ -42,8 +42,10 @@ use crate::{
 };
 
 /// Everything that decides the engine's verdicts. The same values give the same verdicts, live or
-/// offline.
+/// offline. Non-exhaustive: start from [`EngineConfig::default`] or [`EngineConfig::agent`] and set
+/// fields.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// Feature horizons.
     pub horizons: Horizons,

@@ -64,8 +64,10 @@ pub enum EventEnd {
     LevelShift,
 }
 
-/// One anomaly event.
+/// One anomaly event. Non-exhaustive: fields may be added; [`Event::open`] builds one outside the
+/// engine (a tool writing events to a store).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Event {
     /// Increasing from 1 within one engine.
     pub id: u64,
@@ -91,6 +93,27 @@ pub struct Event {
     pub top_features: Vec<(String, f64)>,
     /// Windows inside the event so far.
     pub windows: u64,
+}
+
+impl Event {
+    /// An event as the engine opens one: number `id`, its first window at `start`, declared open at
+    /// `opened`, of type `kind`; its peak is that of its opening (`peak` at `opened`), it has no top
+    /// features yet and counts one window. Set the rest as the event goes on.
+    pub fn open(id: u64, start: f64, opened: f64, kind: AnomalyKind, peak: f64) -> Self {
+        Self {
+            id,
+            start,
+            opened,
+            end: None,
+            ended: None,
+            peak,
+            peak_at: opened,
+            anomaly_type: kind,
+            opened_as: kind,
+            top_features: Vec::new(),
+            windows: 1,
+        }
+    }
 }
 
 /// What one window did to the event state.

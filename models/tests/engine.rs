@@ -36,16 +36,15 @@ fn normal(n: &mut Noise) -> [f64; 3] {
 }
 
 fn config() -> EngineConfig {
-    EngineConfig {
-        horizons: Horizons::new(5, 20).unwrap(),
-        tick_seconds: 1.0,
-        warm_up_windows: 200,
-        refit_every: 400,
-        history_windows: 2000,
-        install_delay: 3,
-        rebaseline_after: 100,
-        ..EngineConfig::default()
-    }
+    let mut cfg = EngineConfig::default();
+    cfg.horizons = Horizons::new(5, 20).unwrap();
+    cfg.tick_seconds = 1.0;
+    cfg.warm_up_windows = 200;
+    cfg.refit_every = 400;
+    cfg.history_windows = 2000;
+    cfg.install_delay = 3;
+    cfg.rebaseline_after = 100;
+    cfg
 }
 
 /// Records every job, trains inline.
@@ -177,9 +176,10 @@ fn refits_never_train_on_event_windows() {
     }
     let spy = Spy::default();
     // No rebaseline: that is the one deliberate way event windows become normal.
-    let cfg = EngineConfig {
-        rebaseline_after: 0,
-        ..config()
+    let cfg = {
+        let mut cfg = config();
+        cfg.rebaseline_after = 0;
+        cfg
     };
     let steps = run_with(&rows, Box::new(spy.clone()), cfg);
     assert!(onsets(&steps).contains(&701) || onsets(&steps).iter().any(|o| (700..710).contains(o)));
@@ -260,9 +260,10 @@ fn drifting(seed: u64, from: usize, len: usize) -> Vec<[f64; 3]> {
 
 fn drift_jobs(rows: &[[f64; 3]]) -> (Vec<Step>, Vec<String>) {
     let spy = Spy::default();
-    let cfg = EngineConfig {
-        refit_every: 0,
-        ..config()
+    let cfg = {
+        let mut cfg = config();
+        cfg.refit_every = 0;
+        cfg
     };
     let steps = run_with(rows, Box::new(spy.clone()), cfg);
     let reasons = spy
@@ -601,9 +602,10 @@ fn the_gate_and_the_engine_give_the_same_events_on_the_same_stream() {
     for r in &mut test[700..] {
         r[0] += 60.0; // a step that stays
     }
-    let cfg = EngineConfig {
-        horizons: config().horizons,
-        ..EngineConfig::default()
+    let cfg = {
+        let mut cfg = EngineConfig::default();
+        cfg.horizons = config().horizons;
+        cfg
     };
     let mut engine = Engine::new(
         &signals(),
@@ -645,10 +647,11 @@ fn a_level_shift_is_called_after_an_hour_at_the_new_level() {
         r[0] += 40.0;
     }
     for (tick, after) in [(60.0, 60..75), (1.0, 360..375)] {
-        let cfg = EngineConfig {
-            tick_seconds: tick,
-            rebaseline_after: 360,
-            ..config()
+        let cfg = {
+            let mut cfg = config();
+            cfg.tick_seconds = tick;
+            cfg.rebaseline_after = 360;
+            cfg
         };
         let mut e = Engine::new(&signals(), cfg, None, Box::new(InlineTrainer::default())).unwrap();
         let steps: Vec<Step> = rows
@@ -672,10 +675,9 @@ fn a_level_shift_is_called_after_an_hour_at_the_new_level() {
 
 /// The engine of [`config`] with a span of 600 windows: the recent range reads from about window 610.
 fn short_span() -> EngineConfig {
-    EngineConfig {
-        history_windows: 600,
-        ..config()
-    }
+    let mut cfg = config();
+    cfg.history_windows = 600;
+    cfg
 }
 
 #[test]
@@ -753,9 +755,10 @@ fn scheduled_refits_wait_for_as_many_new_windows_as_a_model_trains_on() {
     let mut n = Noise(47);
     let rows: Vec<[f64; 3]> = (0..1400).map(|_| normal(&mut n)).collect();
     let spy = Spy::default();
-    let cfg = EngineConfig {
-        refit_every: 5,
-        ..config()
+    let cfg = {
+        let mut cfg = config();
+        cfg.refit_every = 5;
+        cfg
     };
     run_with(&rows, Box::new(spy.clone()), cfg);
     let jobs = spy.jobs.lock().unwrap().clone();

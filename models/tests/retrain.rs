@@ -54,10 +54,9 @@ fn rows() -> Vec<[f64; 2]> {
 }
 
 fn cfg() -> EngineConfig {
-    EngineConfig {
-        horizons: Horizons::new(5, 20).unwrap(),
-        ..EngineConfig::default()
-    }
+    let mut cfg = EngineConfig::default();
+    cfg.horizons = Horizons::new(5, 20).unwrap();
+    cfg
 }
 
 /// A feature window and its time.

@@ -38,19 +38,14 @@ fn tick(t: f64, event: Option<u64>) -> Write {
 }
 
 fn event(id: u64, start: f64, end: Option<f64>) -> Event {
-    Event {
-        id,
-        start,
-        opened: start + 2.0,
-        end,
-        ended: end.map(|_| EventEnd::Settled),
-        peak: 0.9,
-        peak_at: start + 3.0,
-        anomaly_type: AnomalyKind::LatencyRegression,
-        opened_as: AnomalyKind::AllocStorm,
-        top_features: vec![("a.mean_10".into(), 12.5)],
-        windows: 7,
-    }
+    let mut e = Event::open(id, start, start + 2.0, AnomalyKind::AllocStorm, 0.9);
+    e.end = end;
+    e.ended = end.map(|_| EventEnd::Settled);
+    e.peak_at = start + 3.0;
+    e.anomaly_type = AnomalyKind::LatencyRegression;
+    e.top_features = vec![("a.mean_10".into(), 12.5)];
+    e.windows = 7;
+    e
 }
 
 fn human(start: f64, end: f64, verdict: Verdict) -> NewLabel {

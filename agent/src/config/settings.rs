@@ -103,6 +103,7 @@ const MAX_RETENTION_BYTES: u64 = 1 << 50;
 /// # Ok::<(), vigil_agent::Error>(())
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Address of the HTTP endpoint (`/metrics`, `/healthz`, the API). Default `127.0.0.1:9464`;
     /// port 0 picks a free port.
@@ -544,17 +545,16 @@ impl CheckedConfig {
         let tick = self.tick.as_secs_f64();
         let warm_up_windows =
             ((self.warm_up.as_secs_f64() / tick).ceil() as usize).clamp(50, MAX_WARM_UP_WINDOWS);
-        vigil_models::EngineConfig {
-            horizons: self.horizons,
-            ..vigil_models::EngineConfig::agent(
-                tick,
-                warm_up_windows,
-                self.refit_interval.map_or(0, |d| {
-                    vigil_models::EngineConfig::ticks_in(d.as_secs_f64(), tick)
-                }),
-                self.false_events_per_day,
-            )
-        }
+        let mut cfg = vigil_models::EngineConfig::agent(
+            tick,
+            warm_up_windows,
+            self.refit_interval.map_or(0, |d| {
+                vigil_models::EngineConfig::ticks_in(d.as_secs_f64(), tick)
+            }),
+            self.false_events_per_day,
+        );
+        cfg.horizons = self.horizons;
+        cfg
     }
 
     pub(crate) fn probe(&self) -> ProbeConfig {
