@@ -223,8 +223,14 @@ fn the_agents_folders_import_each_other_without_cycles() {
     );
     eprintln!("{graph:#?}");
     assert_acyclic(&graph, "agent folders");
-    // The layering the folders are meant to have: settings at the top, the shared leaves at the bottom.
-    assert!(graph["config"].contains("handle"), "{graph:?}");
+    // The layering the folders are meant to have: starting at the top (it wires the settings to
+    // everything that runs), settings as data below it (they never start anything), the shared leaves
+    // at the bottom.
+    assert!(
+        graph["start"].contains("handle") && graph["start"].contains("config"),
+        "{graph:?}"
+    );
+    assert!(!graph["config"].contains("handle"), "{graph:?}");
     assert!(graph.get("store").is_none_or(|s| !s.contains("pipeline")));
     assert!(graph.get("threads").is_none_or(|s| s.len() <= 1));
 }

@@ -30,6 +30,7 @@ mod http;
 mod metrics;
 mod pipeline;
 mod profile;
+mod start;
 mod store;
 mod threads;
 
