@@ -67,6 +67,12 @@ pub struct Known {
     pub reading: Reading,
     /// The Prometheus metric that exports it (`vigil_...`).
     pub metric: &'static str,
+    /// It grows in proportion to the request load (work per request stays the same): detectors score
+    /// it on what the load does not explain.
+    pub follows_load: bool,
+    /// Its value comes from CPU time counted in 10 ms clock ticks, so at a tick of `t` seconds it moves
+    /// in steps of `0.01 / t`: detectors never scale it below that ([`resolution_of_feature`]).
+    pub clock_ticks: bool,
 }
 
 const fn k(
@@ -84,6 +90,26 @@ const fn k(
         family,
         reading,
         metric,
+        follows_load: false,
+        clock_ticks: false,
+    }
+}
+
+impl Known {
+    /// The same entry, marked as growing with the request load.
+    const fn with_load(self) -> Self {
+        Self {
+            follows_load: true,
+            ..self
+        }
+    }
+
+    /// The same entry, marked as counted in 10 ms clock ticks.
+    const fn in_clock_ticks(self) -> Self {
+        Self {
+            clock_ticks: true,
+            ..self
+        }
     }
 }
 
@@ -154,7 +180,8 @@ pub const TOKIO_POLLS: Known = k(
     F::Other,
     R::Level,
     "vigil_tokio_polls_total",
-);
+)
+.with_load();
 /// `tokio_steals` (vigil_tokio_steals_total).
 pub const TOKIO_STEALS: Known = k(
     "tokio_steals",
@@ -253,7 +280,8 @@ pub const ALLOC_ALLOCATIONS: Known = k(
     F::Allocations,
     R::Level,
     "vigil_alloc_allocations_total",
-);
+)
+.with_load();
 /// `alloc_frees` (vigil_alloc_frees_total).
 pub const ALLOC_FREES: Known = k(
     "alloc_frees",
@@ -262,7 +290,8 @@ pub const ALLOC_FREES: Known = k(
     F::Allocations,
     R::Level,
     "vigil_alloc_frees_total",
-);
+)
+.with_load();
 /// `alloc_bytes_allocated` (vigil_alloc_bytes_total).
 pub const ALLOC_BYTES_ALLOCATED: Known = k(
     "alloc_bytes_allocated",
@@ -271,7 +300,8 @@ pub const ALLOC_BYTES_ALLOCATED: Known = k(
     F::Allocations,
     R::Level,
     "vigil_alloc_bytes_total",
-);
+)
+.with_load();
 /// `alloc_bytes_freed` (vigil_alloc_freed_bytes_total).
 pub const ALLOC_BYTES_FREED: Known = k(
     "alloc_bytes_freed",
@@ -280,7 +310,8 @@ pub const ALLOC_BYTES_FREED: Known = k(
     F::Allocations,
     R::Level,
     "vigil_alloc_freed_bytes_total",
-);
+)
+.with_load();
 /// `alloc_live_bytes` (vigil_alloc_live_bytes).
 pub const ALLOC_LIVE_BYTES: Known = k(
     "alloc_live_bytes",
@@ -298,7 +329,9 @@ pub const PROCESS_CPU_RATIO: Known = k(
     F::Cpu,
     R::Level,
     "vigil_process_cpu_ratio",
-);
+)
+.with_load()
+.in_clock_ticks();
 /// `process_resident_memory_bytes` (vigil_process_resident_memory_bytes).
 pub const PROCESS_RESIDENT_MEMORY_BYTES: Known = k(
     "process_resident_memory_bytes",
@@ -559,15 +592,6 @@ impl Known {
 /// Signals that grow in proportion to the request load (work per request): allocation traffic and
 /// CPU time. Detectors explain them by the load even when the training windows saw too little load
 /// variation to fit the relation.
-const FOLLOWS_LOAD: &[&str] = &[
-    "alloc_allocations",
-    "alloc_frees",
-    "alloc_bytes_allocated",
-    "alloc_bytes_freed",
-    "process_cpu_ratio",
-    "tokio_polls",
-];
-
 /// The smallest change a signal's measurement can show at a tick, where it is coarser than its unit
 /// suggests: the process CPU ratio comes from CPU time counted in 10 ms clock ticks, so over a 100 ms
 /// tick it moves in steps of 0.1. Detectors never scale a feature below it.
@@ -577,15 +601,16 @@ pub fn resolution_of_feature(feature: &str, tick_seconds: f64) -> f64 {
     } else {
         1.0
     };
-    match signal_of_feature(feature) {
-        "process_cpu_ratio" => 0.01 / tick,
-        _ => 0.0,
+    if lookup(signal_of_feature(feature)).is_some_and(|k| k.clock_ticks) {
+        0.01 / tick
+    } else {
+        0.0
     }
 }
 
 /// True when the signal a feature belongs to grows in proportion to the request load.
 pub fn follows_load(feature: &str) -> bool {
-    FOLLOWS_LOAD.contains(&signal_of_feature(feature))
+    lookup(signal_of_feature(feature)).is_some_and(|k| k.follows_load)
 }
 
 /// The vocabulary entry of a signal name (`gpu0_memory_used_bytes` finds `memory_used_bytes`;
