@@ -660,9 +660,14 @@ pub fn column_signal(column: &str) -> SignalSpec {
 
 /// The CSV column that records `spec` (the inverse of [`column_signal`] for known signals).
 pub fn column_name(spec: &SignalSpec) -> String {
-    match spec.kind {
-        C if !spec.name.ends_with("_total") => format!("{}_total", spec.name),
-        _ => spec.name.to_string(),
+    column_of(&spec.name, spec.kind)
+}
+
+/// [`column_name`] of a signal called `name` of kind `kind` (a counter's column ends in `_total`).
+pub fn column_of(name: &str, kind: SignalKind) -> String {
+    match kind {
+        C if !name.ends_with("_total") => format!("{name}_total"),
+        _ => name.to_owned(),
     }
 }
 

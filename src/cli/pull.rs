@@ -104,10 +104,7 @@ fn columns() -> Vec<Column> {
             }
             _ => per_instance(format!("{m}%SEL%")),
         };
-        let name = match k.kind {
-            SignalKind::Counter => format!("{}_total", k.name),
-            SignalKind::Gauge => k.name.to_owned(),
-        };
+        let name = vocab::column_of(k.name, k.kind);
         let absent = m.starts_with("ai_inference_").then_some(match k.kind {
             SignalKind::Counter => 0.0,
             SignalKind::Gauge => f64::NAN,
@@ -127,7 +124,7 @@ fn columns() -> Vec<Column> {
         .map_or(out.len(), |i| i + 1);
     let per_type = vocab::INFERENCE_ANOMALIES;
     let anomalies = vigil::observe::AnomalyType::ALL.iter().map(|a| Column {
-        name: format!("{}_{}_total", per_type.name, a.as_str()),
+        name: vocab::column_of(&format!("{}_{}", per_type.name, a.as_str()), per_type.kind),
         query: per_instance(format!("{}%SEL%", per_type.metric)),
         extra: Some(format!("anomaly_type=\"{}\"", a.as_str())),
         absent: Some(0.0),
