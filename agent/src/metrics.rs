@@ -177,11 +177,11 @@ defs! {
         "Population stability index of the feature over the live drift window against the training reference; above 0.25 means shifted";
     FEATURE_DRIFT_MAX_PSI = "vigil_feature_drift_max_psi", Gauge, [], DRIFT_MAX,
         "Largest feature PSI against the training reference (NaN until a reference is set)";
-    INFERENCE_DURATION = vocab::INFERENCE_LATENCY_P50_SECONDS.metric, Histogram, ["model", "stage"], OBSERVE,
+    INFERENCE_DURATION = vigil_observe::DURATION_METRIC, Histogram, ["model", "stage"], OBSERVE,
         vigil_observe::DURATION_HELP;
-    INFERENCE_ERRORS = vocab::INFERENCE_ERRORS.metric, Counter, ["model", "stage"], OBSERVE,
+    INFERENCE_ERRORS = vigil_observe::ERRORS_METRIC, Counter, ["model", "stage"], OBSERVE,
         vigil_observe::ERRORS_HELP;
-    INFERENCE_ANOMALY = vocab::INFERENCE_ANOMALIES.metric, Counter, ["model", "stage", "anomaly_type"], OBSERVE,
+    INFERENCE_ANOMALY = vigil_observe::ANOMALY_METRIC, Counter, ["model", "stage", "anomaly_type"], OBSERVE,
         vigil_observe::ANOMALY_HELP;
     ANOMALY_SCORE = "vigil_anomaly_score", Gauge, [], MODEL,
         "Anomaly score of the current window, 0 to 1; the threshold is 0.5 for every model (NaN until a model is ready)";
@@ -280,6 +280,34 @@ pub fn metrics_markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vocabulary_reads_the_inference_series_the_observe_runtime_writes() {
+        // The vocabulary (features) cannot depend on the observe runtime that names these series;
+        // `vigil pull` queries them by the vocabulary's names.
+        for k in vocab::signals().filter(|k| k.metric.starts_with("ai_inference_")) {
+            assert!(
+                [
+                    vigil_observe::DURATION_METRIC,
+                    vigil_observe::ERRORS_METRIC,
+                    vigil_observe::ANOMALY_METRIC
+                ]
+                .contains(&k.metric),
+                "{}: {}",
+                k.name,
+                k.metric
+            );
+        }
+        assert_eq!(vocab::INFERENCE_ERRORS.metric, vigil_observe::ERRORS_METRIC);
+        assert_eq!(
+            vocab::INFERENCE_ANOMALIES.metric,
+            vigil_observe::ANOMALY_METRIC
+        );
+        assert_eq!(
+            vocab::INFERENCE_CALLS.metric,
+            vigil_observe::DURATION_METRIC
+        );
+    }
 
     #[test]
     fn catalogue_names_are_unique_and_follow_conventions() {

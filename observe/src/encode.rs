@@ -8,6 +8,18 @@ use std::time::UNIX_EPOCH;
 use crate::AnomalyType;
 use crate::series::{BUCKETS, Exemplar, Series, for_each};
 
+/// The duration histogram's name (`_bucket`, `_sum`, `_count` follow it).
+pub const DURATION_METRIC: &str = "ai_inference_duration_seconds";
+/// The failed-calls counter's name (in OpenMetrics its family is this without `_total`).
+pub const ERRORS_METRIC: &str = "ai_inference_errors_total";
+/// The anomalies counter's name (in OpenMetrics its family is this without `_total`).
+pub const ANOMALY_METRIC: &str = "ai_inference_anomaly_total";
+
+/// The family name of a counter in OpenMetrics (without `_total`).
+fn family(counter: &str) -> &str {
+    counter.strip_suffix("_total").unwrap_or(counter)
+}
+
 /// HELP of `ai_inference_duration_seconds`.
 pub const DURATION_HELP: &str =
     "Duration of #[observe] inference calls, including failed, cancelled and panicked ones";
@@ -61,15 +73,15 @@ fn encode(out: &mut String, openmetrics: bool) {
         return;
     }
     let (errors_family, anomaly_family) = if openmetrics {
-        ("ai_inference_errors", "ai_inference_anomaly")
+        (family(ERRORS_METRIC), family(ANOMALY_METRIC))
     } else {
-        ("ai_inference_errors_total", "ai_inference_anomaly_total")
+        (ERRORS_METRIC, ANOMALY_METRIC)
     };
 
-    let _ = writeln!(out, "# HELP ai_inference_duration_seconds {DURATION_HELP}.");
-    let _ = writeln!(out, "# TYPE ai_inference_duration_seconds histogram");
+    let _ = writeln!(out, "# HELP {DURATION_METRIC} {DURATION_HELP}.");
+    let _ = writeln!(out, "# TYPE {DURATION_METRIC} histogram");
     if openmetrics {
-        let _ = writeln!(out, "# UNIT ai_inference_duration_seconds seconds");
+        let _ = writeln!(out, "# UNIT {DURATION_METRIC} seconds");
     }
     for s in &all {
         let ex = openmetrics.then(|| s.exemplars.lock().unwrap_or_else(PoisonError::into_inner));
@@ -79,7 +91,8 @@ fn encode(out: &mut String, openmetrics: bool) {
             let le = BUCKETS
                 .get(i)
                 .map_or_else(|| "+Inf".to_owned(), |v| format!("{v}"));
-            out.push_str("ai_inference_duration_seconds_bucket");
+            out.push_str(DURATION_METRIC);
+            out.push_str("_bucket");
             labels(out, s, Some(("le", &le)));
             let _ = write!(out, " {cumulative}");
             if let Some(e) = ex.as_ref().and_then(|ex| ex.buckets[i].as_ref()) {
@@ -87,10 +100,12 @@ fn encode(out: &mut String, openmetrics: bool) {
             }
             out.push('\n');
         }
-        out.push_str("ai_inference_duration_seconds_sum");
+        out.push_str(DURATION_METRIC);
+        out.push_str("_sum");
         labels(out, s, None);
         let _ = writeln!(out, " {}", s.sum_nanos.load(Relaxed) as f64 / 1e9);
-        out.push_str("ai_inference_duration_seconds_count");
+        out.push_str(DURATION_METRIC);
+        out.push_str("_count");
         labels(out, s, None);
         let _ = writeln!(out, " {cumulative}");
     }
@@ -98,7 +113,7 @@ fn encode(out: &mut String, openmetrics: bool) {
     let _ = writeln!(out, "# HELP {errors_family} {ERRORS_HELP}.");
     let _ = writeln!(out, "# TYPE {errors_family} counter");
     for s in &all {
-        out.push_str("ai_inference_errors_total");
+        out.push_str(ERRORS_METRIC);
         labels(out, s, None);
         let _ = writeln!(out, " {}", s.errors.load(Relaxed));
     }
@@ -108,7 +123,7 @@ fn encode(out: &mut String, openmetrics: bool) {
     for s in &all {
         let ex = openmetrics.then(|| s.exemplars.lock().unwrap_or_else(PoisonError::into_inner));
         for kind in AnomalyType::ALL {
-            out.push_str("ai_inference_anomaly_total");
+            out.push_str(ANOMALY_METRIC);
             labels(out, s, Some(("anomaly_type", kind.as_str())));
             let _ = write!(out, " {}", s.anomalies[kind.index()].load(Relaxed));
             if let Some(e) = ex

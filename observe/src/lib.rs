@@ -51,7 +51,8 @@ pub use anomaly::{AnomalyType, ClassifyAnomaly, classify_std_error};
 pub use call::Call;
 pub use clock::clock_source;
 pub use encode::{
-    ANOMALY_HELP, DURATION_HELP, ERRORS_HELP, encode_openmetrics, encode_prometheus_text,
+    ANOMALY_HELP, ANOMALY_METRIC, DURATION_HELP, DURATION_METRIC, ERRORS_HELP, ERRORS_METRIC,
+    encode_openmetrics, encode_prometheus_text,
 };
 pub use output::OutputCheck;
 pub use series::{BUCKETS, DEFAULT_LABEL_CAP, OVERFLOW_LABEL, Totals, set_label_cap, totals};
