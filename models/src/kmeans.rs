@@ -438,11 +438,7 @@ impl KMeansDetector {
             let mad = 1.4826 * dev[dev.len() / 2];
             // The same floors the scaler gives every feature: the unit's, and the measurement's
             // resolution (the CPU ratio's 10 ms clock ticks, which this path serves most often).
-            let floor = crate::floor_for(units.get(i).map_or("", String::as_str), m, tick_seconds)
-                .max(vigil_features::vocab::resolution_of_feature(
-                    &self.feature_names[i],
-                    tick_seconds,
-                ));
+            let floor = crate::floor_for(units.get(i).map_or("", String::as_str), m, tick_seconds);
             self.scaler.median[i] = m;
             self.scaler.scale[i] = mad.max(floor);
             load[j] = Some((l, slope, l_med));
