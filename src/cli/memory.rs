@@ -138,6 +138,46 @@ impl Drop for Load {
     }
 }
 
+/// A CPU profile from the agent at `path`, waiting for one already running (an anomaly event's own
+/// profile: the agent answers 409 and says when it ends) at most three times.
+fn profile_when_free(
+    agent: std::net::SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<u8>> {
+    let limits = super::http::Limits::agent(timeout);
+    for _ in 0..3 {
+        let (status, body) = super::http::get(&agent.to_string(), path, "the agent", limits)?;
+        if status != 409 {
+            anyhow::ensure!(
+                status == 200,
+                "the agent answered {status} to {path}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            return Ok(body);
+        }
+        let secs = busy_for(&String::from_utf8_lossy(&body));
+        eprintln!(
+            "  a profile (an anomaly event's) is running; asking again in {} s",
+            secs + 1
+        );
+        std::thread::sleep(Duration::from_secs(secs + 1));
+    }
+    anyhow::bail!("the agent was busy with other CPU profiles three times in a row")
+}
+
+/// Seconds until the profile the agent is busy with ends, from its 409 answer ("... it ends in about
+/// N s"); 10 when it does not say, at most the longest profile.
+fn busy_for(answer: &str) -> u64 {
+    answer
+        .split("ends in about ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(10)
+        .min(vigil::agent::MAX_PROFILE_SECONDS)
+}
+
 /// GET from the agent; the body of a 200 answer.
 pub(crate) fn agent_get(
     agent: std::net::SocketAddr,
@@ -267,7 +307,7 @@ fn measure(
     // A CPU profile under load (where this build takes them).
     let profile = if vigil::agent::profiling_available() {
         let path = format!("/debug/pprof/profile?seconds={}", args.profile_seconds);
-        let profile = agent_get(
+        let profile = profile_when_free(
             agent_addr,
             &path,
             Duration::from_secs(args.profile_seconds + 60),
@@ -329,4 +369,20 @@ fn measure(
         "warm_up_seconds": warm_up.as_secs_f64(),
         "requests_served": served,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_profiler_says_when_it_is_free() {
+        let answer = r#"{"error":"a CPU profile is already being taken (SIGPROF is process-wide: one profile at a time); it ends in about 7 s"}"#;
+        assert_eq!(busy_for(answer), 7);
+        assert_eq!(busy_for(r#"{"error":"busy"}"#), 10);
+        assert_eq!(
+            busy_for("it ends in about 9999 s"),
+            vigil::agent::MAX_PROFILE_SECONDS
+        );
+    }
 }
