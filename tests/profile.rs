@@ -428,3 +428,55 @@ fn a_running_profile_leaves_a_slot_for_scrapes_at_one_connection() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(get(addr, "/metrics", &[]).status, 200);
 }
+
+/// SIGPROFs the host's own handler saw.
+static HOST_SIGPROFS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn host_sigprof(_: libc::c_int) {
+    HOST_SIGPROFS.fetch_add(1, Ordering::Relaxed);
+}
+
+#[test]
+fn a_host_that_profiles_itself_keeps_its_sigprof_handler_and_the_agent_says_why_it_refuses() {
+    let _turn = turn();
+    let rt = host_runtime();
+    let agent = fast_agent(100).start(rt.handle()).unwrap();
+    let addr = agent.local_addr();
+    // The host installs its own SIGPROF handler (another profiler would).
+    // SAFETY: a plain handler that only bumps an atomic; `previous` receives the old action.
+    let previous = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = host_sigprof as *const () as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        let mut previous: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(libc::SIGPROF, &action, &mut previous), 0);
+        previous
+    };
+    let r = get(addr, "/debug/pprof/profile?seconds=1", &[]);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body.starts_with("{\"error\":") && r.body.contains("its own SIGPROF handler"),
+        "{}",
+        r.body
+    );
+    // The host's handler is still the one that runs.
+    // SAFETY: raise delivers SIGPROF to this thread, whose handler only bumps an atomic.
+    unsafe {
+        libc::raise(libc::SIGPROF);
+    }
+    assert_eq!(HOST_SIGPROFS.load(Ordering::Relaxed), 1);
+    assert!(
+        agent
+            .metrics_text()
+            .contains("vigil_profiles_total{trigger=\"request\",outcome=\"host_sigprof\"} 1"),
+        "{}",
+        agent.metrics_text()
+    );
+    // With the handler gone, profiles work again.
+    // SAFETY: puts back the action sigaction returned above.
+    unsafe {
+        libc::sigaction(libc::SIGPROF, &previous, std::ptr::null_mut());
+    }
+    let r = get(addr, "/debug/pprof/profile?seconds=1", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+}

@@ -222,7 +222,7 @@ defs! {
     RETRAINS = "vigil_retrain_total", Counter, ["outcome"], STORE,
         "Retrains on stored windows and labels (hourly and after new labels): promoted (the candidate caught at least what the model in use caught, with at most the margin of extra false events, and was installed), rejected, failed";
     PROFILES = "vigil_profiles_total", Counter, ["trigger", "outcome"], ALWAYS,
-        "CPU profiles asked for: trigger request (GET /debug/pprof/profile) or event (an event opened); outcome ok, busy (another profile was running: one at a time per process), cooldown (an automatic profile less than VIGIL_PROFILE_COOLDOWN ago), error (no profiler in this build, or it failed)";
+        "CPU profiles asked for: trigger request (GET /debug/pprof/profile) or event (an event opened); outcome ok, busy (another profile was running: one at a time per process), cooldown (an automatic profile less than VIGIL_PROFILE_COOLDOWN ago), error (no profiler in this build, or it failed), host_sigprof (the host uses SIGPROF itself: its own handler or ITIMER_PROF; the agent does not take them over)";
     PROFILE_RUNNING = "vigil_profile_running", Gauge, [], ALWAYS,
         "1 while this agent is taking a CPU profile (SIGPROF sampling at 99 Hz), else 0";
     HTTP_CONNECTIONS = "vigil_http_connections", Gauge, [], ALWAYS,

@@ -170,6 +170,7 @@ async fn cpu_profile(
         Err(Refused::ShuttingDown) => {
             return json_error(StatusCode::SERVICE_UNAVAILABLE, crate::profile::CUT_SHORT);
         }
+        Err(Refused::HostSigprof(why)) => return json_error(StatusCode::CONFLICT, &why),
         Err(Refused::Spawn(e)) => {
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,

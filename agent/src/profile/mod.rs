@@ -107,6 +107,8 @@ pub(crate) enum Refused {
     Spawn(String),
     /// The agent is shutting down.
     ShuttingDown,
+    /// The host uses SIGPROF itself (its own handler, or an armed `ITIMER_PROF`): why.
+    HostSigprof(String),
 }
 
 /// What a profile cut short by the agent's shutdown reports (the HTTP reply is a JSON 503 with it).
@@ -200,7 +202,7 @@ impl Profiler {
         m::PROFILES.register(registry, p.outcomes.clone());
         m::PROFILE_RUNNING.register(registry, p.running.clone());
         for trigger in [Trigger::Request, Trigger::Event] {
-            for outcome in ["ok", "busy", "error"] {
+            for outcome in ["ok", "busy", "error", "host_sigprof"] {
                 let _ = p.outcomes.get_or_create(&OutcomeLabels {
                     trigger: trigger.as_str(),
                     outcome,
@@ -236,6 +238,10 @@ impl Profiler {
         }
         if self.stop.is_set() {
             return Err(Refused::ShuttingDown);
+        }
+        if let Some(why) = host_owns_sigprof() {
+            self.count(trigger, "host_sigprof");
+            return Err(Refused::HostSigprof(why));
         }
         {
             let mut running = RUNNING
@@ -452,6 +458,16 @@ fn capture(length: Duration, stop: &Stop) -> Result<Captured, String> {
         samples,
         pprof_gz: gzip(&raw).map_err(|e| format!("cannot compress the profile: {e}"))?,
     })
+}
+
+#[cfg(profiler)]
+fn host_owns_sigprof() -> Option<String> {
+    sampler::host_owns_sigprof()
+}
+
+#[cfg(not(profiler))]
+fn host_owns_sigprof() -> Option<String> {
+    None
 }
 
 #[cfg(not(profiler))]

@@ -163,6 +163,43 @@ pub(crate) struct Recorded {
     pub(crate) busy_drops: u64,
 }
 
+/// Why the host's own use of SIGPROF rules a profile out, if it does: a SIGPROF handler the host
+/// installed (anything but the default action, "ignore", or ours), or an `ITIMER_PROF` timer it armed
+/// (another profiler: gperftools, a language runtime). Taking them over would silence the host's
+/// profiler and, at stop, disarm its timer.
+pub(crate) fn host_owns_sigprof() -> Option<String> {
+    // SAFETY: a null new action only reads the current one into `current`.
+    let current = unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGPROF, std::ptr::null(), &mut current) != 0 {
+            return None;
+        }
+        current
+    };
+    let ours = on_sigprof as *const () as usize;
+    if ![libc::SIG_DFL, libc::SIG_IGN, ours].contains(&current.sa_sigaction) {
+        return Some(
+            "the host installed its own SIGPROF handler (another profiler); the agent does not take it over: profile with that profiler, or remove its handler".to_owned(),
+        );
+    }
+    if !ACTIVE.load(Ordering::Acquire) {
+        // SAFETY: `timer` receives the current value of ITIMER_PROF.
+        let timer = unsafe {
+            let mut timer: libc::itimerval = std::mem::zeroed();
+            if libc::getitimer(libc::ITIMER_PROF, &mut timer) != 0 {
+                return None;
+            }
+            timer
+        };
+        if timer.it_value.tv_sec != 0 || timer.it_value.tv_usec != 0 {
+            return Some(
+                "the host armed its own ITIMER_PROF timer (another profiler); the agent does not take it over".to_owned(),
+            );
+        }
+    }
+    None
+}
+
 /// Starts sampling the whole process at `hz` (of process CPU time).
 pub(crate) fn start(hz: u32) -> Result<Running, String> {
     if ACTIVE.swap(true, Ordering::AcqRel) {
@@ -195,7 +232,9 @@ pub(crate) fn start(hz: u32) -> Result<Running, String> {
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_sigprof as *const () as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        // SA_ONSTACK: on a thread that set an alternate signal stack (a small or guarded main
+        // stack), the handler runs there; elsewhere it runs on the interrupted stack as before.
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
         libc::sigemptyset(&mut action.sa_mask);
         let mut previous: libc::sigaction = std::mem::zeroed();
         if libc::sigaction(libc::SIGPROF, &action, &mut previous) != 0 {
