@@ -13,6 +13,24 @@ fn tmp(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// `vigil ARGS… EXTRA… --json DIR/out.json`, which must succeed: the JSON it wrote and its output.
+fn run_json(dir: &std::path::Path, args: &[&str], extra: &[&str]) -> (Value, std::process::Output) {
+    let json = dir.join("out.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .args(extra)
+        .args(["--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (v, out)
+}
+
 fn assert_scenarios(v: &Value, what: &str) {
     let scen = v["scenarios"]
         .as_object()
@@ -107,18 +125,11 @@ fn bench_overhead_reports_ratios_with_their_spread() {
 #[test]
 fn bench_memory_reports_what_the_agent_adds_to_the_host() {
     let d = tmp("memory");
-    let json = d.join("memory.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["bench", "memory", "--seconds", "1", "--warm-up", "3s"])
-        .args(["--profile-seconds", "1", "--json", json.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (v, out) = run_json(
+        &d,
+        &["bench", "memory", "--seconds", "1", "--warm-up", "3s"],
+        &["--profile-seconds", "1"],
     );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let bytes = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
     assert!(bytes("host_bytes") > 1e6, "{v}");
     assert!(bytes("with_agent_bytes") > bytes("host_bytes") * 0.5, "{v}");
@@ -176,18 +187,11 @@ fn bench_soak_reports_resident_memory_once_the_history_is_full() {
     assert!(err.contains("--ticks must be at least 4120"), "{err}");
 
     let d = tmp("soak");
-    let json = d.join("soak.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["bench", "soak", "--ticks", "4120", "--tick", "10ms"])
-        .args(["--refit-interval", "10s", "--json", json.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (v, out) = run_json(
+        &d,
+        &["bench", "soak", "--ticks", "4120", "--tick", "10ms"],
+        &["--refit-interval", "10s"],
     );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let num = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
     assert!(num("ticks") >= 4120.0, "{v}");
     assert_eq!(num("history_full_at_ticks"), 2060.0, "{v}");

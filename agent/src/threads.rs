@@ -193,20 +193,21 @@ mod named_tasks {
     }
 
     #[test]
-    fn the_agent_s_tasks_carry_their_names() {
+    fn the_agent_s_tasks_carry_their_names() -> Result<(), Box<dyn std::error::Error>> {
         let names = Names::default();
         let subscriber = tracing_subscriber::registry().with(names.clone());
         let _guard = tracing::subscriber::set_default(subscriber);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()
-            .unwrap();
-        let handle = super::spawn_named(rt.handle(), "vigil-test-task", async { 7 }).unwrap();
-        assert_eq!(rt.block_on(handle).unwrap(), 7);
-        let seen = names.0.lock().unwrap().clone();
+            .build()?;
+        let handle = super::spawn_named(rt.handle(), "vigil-test-task", async { 7 })
+            .ok_or("the runtime refused the task")?;
+        assert_eq!(rt.block_on(handle)?, 7);
+        let seen = names.0.lock().map_err(|e| e.to_string())?.clone();
         assert!(
             seen.iter().any(|n| n == "vigil-test-task"),
             "task names seen: {seen:?}"
         );
+        Ok(())
     }
 }

@@ -145,16 +145,10 @@ fn profile_when_free(
     path: &str,
     timeout: Duration,
 ) -> anyhow::Result<Vec<u8>> {
-    let limits = super::http::Limits::agent(timeout);
     for _ in 0..3 {
-        let (status, body) = super::http::get(&agent.to_string(), path, "the agent", limits)?;
+        let (status, body) = agent_answer(agent, path, timeout)?;
         if status != 409 {
-            anyhow::ensure!(
-                status == 200,
-                "the agent answered {status} to {path}: {}",
-                String::from_utf8_lossy(&body)
-            );
-            return Ok(body);
+            return ok_body(status, path, body);
         }
         let secs = busy_for(&String::from_utf8_lossy(&body));
         eprintln!(
@@ -178,20 +172,38 @@ fn busy_for(answer: &str) -> u64 {
         .min(vigil::agent::MAX_PROFILE_SECONDS)
 }
 
-/// GET from the agent; the body of a 200 answer.
-pub(crate) fn agent_get(
+/// GET from the agent: its status and body.
+fn agent_answer(
     agent: std::net::SocketAddr,
     path: &str,
     timeout: Duration,
-) -> anyhow::Result<Vec<u8>> {
-    let limits = super::http::Limits::agent(timeout);
-    let (status, body) = super::http::get(&agent.to_string(), path, "the agent", limits)?;
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    super::http::get(
+        &agent.to_string(),
+        path,
+        "the agent",
+        super::http::Limits::agent(timeout),
+    )
+}
+
+/// The body of a 200 answer, or an error saying what the agent answered instead.
+fn ok_body(status: u16, path: &str, body: Vec<u8>) -> anyhow::Result<Vec<u8>> {
     anyhow::ensure!(
         status == 200,
         "the agent answered {status} to {path}: {}",
         String::from_utf8_lossy(&body)
     );
     Ok(body)
+}
+
+/// GET from the agent; the body of a 200 answer.
+pub(crate) fn agent_get(
+    agent: std::net::SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<u8>> {
+    let (status, body) = agent_answer(agent, path, timeout)?;
+    ok_body(status, path, body)
 }
 
 pub(crate) fn mb(b: u64) -> f64 {
