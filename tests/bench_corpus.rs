@@ -228,7 +228,7 @@ fn bench_corpus_takes_the_engine_flags() {
     assert_eq!(
         default["settings"],
         serde_json::json!({"tick_seconds": null, "warm_up_windows": 300, "refit_every": null,
-            "false_events_per_day": 1.0, "offline_hold_back": 0, "joint_moves": null})
+            "false_events_per_day": 0.1, "offline_hold_back": 0, "joint_moves": null})
     );
     assert_eq!(
         tuned["settings"],

@@ -197,6 +197,8 @@ defs! {
         "1 for the anomaly event open now, labelled with its id, the type it opened with and the feature that led it (what an alert rule turns into a page: deploy/prometheus/rules.yml); no series while no event is open";
     ANOMALY_THRESHOLD = "vigil_anomaly_threshold", Gauge, [], ALWAYS,
         "Score at which a window counts as anomalous (0.5: scores are calibrated so every model shares it)";
+    ALARM_LEVEL = "vigil_alarm_level", Gauge, [], ALWAYS,
+        "The alarm level the false-event budget (VIGIL_FALSE_EVENTS_PER_DAY) sets, in thresholds of the model in use: a window scores 0.5 where its raw score reaches this many thresholds; 1 until a day of scores is held, and while the past day's to two weeks' scores show that 1 keeps the budget";
     MODEL_INFO = "vigil_model_info", Gauge, ["version", "schema_hash", "kind"], MODEL_LOADED,
         "1 for the model in use: model file format version, feature schema hash, detector kind";
     MODEL_TRAINED = "vigil_model_trained_timestamp_seconds", Gauge, [], MODEL,

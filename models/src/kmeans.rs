@@ -762,7 +762,7 @@ impl Detector for KMeansDetector {
     }
 
     fn score(&self, x: ArrayView1<'_, f64>) -> Score {
-        self.score_in_range(x, None)
+        self.score_in_range(x, None, 1.0)
     }
 }
 
@@ -771,8 +771,15 @@ impl KMeansDetector {
     /// a trend) counts at most `MIN_RAW_THRESHOLD × level ratio / SPIKE_RATIO` — it reaches the
     /// smallest threshold only [`crate::SPIKE_RATIO`] of its signal's ranges out — and a spike ratio
     /// of [`crate::SPIKE_RATIO`] scores at the threshold (the raw score is the larger of the two
-    /// readings; a spike that leads is the window's first top feature and its type).
-    pub fn score_in_range(&self, x: ArrayView1<'_, f64>, reading: Option<&RangeReading>) -> Score {
+    /// readings; a spike that leads is the window's first top feature and its type). A window alarms
+    /// where its raw score reaches `level` thresholds (the engine's [`crate::budget::AlarmLevel`];
+    /// `1` reads the threshold alone).
+    pub fn score_in_range(
+        &self,
+        x: ArrayView1<'_, f64>,
+        reading: Option<&RangeReading>,
+        level: f64,
+    ) -> Score {
         let width = self.scaler.width();
         let mut z = vec![0.0; self.scored.len()];
         match x.as_slice() {
@@ -807,7 +814,7 @@ impl KMeansDetector {
         let spike_raw = reading.map_or(0.0, |r| self.threshold * r.spike / SPIKE_RATIO);
         let spike_led = spike_raw > level_raw && spike_raw.is_finite();
         let raw = if spike_led { spike_raw } else { level_raw };
-        let unsupervised = squash(raw, self.threshold);
+        let unsupervised = squash(raw, self.threshold * level);
         // With labels: where labelled windows fell (evidence e), their verdict p counts in proportion,
         // so a labelled pattern can lift a quiet window above 0.5 or hold a known false alarm below it;
         // where only unlabelled windows fell, the unsupervised score stands (novel anomalies still show).

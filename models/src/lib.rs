@@ -22,6 +22,7 @@
 //! - [`ModelFile`]: the versioned JSON artifact (bit-exact float round trip), loaded with every check.
 
 mod artifact;
+pub mod budget;
 mod detector;
 pub mod engine;
 mod error;
@@ -41,8 +42,8 @@ pub use artifact::{
 };
 pub use detector::{Detector, Score};
 pub use engine::{
-    DRIFT_EXPECTED, DRIFT_RATE, Engine, EngineConfig, InlineTrainer, LabelledWindow, Phase, Step,
-    TrainJob, Trained, Trainer,
+    DEFAULT_FALSE_EVENTS_PER_DAY, DRIFT_EXPECTED, DRIFT_RATE, Engine, EngineConfig, InlineTrainer,
+    LabelledWindow, Phase, Step, TrainJob, Trained, Trainer, UNIT_EVENTS_PER_DAY,
 };
 pub use error::ModelError;
 pub use events::{Event, EventEnd, EventParams};

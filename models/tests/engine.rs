@@ -769,3 +769,55 @@ fn scheduled_refits_wait_for_as_many_new_windows_as_a_model_trains_on() {
         assert!(w[1].0 - w[0].0 >= 50.0, "{fits:?}");
     }
 }
+
+/// Thirty days of five-minute rows whose queue has bursts of every size, from barely visible to far
+/// out, about six a day at random times: what a budget per day has to choose among.
+fn bursty_month(seed: u64) -> Vec<[f64; 3]> {
+    let mut n = Noise(seed);
+    let mut rows = Vec::new();
+    let mut burst: (usize, f64) = (0, 0.0);
+    for _ in 0..30 * 288 {
+        let mut r = normal(&mut n);
+        if burst.0 == 0 && n.next() > 0.48 {
+            // A Pareto size: most bursts are small, a few are large.
+            let u = (n.next() + 0.5).max(1e-3);
+            burst = (3 + (6.0 * (n.next() + 0.5)) as usize, 6.0 * u.powf(-0.7));
+        }
+        if burst.0 > 0 {
+            r[0] += burst.1;
+            r[1] += 0.0005 * burst.1;
+            burst.0 -= 1;
+        }
+        rows.push(r);
+    }
+    rows
+}
+
+#[test]
+fn the_false_event_budget_sets_how_often_events_open() {
+    // Same rows, three budgets: once the engine has a day of its own scores, the alarm level follows
+    // the budget, so a larger budget opens more events, a smaller one fewer, and none opens
+    // much more often than its budget allows (counted over the last fifteen days, all events, since
+    // every event here is a burst and so a budget's worth of them is what it may spend).
+    let rows = bursty_month(0x5eed);
+    let mut found = Vec::new();
+    for budget in [0.1, 1.0, 8.0] {
+        let mut cfg = config();
+        cfg.tick_seconds = 300.0;
+        cfg.refit_every = 288;
+        cfg.false_events_per_day = budget;
+        let steps = run_with(&rows, Box::new(InlineTrainer::default()), cfg);
+        let late = onsets(&steps)
+            .into_iter()
+            .filter(|&i| i >= 15 * 288)
+            .count();
+        found.push((budget, late as f64 / 15.0));
+    }
+    assert!(
+        found[0].1 < found[1].1 && found[1].1 < found[2].1,
+        "events a day by budget: {found:?}"
+    );
+    for &(budget, per_day) in &found {
+        assert!(per_day <= 1.5 * budget + 0.2, "{found:?}");
+    }
+}

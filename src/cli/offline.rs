@@ -75,8 +75,10 @@ pub(crate) struct EngineArgs {
     /// Without --model: ticks between scheduled refits (default one hour of ticks; 0 = never).
     #[arg(long, value_name = "TICKS")]
     refit_every: Option<usize>,
-    /// False anomaly events per day the threshold allows on normal behaviour.
-    #[arg(long, default_value_t = 1.0, value_name = "N", value_parser = positive)]
+    /// False anomaly events per day: once a day of scores is held, the alarm level is set so that
+    /// events open at most this often on the engine's own past (see docs/ARCHITECTURE.md, "The
+    /// false-event budget").
+    #[arg(long, default_value_t = vigil_models::DEFAULT_FALSE_EVENTS_PER_DAY, value_name = "N", value_parser = positive)]
     false_events_per_day: f64,
 }
 

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use vigil::features::{FeatureVector, Horizons, Window};
 use vigil_models::engine::window_budget;
-use vigil_models::{EventParams, FitReason, KMeansParams, LabelledWindow, TrainJob};
+use vigil_models::{
+    EventParams, FitReason, KMeansParams, LabelledWindow, TrainJob, UNIT_EVENTS_PER_DAY,
+};
 
 use vigil_models::OutputFile;
 
@@ -44,9 +46,11 @@ pub(crate) struct TrainArgs {
     /// Long feature horizon, in rows (also the warm-up).
     #[arg(long, default_value_t = 60)]
     long: usize,
-    /// False anomaly events per day the threshold allows on normal behaviour, at the rows' tick (the
-    /// threshold is set on the newest 30 % of the windows, held out of the fit).
-    #[arg(long, default_value_t = 1.0, value_name = "N")]
+    /// False anomaly events per day: with --store, the promotion gate's allowance of extra false
+    /// events on the hold-out. The model's threshold does not depend on it (it is the unit the alarm
+    /// level is read in); the budget sets the level where the model scores (`vigil score
+    /// --false-events-per-day`, `VIGIL_FALSE_EVENTS_PER_DAY`).
+    #[arg(long, default_value_t = vigil_models::DEFAULT_FALSE_EVENTS_PER_DAY, value_name = "N")]
     false_events_per_day: f64,
     /// Alarm windows allowed per normal window, instead of --false-events-per-day.
     #[arg(long, value_name = "SHARE")]
@@ -173,7 +177,7 @@ fn from_store(args: &TrainArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         clusters: args.clusters,
         alert_budget: args
             .alert_budget
-            .unwrap_or_else(|| window_budget(args.false_events_per_day, tick, &events)),
+            .unwrap_or_else(|| window_budget(UNIT_EVENTS_PER_DAY, tick, &events)),
         short_horizon: horizons.short(),
         tick_seconds: tick,
         ..KMeansParams::default()
@@ -227,9 +231,9 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     let mut params = KMeansParams {
         clusters: args.clusters,
-        alert_budget: args.alert_budget.unwrap_or_else(|| {
-            window_budget(args.false_events_per_day, 1.0, &EventParams::default())
-        }),
+        alert_budget: args
+            .alert_budget
+            .unwrap_or_else(|| window_budget(UNIT_EVENTS_PER_DAY, 1.0, &EventParams::default())),
         short_horizon: args.short,
         ..KMeansParams::default()
     }
@@ -362,7 +366,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     params.tick_seconds = tick.unwrap_or(1.0);
     if args.alert_budget.is_none() {
         params.alert_budget = window_budget(
-            args.false_events_per_day,
+            UNIT_EVENTS_PER_DAY,
             params.tick_seconds,
             &EventParams::default(),
         );

@@ -155,7 +155,7 @@ impl AgentBuilder {
         self
     }
 
-    /// [`Config::false_events_per_day`] (calibrated on windows held out of each fit).
+    /// [`Config::false_events_per_day`]: the false-event budget the alarm level spends.
     pub fn false_events_per_day(mut self, n: f64) -> Self {
         self.config.false_events_per_day = n;
         self

@@ -31,8 +31,8 @@ pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_WARM_UP: Duration = Duration::from_secs(300);
 /// Default interval between refits of the agent's own model on its recent windows.
 pub const DEFAULT_REFIT_INTERVAL: Duration = Duration::from_secs(3600);
-/// Default false-alarm budget: anomaly events per day that the threshold allows on normal behaviour.
-pub const DEFAULT_FALSE_EVENTS_PER_DAY: f64 = 1.0;
+/// Default false-event budget: anomaly events per day the alarm level allows on normal behaviour.
+pub const DEFAULT_FALSE_EVENTS_PER_DAY: f64 = vigil_models::DEFAULT_FALSE_EVENTS_PER_DAY;
 /// Default drift window, ticks.
 pub const DEFAULT_DRIFT_WINDOW: usize = 300;
 /// Default stall threshold.
@@ -131,8 +131,8 @@ pub struct Config {
     pub warm_up: Duration,
     /// How often the agent refits its own model; `None` = never. Default 1 h; accepted 1 s to 7 d.
     pub refit_interval: Option<Duration>,
-    /// False anomaly events per day the threshold allows on normal behaviour. Default 1; accepted
-    /// 0.001 to 1,000.
+    /// False anomaly events per day the alarm level allows once a day of scores is held (see
+    /// `vigil_models::budget`). Default 0.1; accepted 0.001 to 1,000.
     pub false_events_per_day: f64,
     /// Most connections the HTTP endpoint keeps open. Default 256; accepted 1 to 65,536.
     pub http_max_connections: usize,

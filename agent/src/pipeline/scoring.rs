@@ -153,6 +153,7 @@ pub(crate) struct ScoringStage {
     engine: Engine,
     score: FGauge,
     raw: FGauge,
+    alarm_level: FGauge,
     anomaly: FGauge,
     trained_at: FGauge,
     event_open: FGauge,
@@ -184,6 +185,7 @@ impl ScoringStage {
             engine,
             score: FGauge::default(),
             raw: FGauge::default(),
+            alarm_level: FGauge::default(),
             anomaly: FGauge::default(),
             trained_at: FGauge::default(),
             event_open: FGauge::default(),
@@ -212,6 +214,8 @@ impl ScoringStage {
         m::ANOMALY_RAW_SCORE.register(registry, s.raw.clone());
         m::ANOMALY.register(registry, s.anomaly.clone());
         m::ANOMALY_THRESHOLD.register(registry, threshold);
+        s.alarm_level.set(s.engine.alarm_level());
+        m::ALARM_LEVEL.register(registry, s.alarm_level.clone());
         m::ANOMALY_EVENT_OPEN.register(registry, s.event_open.clone());
         m::ANOMALY_EVENTS.register(registry, s.events_total.clone());
         m::ANOMALY_EVENT_INFO.register(registry, s.event_info.clone());
@@ -403,6 +407,7 @@ impl ScoringStage {
             }
         }
         self.event_open.set(if step.in_event { 1.0 } else { 0.0 });
+        self.alarm_level.set(self.engine.alarm_level());
         if let Some(ev) = &step.closed {
             tracing::info!(
                 id = ev.id,
