@@ -846,6 +846,7 @@ impl Engine {
         });
         match transition {
             Transition::Opened => {
+                self.alarm.opened();
                 // The windows just before the onset may hold the fault's start: never train on them.
                 self.pending.clear();
                 self.range.hold();
