@@ -67,11 +67,19 @@ fn vigil_profile_test_busy_workload(stop: &AtomicBool) -> u64 {
 
 /// Runs the workload on its own thread until the returned flag is set.
 fn busy_thread() -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+    worker("busy-workload", vigil_profile_test_busy_workload)
+}
+
+/// A host thread named `name` running `work` until told to stop.
+fn worker(
+    name: &str,
+    work: fn(&AtomicBool) -> u64,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let h = std::thread::Builder::new()
-        .name("busy-workload".into())
-        .spawn(move || vigil_profile_test_busy_workload(&s))
+        .name(name.into())
+        .spawn(move || work(&s))
         .unwrap();
     (stop, h)
 }
@@ -141,6 +149,145 @@ fn summarise(p: &Profile) -> Summary {
     out
 }
 
+/// What `pprof` needs to read a profile as users do: the executable's real path and build id on its
+/// mapping, `has_functions` only on mappings whose every frame was named (elsewhere pprof names what
+/// it can from the file), and each sample's thread: its name, its id, and whether it is the host's
+/// or the agent's (the busy workload runs on the host's thread `busy-workload`).
+fn read_cleanly_in_pprof(p: &Profile) {
+    let s = |i: i64| p.string_table[usize::try_from(i).unwrap()].clone();
+    let exe = std::env::current_exe().unwrap();
+    let main = p
+        .mapping
+        .iter()
+        .find(|m| std::path::Path::new(&s(m.filename)) == exe)
+        .unwrap_or_else(|| {
+            let names: Vec<String> = p.mapping.iter().map(|m| s(m.filename)).collect();
+            panic!("no mapping names {}: {names:?}", exe.display())
+        });
+    assert!(!s(main.build_id).is_empty(), "the executable's build id");
+    let function: BTreeMap<u64, String> = p.function.iter().map(|f| (f.id, s(f.name))).collect();
+    for m in &p.mapping {
+        let unnamed = p
+            .location
+            .iter()
+            .filter(|l| l.mapping_id == m.id)
+            .flat_map(|l| &l.line)
+            .filter(|line| {
+                let name = function.get(&line.function_id).cloned().unwrap_or_default();
+                name.contains("+0x") || name.starts_with("0x")
+            })
+            .count();
+        assert_eq!(
+            m.has_functions,
+            unnamed == 0,
+            "{}: has_functions {} with {unnamed} unnamed frames",
+            s(m.filename),
+            m.has_functions
+        );
+    }
+    let mut threads: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for sample in &p.sample {
+        let text = |key: &str| {
+            sample
+                .label
+                .iter()
+                .find(|l| s(l.key) == key)
+                .map(|l| s(l.str))
+        };
+        let Some(name) = text("thread") else {
+            // Only the pseudo-samples (lost, dropped) carry no thread.
+            assert_eq!(sample.location_id.len(), 1);
+            continue;
+        };
+        let id = sample
+            .label
+            .iter()
+            .find(|l| s(l.key) == "thread_id")
+            .map(|l| l.num);
+        assert!(id.is_some_and(|id| id > 0), "{name}: thread_id {id:?}");
+        let owner = text("owner").unwrap_or_default();
+        assert_eq!(
+            owner,
+            if name.starts_with("vigil-") {
+                "vigil"
+            } else {
+                "host"
+            },
+            "{name}"
+        );
+        *threads.entry((name, owner)).or_default() += sample.value[0];
+    }
+    assert!(
+        threads.contains_key(&("busy-workload".to_owned(), "host".to_owned())),
+        "{threads:?}"
+    );
+}
+
+/// The profile as users read it: `go tool pprof -traces` (Debian's golang-go; scripts/test installs
+/// it) shows the busy workload's whole chain on the host's `busy-workload` thread, and `-top` ranks
+/// the workload first, both without reaching for anything outside the file and the binary.
+fn read_by_go_tool_pprof(gz: &[u8]) {
+    let dir = std::env::temp_dir().join(format!("vigil-pprof-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cpu.pb.gz");
+    std::fs::write(&file, gz).unwrap();
+    let run = |flag: &str| {
+        let out = std::process::Command::new("go")
+            .args(["tool", "pprof", flag])
+            .arg(&file)
+            .env("PPROF_TMPDIR", &dir)
+            .env("HOME", &dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "go not found ({e}): install it with `apt-get install -y golang-go` \
+                     (scripts/test does)"
+                )
+            });
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "go tool pprof {flag}: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let traces = run("-traces");
+    // Each trace: its labels, then its frames innermost first. The workload's chain is whole, from
+    // the spin through the workload down to the thread's start, on the host's thread.
+    let workload_trace = traces
+        .split("-----------+")
+        .find(|t| {
+            t.contains("vigil_profile_test_spin") && t.contains("vigil_profile_test_busy_workload")
+        })
+        .unwrap_or_else(|| panic!("no trace through the workload:\n{traces}"));
+    let label = |key: &str| {
+        workload_trace
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}:")).map(str::trim))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(label("thread"), "busy-workload", "{workload_trace}");
+    assert_eq!(label("owner"), "host", "{workload_trace}");
+    assert!(
+        label("thread_id").parse::<u64>().is_ok(),
+        "{workload_trace}"
+    );
+    assert!(workload_trace.contains("thread_start"), "{workload_trace}");
+    let top = run("-top");
+    let first = top
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        first.contains("vigil_profile_test_") || first.contains("black_box"),
+        "the workload is not on top:\n{top}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn top(m: &BTreeMap<String, i64>, n: usize) -> Vec<(String, i64)> {
     let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
     v.sort_by_key(|b| std::cmp::Reverse(b.1));
@@ -198,6 +345,11 @@ fn the_profile_endpoint_finds_the_busy_workload_and_refuses_a_second_profile() {
         ]
     );
     assert!(p.duration_nanos >= 2_900_000_000, "{}", p.duration_nanos);
+    read_cleanly_in_pprof(&p);
+    // Built with frame pointers: whole stacks, no warning.
+    assert_eq!(r.header("x-vigil-profile-warning"), None);
+    assert!(p.comment.is_empty(), "{:?}", p.comment);
+    read_by_go_tool_pprof(&r.bytes);
     // One core busy for 3 s at 99 Hz is ~297 samples; on a loaded CI machine the workload gets less CPU.
     assert!(s.samples >= 50, "{} samples", s.samples);
     let hot = top(&s.self_samples, 5);
@@ -479,4 +631,65 @@ fn a_host_that_profiles_itself_keeps_its_sigprof_handler_and_the_agent_says_why_
     }
     let r = get(addr, "/debug/pprof/profile?seconds=1", &[]);
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+extern "C" fn by_value(a: *const libc::c_void, b: *const libc::c_void) -> libc::c_int {
+    // SAFETY: qsort passes pointers to two elements of the u64 array it sorts.
+    let (a, b) = unsafe { (*a.cast::<u64>(), *b.cast::<u64>()) };
+    a.cmp(&b) as libc::c_int
+}
+
+/// A thread that spends its time inside glibc's `qsort`, built without frame pointers: the walk
+/// stops in it.
+fn vigil_profile_test_sort_in_libc(stop: &AtomicBool) -> u64 {
+    let mut v: Vec<u64> = (0..50_000u64)
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
+    let mut rounds = 0;
+    while !stop.load(Ordering::Relaxed) {
+        v.iter_mut().for_each(|x| *x = x.rotate_left(7) ^ rounds);
+        // SAFETY: a valid array of `v.len()` u64s and a comparator for them.
+        unsafe {
+            libc::qsort(v.as_mut_ptr().cast(), v.len(), 8, Some(by_value));
+        }
+        rounds += 1;
+    }
+    rounds
+}
+
+/// Most samples one or two frames deep (here: inside a C library built without frame pointers)
+/// make the profile say so, in the response header and in the profile's comments.
+#[test]
+fn a_profile_whose_stacks_are_cut_says_why_and_what_to_do() {
+    let _turn = turn();
+    let rt = host_runtime();
+    let agent = fast_agent(1000).start(rt.handle()).unwrap();
+    let addr = agent.local_addr();
+    let (stop, sorting) = worker("sorting", vigil_profile_test_sort_in_libc);
+    let r = get(addr, "/debug/pprof/profile?seconds=2", &[]);
+    stop.store(true, Ordering::Relaxed);
+    sorting.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let p = decode(&r.bytes);
+    let shallow: i64 = p
+        .sample
+        .iter()
+        .filter(|s| s.location_id.len() <= 2)
+        .map(|s| s.value[0])
+        .sum();
+    let total: i64 = p.sample.iter().map(|s| s.value[0]).sum();
+    let warning = r.header("x-vigil-profile-warning").map(str::to_owned);
+    let comments: Vec<String> = p
+        .comment
+        .iter()
+        .map(|&i| p.string_table[usize::try_from(i).unwrap()].clone())
+        .collect();
+    eprintln!("{shallow} of {total} samples shallow; warning {warning:?}; comments {comments:?}");
+    assert!(
+        shallow * 2 > total,
+        "{shallow} of {total}: the stacks were not cut here"
+    );
+    let w = warning.expect("a warning header");
+    assert!(w.contains("force-frame-pointers"), "{w}");
+    assert_eq!(comments, vec![w]);
 }

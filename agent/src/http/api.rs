@@ -99,9 +99,10 @@ fn profile_seconds(query: Option<&str>) -> Result<u64, Fail> {
     Ok(seconds)
 }
 
-/// A gzip'd pprof protobuf, served like Go's net/http/pprof.
-fn pprof_reply(pprof_gz: Vec<u8>) -> Response {
-    (
+/// A gzip'd pprof protobuf, served like Go's net/http/pprof; `warning` (stacks cut short) also goes
+/// in the `X-Vigil-Profile-Warning` header.
+fn pprof_reply(pprof_gz: Vec<u8>, warning: Option<&str>) -> Response {
+    let mut r = (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
@@ -113,8 +114,15 @@ fn pprof_reply(pprof_gz: Vec<u8>) -> Response {
         ],
         pprof_gz,
     )
-        .into_response()
+        .into_response();
+    if let Some(v) = warning.and_then(|w| header::HeaderValue::from_str(w).ok()) {
+        r.headers_mut().insert(PROFILE_WARNING, v);
+    }
+    r
 }
+
+/// The header a profile's warning travels in.
+pub(crate) const PROFILE_WARNING: &str = "x-vigil-profile-warning";
 
 fn no_profiler() -> Response {
     json_error(
@@ -187,7 +195,7 @@ async fn cpu_profile(
         }
     };
     match outcome {
-        Ok(Ok(c)) => pprof_reply(c.pprof_gz),
+        Ok(Ok(c)) => pprof_reply(c.pprof_gz, c.warning.as_deref()),
         Ok(Err(e)) if e == crate::profile::CUT_SHORT => {
             json_error(StatusCode::SERVICE_UNAVAILABLE, &e)
         }
@@ -221,7 +229,8 @@ async fn event_profile(
         );
     };
     match store.ask(|reply| Command::Profile(id, reply)).await {
-        Ok(Ok(Some(p))) => pprof_reply(p.pprof),
+        // A stored profile carries its warning in its comments (`pprof -comments`).
+        Ok(Ok(Some(p))) => pprof_reply(p.pprof, None),
         Ok(Ok(None)) => json_error(
             StatusCode::NOT_FOUND,
             &format!(

@@ -94,7 +94,35 @@ pub(crate) struct Captured {
     pub(crate) samples: u64,
     /// gzip'd pprof protobuf.
     pub(crate) pprof_gz: Vec<u8>,
+    /// What the reader should know about it (stacks cut short), also in the profile's comments.
+    pub(crate) warning: Option<String>,
 }
+
+/// The warning a profile carries when most of its samples are one or two frames deep: the frame
+/// pointer walk stopped at code built without frame pointers (`None` for fewer than
+/// [`CUT_STACK_MIN_SAMPLES`] samples, which say too little).
+#[cfg_attr(not(profiler), allow(dead_code))]
+pub(crate) fn cut_stacks_warning(depths: impl IntoIterator<Item = (usize, u64)>) -> Option<String> {
+    let (mut shallow, mut total) = (0u64, 0u64);
+    for (depth, count) in depths {
+        total += count;
+        if depth <= 2 {
+            shallow += count;
+        }
+    }
+    (total >= CUT_STACK_MIN_SAMPLES && shallow * 2 > total).then(|| {
+        format!(
+            "{shallow} of {total} samples are one or two frames deep: stacks are cut where code \
+             was built without frame pointers. Build the host with \
+             RUSTFLAGS=\"-C force-frame-pointers=yes\" (C and C++ libraries built without them \
+             cut stacks that pass through them too)"
+        )
+    })
+}
+
+/// Samples a profile needs before [`cut_stacks_warning`] reads their depth.
+#[cfg_attr(not(profiler), allow(dead_code))]
+pub(crate) const CUT_STACK_MIN_SAMPLES: u64 = 20;
 
 /// Why no profile was started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -415,17 +443,32 @@ fn capture(length: Duration, stop: &Stop) -> Result<Captured, String> {
         return Err(CUT_SHORT.to_owned());
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let stacks: Vec<(&[u64], u64)> = recorded
+    let stacks: Vec<proto::Stack<'_>> = recorded
         .table
         .stacks()
-        .map(|b| (b.stack(), b.count))
+        .map(|b| proto::Stack {
+            frames: b.stack(),
+            count: b.count,
+            tid: b.tid,
+        })
         .collect();
     let mut addresses: Vec<u64> = stacks
         .iter()
-        .flat_map(|(s, _)| {
-            s.iter()
+        .flat_map(|s| {
+            s.frames
+                .iter()
                 .enumerate()
                 .map(|(i, &f)| proto::lookup_address(i, f))
+        })
+        .collect();
+    let threads: std::collections::BTreeMap<u64, String> = stacks
+        .iter()
+        .map(|s| s.tid)
+        .collect::<std::collections::BTreeSet<u64>>()
+        .into_iter()
+        .filter_map(|tid| {
+            let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+            Some((tid, comm.trim_end().to_owned()))
         })
         .collect();
     addresses.sort_unstable();
@@ -433,8 +476,15 @@ fn capture(length: Duration, stop: &Stop) -> Result<Captured, String> {
     let objects = symbols::loaded_objects();
     let names = symbols::resolve(&objects, &addresses);
     let symbolise_seconds = t0.elapsed().as_secs_f64() - seconds;
+    let warning = cut_stacks_warning(stacks.iter().map(|s| (s.frames.len(), s.count)));
+    if let Some(w) = &warning {
+        tracing::warn!("CPU profile: {w}");
+    }
+    let comments: Vec<String> = warning.iter().cloned().collect();
     let (raw, samples) = proto::encode(&proto::Input {
         stacks,
+        threads: &threads,
+        comments: &comments,
         unattributed: vec![
             (
                 "[vigil: stack table full, sample lost]",
@@ -457,6 +507,7 @@ fn capture(length: Duration, stop: &Stop) -> Result<Captured, String> {
         symbolise_seconds,
         samples,
         pprof_gz: gzip(&raw).map_err(|e| format!("cannot compress the profile: {e}"))?,
+        warning,
     })
 }
 
@@ -503,6 +554,18 @@ mod tests {
                 outcome,
             })
             .get()
+    }
+
+    #[test]
+    fn most_samples_one_or_two_frames_deep_say_the_stacks_are_cut() {
+        // Depth and samples per stack.
+        let w = cut_stacks_warning([(1, 30), (2, 20), (9, 10)]).unwrap();
+        assert!(w.starts_with("50 of 60 samples"), "{w}");
+        assert!(w.contains("force-frame-pointers") && w.is_ascii(), "{w}");
+        // Deep stacks, half shallow (not most), or too few samples to say: no warning.
+        assert_eq!(cut_stacks_warning([(1, 5), (12, 55)]), None);
+        assert_eq!(cut_stacks_warning([(1, 30), (12, 30)]), None);
+        assert_eq!(cut_stacks_warning([(1, 19)]), None);
     }
 
     #[test]

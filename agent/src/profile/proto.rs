@@ -76,11 +76,29 @@ impl Strings {
     }
 }
 
+/// One distinct stack of one thread and how many samples had it.
+pub(crate) struct Stack<'a> {
+    /// Innermost first, as recorded: the first frame is an instruction pointer, the others return
+    /// addresses.
+    pub(crate) frames: &'a [u64],
+    pub(crate) count: u64,
+    /// The kernel thread id the samples interrupted.
+    pub(crate) tid: u64,
+}
+
+/// Prefix of the agent's own thread names (`vigil-agent`, `vigil-train`, ...): samples on them are
+/// labelled `owner=vigil`, every other `owner=host`.
+pub(crate) const AGENT_THREAD_PREFIX: &str = "vigil-";
+
 /// What a profile is made of.
 pub(crate) struct Input<'a> {
-    /// Distinct stacks (innermost first, as recorded: the first frame is an instruction pointer,
-    /// the others return addresses) and their sample counts.
-    pub(crate) stacks: Vec<(&'a [u64], u64)>,
+    /// Distinct stacks per thread.
+    pub(crate) stacks: Vec<Stack<'a>>,
+    /// Thread names by id (`/proc/self/task/ID/comm` when the profile ended; a thread that ended
+    /// before is named by its id).
+    pub(crate) threads: &'a BTreeMap<u64, String>,
+    /// Free-form notes for the reader (`pprof -comments`): e.g. why the stacks are cut.
+    pub(crate) comments: &'a [String],
     /// Samples recorded under no stack of their own (name, count): samples the table had no room
     /// for, samples dropped while another thread was recording.
     pub(crate) unattributed: Vec<(&'static str, u64)>,
@@ -121,9 +139,11 @@ pub(crate) fn encode(input: &Input<'_>) -> (Vec<u8>, u64) {
     let mut locations: BTreeMap<u64, u64> = BTreeMap::new();
     let mut functions: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let mut used_objects: BTreeMap<usize, u64> = BTreeMap::new();
+    // Per object: whether every location in it was named (then, and only then, `has_functions`).
+    let mut all_named: BTreeMap<usize, bool> = BTreeMap::new();
     let mut samples = Writer::default();
     let mut total = 0u64;
-    let mut sample = |ids: Vec<u64>, count: u64, samples: &mut Writer| {
+    let mut sample = |ids: Vec<u64>, count: u64, labels: Vec<Writer>, samples: &mut Writer| {
         let mut s = Writer::default();
         s.packed(1, ids);
         let count_i = i64::try_from(count).unwrap_or(i64::MAX);
@@ -131,17 +151,46 @@ pub(crate) fn encode(input: &Input<'_>) -> (Vec<u8>, u64) {
             2,
             [count_i, count_i.saturating_mul(input.period_nanos)].map(|v| v as u64),
         );
+        for l in labels {
+            s.message(3, l);
+        }
         samples.message(2, s);
         total += count;
     };
-    for (stack, count) in &input.stacks {
-        let mut ids = Vec::with_capacity(stack.len());
-        for (i, &frame) in stack.iter().enumerate() {
+    for stack in &input.stacks {
+        let mut ids = Vec::with_capacity(stack.frames.len());
+        for (i, &frame) in stack.frames.iter().enumerate() {
             let a = lookup_address(i, frame);
             let next = locations.len() as u64 + 1;
             ids.push(*locations.entry(a).or_insert(next));
         }
-        sample(ids, *count, &mut samples);
+        // Labels: the thread's name and id, and whose thread it is (`pprof -tagfocus owner=host`
+        // leaves the agent's own threads out).
+        let name = input
+            .threads
+            .get(&stack.tid)
+            .cloned()
+            .unwrap_or_else(|| format!("tid {}", stack.tid));
+        let owner = if name.starts_with(AGENT_THREAD_PREFIX) {
+            "vigil"
+        } else {
+            "host"
+        };
+        let text = |strings: &mut Strings, key: &str, value: &str| {
+            let mut l = Writer::default();
+            l.int(1, strings.id(key));
+            l.int(2, strings.id(value));
+            l
+        };
+        let mut id = Writer::default();
+        id.int(1, strings.id("thread_id"));
+        id.int(3, i64::try_from(stack.tid).unwrap_or(0));
+        let labels = vec![
+            text(&mut strings, "thread", &name),
+            id,
+            text(&mut strings, "owner", owner),
+        ];
+        sample(ids, stack.count, labels, &mut samples);
     }
     // Pseudo-locations for the unattributed samples, after the real ones (address 0, own function).
     let mut pseudo: Vec<(u64, &'static str)> = Vec::new();
@@ -151,7 +200,7 @@ pub(crate) fn encode(input: &Input<'_>) -> (Vec<u8>, u64) {
         }
         let id = locations.len() as u64 + pseudo.len() as u64 + 1;
         pseudo.push((id, name));
-        sample(vec![id], count, &mut samples);
+        sample(vec![id], count, Vec::new(), &mut samples);
     }
 
     // Locations, with their mapping and function.
@@ -164,9 +213,10 @@ pub(crate) fn encode(input: &Input<'_>) -> (Vec<u8>, u64) {
         let function_id = functions.entry(name).or_insert((next, system_name)).0;
         let mut l = Writer::default();
         l.uint(1, id);
-        if let Some(o) = symbol.and_then(|s| s.object) {
+        if let Some((o, s)) = symbol.and_then(|s| s.object.map(|o| (o, s))) {
             let next = used_objects.len() as u64 + 1;
             l.uint(2, *used_objects.entry(o).or_insert(next));
+            *all_named.entry(o).or_insert(true) &= !s.system_name.is_empty();
         }
         l.uint(3, address);
         let mut line = Writer::default();
@@ -200,8 +250,11 @@ pub(crate) fn encode(input: &Input<'_>) -> (Vec<u8>, u64) {
         m.uint(4, obj.file_offset);
         m.int(5, strings.id(&obj.path));
         m.int(6, strings.id(&obj.build_id));
-        // has_functions: names were looked up (symbol table only: no file names or lines).
-        m.uint(7, 1);
+        // has_functions only where every frame was named (symbol table only: no file names or
+        // lines): elsewhere `pprof` names what it can from the file at the path and build id.
+        if all_named.get(&o).copied().unwrap_or(false) {
+            m.uint(7, 1);
+        }
         profile.message(3, m);
     }
     profile.buf.extend_from_slice(&samples.buf);
@@ -226,6 +279,12 @@ pub(crate) fn encode(input: &Input<'_>) -> (Vec<u8>, u64) {
     let period_type = value_type(&mut strings, "cpu", "nanoseconds");
     profile.message(11, period_type);
     profile.int(12, input.period_nanos);
+    let comments: Vec<u64> = input
+        .comments
+        .iter()
+        .map(|c| strings.id(c) as u64)
+        .collect();
+    profile.packed(13, comments);
     for s in &strings.list {
         profile.bytes(6, s.as_bytes());
     }

@@ -39,6 +39,8 @@ pub(crate) struct Bucket {
     pub(crate) count: u64,
     hash: u64,
     pub(crate) depth: u64,
+    /// The kernel thread id the samples interrupted (equal stacks on two threads are two buckets).
+    pub(crate) tid: u64,
     /// Innermost first: the interrupted instruction, then return addresses.
     pub(crate) frames: [u64; MAX_DEPTH],
 }
@@ -104,10 +106,13 @@ impl Table {
 
     /// Adds one sample of `stack`. Plain code (no allocation, no lock): the signal handler calls it
     /// while it holds [`BUSY`].
-    fn add(&mut self, stack: &[u64]) {
-        let hash = stack.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &a| {
-            (h ^ a).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    fn add(&mut self, tid: u64, stack: &[u64]) {
+        let hash = stack
+            .iter()
+            .chain(std::iter::once(&tid))
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, &a| {
+                (h ^ a).wrapping_mul(0x0000_0100_0000_01b3)
+            });
         let buckets = self.buckets_mut();
         let n = buckets.len();
         let start = usize::try_from(hash % n as u64).unwrap_or(0);
@@ -116,11 +121,12 @@ impl Table {
             if b.count == 0 {
                 b.hash = hash;
                 b.depth = stack.len() as u64;
+                b.tid = tid;
                 b.frames[..stack.len()].copy_from_slice(stack);
                 b.count = 1;
                 return;
             }
-            if b.hash == hash && b.stack() == stack {
+            if b.hash == hash && b.tid == tid && b.stack() == stack {
                 b.count += 1;
                 return;
             }
@@ -405,9 +411,11 @@ extern "C" fn on_sigprof(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *m
             }
             fp = next;
         }
+        // SAFETY: gettid is a plain system call (async-signal-safe), no errno on success.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u64;
         // SAFETY: BUSY is ours, so no other handler and not the stopping thread touches the table,
         // which stays alive until the stopping thread has taken BUSY and swapped TABLE out.
-        unsafe { (*table).add(&stack[..depth]) };
+        unsafe { (*table).add(tid, &stack[..depth]) };
     }
     BUSY.store(false, Ordering::Release);
     // SAFETY: as above.
@@ -422,19 +430,30 @@ mod tests {
     #[test]
     fn equal_stacks_share_a_bucket_and_a_full_table_counts_what_it_loses() {
         let mut t = Table::new().unwrap();
-        t.add(&[1, 2, 3]);
-        t.add(&[1, 2, 3]);
-        t.add(&[1, 2]);
-        let mut got: Vec<(Vec<u64>, u64)> =
-            t.stacks().map(|b| (b.stack().to_vec(), b.count)).collect();
+        t.add(7, &[1, 2, 3]);
+        t.add(7, &[1, 2, 3]);
+        t.add(7, &[1, 2]);
+        // The same stack on another thread is its own bucket.
+        t.add(8, &[1, 2]);
+        let mut got: Vec<(u64, Vec<u64>, u64)> = t
+            .stacks()
+            .map(|b| (b.tid, b.stack().to_vec(), b.count))
+            .collect();
         got.sort();
-        assert_eq!(got, vec![(vec![1, 2], 1), (vec![1, 2, 3], 2)]);
+        assert_eq!(
+            got,
+            vec![
+                (7, vec![1, 2], 1),
+                (7, vec![1, 2, 3], 2),
+                (8, vec![1, 2], 1)
+            ]
+        );
         assert_eq!(t.lost, 0);
         for i in 0..(BUCKETS as u64 + 100) {
-            t.add(&[i + 10, 7]);
+            t.add(7, &[i + 10, 7]);
         }
         let kept: u64 = t.stacks().map(|b| b.count).sum();
-        assert_eq!(kept + t.lost, 3 + BUCKETS as u64 + 100);
+        assert_eq!(kept + t.lost, 4 + BUCKETS as u64 + 100);
         assert!(t.lost >= 100, "{}", t.lost);
         assert_eq!(t.stacks().count(), BUCKETS);
     }

@@ -18,8 +18,12 @@ use std::os::unix::fs::FileExt;
 /// One loaded object (the executable, a shared library).
 #[derive(Debug, Clone)]
 pub(crate) struct Object {
-    /// Its file (`/proc/self/exe` for the executable).
+    /// Its file as tools should name it: the executable's real path (what `pprof` opens to name
+    /// frames this process could not).
     pub(crate) path: String,
+    /// The file to read its symbols from: `/proc/self/exe` for the executable (the running image
+    /// even if the file at its path was replaced since), else `path`.
+    pub(crate) file: String,
     /// What to subtract from a runtime address to get the address in the file's symbol table.
     pub(crate) bias: u64,
     /// Lowest and highest runtime address of its loaded segments.
@@ -51,8 +55,16 @@ pub(crate) fn loaded_objects() -> Vec<Object> {
     unsafe {
         libc::dl_iterate_phdr(Some(each_object), (&raw mut out).cast());
     }
+    if let Some(exe) = out.first_mut().filter(|o| o.path == SELF_EXE)
+        && let Ok(real) = std::fs::read_link(SELF_EXE)
+    {
+        exe.path = real.to_string_lossy().into_owned();
+    }
     out
 }
+
+/// The running executable's image.
+const SELF_EXE: &str = "/proc/self/exe";
 
 unsafe extern "C" fn each_object(
     info: *mut libc::dl_phdr_info,
@@ -71,7 +83,7 @@ unsafe extern "C" fn each_object(
     };
     let path = if name.is_empty() {
         if out.is_empty() {
-            "/proc/self/exe".to_owned()
+            SELF_EXE.to_owned()
         } else {
             // The vDSO on some systems: no file to read.
             return 0;
@@ -109,6 +121,7 @@ unsafe extern "C" fn each_object(
     }
     if start < end {
         out.push(Object {
+            file: path.clone(),
             path,
             bias,
             start,
@@ -174,7 +187,7 @@ pub(crate) fn resolve(objects: &[Object], addresses: &[u64]) -> BTreeMap<u64, Sy
         addrs.sort_unstable();
         addrs.dedup();
         let file_addrs: Vec<u64> = addrs.iter().map(|a| a.wrapping_sub(o.bias)).collect();
-        let names = match std::fs::File::open(&o.path) {
+        let names = match std::fs::File::open(&o.file) {
             Ok(f) => symbol_names(&f, &file_addrs).unwrap_or_default(),
             Err(_) => Vec::new(),
         };
@@ -354,7 +367,12 @@ mod tests {
     {
         let objects = loaded_objects();
         assert!(!objects.is_empty());
-        assert_eq!(objects[0].path, "/proc/self/exe");
+        // The executable is named by its real path (what pprof opens), read through its image.
+        assert_eq!(
+            std::path::Path::new(&objects[0].path),
+            std::env::current_exe().unwrap()
+        );
+        assert_eq!(objects[0].file, "/proc/self/exe");
         assert!(
             !objects[0].build_id.is_empty(),
             "the executable has a GNU build id"
