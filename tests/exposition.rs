@@ -36,8 +36,30 @@ fn promtool_check(body: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// A host's streamed generation: three tokens, then the end (the gen_ai series appear with it).
+fn stream_three_tokens() {
+    struct Tokens(u32);
+    impl futures_core::Stream for Tokens {
+        type Item = u32;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<u32>> {
+            self.0 = self.0.saturating_sub(1);
+            std::task::Poll::Ready((self.0 > 0).then_some(self.0))
+        }
+    }
+    let mut s = vigil::observe::stream("llm-exposition", "decode", Tokens(4));
+    s.input_tokens(5);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    while let std::task::Poll::Ready(Some(_)) =
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut s), &mut cx)
+    {}
+}
+
 #[test]
 fn promtool_accepts_the_metrics_endpoint() {
+    stream_three_tokens();
     let rt = host_runtime();
     let agent = fast_agent(100)
         .gpu_source(FakeGpu::steady(16 << 30, 4 << 30))
@@ -65,6 +87,7 @@ fn promtool_rejects_a_broken_exposition() {
 
 #[test]
 fn every_exported_series_is_in_the_catalogue() {
+    stream_three_tokens();
     let rt = host_runtime();
     let agent = fast_agent(100)
         .gpu_source(FakeGpu::steady(16 << 30, 4 << 30))
@@ -99,6 +122,14 @@ fn every_exported_series_is_in_the_catalogue() {
             "{} is documented as always present but missing",
             d.name
         );
+    }
+    // A streamed generation's series are there once a stream ran.
+    for family in [
+        "gen_ai_server_time_to_first_token_seconds_count",
+        "gen_ai_server_time_per_output_token_seconds_count",
+        "gen_ai_server_tokens_total",
+    ] {
+        assert!(names.iter().any(|n| n == family), "{family} missing");
     }
     // This binary has no CountingAlloc: allocation series are absent rather than zero.
     assert!(!names.iter().any(|n| n.starts_with("vigil_alloc_")));

@@ -68,6 +68,8 @@ const FEATURES: &str = "feature metrics on (default; `VIGIL_FEATURE_METRICS=off`
 const DRIFT: &str = "a drift reference is set: the host's, or the training windows of the model the agent trained last (one series per feature)";
 const OBSERVE: &str =
     "a `#[vigil::observe]` function has been called (exemplars: OpenMetrics only)";
+const STREAM: &str =
+    "a stream has been observed with `vigil::observe::stream` under that model and stage";
 const MODEL: &str =
     "always (NaN until a model is loaded or the cold-start warm-up has trained one)";
 const MODEL_LOADED: &str = "a model is loaded or trained (one series)";
@@ -183,6 +185,12 @@ defs! {
         vigil_observe::ERRORS_HELP;
     INFERENCE_ANOMALY = vigil_observe::ANOMALY_METRIC, Counter, ["model", "stage", "anomaly_type"], OBSERVE,
         vigil_observe::ANOMALY_HELP;
+    GEN_AI_TIME_TO_FIRST_TOKEN = vigil_observe::TIME_TO_FIRST_TOKEN_METRIC, Histogram, ["model", "stage"], STREAM,
+        vigil_observe::TIME_TO_FIRST_TOKEN_HELP;
+    GEN_AI_TIME_PER_OUTPUT_TOKEN = vigil_observe::TIME_PER_OUTPUT_TOKEN_METRIC, Histogram, ["model", "stage"], STREAM,
+        vigil_observe::TIME_PER_OUTPUT_TOKEN_HELP;
+    GEN_AI_TOKENS = vigil_observe::TOKENS_METRIC, Counter, ["model", "stage", "type"], STREAM,
+        vigil_observe::TOKENS_HELP;
     ANOMALY_SCORE = "vigil_anomaly_score", Gauge, [], MODEL,
         "Anomaly score of the current window, 0 to 1; the threshold is 0.5 for every model (NaN until a model is ready)";
     ANOMALY_RAW_SCORE = "vigil_anomaly_raw_score", Gauge, [], MODEL,

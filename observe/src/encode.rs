@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::UNIX_EPOCH;
 
 use crate::AnomalyType;
-use crate::series::{BUCKETS, Exemplar, Series, for_each};
+use crate::series::{BUCKETS, Exemplar, Histogram, Series, for_each};
 
 /// The duration histogram's name (`_bucket`, `_sum`, `_count` follow it).
 pub const DURATION_METRIC: &str = "ai_inference_duration_seconds";
@@ -14,6 +14,22 @@ pub const DURATION_METRIC: &str = "ai_inference_duration_seconds";
 pub const ERRORS_METRIC: &str = "ai_inference_errors_total";
 /// The anomalies counter's name (in OpenMetrics its family is this without `_total`).
 pub const ANOMALY_METRIC: &str = "ai_inference_anomaly_total";
+
+/// Streamed generation: time from a stream's start to its first item (OpenTelemetry's
+/// `gen_ai.server.time_to_first_token`, the Prometheus way).
+pub const TIME_TO_FIRST_TOKEN_METRIC: &str = "gen_ai_server_time_to_first_token_seconds";
+/// Streamed generation: per completed stream, the time per output token after the first
+/// (`gen_ai.server.time_per_output_token`).
+pub const TIME_PER_OUTPUT_TOKEN_METRIC: &str = "gen_ai_server_time_per_output_token_seconds";
+/// Streamed generation: tokens by `type` (`input`, `output`; `gen_ai.client.token.usage`'s
+/// `gen_ai.token.type`).
+pub const TOKENS_METRIC: &str = "gen_ai_server_tokens_total";
+/// HELP of [`TIME_TO_FIRST_TOKEN_METRIC`].
+pub const TIME_TO_FIRST_TOKEN_HELP: &str = "Streamed generations (vigil::observe::stream): time from the request's start to its first token or chunk";
+/// HELP of [`TIME_PER_OUTPUT_TOKEN_METRIC`].
+pub const TIME_PER_OUTPUT_TOKEN_HELP: &str = "Streamed generations that completed with at least two output tokens: (time of the last token - time of the first) / (output tokens - 1)";
+/// HELP of [`TOKENS_METRIC`].
+pub const TOKENS_HELP: &str = "Tokens of streamed generations by type: output tokens as the stream yielded them, input tokens as the host reported them";
 
 /// The family name of a counter in OpenMetrics (without `_total`).
 fn family(counter: &str) -> &str {
@@ -78,38 +94,14 @@ fn encode(out: &mut String, openmetrics: bool) {
         (ERRORS_METRIC, ANOMALY_METRIC)
     };
 
-    let _ = writeln!(out, "# HELP {DURATION_METRIC} {DURATION_HELP}.");
-    let _ = writeln!(out, "# TYPE {DURATION_METRIC} histogram");
-    if openmetrics {
-        let _ = writeln!(out, "# UNIT {DURATION_METRIC} seconds");
-    }
-    for s in &all {
-        let ex = openmetrics.then(|| s.exemplars.lock().unwrap_or_else(PoisonError::into_inner));
-        let mut cumulative = 0u64;
-        for (i, b) in s.buckets.iter().enumerate() {
-            cumulative += b.load(Relaxed);
-            let le = BUCKETS
-                .get(i)
-                .map_or_else(|| "+Inf".to_owned(), |v| format!("{v}"));
-            out.push_str(DURATION_METRIC);
-            out.push_str("_bucket");
-            labels(out, s, Some(("le", &le)));
-            let _ = write!(out, " {cumulative}");
-            if let Some(e) = ex.as_ref().and_then(|ex| ex.buckets[i].as_ref()) {
-                exemplar(out, e);
-            }
-            out.push('\n');
-        }
-        out.push_str(DURATION_METRIC);
-        out.push_str("_sum");
-        labels(out, s, None);
-        let _ = writeln!(out, " {}", s.sum_nanos.load(Relaxed) as f64 / 1e9);
-        out.push_str(DURATION_METRIC);
-        out.push_str("_count");
-        labels(out, s, None);
-        let _ = writeln!(out, " {cumulative}");
-    }
-
+    histogram(
+        out,
+        openmetrics,
+        (DURATION_METRIC, DURATION_HELP),
+        &all,
+        |s| Some(&s.duration),
+        true,
+    );
     let _ = writeln!(out, "# HELP {errors_family} {ERRORS_HELP}.");
     let _ = writeln!(out, "# TYPE {errors_family} counter");
     for s in &all {
@@ -133,6 +125,100 @@ fn encode(out: &mut String, openmetrics: bool) {
                 exemplar(out, e);
             }
             out.push('\n');
+        }
+    }
+    generation(out, openmetrics, &all);
+}
+
+/// One histogram family over every series `pick` gives one for (seconds; with `exemplars`, the
+/// duration buckets' trace ids in OpenMetrics).
+fn histogram(
+    out: &mut String,
+    openmetrics: bool,
+    (name, help): (&str, &str),
+    all: &[&'static Series],
+    pick: impl Fn(&'static Series) -> Option<&'static Histogram>,
+    exemplars: bool,
+) {
+    let picked: Vec<(&'static Series, &'static Histogram)> = all
+        .iter()
+        .filter_map(|s| pick(s).map(|h| (*s, h)))
+        .collect();
+    if picked.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {name} {help}.");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    if openmetrics {
+        let _ = writeln!(out, "# UNIT {name} seconds");
+    }
+    for (s, h) in picked {
+        let ex = (openmetrics && exemplars)
+            .then(|| s.exemplars.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut cumulative = 0u64;
+        for (i, b) in h.buckets.iter().enumerate() {
+            cumulative += b.load(Relaxed);
+            let le = BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |v| format!("{v}"));
+            out.push_str(name);
+            out.push_str("_bucket");
+            labels(out, s, Some(("le", &le)));
+            let _ = write!(out, " {cumulative}");
+            if let Some(e) = ex.as_ref().and_then(|ex| ex.buckets[i].as_ref()) {
+                exemplar(out, e);
+            }
+            out.push('\n');
+        }
+        out.push_str(name);
+        out.push_str("_sum");
+        labels(out, s, None);
+        let _ = writeln!(out, " {}", h.sum_nanos.load(Relaxed) as f64 / 1e9);
+        out.push_str(name);
+        out.push_str("_count");
+        labels(out, s, None);
+        let _ = writeln!(out, " {cumulative}");
+    }
+}
+
+/// The streamed-generation families, for the series a stream ran under.
+fn generation(out: &mut String, openmetrics: bool, all: &[&'static Series]) {
+    let streamed = |s: &'static Series| s.generation.streamed.load(Relaxed);
+    histogram(
+        out,
+        openmetrics,
+        (TIME_TO_FIRST_TOKEN_METRIC, TIME_TO_FIRST_TOKEN_HELP),
+        all,
+        |s| streamed(s).then_some(&s.generation.first_token),
+        false,
+    );
+    histogram(
+        out,
+        openmetrics,
+        (TIME_PER_OUTPUT_TOKEN_METRIC, TIME_PER_OUTPUT_TOKEN_HELP),
+        all,
+        |s| streamed(s).then_some(&s.generation.per_output_token),
+        false,
+    );
+    let tokens: Vec<&'static Series> = all.iter().copied().filter(|s| streamed(s)).collect();
+    if tokens.is_empty() {
+        return;
+    }
+    let tokens_family = if openmetrics {
+        family(TOKENS_METRIC)
+    } else {
+        TOKENS_METRIC
+    };
+    let _ = writeln!(out, "# HELP {tokens_family} {TOKENS_HELP}.");
+    let _ = writeln!(out, "# TYPE {tokens_family} counter");
+    for s in tokens {
+        for (kind, n) in [
+            ("input", &s.generation.input_tokens),
+            ("output", &s.generation.output_tokens),
+        ] {
+            out.push_str(TOKENS_METRIC);
+            labels(out, s, Some(("type", kind)));
+            let _ = writeln!(out, " {}", n.load(Relaxed));
         }
     }
 }

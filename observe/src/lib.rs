@@ -34,6 +34,15 @@
 //! [`clock_source`]), one label lookup and two relaxed atomic adds. With `ENABLE_AI_OBSERVABILITY=false` (or [`set_enabled`]`(false)`) an annotated call does
 //! one relaxed atomic load and nothing else.
 //!
+//! Streamed generation (a response sent token by token, as server-sent events or a gRPC server
+//! stream) is observed with [`stream`] (or [`try_stream`] for a stream of `Result`s): the stream's
+//! end-to-end duration and outcome go to the same series as an annotated call (a stream dropped before
+//! its end — the client went away — counts as `cancelled`), and
+//! `gen_ai_server_time_to_first_token_seconds{model,stage}`,
+//! `gen_ai_server_time_per_output_token_seconds{model,stage}` and
+//! `gen_ai_server_tokens_total{model,stage,type}` (`input`, `output`) follow the OpenTelemetry GenAI
+//! conventions.
+//!
 //! This crate owns no registry: the Vigil agent serves these series beside its own at `GET /metrics`
 //! ([`encode_prometheus_text`], [`encode_openmetrics`]) and folds their totals into every tick
 //! ([`totals`]).
@@ -44,6 +53,7 @@ mod clock;
 mod encode;
 mod output;
 mod series;
+mod stream;
 mod switch;
 mod trace;
 
@@ -52,10 +62,13 @@ pub use call::Call;
 pub use clock::clock_source;
 pub use encode::{
     ANOMALY_HELP, ANOMALY_METRIC, DURATION_HELP, DURATION_METRIC, ERRORS_HELP, ERRORS_METRIC,
-    encode_openmetrics, encode_prometheus_text,
+    TIME_PER_OUTPUT_TOKEN_HELP, TIME_PER_OUTPUT_TOKEN_METRIC, TIME_TO_FIRST_TOKEN_HELP,
+    TIME_TO_FIRST_TOKEN_METRIC, TOKENS_HELP, TOKENS_METRIC, encode_openmetrics,
+    encode_prometheus_text,
 };
 pub use output::OutputCheck;
 pub use series::{BUCKETS, DEFAULT_LABEL_CAP, OVERFLOW_LABEL, Totals, set_label_cap, totals};
+pub use stream::{ObservedStream, stream, try_stream};
 pub use switch::{enabled, parse_enabled, set_enabled};
 pub use trace::{ThreadTraceGuard, TraceContext, TraceparentError, set_thread_trace, with_trace};
 pub use vigil_observe_macros::observe;

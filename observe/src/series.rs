@@ -1,7 +1,7 @@
 //! One label set's counters, the bounded table of label sets, and process totals.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -52,19 +52,58 @@ pub(crate) struct Exemplars {
     pub(crate) anomalies: [Option<Exemplar>; 6],
 }
 
+/// A latency histogram over [`BUCKETS`]: non-cumulative counts per bucket (the last slot is `+Inf`)
+/// and the sum, in nanoseconds.
+#[derive(Debug, Default)]
+pub(crate) struct Histogram {
+    pub(crate) buckets: [AtomicU64; SLOTS],
+    pub(crate) sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// The bucket of a duration: the first whose upper bound it does not exceed (`le`).
+    #[inline]
+    pub(crate) fn bucket_of(nanos: u64) -> usize {
+        BUCKET_NANOS.partition_point(|b| *b < nanos)
+    }
+
+    /// Counts one duration; returns its bucket.
+    #[inline]
+    pub(crate) fn observe(&self, nanos: u64) -> usize {
+        let b = Self::bucket_of(nanos);
+        self.buckets[b].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+        b
+    }
+}
+
+/// What streamed generations under one label set did ([`crate::stream`]); nothing is exported for a
+/// label set until a stream ran under it.
+#[derive(Debug, Default)]
+pub(crate) struct Generation {
+    pub(crate) streamed: AtomicBool,
+    /// From the stream's start to its first item.
+    pub(crate) first_token: Histogram,
+    /// Per completed stream of at least two tokens: (last item − first item) / (tokens − 1).
+    pub(crate) per_output_token: Histogram,
+    pub(crate) input_tokens: AtomicU64,
+    pub(crate) output_tokens: AtomicU64,
+}
+
 /// Counters of one `(model, stage)` label set. Leaked once created (the table is bounded), so calls hold a
 /// `&'static Series` without reference counting.
 #[derive(Debug)]
 pub(crate) struct Series {
     pub(crate) model: Box<str>,
     pub(crate) stage: Box<str>,
-    /// Non-cumulative counts per bucket; the last slot is `+Inf`.
-    pub(crate) buckets: [AtomicU64; SLOTS],
-    pub(crate) sum_nanos: AtomicU64,
+    /// Call durations.
+    pub(crate) duration: Histogram,
     pub(crate) errors: AtomicU64,
     pub(crate) anomalies: [AtomicU64; 6],
     /// Written only by failing calls that carry a trace id.
     pub(crate) exemplars: Mutex<Exemplars>,
+    /// Streamed generation.
+    pub(crate) generation: Generation,
 }
 
 impl Series {
@@ -72,26 +111,18 @@ impl Series {
         Self {
             model: model.into(),
             stage: stage.into(),
-            buckets: Default::default(),
-            sum_nanos: AtomicU64::new(0),
+            duration: Histogram::default(),
             errors: AtomicU64::new(0),
             anomalies: Default::default(),
             exemplars: Mutex::new(Exemplars::default()),
+            generation: Generation::default(),
         }
     }
 
-    /// The bucket of a duration: the first whose upper bound it does not exceed (`le`).
-    #[inline]
-    pub(crate) fn bucket_of(nanos: u64) -> usize {
-        BUCKET_NANOS.partition_point(|b| *b < nanos)
-    }
-
+    /// Counts one call's duration; returns its bucket.
     #[inline]
     pub(crate) fn observe(&self, nanos: u64) -> usize {
-        let b = Self::bucket_of(nanos);
-        self.buckets[b].fetch_add(1, Relaxed);
-        self.sum_nanos.fetch_add(nanos, Relaxed);
-        b
+        self.duration.observe(nanos)
     }
 
     pub(crate) fn record_failure(
@@ -266,14 +297,14 @@ pub fn totals() -> Totals {
     let mut t = Totals::default();
     let mut nanos: u64 = 0;
     for_each(|s| {
-        for (acc, b) in t.buckets.iter_mut().zip(&s.buckets) {
+        for (acc, b) in t.buckets.iter_mut().zip(&s.duration.buckets) {
             *acc += b.load(Relaxed);
         }
         t.errors += s.errors.load(Relaxed);
         for (acc, a) in t.anomalies.iter_mut().zip(&s.anomalies) {
             *acc += a.load(Relaxed);
         }
-        nanos = nanos.wrapping_add(s.sum_nanos.load(Relaxed));
+        nanos = nanos.wrapping_add(s.duration.sum_nanos.load(Relaxed));
     });
     t.calls = t.buckets.iter().sum();
     t.duration_seconds = nanos as f64 / 1e9;
@@ -289,14 +320,14 @@ mod lock_tests {
         for (n, b) in BUCKET_NANOS.iter().zip(BUCKETS) {
             assert_eq!(*n as f64 / 1e9, b);
         }
-        assert_eq!(Series::bucket_of(0), 0);
+        assert_eq!(Histogram::bucket_of(0), 0);
         assert_eq!(
-            Series::bucket_of(1_000_000),
+            Histogram::bucket_of(1_000_000),
             0,
             "le: a bound is inside its bucket"
         );
-        assert_eq!(Series::bucket_of(1_000_001), 1);
-        assert_eq!(Series::bucket_of(u64::MAX), BUCKETS.len());
+        assert_eq!(Histogram::bucket_of(1_000_001), 1);
+        assert_eq!(Histogram::bucket_of(u64::MAX), BUCKETS.len());
     }
 
     #[test]
