@@ -70,6 +70,8 @@ const OBSERVE: &str =
     "a `#[vigil::observe]` function has been called (exemplars: OpenMetrics only)";
 const STREAM: &str =
     "a stream has been observed with `vigil::observe::stream` under that model and stage";
+const HTTP: &str =
+    "a request went through `vigil::observe::http::HttpMetricsLayer` (feature `http`)";
 const MODEL: &str =
     "always (NaN until a model is loaded or the cold-start warm-up has trained one)";
 const MODEL_LOADED: &str = "a model is loaded or trained (one series)";
@@ -191,6 +193,14 @@ defs! {
         vigil_observe::TIME_PER_OUTPUT_TOKEN_HELP;
     GEN_AI_TOKENS = vigil_observe::TOKENS_METRIC, Counter, ["model", "stage", "type"], STREAM,
         vigil_observe::TOKENS_HELP;
+    HTTP_DURATION = vigil_observe::HTTP_DURATION_METRIC, Histogram, ["http_request_method", "http_route", "http_response_status_code"], HTTP,
+        vigil_observe::HTTP_DURATION_HELP;
+    RPC_DURATION = vigil_observe::RPC_DURATION_METRIC, Histogram, ["rpc_system", "rpc_service", "rpc_method", "rpc_grpc_status_code"], HTTP,
+        vigil_observe::RPC_DURATION_HELP;
+    HTTP_ACTIVE = vigil_observe::HTTP_ACTIVE_METRIC, Gauge, ["http_request_method", "http_route"], HTTP,
+        vigil_observe::HTTP_ACTIVE_HELP;
+    HTTP_ROUTE_OVERFLOW = vigil_observe::ROUTE_OVERFLOW_METRIC, Counter, [], HTTP,
+        vigil_observe::ROUTE_OVERFLOW_HELP;
     ANOMALY_SCORE = "vigil_anomaly_score", Gauge, [], MODEL,
         "Anomaly score of the current window, 0 to 1; the threshold is 0.5 for every model (NaN until a model is ready)";
     ANOMALY_RAW_SCORE = "vigil_anomaly_raw_score", Gauge, [], MODEL,
@@ -326,8 +336,18 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), CATALOGUE.len(), "duplicate metric name");
         for d in CATALOGUE {
+            // The agent's own, `#[observe]`'s, and the OpenTelemetry conventions' namespaces for
+            // streamed generation, HTTP and RPC servers.
             assert!(
-                d.name.starts_with("vigil_") || d.name.starts_with("ai_inference_"),
+                [
+                    "vigil_",
+                    "ai_inference_",
+                    "gen_ai_server_",
+                    "http_server_",
+                    "rpc_server_"
+                ]
+                .iter()
+                .any(|p| d.name.starts_with(p)),
                 "{}",
                 d.name
             );

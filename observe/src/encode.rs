@@ -31,6 +31,24 @@ pub const TIME_PER_OUTPUT_TOKEN_HELP: &str = "Streamed generations that complete
 /// HELP of [`TOKENS_METRIC`].
 pub const TOKENS_HELP: &str = "Tokens of streamed generations by type: output tokens as the stream yielded them, input tokens as the host reported them";
 
+/// HTTP request durations ([`crate::http`], feature `http`; the names are always here so a
+/// catalogue can list them).
+pub const HTTP_DURATION_METRIC: &str = "http_server_request_duration_seconds";
+/// HELP of [`HTTP_DURATION_METRIC`].
+pub const HTTP_DURATION_HELP: &str = "HTTP requests served behind vigil::observe::http::HttpMetricsLayer, from the request to the end of the response body, by route template, method and status code";
+/// gRPC call durations.
+pub const RPC_DURATION_METRIC: &str = "rpc_server_call_duration_seconds";
+/// HELP of [`RPC_DURATION_METRIC`].
+pub const RPC_DURATION_HELP: &str = "gRPC calls served behind vigil::observe::http::HttpMetricsLayer, from the request to the end of the response stream, by service, method and grpc-status";
+/// Requests in flight.
+pub const HTTP_ACTIVE_METRIC: &str = "http_server_active_requests";
+/// HELP of [`HTTP_ACTIVE_METRIC`].
+pub const HTTP_ACTIVE_HELP: &str = "HTTP requests and gRPC calls behind vigil::observe::http::HttpMetricsLayer whose response has not ended, by route (gRPC: service and method) and method";
+/// Requests counted under `__overflow__`.
+pub const ROUTE_OVERFLOW_METRIC: &str = "vigil_http_route_overflow_total";
+/// HELP of [`ROUTE_OVERFLOW_METRIC`].
+pub const ROUTE_OVERFLOW_HELP: &str = "Requests whose route (gRPC: service and method) came after the cap on distinct routes was reached, counted under __overflow__";
+
 /// The family name of a counter in OpenMetrics (without `_total`).
 fn family(counter: &str) -> &str {
     counter.strip_suffix("_total").unwrap_or(counter)
@@ -45,7 +63,7 @@ pub const ERRORS_HELP: &str =
 /// HELP of `ai_inference_anomaly_total`.
 pub const ANOMALY_HELP: &str = "Annotated calls by anomaly type (timeout, nan_output, oom, cancelled, panic, error); the failing request's trace id is the exemplar";
 
-fn escape(out: &mut String, v: &str) {
+pub(crate) fn escape(out: &mut String, v: &str) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -57,18 +75,15 @@ fn escape(out: &mut String, v: &str) {
 }
 
 fn labels(out: &mut String, s: &Series, extra: Option<(&str, &str)>) {
-    out.push_str("{model=\"");
-    escape(out, &s.model);
-    out.push_str("\",stage=\"");
-    escape(out, &s.stage);
-    out.push('"');
+    out.push('{');
+    out.push_str(&series_labels(s));
     if let Some((k, v)) = extra {
         let _ = write!(out, ",{k}=\"{v}\"");
     }
     out.push('}');
 }
 
-fn exemplar(out: &mut String, e: &Exemplar) {
+pub(crate) fn exemplar(out: &mut String, e: &Exemplar) {
     let ts =
         e.at.duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -130,21 +145,23 @@ fn encode(out: &mut String, openmetrics: bool) {
     generation(out, openmetrics, &all);
 }
 
-/// One histogram family over every series `pick` gives one for (seconds; with `exemplars`, the
-/// duration buckets' trace ids in OpenMetrics).
-fn histogram(
+/// One label set of a histogram family: its labels (without braces), its histogram, and the
+/// exemplars of its buckets (empty: none).
+pub(crate) struct HistogramRow<'a> {
+    pub(crate) labels: String,
+    pub(crate) histogram: &'a Histogram,
+    pub(crate) exemplars: Vec<Option<Exemplar>>,
+}
+
+/// A histogram family in seconds: HELP, TYPE (and UNIT in OpenMetrics), then each row's cumulative
+/// buckets, sum and count (nothing at all without rows).
+pub(crate) fn histogram_family(
     out: &mut String,
     openmetrics: bool,
     (name, help): (&str, &str),
-    all: &[&'static Series],
-    pick: impl Fn(&'static Series) -> Option<&'static Histogram>,
-    exemplars: bool,
+    rows: &[HistogramRow<'_>],
 ) {
-    let picked: Vec<(&'static Series, &'static Histogram)> = all
-        .iter()
-        .filter_map(|s| pick(s).map(|h| (*s, h)))
-        .collect();
-    if picked.is_empty() {
+    if rows.is_empty() {
         return;
     }
     let _ = writeln!(out, "# HELP {name} {help}.");
@@ -152,33 +169,68 @@ fn histogram(
     if openmetrics {
         let _ = writeln!(out, "# UNIT {name} seconds");
     }
-    for (s, h) in picked {
-        let ex = (openmetrics && exemplars)
-            .then(|| s.exemplars.lock().unwrap_or_else(PoisonError::into_inner));
+    for row in rows {
+        let sep = if row.labels.is_empty() { "" } else { "," };
         let mut cumulative = 0u64;
-        for (i, b) in h.buckets.iter().enumerate() {
+        for (i, b) in row.histogram.buckets.iter().enumerate() {
             cumulative += b.load(Relaxed);
             let le = BUCKETS
                 .get(i)
                 .map_or_else(|| "+Inf".to_owned(), |v| format!("{v}"));
-            out.push_str(name);
-            out.push_str("_bucket");
-            labels(out, s, Some(("le", &le)));
-            let _ = write!(out, " {cumulative}");
-            if let Some(e) = ex.as_ref().and_then(|ex| ex.buckets[i].as_ref()) {
+            let _ = write!(
+                out,
+                "{name}_bucket{{{}{sep}le=\"{le}\"}} {cumulative}",
+                row.labels
+            );
+            if let Some(e) = row.exemplars.get(i).and_then(Option::as_ref) {
                 exemplar(out, e);
             }
             out.push('\n');
         }
-        out.push_str(name);
-        out.push_str("_sum");
-        labels(out, s, None);
-        let _ = writeln!(out, " {}", h.sum_nanos.load(Relaxed) as f64 / 1e9);
-        out.push_str(name);
-        out.push_str("_count");
-        labels(out, s, None);
-        let _ = writeln!(out, " {cumulative}");
+        let sum = row.histogram.sum_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{}}} {sum}", row.labels);
+        let _ = writeln!(out, "{name}_count{{{}}} {cumulative}", row.labels);
     }
+}
+
+/// `model="…",stage="…"`.
+fn series_labels(s: &Series) -> String {
+    let mut l = String::from("model=\"");
+    escape(&mut l, &s.model);
+    l.push_str("\",stage=\"");
+    escape(&mut l, &s.stage);
+    l.push('"');
+    l
+}
+
+/// One histogram family over every series `pick` gives one for (with `exemplars`, the duration
+/// buckets' trace ids in OpenMetrics).
+fn histogram(
+    out: &mut String,
+    openmetrics: bool,
+    family: (&str, &str),
+    all: &[&'static Series],
+    pick: impl Fn(&'static Series) -> Option<&'static Histogram>,
+    exemplars: bool,
+) {
+    let rows: Vec<HistogramRow<'static>> = all
+        .iter()
+        .filter_map(|s| {
+            let histogram = pick(s)?;
+            let exemplars = if openmetrics && exemplars {
+                let ex = s.exemplars.lock().unwrap_or_else(PoisonError::into_inner);
+                ex.buckets.to_vec()
+            } else {
+                Vec::new()
+            };
+            Some(HistogramRow {
+                labels: series_labels(s),
+                histogram,
+                exemplars,
+            })
+        })
+        .collect();
+    histogram_family(out, openmetrics, family, &rows);
 }
 
 /// The streamed-generation families, for the series a stream ran under.
@@ -223,13 +275,7 @@ fn generation(out: &mut String, openmetrics: bool, all: &[&'static Series]) {
     }
 }
 
-/// Appends the inference series in Prometheus text format 0.0.4 (no exemplars: the format has none).
-pub fn encode_prometheus_text(out: &mut String) {
-    encode(out, false);
-}
-
-/// Appends the inference series in OpenMetrics 1.0 text format, with trace-id exemplars, without the
-/// final `# EOF` (the caller ends the whole exposition).
-pub fn encode_openmetrics(out: &mut String) {
-    encode(out, true);
+/// Appends the annotated calls' and streams' families (nothing until one ran).
+pub(crate) fn encode_calls(out: &mut String, openmetrics: bool) {
+    encode(out, openmetrics);
 }

@@ -51,6 +51,8 @@ mod anomaly;
 mod call;
 mod clock;
 mod encode;
+#[cfg(feature = "http")]
+pub mod http;
 mod output;
 mod series;
 mod stream;
@@ -62,9 +64,10 @@ pub use call::Call;
 pub use clock::clock_source;
 pub use encode::{
     ANOMALY_HELP, ANOMALY_METRIC, DURATION_HELP, DURATION_METRIC, ERRORS_HELP, ERRORS_METRIC,
+    HTTP_ACTIVE_HELP, HTTP_ACTIVE_METRIC, HTTP_DURATION_HELP, HTTP_DURATION_METRIC,
+    ROUTE_OVERFLOW_HELP, ROUTE_OVERFLOW_METRIC, RPC_DURATION_HELP, RPC_DURATION_METRIC,
     TIME_PER_OUTPUT_TOKEN_HELP, TIME_PER_OUTPUT_TOKEN_METRIC, TIME_TO_FIRST_TOKEN_HELP,
-    TIME_TO_FIRST_TOKEN_METRIC, TOKENS_HELP, TOKENS_METRIC, encode_openmetrics,
-    encode_prometheus_text,
+    TIME_TO_FIRST_TOKEN_METRIC, TOKENS_HELP, TOKENS_METRIC,
 };
 pub use output::OutputCheck;
 pub use series::{BUCKETS, DEFAULT_LABEL_CAP, OVERFLOW_LABEL, Totals, set_label_cap, totals};
@@ -72,6 +75,22 @@ pub use stream::{ObservedStream, stream, try_stream};
 pub use switch::{enabled, parse_enabled, set_enabled};
 pub use trace::{ThreadTraceGuard, TraceContext, TraceparentError, set_thread_trace, with_trace};
 pub use vigil_observe_macros::observe;
+
+/// Appends the inference series in Prometheus text format 0.0.4 (no exemplars: the format has none):
+/// annotated calls and streams, and the HTTP layer's requests (feature `http`).
+pub fn encode_prometheus_text(out: &mut String) {
+    encode::encode_calls(out, false);
+    #[cfg(feature = "http")]
+    http::encode(out, false);
+}
+
+/// Appends the inference series in OpenMetrics 1.0 text format, with trace-id exemplars, without the
+/// final `# EOF` (the caller ends the whole exposition).
+pub fn encode_openmetrics(out: &mut String) {
+    encode::encode_calls(out, true);
+    #[cfg(feature = "http")]
+    http::encode(out, true);
+}
 
 /// Used by the code `#[observe]` expands to; not a public API.
 #[doc(hidden)]

@@ -88,6 +88,15 @@ pub async fn with_trace<F: std::future::Future>(ctx: TraceContext, fut: F) -> F:
     TASK_TRACE.scope(ctx, fut).await
 }
 
+/// `fut` with `ctx` as its task's trace, as a nameable future (the HTTP layer's request futures).
+#[cfg(feature = "http")]
+pub(crate) fn scoped<F: std::future::Future>(
+    ctx: TraceContext,
+    fut: F,
+) -> tokio::task::futures::TaskLocalFuture<TraceContext, F> {
+    TASK_TRACE.scope(ctx, fut)
+}
+
 /// Restores the previous thread trace when dropped.
 #[must_use = "the trace is only current while the guard lives"]
 #[derive(Debug)]
