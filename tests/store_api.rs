@@ -464,8 +464,11 @@ fn retrains_are_gated_counted_and_recorded_and_a_model_reloads_and_rolls_back() 
         "the cold-start model is in the history: {st}"
     );
     if outcome == "promoted" {
-        let notes = st["model"]["notes"].to_string();
-        assert!(notes.contains("retrained on"), "{st}");
+        // The tick loop installs a promoted model between two ticks, after the retrain is recorded:
+        // the status can say "promoted" a tick before the model in use is the new one.
+        status_until(addr, "the promoted model in use", |s| {
+            s["model"]["notes"].to_string().contains("retrained on")
+        });
     }
     // Reload needs VIGIL_MODEL.
     let r = send(addr, "POST", "/api/v1/model/reload", &[], b"");
