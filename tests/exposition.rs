@@ -36,7 +36,8 @@ fn promtool_check(body: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// A host's streamed generation: three tokens, then the end (the gen_ai series appear with it).
+/// A host's streamed generation (three tokens, then the end) and its queue: their series appear with
+/// them.
 fn stream_three_tokens() {
     struct Tokens(u32);
     impl futures_core::Stream for Tokens {
@@ -55,6 +56,11 @@ fn stream_three_tokens() {
     while let std::task::Poll::Ready(Some(_)) =
         futures_core::Stream::poll_next(std::pin::Pin::new(&mut s), &mut cx)
     {}
+    // And its queue: one request waited and ran in a batch of one.
+    let q = vigil::observe::queue("llm-exposition", "decode");
+    let running = q.enqueued().start();
+    q.batch(1);
+    drop(running);
 }
 
 #[test]
@@ -128,6 +134,9 @@ fn every_exported_series_is_in_the_catalogue() {
         "gen_ai_server_time_to_first_token_seconds_count",
         "gen_ai_server_time_per_output_token_seconds_count",
         "gen_ai_server_tokens_total",
+        "ai_inference_queue_waiting_requests",
+        "ai_inference_queue_time_seconds_count",
+        "ai_inference_batched_requests_total",
     ] {
         assert!(names.iter().any(|n| n == family), "{family} missing");
     }

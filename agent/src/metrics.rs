@@ -72,6 +72,7 @@ const STREAM: &str =
     "a stream has been observed with `vigil::observe::stream` under that model and stage";
 const HTTP: &str =
     "a request went through `vigil::observe::http::HttpMetricsLayer` (feature `http`)";
+const QUEUE: &str = "a queue was made with `vigil::observe::queue` for that model and stage";
 const MODEL: &str =
     "always (NaN until a model is loaded or the cold-start warm-up has trained one)";
 const MODEL_LOADED: &str = "a model is loaded or trained (one series)";
@@ -201,6 +202,16 @@ defs! {
         vigil_observe::HTTP_ACTIVE_HELP;
     HTTP_ROUTE_OVERFLOW = vigil_observe::ROUTE_OVERFLOW_METRIC, Counter, [], HTTP,
         vigil_observe::ROUTE_OVERFLOW_HELP;
+    QUEUE_WAITING = vigil_observe::QUEUE_WAITING_METRIC, Gauge, ["model", "stage"], QUEUE,
+        vigil_observe::QUEUE_WAITING_HELP;
+    QUEUE_RUNNING = vigil_observe::QUEUE_RUNNING_METRIC, Gauge, ["model", "stage"], QUEUE,
+        vigil_observe::QUEUE_RUNNING_HELP;
+    QUEUE_TIME = vigil_observe::QUEUE_TIME_METRIC, Histogram, ["model", "stage"], QUEUE,
+        vigil_observe::QUEUE_TIME_HELP;
+    BATCHES = vigil_observe::BATCHES_METRIC, Counter, ["model", "stage"], QUEUE,
+        vigil_observe::BATCHES_HELP;
+    BATCHED = vigil_observe::BATCHED_METRIC, Counter, ["model", "stage"], QUEUE,
+        vigil_observe::BATCHED_HELP;
     ANOMALY_SCORE = "vigil_anomaly_score", Gauge, [], MODEL,
         "Anomaly score of the current window, 0 to 1; the threshold is 0.5 for every model (NaN until a model is ready)";
     ANOMALY_RAW_SCORE = "vigil_anomaly_raw_score", Gauge, [], MODEL,

@@ -49,6 +49,29 @@ pub const ROUTE_OVERFLOW_METRIC: &str = "vigil_http_route_overflow_total";
 /// HELP of [`ROUTE_OVERFLOW_METRIC`].
 pub const ROUTE_OVERFLOW_HELP: &str = "Requests whose route (gRPC: service and method) came after the cap on distinct routes was reached, counted under __overflow__";
 
+/// Requests waiting in a host's queue ([`crate::queue`]).
+pub const QUEUE_WAITING_METRIC: &str = "ai_inference_queue_waiting_requests";
+/// HELP of [`QUEUE_WAITING_METRIC`].
+pub const QUEUE_WAITING_HELP: &str = "Requests waiting in the host's queue in front of the model (vigil::observe::queue), not yet started";
+/// Requests running after their queue.
+pub const QUEUE_RUNNING_METRIC: &str = "ai_inference_queue_running_requests";
+/// HELP of [`QUEUE_RUNNING_METRIC`].
+pub const QUEUE_RUNNING_HELP: &str = "Requests the host's scheduler started from its queue (vigil::observe::queue) and that have not finished";
+/// Time requests waited.
+pub const QUEUE_TIME_METRIC: &str = "ai_inference_queue_time_seconds";
+/// HELP of [`QUEUE_TIME_METRIC`].
+pub const QUEUE_TIME_HELP: &str =
+    "Time requests waited in the host's queue before they started (vigil::observe::queue)";
+/// Batches the host ran.
+pub const BATCHES_METRIC: &str = "ai_inference_batches_total";
+/// HELP of [`BATCHES_METRIC`].
+pub const BATCHES_HELP: &str = "Batches the host's engine ran (vigil::observe::queue); batched requests over batches is the mean batch size";
+/// Requests in those batches.
+pub const BATCHED_METRIC: &str = "ai_inference_batched_requests_total";
+/// HELP of [`BATCHED_METRIC`].
+pub const BATCHED_HELP: &str =
+    "Requests in the batches the host's engine ran (vigil::observe::queue)";
+
 /// The family name of a counter in OpenMetrics (without `_total`).
 fn family(counter: &str) -> &str {
     counter.strip_suffix("_total").unwrap_or(counter)
@@ -143,6 +166,7 @@ fn encode(out: &mut String, openmetrics: bool) {
         }
     }
     generation(out, openmetrics, &all);
+    queues(out, openmetrics, &all);
 }
 
 /// One label set of a histogram family: its labels (without braces), its histogram, and the
@@ -273,6 +297,79 @@ fn generation(out: &mut String, openmetrics: bool, all: &[&'static Series]) {
             let _ = writeln!(out, " {}", n.load(Relaxed));
         }
     }
+}
+
+/// One gauge or counter family with one sample per series (`counter`: OpenMetrics names the family
+/// without `_total`).
+fn per_series(
+    out: &mut String,
+    (name, help, counter): (&str, &str, bool),
+    openmetrics: bool,
+    series: &[&'static Series],
+    value: impl Fn(&Series) -> u64,
+) {
+    let family_name = if openmetrics && counter {
+        family(name)
+    } else {
+        name
+    };
+    let kind = if counter { "counter" } else { "gauge" };
+    let _ = writeln!(out, "# HELP {family_name} {help}.");
+    let _ = writeln!(out, "# TYPE {family_name} {kind}");
+    for s in series {
+        out.push_str(name);
+        labels(out, s, None);
+        let _ = writeln!(out, " {}", value(s));
+    }
+}
+
+/// The queue families, for the series a queue was made for.
+fn queues(out: &mut String, openmetrics: bool, all: &[&'static Series]) {
+    let used: Vec<&'static Series> = all
+        .iter()
+        .copied()
+        .filter(|s| s.queue.used.load(Relaxed))
+        .collect();
+    if used.is_empty() {
+        return;
+    }
+    let gauge = |v: &std::sync::atomic::AtomicI64| v.load(Relaxed).max(0) as u64;
+    per_series(
+        out,
+        (QUEUE_WAITING_METRIC, QUEUE_WAITING_HELP, false),
+        openmetrics,
+        &used,
+        |s| gauge(&s.queue.waiting),
+    );
+    per_series(
+        out,
+        (QUEUE_RUNNING_METRIC, QUEUE_RUNNING_HELP, false),
+        openmetrics,
+        &used,
+        |s| gauge(&s.queue.running),
+    );
+    histogram(
+        out,
+        openmetrics,
+        (QUEUE_TIME_METRIC, QUEUE_TIME_HELP),
+        &used,
+        |s| Some(&s.queue.time),
+        false,
+    );
+    per_series(
+        out,
+        (BATCHES_METRIC, BATCHES_HELP, true),
+        openmetrics,
+        &used,
+        |s| s.queue.batches.load(Relaxed),
+    );
+    per_series(
+        out,
+        (BATCHED_METRIC, BATCHED_HELP, true),
+        openmetrics,
+        &used,
+        |s| s.queue.batched.load(Relaxed),
+    );
 }
 
 /// Appends the annotated calls' and streams' families (nothing until one ran).

@@ -43,6 +43,11 @@
 //! `gen_ai_server_tokens_total{model,stage,type}` (`input`, `output`) follow the OpenTelemetry GenAI
 //! conventions.
 //!
+//! A host's request queue in front of a model ([`queue`]): requests waiting and running, their queue
+//! time and the batches the engine runs, as `ai_inference_queue_waiting_requests`,
+//! `ai_inference_queue_running_requests`, `ai_inference_queue_time_seconds`,
+//! `ai_inference_batches_total` and `ai_inference_batched_requests_total` `{model,stage}`.
+//!
 //! This crate owns no registry: the Vigil agent serves these series beside its own at `GET /metrics`
 //! ([`encode_prometheus_text`], [`encode_openmetrics`]) and folds their totals into every tick
 //! ([`totals`]).
@@ -54,6 +59,7 @@ mod encode;
 #[cfg(feature = "http")]
 pub mod http;
 mod output;
+mod queue;
 mod series;
 mod stream;
 mod switch;
@@ -63,13 +69,16 @@ pub use anomaly::{AnomalyType, ClassifyAnomaly, classify_std_error};
 pub use call::Call;
 pub use clock::clock_source;
 pub use encode::{
-    ANOMALY_HELP, ANOMALY_METRIC, DURATION_HELP, DURATION_METRIC, ERRORS_HELP, ERRORS_METRIC,
-    HTTP_ACTIVE_HELP, HTTP_ACTIVE_METRIC, HTTP_DURATION_HELP, HTTP_DURATION_METRIC,
-    ROUTE_OVERFLOW_HELP, ROUTE_OVERFLOW_METRIC, RPC_DURATION_HELP, RPC_DURATION_METRIC,
-    TIME_PER_OUTPUT_TOKEN_HELP, TIME_PER_OUTPUT_TOKEN_METRIC, TIME_TO_FIRST_TOKEN_HELP,
-    TIME_TO_FIRST_TOKEN_METRIC, TOKENS_HELP, TOKENS_METRIC,
+    ANOMALY_HELP, ANOMALY_METRIC, BATCHED_HELP, BATCHED_METRIC, BATCHES_HELP, BATCHES_METRIC,
+    DURATION_HELP, DURATION_METRIC, ERRORS_HELP, ERRORS_METRIC, HTTP_ACTIVE_HELP,
+    HTTP_ACTIVE_METRIC, HTTP_DURATION_HELP, HTTP_DURATION_METRIC, QUEUE_RUNNING_HELP,
+    QUEUE_RUNNING_METRIC, QUEUE_TIME_HELP, QUEUE_TIME_METRIC, QUEUE_WAITING_HELP,
+    QUEUE_WAITING_METRIC, ROUTE_OVERFLOW_HELP, ROUTE_OVERFLOW_METRIC, RPC_DURATION_HELP,
+    RPC_DURATION_METRIC, TIME_PER_OUTPUT_TOKEN_HELP, TIME_PER_OUTPUT_TOKEN_METRIC,
+    TIME_TO_FIRST_TOKEN_HELP, TIME_TO_FIRST_TOKEN_METRIC, TOKENS_HELP, TOKENS_METRIC,
 };
 pub use output::OutputCheck;
+pub use queue::{Queue, Queued, Running, queue};
 pub use series::{BUCKETS, DEFAULT_LABEL_CAP, OVERFLOW_LABEL, Totals, set_label_cap, totals};
 pub use stream::{ObservedStream, stream, try_stream};
 pub use switch::{enabled, parse_enabled, set_enabled};

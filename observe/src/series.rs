@@ -1,7 +1,7 @@
 //! One label set's counters, the bounded table of label sets, and process totals.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -90,6 +90,19 @@ pub(crate) struct Generation {
     pub(crate) output_tokens: AtomicU64,
 }
 
+/// A host's request queue under one label set ([`crate::queue`]); nothing is exported for a label set
+/// until a queue was made for it.
+#[derive(Debug, Default)]
+pub(crate) struct QueueCounts {
+    pub(crate) used: AtomicBool,
+    pub(crate) waiting: AtomicI64,
+    pub(crate) running: AtomicI64,
+    /// Time from joining the queue to starting.
+    pub(crate) time: Histogram,
+    pub(crate) batches: AtomicU64,
+    pub(crate) batched: AtomicU64,
+}
+
 /// Counters of one `(model, stage)` label set. Leaked once created (the table is bounded), so calls hold a
 /// `&'static Series` without reference counting.
 #[derive(Debug)]
@@ -104,6 +117,8 @@ pub(crate) struct Series {
     pub(crate) exemplars: Mutex<Exemplars>,
     /// Streamed generation.
     pub(crate) generation: Generation,
+    /// The host's queue.
+    pub(crate) queue: QueueCounts,
 }
 
 impl Series {
@@ -116,6 +131,7 @@ impl Series {
             anomalies: Default::default(),
             exemplars: Mutex::new(Exemplars::default()),
             generation: Generation::default(),
+            queue: QueueCounts::default(),
         }
     }
 
