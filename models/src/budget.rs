@@ -119,9 +119,9 @@ impl AlarmLevel {
         let cap = memory.div_ceil(per_block).max(1);
         let hour = (3_600.0 / tick).ceil() as usize;
         Self {
-            open_k: open_k.clamp(1, open_n.max(1)),
-            open_n: open_n.max(1),
-            recent: VecDeque::with_capacity(open_n.max(1) + 1),
+            open_k: open_k.clamp(1, open_n.clamp(1, 64)),
+            open_n: open_n.clamp(1, 64),
+            recent: VecDeque::with_capacity(open_n.clamp(1, 64) + 1),
             per_block,
             gap: cooldown.div_ceil(per_block).max(1),
             block: 0.0,
@@ -162,11 +162,6 @@ impl AlarmLevel {
         self.fit
     }
 
-    /// Days of opening statistics held.
-    pub fn days(&self) -> f64 {
-        (self.blocks.len() * self.per_block + self.filled) as f64 / self.windows_per_day
-    }
-
     /// Records one scored window's severity (non-finite or negative severities count as `0`, infinite
     /// ones as the largest finite `f32`).
     pub fn observe(&mut self, severity: f64) {
@@ -205,12 +200,25 @@ impl AlarmLevel {
 
     /// The `open_k`-th largest of the last `open_n` severities (windows not yet seen count as `0`).
     fn opening_statistic(&self) -> f64 {
-        let mut v: Vec<f64> = self.recent.iter().copied().collect();
-        if v.len() < self.open_k {
+        // At most `open_n` (≤ 64, checked by `EventParams::check`) values: sorted on the stack,
+        // once per scored window.
+        let mut v = [0.0f64; 64];
+        let n = self.recent.len().min(v.len());
+        if n < self.open_k {
             return 0.0;
         }
+        for (slot, s) in v.iter_mut().zip(&self.recent) {
+            *slot = *s;
+        }
+        let v = &mut v[..n];
         v.sort_unstable_by(|a, b| b.total_cmp(a));
         v[self.open_k - 1]
+    }
+
+    /// Back to the readings' own alarm point.
+    fn prior(&mut self) {
+        self.level = PRIOR_LEVEL;
+        self.fit = None;
     }
 
     /// Peaks of the clusters of blocks at or above `base`.
@@ -240,8 +248,7 @@ impl AlarmLevel {
     fn recalibrate(&mut self) {
         let days = (self.blocks.len() * self.per_block) as f64 / self.windows_per_day;
         if days < 1.0 {
-            self.level = PRIOR_LEVEL;
-            self.fit = None;
+            self.prior();
             return;
         }
         let allowed = self.events_per_day * days;
@@ -252,8 +259,7 @@ impl AlarmLevel {
         if poisson_at_least(at_prior, allowed) >= EVIDENCE
             && poisson_at_most(at_prior, allowed) >= EVIDENCE
         {
-            self.level = PRIOR_LEVEL;
-            self.fit = None;
+            self.prior();
             return;
         }
         // Where the memory holds enough events to tell, the climbs the level in force gives are
@@ -292,8 +298,7 @@ impl AlarmLevel {
         if best.len() < TAIL_PEAKS.min(want) {
             // Too few distinct excursions to read a tail from (a quiet or constant series): the
             // readings' own alarm point.
-            self.level = PRIOR_LEVEL;
-            self.fit = None;
+            self.prior();
             return;
         }
         best.sort_unstable_by(|a, b| b.total_cmp(a));
