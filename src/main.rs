@@ -2,78 +2,14 @@
 
 mod cli;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
+/// `vigil::CountingAlloc` over the system allocator, with the switch `vigil bench overhead` uses to
+/// measure the host with and without allocation counting.
 #[global_allocator]
-static ALLOC: SwitchableCounting = SwitchableCounting;
-
-/// Whether allocations go through `vigil::CountingAlloc` (always, except in the arms of
-/// `vigil bench overhead` that measure the host without it).
-static COUNTING: AtomicBool = AtomicBool::new(true);
-static COUNTED: vigil::CountingAlloc = vigil::CountingAlloc::system();
-
-/// The binary's allocator: `vigil::CountingAlloc` over the system allocator, with a switch so that one
-/// process can measure the host with and without allocation counting. Both paths allocate from the
-/// system allocator, so either may free what the other allocated (only the counts are then off, which
-/// only the overhead benchmark does).
-struct SwitchableCounting;
-
-/// Turns allocation counting on or off for the whole process.
-pub(crate) fn set_alloc_counting(on: bool) {
-    COUNTING.store(on, Ordering::Relaxed);
-}
-
-// SAFETY: every method forwards to the system allocator, directly or through CountingAlloc (which
-// forwards to it unchanged), with the caller's guarantees.
-unsafe impl GlobalAlloc for SwitchableCounting {
-    #[inline(always)]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { COUNTED.alloc(layout) }
-        } else {
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { System.alloc(layout) }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { COUNTED.alloc_zeroed(layout) }
-        } else {
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { System.alloc_zeroed(layout) }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if COUNTING.load(Ordering::Relaxed) {
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { COUNTED.dealloc(ptr, layout) }
-        } else {
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { COUNTED.realloc(ptr, layout, new_size) }
-        } else {
-            // SAFETY: forwarded with the caller's guarantees.
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-}
+static ALLOC: vigil_harness::alloc::SwitchableCounting = vigil_harness::alloc::SwitchableCounting;
 
 /// Vigil: runtime anomaly agent for tokio-based AI inference services.
 #[derive(Debug, Parser)]
@@ -87,7 +23,7 @@ struct Cli {
 enum Command {
     /// Run a small inference server with the agent linked in, under synthetic load, printing one line of
     /// key signals per tick. Every VIGIL_* variable applies.
-    Demo(cli::demo::DemoArgs),
+    Demo(vigil_harness::demo::DemoArgs),
     /// Train a model from CSV files (timestamp + numeric signal columns).
     Train(cli::train::TrainArgs),
     /// Score every row of a CSV with a model (streaming).
@@ -98,7 +34,7 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// Benchmarks that need the whole product: `vigil bench detect` (faults injected into a real
     /// server, the agent's detector beside the static rules).
-    Bench(cli::bench::BenchArgs),
+    Bench(vigil_harness::bench::BenchArgs),
     /// Labels in the local store: add, list, import (a labels CSV or Alertmanager webhook payloads).
     Labels(cli::store::LabelsArgs),
     /// Anomaly events in the local store (JSON lines).
@@ -131,12 +67,12 @@ fn error_chain(e: &anyhow::Error) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo(args) => cli::demo::run(args),
+        Command::Demo(args) => vigil_harness::demo::run(args),
         Command::Train(args) => cli::train::run(args),
         Command::Score(args) => cli::score::run(args),
         Command::Eval(args) => cli::eval::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
-        Command::Bench(args) => cli::bench::run(args),
+        Command::Bench(args) => vigil_harness::bench::run(args),
         Command::Labels(args) => cli::store::labels(args),
         Command::Events(args) => cli::store::events(args),
         Command::Export(args) => cli::store::export(args),
@@ -170,8 +106,8 @@ fn main() -> ExitCode {
                     .is_some_and(|o| o.source.is_none())
             });
             let bad_input = e.chain().any(|c| {
-                c.is::<cli::input::InputError>()
-                    || c.is::<cli::UsageError>()
+                c.is::<vigil_tool::input::InputError>()
+                    || c.is::<vigil_tool::UsageError>()
                     || matches!(
                         c.downcast_ref::<vigil::store::StoreError>(),
                         Some(vigil::store::StoreError::Invalid(_))

@@ -80,8 +80,17 @@ fn cold_start_trains_then_flags_a_task_leak() {
         }
     }
     assert!(flagged, "5,000 leaked tasks were never flagged");
-    // One event, typed from the signal family that moved, on /metrics and to subscribers.
-    let s = scrape(agent.local_addr());
+    // One event, typed from the signal family that moved, on /metrics and to subscribers. It opens
+    // once enough windows are anomalous (3 of 5): the first flagged window may come a tick or two
+    // before it.
+    let mut s = scrape(agent.local_addr());
+    for _ in 0..10 {
+        if s.value("vigil_anomaly_event_open") == 1.0 {
+            break;
+        }
+        next_samples(&agent, 1);
+        s = scrape(agent.local_addr());
+    }
     assert_eq!(s.value("vigil_anomaly_event_open"), 1.0);
     assert_eq!(
         s.value("vigil_anomaly_events_total{anomaly_type=\"task_leak\"}"),

@@ -35,7 +35,7 @@ fn assert_scenarios(v: &Value, what: &str) {
     let scen = v["scenarios"]
         .as_object()
         .unwrap_or_else(|| panic!("{what}: no scenarios: {v}"));
-    assert_eq!(scen.len(), 8, "{what}: one scenario per fault type");
+    assert_eq!(scen.len(), 11, "{what}: one scenario per fault type");
     for (name, s) in scen {
         assert_eq!(s["runs"].as_u64(), Some(1), "{what} {name}");
         let rate = s["detection_rate"].as_f64().unwrap();
@@ -83,7 +83,7 @@ fn bench_detect_quick_measures_the_detector_and_the_static_rules_in_one_run() {
     assert_scenarios(&v["baseline"], "baseline");
     // The recordings replay offline: signals with a timestamp column, labels of every injected fault.
     let labels = std::fs::read_to_string(d.join("rec/faults-seed1.labels.csv")).unwrap();
-    assert_eq!(labels.lines().count(), 9, "{labels}");
+    assert_eq!(labels.lines().count(), 12, "{labels}");
     let signals = std::fs::read_to_string(d.join("rec/fault-free-seed101.csv")).unwrap();
     assert!(signals.starts_with("timestamp,"));
     assert!(signals.lines().count() > 600);

@@ -131,6 +131,7 @@ fn every_exported_series_is_in_the_catalogue() {
     }
     // A streamed generation's series are there once a stream ran.
     for family in [
+        "gen_ai_server_request_duration_seconds_count",
         "gen_ai_server_time_to_first_token_seconds_count",
         "gen_ai_server_time_per_output_token_seconds_count",
         "gen_ai_server_tokens_total",

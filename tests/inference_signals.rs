@@ -90,3 +90,76 @@ fn inference_series_and_signals_meet_the_runtime_signals() {
         10.0
     );
 }
+
+/// One request over loopback, read to its end; returns the status line.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A host that serves through the HTTP layer and annotates nothing: its requests' latency and
+/// failures reach the detector (missing before the first request, not zero).
+#[test]
+fn a_host_serving_through_the_http_layer_alone_gives_the_detector_latency_and_errors() {
+    use axum::routing::get;
+    let rt = host_runtime();
+    let agent = fast_agent(100).start(rt.handle()).unwrap();
+    let before = next_samples(&agent, 1).remove(0);
+    assert!(signal(&before, "http_response_head_p99_seconds").is_nan());
+    assert!(signal(&before, "http_error_ratio").is_nan());
+    let app = axum::Router::new()
+        .route("/v1/embed", get(|| async { "ok" }))
+        .route(
+            "/v1/fail",
+            get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy") }),
+        )
+        .layer(vigil::observe::http::HttpMetricsLayer);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await });
+    for i in 0..40 {
+        let path = if i % 4 == 0 { "/v1/fail" } else { "/v1/embed" };
+        let status = http_get(addr, path);
+        assert!(status.starts_with("HTTP/1.1 "), "{status}");
+    }
+    let after = next_samples(&agent, 2);
+    // The ticks that saw requests: a latency under a second, and a quarter of them failed.
+    let seen: Vec<_> = after
+        .iter()
+        .filter(|s| signal(s, "http_error_ratio").is_finite())
+        .collect();
+    assert!(!seen.is_empty(), "no tick saw the requests");
+    for s in &seen {
+        let p99 = signal(s, "http_response_head_p99_seconds");
+        assert!(p99 > 0.0 && p99 < 1.0, "{p99}");
+        let ratio = signal(s, "http_error_ratio");
+        assert!((0.0..=1.0).contains(&ratio), "{ratio}");
+    }
+    // One request in four failed: every tick that saw a failure says so, and all of them see it.
+    assert!(
+        seen.iter().any(|s| signal(s, "http_error_ratio") > 0.0),
+        "the failures were not read"
+    );
+    let names = agent.feature_schema().names();
+    assert!(
+        names.iter().any(|n| n.starts_with("http_error_ratio.")),
+        "{names:?}"
+    );
+    let scrape = scrape(agent.local_addr());
+    assert_eq!(
+        scrape.value(
+            r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/v1/fail",http_response_status_code="503"}"#
+        ),
+        10.0
+    );
+}

@@ -24,6 +24,44 @@ fn pulled_history_matches_the_agents_and_trains_a_model_for_the_fleet() {
     let agents: Vec<vigil::AgentHandle> = (0..3)
         .map(|_| fast_agent(250).start(rt.handle()).unwrap())
         .collect();
+    // The host serves through the HTTP layer: one request every 20 ms, one in four failing (the
+    // series are the process's, so every agent exports them).
+    let app = axum::Router::new()
+        .route("/v1/embed", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/v1/fail",
+            axum::routing::get(|| async { (axum::http::StatusCode::BAD_GATEWAY, "down") }),
+        )
+        .layer(vigil::observe::http::HttpMetricsLayer);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let app_addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let path = if i.is_multiple_of(4) {
+                    "/v1/fail"
+                } else {
+                    "/v1/embed"
+                };
+                if let Ok(mut s) = std::net::TcpStream::connect(app_addr) {
+                    let _ = write!(
+                        s,
+                        "GET {path} HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = s.read_to_end(&mut Vec::new());
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
     let dir = temp_dir("pull");
     std::fs::create_dir_all(&dir).unwrap();
     let prom_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -44,14 +82,7 @@ fn pulled_history_matches_the_agents_and_trains_a_model_for_the_fleet() {
         ),
     )
     .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _prom = Kill(start_prometheus(&dir, prom_port));
+    let _prom = KillOnDrop(start_prometheus(&dir, prom_port));
     let prom: std::net::SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
     // Wait until Prometheus holds about 45 s of every agent (90 scrapes).
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -100,6 +131,8 @@ fn pulled_history_matches_the_agents_and_trains_a_model_for_the_fleet() {
         "--out",
         out.to_str().unwrap(),
     ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    client.join().unwrap();
     let mut files: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -145,6 +178,32 @@ fn pulled_history_matches_the_agents_and_trains_a_model_for_the_fleet() {
         };
         let (workers, alive) = (col("tokio_workers"), col("tokio_alive_tasks"));
         let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        // The HTTP layer's signals, rebuilt from its families: a quarter of the requests failed,
+        // and each answered within milliseconds.
+        let read = |c: usize| -> Vec<f64> {
+            let mut v: Vec<f64> = rows
+                .iter()
+                .filter_map(|r| r[c].parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let ratio = read(col("http_error_ratio"));
+        assert!(ratio.len() >= 40, "{}: {ratio:?}", f.display());
+        let median = ratio[ratio.len() / 2];
+        assert!(
+            (0.15..=0.35).contains(&median),
+            "{}: median error ratio {median}",
+            f.display()
+        );
+        let head = read(col("http_response_head_p99_seconds"));
+        assert!(head.len() >= 40, "{}: {head:?}", f.display());
+        assert!(
+            head[head.len() / 2] < 0.1,
+            "{}: response head p99 {head:?}",
+            f.display()
+        );
         assert!(rows.len() >= 90, "{} rows in {}", rows.len(), f.display());
         for r in &rows {
             if !r[workers].is_empty() {

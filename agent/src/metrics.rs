@@ -188,6 +188,8 @@ defs! {
         vigil_observe::ERRORS_HELP;
     INFERENCE_ANOMALY = vigil_observe::ANOMALY_METRIC, Counter, ["model", "stage", "anomaly_type"], OBSERVE,
         vigil_observe::ANOMALY_HELP;
+    GEN_AI_REQUEST_DURATION = vigil_observe::REQUEST_DURATION_METRIC, Histogram, ["model", "stage"], STREAM,
+        vigil_observe::REQUEST_DURATION_HELP;
     GEN_AI_TIME_TO_FIRST_TOKEN = vigil_observe::TIME_TO_FIRST_TOKEN_METRIC, Histogram, ["model", "stage"], STREAM,
         vigil_observe::TIME_TO_FIRST_TOKEN_HELP;
     GEN_AI_TIME_PER_OUTPUT_TOKEN = vigil_observe::TIME_PER_OUTPUT_TOKEN_METRIC, Histogram, ["model", "stage"], STREAM,
@@ -200,6 +202,8 @@ defs! {
         vigil_observe::RPC_DURATION_HELP;
     HTTP_ACTIVE = vigil_observe::HTTP_ACTIVE_METRIC, Gauge, ["http_request_method", "http_route"], HTTP,
         vigil_observe::HTTP_ACTIVE_HELP;
+    HTTP_RESPONSE_HEAD = vigil_observe::HTTP_RESPONSE_HEAD_METRIC, Histogram, [], HTTP,
+        vigil_observe::HTTP_RESPONSE_HEAD_HELP;
     HTTP_ROUTE_OVERFLOW = vigil_observe::ROUTE_OVERFLOW_METRIC, Counter, [], HTTP,
         vigil_observe::ROUTE_OVERFLOW_HELP;
     QUEUE_WAITING = vigil_observe::QUEUE_WAITING_METRIC, Gauge, ["model", "stage"], QUEUE,
@@ -301,9 +305,15 @@ pub fn metrics_markdown() -> String {
          `idle_timeout`, `evicted`, `refused`, `accept_error`; `what` is one of `tick`, `event`, `model`, `request`; `outcome` is `promoted`, `rejected` or `failed`; `result` of `vigil_model_reloads_total` is `ok` or `refused`; \
          `source` is `human` or `alertmanager`; `event_id`, `anomaly_type` and `top_feature` of `vigil_anomaly_event_info` \
          exist for one event at a time (the series goes when the event closes); `result` is `ok` or `error`; `anomaly_type` of \
-         `vigil_anomaly_events_total` is one of `task_leak`, `scheduler_stall`, `alloc_storm`, `memory_leak`, \
-         `gpu_memory_leak`, `cpu_saturation`, `error_burst`, `latency_regression`, `level_shift`, `unknown`; `feature` is a name from the \
-         agent's feature schema (about ten per signal, fixed at start).\n",
+         `vigil_anomaly_events_total` is one of ",
+    );
+    let kinds: Vec<String> = vigil_models::AnomalyKind::ALL
+        .iter()
+        .map(|k| format!("`{}`", k.as_str()))
+        .collect();
+    out.push_str(&kinds.join(", "));
+    out.push_str(
+        "; `feature` is a name from the agent's feature schema (about ten per signal, fixed at start).\n",
     );
     out
 }
@@ -316,12 +326,20 @@ mod tests {
     fn the_vocabulary_reads_the_inference_series_the_observe_runtime_writes() {
         // The vocabulary (features) cannot depend on the observe runtime that names these series;
         // `vigil pull` queries them by the vocabulary's names.
-        for k in vocab::signals().filter(|k| k.metric.starts_with("ai_inference_")) {
+        for k in vocab::signals()
+            .filter(|k| k.metric.starts_with("ai_inference_") || k.metric.starts_with("gen_ai_"))
+        {
             assert!(
                 [
                     vigil_observe::DURATION_METRIC,
                     vigil_observe::ERRORS_METRIC,
-                    vigil_observe::ANOMALY_METRIC
+                    vigil_observe::ANOMALY_METRIC,
+                    vigil_observe::TIME_TO_FIRST_TOKEN_METRIC,
+                    vigil_observe::TIME_PER_OUTPUT_TOKEN_METRIC,
+                    vigil_observe::TOKENS_METRIC,
+                    vigil_observe::QUEUE_WAITING_METRIC,
+                    vigil_observe::QUEUE_RUNNING_METRIC,
+                    vigil_observe::QUEUE_TIME_METRIC,
                 ]
                 .contains(&k.metric),
                 "{}: {}",

@@ -79,6 +79,23 @@ panel("Inference errors and anomalies",
       "reqps",
       [(f"sum by (model, stage) (rate(ai_inference_errors_total{{{SEL}}}[$__rate_interval]))", "errors {{model}}/{{stage}}"),
        (f"sum by (anomaly_type) (rate(ai_inference_anomaly_total{{{SEL}}}[$__rate_interval]))", "{{anomaly_type}}")])
+panel("Streamed generation: time to first token and per output token",
+      "From vigil::observe::stream: p99 time to first token (queue and prefill) and median time per output token (decode), per model and stage.",
+      "s",
+      [(f"histogram_quantile(0.99, sum by (le, model, stage) (rate(gen_ai_server_time_to_first_token_seconds_bucket{{{SEL}}}[$__rate_interval])))", "TTFT p99 {{model}}/{{stage}}"),
+       (f"histogram_quantile(0.5, sum by (le, model, stage) (rate(gen_ai_server_time_per_output_token_seconds_bucket{{{SEL}}}[$__rate_interval])))", "TPOT p50 {{model}}/{{stage}}")])
+panel("Queue and tokens",
+      "From vigil::observe::queue and ::stream: requests waiting, p99 time in the queue, and output tokens per second.",
+      "short",
+      [(f"sum by (model, stage) (ai_inference_queue_waiting_requests{{{SEL}}})", "waiting {{model}}/{{stage}}"),
+       (f"histogram_quantile(0.99, sum by (le, model, stage) (rate(ai_inference_queue_time_seconds_bucket{{{SEL}}}[$__rate_interval])))", "queue time p99 {{model}}/{{stage}}"),
+       (f"sum by (model, stage) (rate(gen_ai_server_tokens_total{{type=\"output\",{SEL}}}[$__rate_interval]))", "tokens/s {{model}}/{{stage}}")])
+panel("HTTP and gRPC requests p99",
+      "From vigil::observe::http::HttpMetricsLayer: p99 request duration by route template and status code, gRPC calls by method, and the p99 time to the response head of every request (what the detector reads: a stream's head comes before its answer).",
+      "s",
+      [(f"histogram_quantile(0.99, sum by (le, http_route, http_response_status_code) (rate(http_server_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))", "{{http_route}} {{http_response_status_code}}"),
+       (f"histogram_quantile(0.99, sum by (le, rpc_service, rpc_method) (rate(rpc_server_call_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))", "{{rpc_service}}/{{rpc_method}}"),
+       (f"histogram_quantile(0.99, sum by (le) (rate(vigil_http_server_response_head_seconds_bucket{{{SEL}}}[$__rate_interval])))", "response head p99")])
 panel("Feature drift",
       "Largest population stability index of any feature against the model's training windows (above 0.25: shifted).",
       "none",

@@ -30,6 +30,13 @@ pub enum Family {
     Errors,
     /// Inference latency.
     Latency,
+    /// Streamed generation's time to first token (prefill): a part of latency.
+    FirstToken,
+    /// Streamed generation's time per output token (decode): a part of latency.
+    Decode,
+    /// The host's request queue: requests waiting and how long they waited, a part of the time to
+    /// first token.
+    Queue,
     /// The request load itself (inference calls): what much of the rest follows. Detectors explain
     /// other signals by it, so a busier hour is not an anomaly; no anomaly type of its own.
     Load,
@@ -486,6 +493,69 @@ pub const INFERENCE_LATENCY_P99_SECONDS: Known = k(
     "ai_inference_duration_seconds",
 );
 
+/// `gen_ai_time_to_first_token_p99_seconds` (gen_ai_server_time_to_first_token_seconds): the 99th
+/// percentile of the tick's streamed generations' time to first token.
+pub const GEN_AI_TIME_TO_FIRST_TOKEN_P99_SECONDS: Known = k(
+    "gen_ai_time_to_first_token_p99_seconds",
+    Unit::Seconds,
+    G,
+    F::FirstToken,
+    R::Level,
+    "gen_ai_server_time_to_first_token_seconds",
+);
+/// `gen_ai_time_per_output_token_p50_seconds` (gen_ai_server_time_per_output_token_seconds): the
+/// median time per output token of the streams that completed in the tick (a decode slowdown moves
+/// every stream, so the median carries it without one long answer's noise).
+pub const GEN_AI_TIME_PER_OUTPUT_TOKEN_P50_SECONDS: Known = k(
+    "gen_ai_time_per_output_token_p50_seconds",
+    Unit::Seconds,
+    G,
+    F::Decode,
+    R::Level,
+    "gen_ai_server_time_per_output_token_seconds",
+);
+/// `gen_ai_output_tokens` (gen_ai_server_tokens_total{type="output"}): tokens streamed, which grow
+/// with the load.
+pub const GEN_AI_OUTPUT_TOKENS: Known = k(
+    "gen_ai_output_tokens",
+    Unit::Count,
+    C,
+    F::Other,
+    R::Level,
+    "gen_ai_server_tokens_total",
+)
+.with_load();
+/// `ai_queue_waiting_requests` (ai_inference_queue_waiting_requests): requests waiting in the host's
+/// queues at the tick.
+pub const AI_QUEUE_WAITING_REQUESTS: Known = k(
+    "ai_queue_waiting_requests",
+    Unit::Count,
+    G,
+    F::Queue,
+    R::Level,
+    "ai_inference_queue_waiting_requests",
+);
+/// `ai_queue_running_requests` (ai_inference_queue_running_requests): requests running after their
+/// queue at the tick (bounded by the host's batch size, so context).
+pub const AI_QUEUE_RUNNING_REQUESTS: Known = k(
+    "ai_queue_running_requests",
+    Unit::Count,
+    G,
+    F::Other,
+    R::Level,
+    "ai_inference_queue_running_requests",
+);
+/// `ai_queue_time_p99_seconds` (ai_inference_queue_time_seconds): the 99th percentile of the time
+/// the requests that started in the tick had waited.
+pub const AI_QUEUE_TIME_P99_SECONDS: Known = k(
+    "ai_queue_time_p99_seconds",
+    Unit::Seconds,
+    G,
+    F::Queue,
+    R::Level,
+    "ai_inference_queue_time_seconds",
+);
+
 /// The tokio collector's signals from the stable runtime metrics.
 pub const RUNTIME: [Known; 5] = [
     TOKIO_WORKERS,
@@ -539,6 +609,33 @@ pub const GPU: [Known; 8] = [
     GPU_POWER_WATTS,
     GPU_PROCESS_MEMORY_BYTES,
 ];
+/// `http_response_head_p99_seconds` (vigil_http_server_response_head_seconds): the 99th percentile
+/// of the tick's HTTP and gRPC requests' time to their response head, as the HTTP layer measured
+/// it: the handler's latency for a unary request, what a host that serves through the layer without
+/// annotating functions has as its latency. Not the time to the end of the body: a streamed
+/// response lasts as long as its answer (measured: with it, one SSE stream in twenty requests made
+/// the signal flip between the unary and the streamed durations, and `bench detect --quick` went
+/// from 11 of 11 faults and no false event to 6 of 11 and 12 false events per 3,600 ticks).
+pub const HTTP_RESPONSE_HEAD_P99_SECONDS: Known = k(
+    "http_response_head_p99_seconds",
+    Unit::Seconds,
+    G,
+    F::Latency,
+    R::Level,
+    "vigil_http_server_response_head_seconds",
+);
+/// `http_error_ratio` (http_server_request_duration_seconds and rpc_server_call_duration_seconds):
+/// the share of the tick's HTTP and gRPC requests that failed (HTTP 5xx; the gRPC codes a server
+/// counts as failed).
+pub const HTTP_ERROR_RATIO: Known = k(
+    "http_error_ratio",
+    Unit::Ratio,
+    G,
+    F::Errors,
+    R::Level,
+    "http_server_request_duration_seconds",
+);
+
 /// The `#[observe]` collector's signals (the per-type anomaly counters follow, from [`INFERENCE_ANOMALIES`]).
 pub const INFERENCE: [Known; 5] = [
     INFERENCE_CALLS,
@@ -548,8 +645,23 @@ pub const INFERENCE: [Known; 5] = [
     INFERENCE_LATENCY_P99_SECONDS,
 ];
 
+/// The serving signals of streamed generations, the host's queues and the HTTP layer's requests
+/// (`vigil::observe::stream`, `vigil::observe::queue`, `vigil::observe::http`), collected with
+/// [`INFERENCE`] and after the per-type anomaly counters. A host that never streams, queues or serves
+/// through the layer records them as missing (`NaN`), never as zero.
+pub const SERVING: [Known; 8] = [
+    GEN_AI_TIME_TO_FIRST_TOKEN_P99_SECONDS,
+    GEN_AI_TIME_PER_OUTPUT_TOKEN_P50_SECONDS,
+    GEN_AI_OUTPUT_TOKENS,
+    AI_QUEUE_WAITING_REQUESTS,
+    AI_QUEUE_RUNNING_REQUESTS,
+    AI_QUEUE_TIME_P99_SECONDS,
+    HTTP_RESPONSE_HEAD_P99_SECONDS,
+    HTTP_ERROR_RATIO,
+];
+
 /// Every signal group, in collection order.
-pub const GROUPS: [&[Known]; 7] = [
+pub const GROUPS: [&[Known]; 8] = [
     &RUNTIME,
     &RUNTIME_UNSTABLE,
     &SCHED,
@@ -557,6 +669,7 @@ pub const GROUPS: [&[Known]; 7] = [
     &PROCESS,
     &GPU,
     &INFERENCE,
+    &SERVING,
 ];
 
 /// Every signal the agent collects, by collector, in collection order. GPU entries are per device

@@ -22,6 +22,12 @@ pub enum AnomalyKind {
     ErrorBurst,
     /// Inference latency up (the model got slower).
     LatencyRegression,
+    /// Streamed generations take longer to their first token (prefill got slower).
+    FirstTokenRegression,
+    /// Streamed generations take longer per output token (decode got slower).
+    DecodeSlowdown,
+    /// Requests pile up in the host's queue and wait longer (a batch stalled, capacity fell short).
+    QueueBuildup,
     /// A level or spread that moved and stayed past the level-shift horizon: the event that ends this
     /// way takes this type, and the new level is normal from then on.
     LevelShift,
@@ -31,7 +37,7 @@ pub enum AnomalyKind {
 
 impl AnomalyKind {
     /// Every kind, in documentation order.
-    pub const ALL: [AnomalyKind; 10] = [
+    pub const ALL: [AnomalyKind; 13] = [
         AnomalyKind::TaskLeak,
         AnomalyKind::SchedulerStall,
         AnomalyKind::AllocStorm,
@@ -40,6 +46,9 @@ impl AnomalyKind {
         AnomalyKind::CpuSaturation,
         AnomalyKind::ErrorBurst,
         AnomalyKind::LatencyRegression,
+        AnomalyKind::FirstTokenRegression,
+        AnomalyKind::DecodeSlowdown,
+        AnomalyKind::QueueBuildup,
         AnomalyKind::LevelShift,
         AnomalyKind::Unknown,
     ];
@@ -60,9 +69,27 @@ impl AnomalyKind {
             AnomalyKind::CpuSaturation => "cpu_saturation",
             AnomalyKind::ErrorBurst => "error_burst",
             AnomalyKind::LatencyRegression => "latency_regression",
+            AnomalyKind::FirstTokenRegression => "first_token_regression",
+            AnomalyKind::DecodeSlowdown => "decode_slowdown",
+            AnomalyKind::QueueBuildup => "queue_buildup",
             AnomalyKind::LevelShift => "level_shift",
             AnomalyKind::Unknown => "unknown",
         }
+    }
+
+    /// True when this kind is a part of `whole`: a request's latency is its time in the queue, its
+    /// time to first token (prefill) and its time per output token (decode), and the time to first
+    /// token includes the queue when the stream starts with the request. When a whole and its part
+    /// both moved, the part names the cause ([`vote`]).
+    pub fn is_part_of(self, whole: AnomalyKind) -> bool {
+        use AnomalyKind::*;
+        matches!(
+            (self, whole),
+            (
+                FirstTokenRegression | DecodeSlowdown | QueueBuildup,
+                LatencyRegression
+            ) | (QueueBuildup, FirstTokenRegression)
+        )
     }
 }
 
@@ -79,6 +106,9 @@ pub fn kind_of_feature(name: &str) -> AnomalyKind {
         Family::Cpu => AnomalyKind::CpuSaturation,
         Family::Errors => AnomalyKind::ErrorBurst,
         Family::Latency => AnomalyKind::LatencyRegression,
+        Family::FirstToken => AnomalyKind::FirstTokenRegression,
+        Family::Decode => AnomalyKind::DecodeSlowdown,
+        Family::Queue => AnomalyKind::QueueBuildup,
         Family::Other | Family::Load => AnomalyKind::Unknown,
     }
 }
@@ -122,7 +152,9 @@ pub fn vote(names: &[String], indices: &[usize], dev: &[f64]) -> AnomalyKind {
 /// The kind whose family moved most: each family counts once, by its largest |z| (clipped at
 /// [`crate::Z_CLIP`], as the score sees it), so a family measured by four correlated signals does not
 /// outvote one measured by a single signal that moved further; ties (both at the clip) go to the larger
-/// sum. Unknown signals do not vote.
+/// sum. Unknown signals do not vote. Where parts of the winner voted too
+/// ([`AnomalyKind::is_part_of`]: latency is queue, prefill and decode), the part that moved most
+/// names it: the cause, not the sum of its effects.
 fn tally(names: &[String], votes_in: impl Iterator<Item = (usize, f64)>) -> AnomalyKind {
     // Per kind: (largest |z|, sum of |z|).
     let mut votes: Vec<(AnomalyKind, f64, f64)> = Vec::new();
@@ -141,10 +173,19 @@ fn tally(names: &[String], votes_in: impl Iterator<Item = (usize, f64)>) -> Anom
             None => votes.push((k, z, z)),
         }
     }
+    let mut winner = strongest(votes.iter()).unwrap_or(AnomalyKind::Unknown);
+    // Parts form a chain of at most two steps (queue ⊂ first token ⊂ latency).
+    while let Some(part) = strongest(votes.iter().filter(|v| v.0.is_part_of(winner))) {
+        winner = part;
+    }
+    winner
+}
+
+/// The kind of the vote `(kind, largest |z|, sum of |z|)` that moved most (ties: the larger sum).
+fn strongest<'a>(votes: impl Iterator<Item = &'a (AnomalyKind, f64, f64)>) -> Option<AnomalyKind> {
     votes
-        .into_iter()
         .max_by(|a, b| a.1.total_cmp(&b.1).then(a.2.total_cmp(&b.2)))
-        .map_or(AnomalyKind::Unknown, |v| v.0)
+        .map(|v| v.0)
 }
 
 /// Average precision of `(score, is_positive)` pairs (area under the precision-recall curve, step-wise,
@@ -224,6 +265,48 @@ mod tests {
             AnomalyKind::parse("latency_regression"),
             Some(AnomalyKind::LatencyRegression)
         );
+    }
+
+    #[test]
+    fn the_part_of_latency_that_moved_names_the_cause() {
+        let names: Vec<String> = [
+            "inference_latency_p99_seconds.median_10",
+            "gen_ai_time_to_first_token_p99_seconds.median_10",
+            "gen_ai_time_per_output_token_p50_seconds.median_10",
+            "ai_queue_time_p99_seconds.median_10",
+            "ai_queue_waiting_requests.median_10",
+            "tokio_alive_tasks.median_10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let idx: Vec<usize> = (0..names.len()).collect();
+        assert_eq!(
+            kind_of_feature(&names[1]),
+            AnomalyKind::FirstTokenRegression
+        );
+        assert_eq!(kind_of_feature(&names[2]), AnomalyKind::DecodeSlowdown);
+        assert_eq!(kind_of_feature(&names[4]), AnomalyKind::QueueBuildup);
+        // Latency moved furthest, decode moved too: decode is the cause.
+        let decode = [12.0, 0.0, 5.0, 0.0, 0.0, 0.0];
+        assert_eq!(vote(&names, &idx, &decode), AnomalyKind::DecodeSlowdown);
+        // Latency, first token and the queue: the queue (a part of the first token's wait).
+        let queue = [12.0, 9.0, 0.0, 4.0, 3.5, 0.0];
+        assert_eq!(vote(&names, &idx, &queue), AnomalyKind::QueueBuildup);
+        // Latency and first token only: a slower prefill.
+        let prefill = [12.0, 9.0, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(
+            vote(&names, &idx, &prefill),
+            AnomalyKind::FirstTokenRegression
+        );
+        // Latency alone stays latency; a part never takes an unrelated winner's place.
+        let latency = [12.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(vote(&names, &idx, &latency), AnomalyKind::LatencyRegression);
+        let tasks = [0.0, 0.0, 5.0, 0.0, 0.0, 20.0];
+        assert_eq!(vote(&names, &idx, &tasks), AnomalyKind::TaskLeak);
+        // Below the voting floor a part does not vote.
+        let weak = [12.0, 0.0, 2.0, 0.0, 0.0, 0.0];
+        assert_eq!(vote(&names, &idx, &weak), AnomalyKind::LatencyRegression);
     }
 
     #[test]

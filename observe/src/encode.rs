@@ -24,6 +24,11 @@ pub const TIME_PER_OUTPUT_TOKEN_METRIC: &str = "gen_ai_server_time_per_output_to
 /// Streamed generation: tokens by `type` (`input`, `output`; `gen_ai.client.token.usage`'s
 /// `gen_ai.token.type`).
 pub const TOKENS_METRIC: &str = "gen_ai_server_tokens_total";
+/// Streamed generation: from a stream's start to its end, completed or not
+/// (`gen_ai.server.request.duration`).
+pub const REQUEST_DURATION_METRIC: &str = "gen_ai_server_request_duration_seconds";
+/// HELP of [`REQUEST_DURATION_METRIC`].
+pub const REQUEST_DURATION_HELP: &str = "Streamed generations (vigil::observe::stream): time from the request's start to the stream's end, or to its drop (cancelled) or first error";
 /// HELP of [`TIME_TO_FIRST_TOKEN_METRIC`].
 pub const TIME_TO_FIRST_TOKEN_HELP: &str = "Streamed generations (vigil::observe::stream): time from the request's start to its first token or chunk";
 /// HELP of [`TIME_PER_OUTPUT_TOKEN_METRIC`].
@@ -44,6 +49,10 @@ pub const RPC_DURATION_HELP: &str = "gRPC calls served behind vigil::observe::ht
 pub const HTTP_ACTIVE_METRIC: &str = "http_server_active_requests";
 /// HELP of [`HTTP_ACTIVE_METRIC`].
 pub const HTTP_ACTIVE_HELP: &str = "HTTP requests and gRPC calls behind vigil::observe::http::HttpMetricsLayer whose response has not ended, by route (gRPC: service and method) and method";
+/// Time to the response head, every request together.
+pub const HTTP_RESPONSE_HEAD_METRIC: &str = "vigil_http_server_response_head_seconds";
+/// HELP of [`HTTP_RESPONSE_HEAD_METRIC`].
+pub const HTTP_RESPONSE_HEAD_HELP: &str = "HTTP requests and gRPC calls behind vigil::observe::http::HttpMetricsLayer, every route and status together, from the request to its response head (status and headers): the handler's latency for a unary request, the setup of a streamed one (whose answer then streams)";
 /// Requests counted under `__overflow__`.
 pub const ROUTE_OVERFLOW_METRIC: &str = "vigil_http_route_overflow_total";
 /// HELP of [`ROUTE_OVERFLOW_METRIC`].
@@ -212,8 +221,13 @@ pub(crate) fn histogram_family(
             out.push('\n');
         }
         let sum = row.histogram.sum_nanos.load(Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{}}} {sum}", row.labels);
-        let _ = writeln!(out, "{name}_count{{{}}} {cumulative}", row.labels);
+        let labels = if row.labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", row.labels)
+        };
+        let _ = writeln!(out, "{name}_sum{labels} {sum}");
+        let _ = writeln!(out, "{name}_count{labels} {cumulative}");
     }
 }
 
@@ -260,6 +274,16 @@ fn histogram(
 /// The streamed-generation families, for the series a stream ran under.
 fn generation(out: &mut String, openmetrics: bool, all: &[&'static Series]) {
     let streamed = |s: &'static Series| s.generation.streamed.load(Relaxed);
+    // A stream is one call of its label set: its end-to-end duration is the calls' histogram, under
+    // the GenAI name (what LLM serving dashboards read).
+    histogram(
+        out,
+        openmetrics,
+        (REQUEST_DURATION_METRIC, REQUEST_DURATION_HELP),
+        all,
+        |s| streamed(s).then_some(&s.duration),
+        false,
+    );
     histogram(
         out,
         openmetrics,

@@ -42,9 +42,9 @@ use crate::series::{Exemplar, Histogram, OVERFLOW_LABEL};
 use crate::trace::TraceContext;
 
 use crate::encode::{
-    HTTP_ACTIVE_HELP, HTTP_ACTIVE_METRIC, HTTP_DURATION_HELP, HTTP_DURATION_METRIC, HistogramRow,
-    ROUTE_OVERFLOW_HELP, ROUTE_OVERFLOW_METRIC, RPC_DURATION_HELP, RPC_DURATION_METRIC,
-    histogram_family,
+    HTTP_ACTIVE_HELP, HTTP_ACTIVE_METRIC, HTTP_DURATION_HELP, HTTP_DURATION_METRIC,
+    HTTP_RESPONSE_HEAD_HELP, HTTP_RESPONSE_HEAD_METRIC, HistogramRow, ROUTE_OVERFLOW_HELP,
+    ROUTE_OVERFLOW_METRIC, RPC_DURATION_HELP, RPC_DURATION_METRIC, histogram_family,
 };
 
 /// Default cap on distinct routes (gRPC: service and method pairs).
@@ -83,6 +83,22 @@ struct Table {
 }
 
 static TABLE: RwLock<Option<Table>> = RwLock::new(None);
+
+/// Every request's time to its response head, whatever its route and status: what the agent's
+/// latency signal reads (the whole duration of a streamed response is its answer's length, not a
+/// latency). Exported as one unlabelled histogram.
+static HEAD: Histogram = Histogram::new();
+/// Requests ended (counted in the duration families), and the failed ones among them.
+static ENDED: AtomicU64 = AtomicU64::new(0);
+static FAILED: AtomicU64 = AtomicU64::new(0);
+
+/// Adds the layer's process-wide request counts to the agent's totals.
+pub(crate) fn add_totals(t: &mut crate::series::Totals) {
+    crate::series::add_buckets(&mut t.http_head, &HEAD);
+    t.http_requests = ENDED.load(Relaxed);
+    t.http_errors = FAILED.load(Relaxed);
+    t.http_served = t.http_requests > 0 || t.http_head.iter().any(|b| *b > 0);
+}
 
 fn leak<T: Default>() -> &'static T {
     Box::leak(Box::default())
@@ -161,9 +177,13 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// gRPC status codes a server counts as failed (OpenTelemetry's server-side rule).
+/// gRPC status codes a server counts as failed (OpenTelemetry's server-side rule): UNKNOWN,
+/// DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS. An HTTP request fails with a
+/// 5xx status, or `error` when the service returned an error instead of a response.
+pub const GRPC_FAILED_CODES: [&str; 6] = ["2", "4", "12", "13", "14", "15"];
+
 fn grpc_failed(code: &str) -> bool {
-    matches!(code, "2" | "4" | "12" | "13" | "14" | "15")
+    GRPC_FAILED_CODES.contains(&code)
 }
 
 fn grpc_status(headers: &HeaderMap) -> Option<Box<str>> {
@@ -202,6 +222,10 @@ impl Pending {
         let nanos = clock::elapsed_nanos(self.start);
         let e = entry(&self.route, status);
         let bucket = e.duration.observe(nanos);
+        ENDED.fetch_add(1, Relaxed);
+        if failed {
+            FAILED.fetch_add(1, Relaxed);
+        }
         if failed && let Some(trace) = self.trace {
             let mut ex = e.exemplars.lock().unwrap_or_else(PoisonError::into_inner);
             if ex.len() <= bucket {
@@ -324,6 +348,9 @@ where
             return Poll::Pending;
         };
         let pending = this.pending.take();
+        if let Some(p) = &pending {
+            HEAD.observe(clock::elapsed_nanos(p.start));
+        }
         Poll::Ready(match result {
             Ok(response) => {
                 let grpc = pending.as_ref().and_then(|p| {
@@ -489,6 +516,16 @@ pub(crate) fn encode(out: &mut String, openmetrics: bool) {
             .collect();
         histogram_family(out, openmetrics, (name, help), &rows);
     }
+    histogram_family(
+        out,
+        openmetrics,
+        (HTTP_RESPONSE_HEAD_METRIC, HTTP_RESPONSE_HEAD_HELP),
+        &[HistogramRow {
+            labels: String::new(),
+            histogram: &HEAD,
+            exemplars: Vec::new(),
+        }],
+    );
     let mut active: Vec<(&Route, &&'static AtomicI64)> = t.active.iter().collect();
     active.sort_by(|a, b| a.0.cmp(b.0));
     let _ = writeln!(out, "# HELP {HTTP_ACTIVE_METRIC} {HTTP_ACTIVE_HELP}.");

@@ -71,19 +71,31 @@ pub use clock::clock_source;
 pub use encode::{
     ANOMALY_HELP, ANOMALY_METRIC, BATCHED_HELP, BATCHED_METRIC, BATCHES_HELP, BATCHES_METRIC,
     DURATION_HELP, DURATION_METRIC, ERRORS_HELP, ERRORS_METRIC, HTTP_ACTIVE_HELP,
-    HTTP_ACTIVE_METRIC, HTTP_DURATION_HELP, HTTP_DURATION_METRIC, QUEUE_RUNNING_HELP,
-    QUEUE_RUNNING_METRIC, QUEUE_TIME_HELP, QUEUE_TIME_METRIC, QUEUE_WAITING_HELP,
-    QUEUE_WAITING_METRIC, ROUTE_OVERFLOW_HELP, ROUTE_OVERFLOW_METRIC, RPC_DURATION_HELP,
+    HTTP_ACTIVE_METRIC, HTTP_DURATION_HELP, HTTP_DURATION_METRIC, HTTP_RESPONSE_HEAD_HELP,
+    HTTP_RESPONSE_HEAD_METRIC, QUEUE_RUNNING_HELP, QUEUE_RUNNING_METRIC, QUEUE_TIME_HELP,
+    QUEUE_TIME_METRIC, QUEUE_WAITING_HELP, QUEUE_WAITING_METRIC, REQUEST_DURATION_HELP,
+    REQUEST_DURATION_METRIC, ROUTE_OVERFLOW_HELP, ROUTE_OVERFLOW_METRIC, RPC_DURATION_HELP,
     RPC_DURATION_METRIC, TIME_PER_OUTPUT_TOKEN_HELP, TIME_PER_OUTPUT_TOKEN_METRIC,
     TIME_TO_FIRST_TOKEN_HELP, TIME_TO_FIRST_TOKEN_METRIC, TOKENS_HELP, TOKENS_METRIC,
 };
 pub use output::OutputCheck;
 pub use queue::{Queue, Queued, Running, queue};
-pub use series::{BUCKETS, DEFAULT_LABEL_CAP, OVERFLOW_LABEL, Totals, set_label_cap, totals};
+pub use series::{BUCKETS, DEFAULT_LABEL_CAP, OVERFLOW_LABEL, Totals, set_label_cap};
 pub use stream::{ObservedStream, stream, try_stream};
 pub use switch::{enabled, parse_enabled, set_enabled};
 pub use trace::{ThreadTraceGuard, TraceContext, TraceparentError, set_thread_trace, with_trace};
 pub use vigil_observe_macros::observe;
+
+/// Process-wide totals over every annotated call, stream and queue since start, and the HTTP layer's
+/// requests (feature `http`), for the agent's per-tick signals: a copy of the series list, then
+/// relaxed loads.
+pub fn totals() -> Totals {
+    #[cfg_attr(not(feature = "http"), allow(unused_mut))]
+    let mut t = series::totals();
+    #[cfg(feature = "http")]
+    http::add_totals(&mut t);
+    t
+}
 
 /// Appends the inference series in Prometheus text format 0.0.4 (no exemplars: the format has none):
 /// annotated calls and streams, and the HTTP layer's requests (feature `http`).

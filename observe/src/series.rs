@@ -61,6 +61,15 @@ pub(crate) struct Histogram {
 }
 
 impl Histogram {
+    /// An empty histogram (for statics: the HTTP layer's process-wide one).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) const fn new() -> Self {
+        Self {
+            buckets: [const { AtomicU64::new(0) }; SLOTS],
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
     /// The bucket of a duration: the first whose upper bound it does not exceed (`le`).
     #[inline]
     pub(crate) fn bucket_of(nanos: u64) -> usize {
@@ -296,33 +305,91 @@ pub(crate) fn for_each(mut f: impl FnMut(&'static Series)) {
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Totals {
-    /// Completed, failed, cancelled or panicked calls.
+    /// Completed, failed, cancelled or panicked calls (streamed generations included: one call each).
     pub calls: u64,
     /// Calls counted in `ai_inference_errors_total`.
     pub errors: u64,
     /// Anomalies per type, in [`AnomalyType::ALL`] order.
     pub anomalies: [u64; 6],
-    /// Non-cumulative call counts per duration bucket ([`BUCKETS`], then `+Inf`).
+    /// Non-cumulative call counts per duration bucket ([`BUCKETS`], then `+Inf`), over the label sets
+    /// that never streamed: a streamed generation lasts as long as its answer, so its duration is read
+    /// by its time to first token and time per output token instead of mixing into the calls' latency.
     pub buckets: [u64; 16],
-    /// Sum of call durations, seconds.
+    /// Sum of call durations, seconds (the label sets of `buckets`).
     pub duration_seconds: f64,
+    /// Streamed generations' time to first token, per bucket ([`crate::stream`]).
+    pub first_token: [u64; 16],
+    /// Streamed generations' time per output token, per bucket.
+    pub per_output_token: [u64; 16],
+    /// Output tokens of streamed generations.
+    pub output_tokens: u64,
+    /// Input tokens the host reported.
+    pub input_tokens: u64,
+    /// A stream ran under some label set since start.
+    pub streamed: bool,
+    /// Requests waiting in the host's queues now ([`crate::queue`]).
+    pub queue_waiting: i64,
+    /// Requests running after their queue now.
+    pub queue_running: i64,
+    /// Queue times, per bucket.
+    pub queue_time: [u64; 16],
+    /// A queue was made under some label set since start.
+    pub queued: bool,
+    /// HTTP and gRPC requests the HTTP layer measured (feature `http`): their time to the response
+    /// head, per bucket (a streamed response's whole duration is its answer's length, not a latency).
+    pub http_head: [u64; 16],
+    /// Requests the layer counted as ended (the `http_server_request_duration_seconds` and
+    /// `rpc_server_call_duration_seconds` counts).
+    pub http_requests: u64,
+    /// Of those, the failed ones (HTTP 5xx; gRPC UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED,
+    /// INTERNAL, UNAVAILABLE, DATA_LOSS).
+    pub http_errors: u64,
+    /// The HTTP layer measured a request since start.
+    pub http_served: bool,
 }
 
-/// Sums every series (a copy of the series list, then relaxed loads).
-pub fn totals() -> Totals {
+/// Adds a histogram's bucket counts to `acc`.
+pub(crate) fn add_buckets(acc: &mut [u64; SLOTS], h: &Histogram) {
+    for (a, b) in acc.iter_mut().zip(&h.buckets) {
+        *a += b.load(Relaxed);
+    }
+}
+
+/// Sums every series (a copy of the series list, then relaxed loads); the crate root adds the HTTP
+/// layer's counts.
+pub(crate) fn totals() -> Totals {
     let mut t = Totals::default();
     let mut nanos: u64 = 0;
     for_each(|s| {
-        for (acc, b) in t.buckets.iter_mut().zip(&s.duration.buckets) {
-            *acc += b.load(Relaxed);
+        // Each bucket read once: the calls count and the latency buckets agree.
+        let mut calls = [0u64; SLOTS];
+        add_buckets(&mut calls, &s.duration);
+        t.calls += calls.iter().sum::<u64>();
+        if s.generation.streamed.load(Relaxed) {
+            t.streamed = true;
+            let g = &s.generation;
+            add_buckets(&mut t.first_token, &g.first_token);
+            add_buckets(&mut t.per_output_token, &g.per_output_token);
+            t.output_tokens += g.output_tokens.load(Relaxed);
+            t.input_tokens += g.input_tokens.load(Relaxed);
+        } else {
+            for (acc, c) in t.buckets.iter_mut().zip(calls) {
+                *acc += c;
+            }
+            nanos = nanos.wrapping_add(s.duration.sum_nanos.load(Relaxed));
+        }
+        if s.queue.used.load(Relaxed) {
+            t.queued = true;
+            let q = &s.queue;
+            t.queue_waiting += q.waiting.load(Relaxed).max(0);
+            t.queue_running += q.running.load(Relaxed).max(0);
+            add_buckets(&mut t.queue_time, &q.time);
         }
         t.errors += s.errors.load(Relaxed);
         for (acc, a) in t.anomalies.iter_mut().zip(&s.anomalies) {
             *acc += a.load(Relaxed);
         }
-        nanos = nanos.wrapping_add(s.duration.sum_nanos.load(Relaxed));
     });
-    t.calls = t.buckets.iter().sum();
     t.duration_seconds = nanos as f64 / 1e9;
     t
 }

@@ -264,11 +264,24 @@ mod tests {
             &format!("gen_ai_server_time_per_output_token_seconds_sum{l}}}"),
         );
         assert!((0.006..0.5).contains(&tpot), "{tpot}");
-        // The stream is one call: its duration counted, no anomaly.
+        // The stream is one call: its duration counted, no anomaly; the same end to end under the
+        // GenAI name, at least the time to its last token.
         assert_eq!(
             value(&t, &format!("ai_inference_duration_seconds_count{l}}}")),
             1.0
         );
+        assert_eq!(
+            value(
+                &t,
+                &format!("gen_ai_server_request_duration_seconds_count{l}}}")
+            ),
+            1.0
+        );
+        let whole = value(
+            &t,
+            &format!("gen_ai_server_request_duration_seconds_sum{l}}}"),
+        );
+        assert!(whole >= ttft + 3.0 * 0.02 * 0.9, "{whole} after {ttft}");
         assert_eq!(value(&t, &format!("ai_inference_errors_total{l}}}")), 0.0);
     }
 

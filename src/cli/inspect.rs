@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::offline::load_model;
-use super::say;
+use vigil_tool::engine::load_model;
+use vigil_tool::say;
 
 /// Flags of `vigil inspect`.
 #[derive(Debug, clap::Args)]

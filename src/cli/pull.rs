@@ -54,12 +54,11 @@ pub(crate) struct PullArgs {
 /// Points per series per query at most (Prometheus' limit is 11,000).
 const MAX_POINTS: f64 = 10_000.0;
 
-/// A column and the PromQL that yields it per instance (`%SEL%` is replaced by the selector with
-/// `extra` added, `%R%` by the step's range).
+/// A column and the PromQL that yields it per instance (`%SEL%` and `%SEL[extra]%` are replaced by
+/// the selector, see [`selectors`]; `%R%` by the step's range).
 struct Column {
     name: String,
     query: String,
-    extra: Option<String>,
     /// What the agent records while the series does not exist (`None`: the column is written only
     /// where Prometheus has it). `#[observe]`'s series are created by the first call of each label
     /// set, so before it the agent records 0 calls, errors and anomalies and no ratio or quantile.
@@ -73,11 +72,10 @@ fn columns() -> Vec<Column> {
         let m = k.metric;
         let query = match k.name {
             "tokio_park_rate" => per_instance(format!("rate({m}%SEL%[%R%])")),
-            "sched_latency_p50_seconds"
-            | "sched_latency_p99_seconds"
-            | "inference_latency_p50_seconds"
-            | "inference_latency_p99_seconds" => {
-                let q = if k.name.contains("p50") {
+            // A per-tick quantile the agent derives from its metric's histogram: the vocabulary
+            // names it `…_p50_…` or `…_p99_…`.
+            name if name.contains("_p50_") || name.contains("_p99_") => {
+                let q = if name.contains("_p50_") {
                     "0.5"
                 } else {
                     "0.99"
@@ -92,12 +90,36 @@ fn columns() -> Vec<Column> {
                  sum by (instance) (increase(ai_inference_duration_seconds_count%SEL%[%R%]))"
                     .to_owned()
             }
+            // The HTTP layer's requests: HTTP and gRPC are two families with their own labels, read
+            // as one (`or` keeps both: their label sets never meet).
+            "http_error_ratio" => {
+                let requests = |http: &str, rpc: &str| {
+                    format!(
+                        "sum by (instance) (\
+                         increase(http_server_request_duration_seconds_count%SEL[{http}]%[%R%]) or \
+                         increase(rpc_server_call_duration_seconds_count%SEL[{rpc}]%[%R%]))"
+                    )
+                };
+                let all = requests("", "");
+                let failed = requests(
+                    "http_response_status_code=~\"5..|error\"",
+                    &format!(
+                        "rpc_grpc_status_code=~\"{}\"",
+                        vigil::observe::http::GRPC_FAILED_CODES.join("|")
+                    ),
+                );
+                // No failed request in a step is a ratio of 0, as the agent records it.
+                format!("({failed} or {all} * 0) / {all}")
+            }
+            // Tokens are one family with a `type` label: the column is the output tokens.
+            _ if *k == vocab::GEN_AI_OUTPUT_TOKENS => {
+                per_instance(format!("{m}%SEL[type=\"output\"]%"))
+            }
             _ if vocab::GPU.contains(k) => {
                 // Per device: the column is gpu<N>_<name>; the query keeps the `gpu` label.
                 out.push(Column {
                     name: format!("gpu{{gpu}}_{}", k.name),
                     query: format!("max by (instance, gpu) ({m}%SEL%)"),
-                    extra: None,
                     absent: None,
                 });
                 continue;
@@ -105,14 +127,16 @@ fn columns() -> Vec<Column> {
             _ => per_instance(format!("{m}%SEL%")),
         };
         let name = vocab::column_of(k.name, k.kind);
-        let absent = m.starts_with("ai_inference_").then_some(match k.kind {
-            SignalKind::Counter => 0.0,
-            SignalKind::Gauge => f64::NAN,
+        // The serving signals (streams, queues) are missing, not zero, in a host that never used
+        // them; the calls' counters are zero before the first call.
+        let serving = vocab::SERVING.contains(k);
+        let absent = (m.starts_with("ai_inference_") || serving).then_some(match k.kind {
+            SignalKind::Counter if !serving => 0.0,
+            _ => f64::NAN,
         });
         out.push(Column {
             name,
             query,
-            extra: None,
             absent,
         });
     }
@@ -125,11 +149,45 @@ fn columns() -> Vec<Column> {
     let per_type = vocab::INFERENCE_ANOMALIES;
     let anomalies = vigil::observe::AnomalyType::ALL.iter().map(|a| Column {
         name: vocab::column_of(&format!("{}_{}", per_type.name, a.as_str()), per_type.kind),
-        query: per_instance(format!("{}%SEL%", per_type.metric)),
-        extra: Some(format!("anomaly_type=\"{}\"", a.as_str())),
+        query: per_instance(format!(
+            "{}%SEL[anomaly_type=\"{}\"]%",
+            per_type.metric,
+            a.as_str()
+        )),
         absent: Some(0.0),
     });
     out.splice(before..before, anomalies);
+    out
+}
+
+/// Replaces `%SEL%` by the selector `{m1,m2,…}` of `matchers`, and `%SEL[extra]%` by the same with
+/// `extra` added (a matcher only that part of a query needs).
+fn selectors(query: &str, matchers: &[&str]) -> String {
+    let mut out = String::with_capacity(query.len());
+    let mut rest = query;
+    while let Some(at) = rest.find("%SEL") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 4..];
+        let (extra, tail) = if let Some(t) = after.strip_prefix('%') {
+            ("", t)
+        } else if let Some((extra, t)) = after.strip_prefix('[').and_then(|a| a.split_once("]%")) {
+            (extra, t)
+        } else {
+            out.push_str("%SEL");
+            rest = after;
+            continue;
+        };
+        let all: Vec<&str> = matchers
+            .iter()
+            .copied()
+            .chain((!extra.is_empty()).then_some(extra))
+            .collect();
+        out.push('{');
+        out.push_str(&all.join(","));
+        out.push('}');
+        rest = tail;
+    }
+    out.push_str(rest);
     out
 }
 
@@ -163,8 +221,8 @@ fn encode(s: &str) -> String {
 }
 
 /// One GET to Prometheus within `limits`; the body as text.
-fn http_get(host: &str, path: &str, limits: super::http::Limits) -> anyhow::Result<String> {
-    let (code, body) = super::http::get(host, path, "Prometheus", limits).context(
+fn http_get(host: &str, path: &str, limits: vigil_tool::http::Limits) -> anyhow::Result<String> {
+    let (code, body) = vigil_tool::http::get(host, path, "Prometheus", limits).context(
         "a query to Prometheus failed (--timeout and --max-response-mib set its limits; a narrower \
          --selector or a shorter --since asks for less)",
     )?;
@@ -192,7 +250,7 @@ pub(crate) fn run(args: PullArgs) -> anyhow::Result<()> {
         (1.0..=86_400.0).contains(&timeout),
         "--timeout must be from 1s to 1d"
     );
-    let limits = super::http::Limits {
+    let limits = vigil_tool::http::Limits {
         deadline: Duration::from_secs_f64(timeout),
         max_body: usize::try_from(args.max_response_mib * 1024 * 1024).unwrap_or(usize::MAX),
     };
@@ -228,17 +286,13 @@ pub(crate) fn run(args: PullArgs) -> anyhow::Result<()> {
     let range = format!("{}ms", ((step * 2.0) * 1000.0).round().max(1.0));
     let chunk = step * MAX_POINTS;
     let cols = columns();
-    let pb = super::offline::progress(cols.len() as u64, "querying Prometheus");
+    let pb = vigil_tool::engine::progress(cols.len() as u64, "querying Prometheus");
     for (ci, col) in cols.iter().enumerate() {
-        let sel: Vec<&str> = [Some(matchers.as_str()), col.extra.as_deref()]
+        let sel: Vec<&str> = [matchers.as_str()]
             .into_iter()
-            .flatten()
             .filter(|m| !m.is_empty())
             .collect();
-        let q = col
-            .query
-            .replace("%SEL%", &format!("{{{}}}", sel.join(",")))
-            .replace("%R%", &range);
+        let q = selectors(&col.query, &sel).replace("%R%", &range);
         let mut t0 = since;
         while t0 < until {
             let t1 = (t0 + chunk).min(until);
@@ -351,4 +405,51 @@ pub(crate) fn run(args: PullArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_take_the_matchers_and_each_part_s_own() {
+        let m = ["job=\"svc\"", "instance=~\"a|b\""];
+        assert_eq!(
+            selectors("up%SEL% + x%SEL[code=~\"5..\"]%[%R%] + y%SEL[]%", &m),
+            "up{job=\"svc\",instance=~\"a|b\"} + x{job=\"svc\",instance=~\"a|b\",code=~\"5..\"}[%R%] + y{job=\"svc\",instance=~\"a|b\"}"
+        );
+        assert_eq!(selectors("a%SEL[x]%", &[]), "a{x}");
+        // Not a placeholder: kept as written.
+        assert_eq!(selectors("a%SELF b", &m), "a%SELF b");
+    }
+
+    /// The HTTP layer's columns read both families, failed requests by the layer's own rule, and
+    /// are missing (not zero) where the layer never served.
+    #[test]
+    fn the_http_layer_columns_read_http_and_grpc_alike() {
+        let cols = columns();
+        let col = |name: &str| cols.iter().find(|c| c.name == name).unwrap();
+        let p99 = col("http_response_head_p99_seconds");
+        assert!(
+            p99.query
+                .contains("increase(vigil_http_server_response_head_seconds_bucket%SEL%[%R%])"),
+            "{}",
+            p99.query
+        );
+        assert!(p99.absent.is_some_and(f64::is_nan));
+        let ratio = col("http_error_ratio");
+        let q = selectors(&ratio.query, &["job=\"svc\""]);
+        assert!(
+            q.contains(
+                "http_server_request_duration_seconds_count{job=\"svc\",http_response_status_code=~\"5..|error\"}"
+            ),
+            "{q}"
+        );
+        assert!(
+            q.contains("rpc_grpc_status_code=~\"2|4|12|13|14|15\""),
+            "{q}"
+        );
+        assert!(ratio.absent.is_some_and(f64::is_nan));
+        assert!(!q.contains("%SEL"), "{q}");
+    }
 }

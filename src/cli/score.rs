@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use vigil_models::OutputFile;
 
-use super::input::ReadOptions;
-use super::offline::{EngineArgs, load_model, score_csv};
+use vigil_tool::engine::{EngineArgs, load_model, score_csv};
+use vigil_tool::input::ReadOptions;
 
 /// Flags of `vigil score`.
 #[derive(Debug, clap::Args)]

@@ -8,8 +8,8 @@ use vigil::features::time::{format_rfc3339, parse_timestamp};
 use vigil_models::{AnomalyKind, OutputFile};
 use vigil_store::{LabelQuery, NewLabel, Store, Verdict, Webhook};
 
-use super::UsageError;
-use super::input::InputError;
+use vigil_tool::UsageError;
+use vigil_tool::input::InputError;
 
 /// The store directory flag shared by the store commands.
 #[derive(Debug, Clone, clap::Args)]
@@ -284,7 +284,7 @@ fn import(dir: &Path, file: &Path, create: bool) -> anyhow::Result<()> {
             hooks.len()
         );
     } else {
-        let labels = super::labels::read_labels(file)?;
+        let labels = vigil_tool::labels::read_labels(file)?;
         let new: Vec<NewLabel> = labels
             .iter()
             .map(|l| NewLabel {

@@ -11,9 +11,9 @@ use vigil_models::{
 
 use vigil_models::OutputFile;
 
-use super::input::{CsvSource, InputError, ReadOptions};
-use super::labels::{label_at, read_labels};
-use super::offline::{check_features_finite, progress, too_few_rows};
+use vigil_tool::engine::{check_features_finite, progress, too_few_rows};
+use vigil_tool::input::{CsvSource, InputError, ReadOptions};
+use vigil_tool::labels::{label_at, read_labels};
 
 /// Flags of `vigil train`.
 #[derive(Debug, clap::Args)]
@@ -171,7 +171,7 @@ fn from_store(args: &TrainArgs, dir: &std::path::Path) -> anyhow::Result<()> {
             store.path().display()
         );
     };
-    let tick = super::offline::median_interval(windows.iter().map(|w| w.0)).max(1e-3);
+    let tick = vigil_tool::engine::median_interval(windows.iter().map(|w| w.0)).max(1e-3);
     let events = EventParams::default();
     let params = KMeansParams {
         clusters: args.clusters,

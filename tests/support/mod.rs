@@ -263,10 +263,58 @@ pub fn start_prometheus(dir: &std::path::Path, port: u16) -> std::process::Child
 
 /// This process's resident memory, bytes (`VmRSS` in `/proc/self/status`; Linux).
 pub fn rss() -> f64 {
+    status_bytes("VmRSS:")
+}
+
+/// A `/proc/self/status` line in bytes (`VmRSS:`, `RssAnon:`, `RssFile:`).
+pub fn status_bytes(key: &str) -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap()
+        .unwrap_or_else(|| panic!("no {key} in /proc/self/status"))
         * 1024.0
+}
+
+/// `go tool pprof FLAG` over a gzipped profile, as users read one (Debian's golang-go;
+/// scripts/test installs it): its standard output, or a panic with its error.
+pub fn go_tool_pprof(gz: &[u8], flag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "vigil-pprof-{}-{}",
+        std::process::id(),
+        flag.trim_start_matches('-')
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cpu.pb.gz");
+    std::fs::write(&file, gz).unwrap();
+    let out = std::process::Command::new("go")
+        .args(["tool", "pprof", flag])
+        .arg(&file)
+        .env("PPROF_TMPDIR", &dir)
+        .env("HOME", &dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "go not found ({e}): install it with `apt-get install -y golang-go` \
+                 (scripts/test does)"
+            )
+        });
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "go tool pprof {flag}: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    text
+}
+
+/// A child process killed and reaped when dropped (a test's server, whatever the test's outcome).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -3,16 +3,17 @@
 //!
 //! Sampling is our own (`sampler`): `setitimer(ITIMER_PROF)` delivers SIGPROF to whichever thread is
 //! on a CPU, 99 times a second of process CPU time, and the signal handler records that thread's
-//! stack — the interrupted instruction, then the chain of saved frame pointers, each frame record
-//! copied through a pipe (`write(2)` fails with `EFAULT` instead of faulting on a bad address) — in a
+//! stack — the interrupted instruction, then its callers, unwound by the DWARF call-frame
+//! information of the loaded objects (`unwind`, x86_64) or by saved frame pointers (aarch64), each
+//! word read through a pipe (`write(2)` fails with `EFAULT` instead of faulting on a bad address) — in a
 //! fixed table of distinct stacks allocated when the profile starts and freed when it ends. The
 //! handler takes no lock it can wait on and allocates nothing. Names come from the loaded objects'
 //! ELF symbol tables, streamed from their files after sampling (`symbols`), and the pprof protobuf
 //! is written by hand (`proto`). A profile therefore holds about a megabyte while it runs and
 //! nothing afterwards: no reservation at start, no step in the resident memory the detector watches.
-//! Code built without frame pointers gives short stacks, so the host should build with
-//! `-C force-frame-pointers=yes` (this repository does, in `.cargo/config.toml`). See
-//! `docs/ARCHITECTURE.md`.
+//! On x86_64 a host built the ordinary way (no frame pointers) gets whole stacks; on aarch64 it
+//! should build with `-C force-frame-pointers=yes` (this repository does, in `.cargo/config.toml`).
+//! See `docs/ARCHITECTURE.md`.
 //!
 //! One profile runs at a time in the whole process (SIGPROF and its timer are process-wide): a
 //! second request is refused with 409 and `Retry-After`. Sampling and symbolisation run on their own
@@ -56,6 +57,8 @@ mod proto;
 mod sampler;
 #[cfg(profiler)]
 mod symbols;
+#[cfg(all(profiler, target_arch = "x86_64"))]
+mod unwind;
 
 /// True when this build can take CPU profiles (the `profiling` feature, on Linux with glibc, x86_64
 /// or aarch64).
@@ -113,9 +116,10 @@ pub(crate) fn cut_stacks_warning(depths: impl IntoIterator<Item = (usize, u64)>)
     (total >= CUT_STACK_MIN_SAMPLES && shallow * 2 > total).then(|| {
         format!(
             "{shallow} of {total} samples are one or two frames deep: stacks are cut where code \
-             was built without frame pointers. Build the host with \
-             RUSTFLAGS=\"-C force-frame-pointers=yes\" (C and C++ libraries built without them \
-             cut stacks that pass through them too)"
+             has neither unwind tables (.eh_frame) nor frame pointers (JIT code, code built with \
+             -fno-asynchronous-unwind-tables; on aarch64, any code without frame pointers). Build \
+             the host with RUSTFLAGS=\"-C force-frame-pointers=yes\" and keep unwind tables in \
+             the C and C++ libraries it calls"
         )
     })
 }

@@ -8,17 +8,20 @@
 //! - takes the table's flag with one compare-and-swap and never waits for it: a signal that finds it
 //!   taken (another thread's handler, or the profiling thread stopping) drops its sample and counts it;
 //! - records the interrupted instruction itself (read from the signal's `ucontext`, so the function
-//!   a sample interrupted is its first frame), then walks the saved frame pointers. Each frame
-//!   record (saved frame pointer, return address: 16 bytes) is copied through a pipe with `write(2)`
-//!   and `read(2)`, which fail with `EFAULT` on an address that is not mapped instead of faulting;
-//!   the walk stops at a null, misaligned or non-increasing frame pointer, or at [`MAX_DEPTH`];
+//!   a sample interrupted is its first frame), then walks the stack: on x86_64 with each frame's
+//!   DWARF call-frame information ([`super::unwind`]: code built without frame pointers, the usual
+//!   release build and most C and C++ libraries, unwinds whole), taking a frame-pointer step where a
+//!   frame has none; elsewhere through the saved frame pointers alone. Every word of the stack is
+//!   copied through a pipe with `write(2)` and `read(2)`, which fail with `EFAULT` on an address that
+//!   is not mapped instead of faulting; the walk stops where no frame above the current one is
+//!   found, or at [`MAX_DEPTH`];
 //! - adds the stack to an open-addressing table of [`BUCKETS`] stacks (equal stacks share a bucket);
 //!   a stack that finds no free bucket within [`PROBES`] is counted as lost, not silently dropped;
 //! - allocates nothing, takes no lock it can wait on, and keeps `errno` as it found it. Everything
 //!   it calls is async-signal-safe (`write`, `read`, atomics).
 //!
-//! Code built without frame pointers gives short stacks (the host should build with
-//! `-C force-frame-pointers=yes`; this repository does).
+//! Without DWARF unwinding (aarch64), code built without frame pointers gives short stacks (the host
+//! should build with `-C force-frame-pointers=yes`; this repository does).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::time::Duration;
@@ -146,6 +149,10 @@ impl Drop for Table {
 
 /// The table of the profile running now; null when none runs.
 static TABLE: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
+/// The loaded objects' unwind tables while a profile runs (x86_64); null otherwise. Used under
+/// [`BUSY`], like the table.
+#[cfg(target_arch = "x86_64")]
+static UNWINDER: AtomicPtr<super::unwind::Unwinder> = AtomicPtr::new(std::ptr::null_mut());
 /// Held by whoever touches [`TABLE`]'s table or the pipe: one signal handler, or the stopping thread.
 static BUSY: AtomicBool = AtomicBool::new(false);
 /// Samples dropped because another handler held [`BUSY`].
@@ -231,6 +238,11 @@ pub(crate) fn start(hz: u32) -> Result<Running, String> {
     PIPE[0].store(fds[1], Ordering::Release);
     PIPE[1].store(fds[0], Ordering::Release);
     BUSY_DROPS.store(0, Ordering::Relaxed);
+    #[cfg(target_arch = "x86_64")]
+    UNWINDER.store(
+        Box::into_raw(Box::new(super::unwind::Unwinder::new())),
+        Ordering::Release,
+    );
     TABLE.store(Box::into_raw(Box::new(table)), Ordering::Release);
 
     // SAFETY: a zeroed sigaction is a valid value; the handler has the SA_SIGINFO signature and is
@@ -303,6 +315,15 @@ impl Running {
             std::thread::yield_now();
         }
         let table = TABLE.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let unwinder = UNWINDER.swap(std::ptr::null_mut(), Ordering::AcqRel);
+            if !unwinder.is_null() {
+                // SAFETY: from Box::into_raw at start; no handler can reach it now (BUSY is ours
+                // and the pointer is out of UNWINDER). Dropping it releases the libraries' pins.
+                drop(unsafe { Box::from_raw(unwinder) });
+            }
+        }
         for end in &PIPE {
             let fd = end.swap(-1, Ordering::AcqRel);
             if fd >= 0 {
@@ -333,47 +354,118 @@ impl Drop for Running {
     }
 }
 
-/// The interrupted thread's instruction pointer and frame pointer.
+/// The interrupted thread's instruction, stack and frame pointers.
 ///
 /// # Safety
 /// `ctx` is the `ucontext_t` the kernel passed to an SA_SIGINFO handler.
 #[cfg(target_arch = "x86_64")]
-unsafe fn registers(ctx: *mut libc::c_void) -> (u64, u64) {
+unsafe fn registers(ctx: *mut libc::c_void) -> Regs {
     // SAFETY: see the function's contract.
     let uc = unsafe { &*ctx.cast::<libc::ucontext_t>() };
     let g = &uc.uc_mcontext.gregs;
-    (
-        g[libc::REG_RIP as usize] as u64,
-        g[libc::REG_RBP as usize] as u64,
-    )
+    Regs {
+        pc: g[libc::REG_RIP as usize] as u64,
+        sp: g[libc::REG_RSP as usize] as u64,
+        fp: g[libc::REG_RBP as usize] as u64,
+    }
 }
 
-/// The interrupted thread's instruction pointer and frame pointer (x29).
+/// The interrupted thread's instruction, stack and frame pointers (x29).
 ///
 /// # Safety
 /// `ctx` is the `ucontext_t` the kernel passed to an SA_SIGINFO handler.
 #[cfg(target_arch = "aarch64")]
-unsafe fn registers(ctx: *mut libc::c_void) -> (u64, u64) {
+unsafe fn registers(ctx: *mut libc::c_void) -> Regs {
     // SAFETY: see the function's contract.
     let uc = unsafe { &*ctx.cast::<libc::ucontext_t>() };
-    (uc.uc_mcontext.pc, uc.uc_mcontext.regs[29])
+    Regs {
+        pc: uc.uc_mcontext.pc,
+        sp: uc.uc_mcontext.sp,
+        fp: uc.uc_mcontext.regs[29],
+    }
 }
 
-/// Copies the 16-byte frame record at `fp` (saved frame pointer, return address) through the pipe;
-/// `None` where it is not readable.
-fn read_frame(fp: u64, pipe: (i32, i32)) -> Option<(u64, u64)> {
-    let mut record = [0u64; 2];
-    // SAFETY: write(2) reads 16 bytes at `fp` in the kernel, which returns EFAULT instead of
-    // faulting when they are not mapped; read(2) fills `record`, 16 bytes of ours.
+/// The registers a walk carries from frame to frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Regs {
+    /// The instruction (the interrupted one, then return addresses).
+    pub(crate) pc: u64,
+    /// The stack pointer.
+    pub(crate) sp: u64,
+    /// The frame pointer, which frame records chain through.
+    pub(crate) fp: u64,
+}
+
+/// Copies the 8-byte word at `at` through the pipe; `None` where it is not readable.
+pub(crate) fn read_word(at: u64, pipe: (i32, i32)) -> Option<u64> {
+    let mut word = 0u64;
+    // SAFETY: write(2) reads 8 bytes at `at` in the kernel, which returns EFAULT instead of
+    // faulting when they are not mapped; read(2) fills `word`, 8 bytes of ours.
     unsafe {
-        if libc::write(pipe.0, fp as *const libc::c_void, 16) != 16 {
+        if libc::write(pipe.0, at as *const libc::c_void, 8) != 8 {
             return None;
         }
-        if libc::read(pipe.1, record.as_mut_ptr().cast(), 16) != 16 {
+        if libc::read(pipe.1, (&raw mut word).cast(), 8) != 8 {
             return None;
         }
     }
-    Some((record[0], record[1]))
+    Some(word)
+}
+
+/// One step through the frame record (saved frame pointer, return address) at `r.fp`, if it lies
+/// above the stack pointer and within [`MAX_FRAME`] of it.
+pub(crate) fn frame_pointer_step(r: Regs, read: &impl Fn(u64) -> Option<u64>) -> Option<Regs> {
+    if r.fp == 0 || !r.fp.is_multiple_of(8) || r.fp < r.sp || r.fp - r.sp > MAX_FRAME {
+        return None;
+    }
+    Some(Regs {
+        fp: read(r.fp)?,
+        pc: read(r.fp.wrapping_add(8))?,
+        sp: r.fp.wrapping_add(16),
+    })
+}
+
+/// Walks the stack through frame records alone into `out` (innermost first); returns the depth.
+pub(crate) fn frame_pointer_walk(
+    r: Regs,
+    read: impl Fn(u64) -> Option<u64>,
+    out: &mut [u64],
+) -> usize {
+    walk_with(r, out, |_, r| frame_pointer_step(r, &read))
+}
+
+/// Walks the stack from `r` into `out` (innermost first: `r.pc`, then return addresses), one
+/// `step` per frame; returns the depth. `step` gets the address to look the frame up by (the
+/// interrupted instruction, then each return address less one: the instruction after a call belongs
+/// to the call's frame) and the frame's registers, and gives its caller's. The walk stops where it
+/// gives none, or a caller that is not above the frame (the stack grows down), or at `out`'s length.
+pub(crate) fn walk_with(
+    mut r: Regs,
+    out: &mut [u64],
+    mut step: impl FnMut(u64, Regs) -> Option<Regs>,
+) -> usize {
+    let Some(first) = out.first_mut() else {
+        return 0;
+    };
+    *first = r.pc;
+    let mut depth = 1;
+    while depth < out.len() {
+        let at = if depth == 1 {
+            r.pc
+        } else {
+            r.pc.wrapping_sub(1)
+        };
+        let Some(next) = step(at, r) else {
+            break;
+        };
+        if next.pc == 0 || next.sp <= r.sp {
+            break;
+        }
+        out[depth] = next.pc;
+        depth += 1;
+        r = next;
+    }
+    depth
 }
 
 extern "C" fn on_sigprof(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -394,23 +486,21 @@ extern "C" fn on_sigprof(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *m
     if !table.is_null() && !ctx.is_null() && pipe.0 >= 0 && pipe.1 >= 0 {
         let mut stack = [0u64; MAX_DEPTH];
         // SAFETY: the kernel passed `ctx` to this SA_SIGINFO handler.
-        let (pc, mut fp) = unsafe { registers(ctx) };
-        stack[0] = pc;
-        let mut depth = 1;
-        while depth < MAX_DEPTH && fp != 0 && fp % 8 == 0 {
-            let Some((next, ret)) = read_frame(fp, pipe) else {
-                break;
-            };
-            if ret == 0 {
-                break;
+        let regs = unsafe { registers(ctx) };
+        #[cfg(target_arch = "x86_64")]
+        let depth = {
+            let unwinder = UNWINDER.load(Ordering::Acquire);
+            if unwinder.is_null() {
+                frame_pointer_walk(regs, |at| read_word(at, pipe), &mut stack)
+            } else {
+                // SAFETY: BUSY is ours, so no other handler uses the unwinder (or its stack), and
+                // the stopping thread frees it only once it holds BUSY and has taken it out of
+                // UNWINDER.
+                unsafe { (*unwinder).walk_on_own_stack(regs, pipe, &mut stack) }
             }
-            stack[depth] = ret;
-            depth += 1;
-            if next <= fp || next - fp > MAX_FRAME {
-                break;
-            }
-            fp = next;
-        }
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let depth = frame_pointer_walk(regs, |at| read_word(at, pipe), &mut stack);
         // SAFETY: gettid is a plain system call (async-signal-safe), no errno on success.
         let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u64;
         // SAFETY: BUSY is ours, so no other handler and not the stopping thread touches the table,
@@ -459,7 +549,7 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_record_is_read_through_the_pipe_and_a_bad_address_is_refused() {
+    fn a_word_is_read_through_the_pipe_and_a_bad_address_is_refused() {
         let mut fds = [-1; 2];
         assert_eq!(
             unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
@@ -467,10 +557,38 @@ mod tests {
         );
         let record = [0x1234_u64, 0x5678];
         let at = record.as_ptr() as u64;
-        assert_eq!(read_frame(at, (fds[1], fds[0])), Some((0x1234, 0x5678)));
-        assert_eq!(read_frame(8, (fds[1], fds[0])), None);
-        // The pipe is empty again after each record.
-        assert_eq!(read_frame(at, (fds[1], fds[0])), Some((0x1234, 0x5678)));
+        let pipe = (fds[1], fds[0]);
+        assert_eq!(read_word(at, pipe), Some(0x1234));
+        assert_eq!(read_word(at + 8, pipe), Some(0x5678));
+        assert_eq!(read_word(8, pipe), None);
+        // The pipe is empty again after each word.
+        assert_eq!(read_word(at, pipe), Some(0x1234));
+        // A frame record chains to the next; one below the stack pointer or far above it does not.
+        let read = |a: u64| read_word(a, pipe);
+        let r = Regs {
+            pc: 1,
+            sp: at - 64,
+            fp: at,
+        };
+        assert_eq!(
+            frame_pointer_step(r, &read),
+            Some(Regs {
+                pc: 0x5678,
+                sp: at + 16,
+                fp: 0x1234
+            })
+        );
+        assert_eq!(frame_pointer_step(Regs { sp: at + 8, ..r }, &read), None);
+        assert_eq!(
+            frame_pointer_step(
+                Regs {
+                    sp: at - MAX_FRAME - 8,
+                    ..r
+                },
+                &read
+            ),
+            None
+        );
         unsafe {
             libc::close(fds[0]);
             libc::close(fds[1]);

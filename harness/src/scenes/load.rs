@@ -11,6 +11,10 @@ use tokio::net::TcpStream;
 
 /// Keep-alive clients sharing the load.
 pub(crate) const CLIENTS: u32 = 8;
+/// Clients that ask for streamed generations, each waiting [`STREAM_PERIODS`] request periods after
+/// its stream ends: streams come at a twentieth of the request rate.
+pub(crate) const STREAM_CLIENTS: u32 = 4;
+const STREAM_PERIODS: u32 = 10;
 
 /// The rate multiplier at every tick, drawn once from a seed.
 #[derive(Debug, Clone)]
@@ -75,6 +79,9 @@ pub(crate) struct Counters {
     pub(crate) failed: AtomicU64,
     pub(crate) client_ok: AtomicU64,
     pub(crate) client_err: AtomicU64,
+    /// Streamed generations read to their end, and tokens read.
+    pub(crate) streams: AtomicU64,
+    pub(crate) stream_tokens: AtomicU64,
 }
 
 /// Current period between one client's requests, in nanoseconds (set by the scene every tick).
@@ -101,26 +108,56 @@ impl Pace {
     }
 }
 
-/// One keep-alive HTTP/1.1 client sending a request every `pace` period.
-pub(crate) async fn client(addr: SocketAddr, pace: Arc<Pace>, id: u32, counters: Arc<Counters>) {
+/// What a load client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// `POST /v1/predict` every period.
+    Predict,
+    /// `POST /v1/generate`, read to its end, then [`STREAM_PERIODS`] periods of wait.
+    Generate,
+}
+
+/// One keep-alive HTTP/1.1 client asking for `ask` at the `pace` period (reconnecting after an error).
+pub(crate) async fn client(
+    addr: SocketAddr,
+    pace: Arc<Pace>,
+    id: u32,
+    counters: Arc<Counters>,
+    ask: Ask,
+) {
     let mut conn: Option<BufReader<TcpStream>> = None;
     let mut n: u64 = 0;
+    let periods = match ask {
+        Ask::Predict => 1,
+        Ask::Generate => STREAM_PERIODS,
+    };
     loop {
-        tokio::time::sleep(pace.period()).await;
+        tokio::time::sleep(pace.period() * periods).await;
         n += 1;
-        let prompt = format!("client {id} request {n}: classify this prompt please");
         if conn.is_none() {
             conn = TcpStream::connect(addr).await.ok().map(BufReader::new);
         }
-        let ok = match conn.as_mut() {
-            Some(c) => request(c, &prompt).await,
-            None => Err(std::io::ErrorKind::NotConnected.into()),
+        // `Some(tokens)`: answered (a prediction has none); `None`: answered with an error status.
+        let answer = match (conn.as_mut(), ask) {
+            (Some(c), Ask::Predict) => {
+                let prompt = format!("client {id} request {n}: classify this prompt please");
+                request(c, &prompt).await.map(|ok| ok.then_some(0))
+            }
+            (Some(c), Ask::Generate) => {
+                let prompt = format!("stream client {id} prompt {n}: tell me a short story");
+                generate(c, &prompt).await.map(Some)
+            }
+            (None, _) => Err(std::io::ErrorKind::NotConnected.into()),
         };
-        match ok {
-            Ok(true) => {
+        match answer {
+            Ok(Some(_)) if ask == Ask::Predict => {
                 counters.client_ok.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(false) => {
+            Ok(Some(tokens)) => {
+                counters.streams.fetch_add(1, Ordering::Relaxed);
+                counters.stream_tokens.fetch_add(tokens, Ordering::Relaxed);
+            }
+            Ok(None) => {
                 counters.client_err.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
@@ -131,10 +168,15 @@ pub(crate) async fn client(addr: SocketAddr, pace: Arc<Pace>, id: u32, counters:
     }
 }
 
-/// Sends one request; `Ok(true)` for a 200, `Ok(false)` for another status.
-pub(crate) async fn request(conn: &mut BufReader<TcpStream>, body: &str) -> std::io::Result<bool> {
+/// Sends `POST path` with `body` and reads the answer's head: whether it is a 200, and its
+/// `content-length` (0 without one).
+async fn post(
+    conn: &mut BufReader<TcpStream>,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(bool, usize)> {
     let req = format!(
-        "POST /v1/predict HTTP/1.1\r\nhost: demo\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nhost: demo\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     conn.get_mut().write_all(req.as_bytes()).await?;
@@ -152,16 +194,51 @@ pub(crate) async fn request(conn: &mut BufReader<TcpStream>, body: &str) -> std:
             status_ok = l.starts_with("HTTP/1.1 200");
             first = false;
         } else if l.is_empty() {
-            break;
+            return Ok((status_ok, content_length));
         } else if let Some((k, v)) = l.split_once(':')
             && k.eq_ignore_ascii_case("content-length")
         {
             content_length = v.trim().parse().unwrap_or(0);
         }
     }
+}
+
+/// Asks for one streamed generation and reads its server-sent events (a chunked body) to the end;
+/// the number of `data:` events.
+pub(crate) async fn generate(
+    conn: &mut BufReader<TcpStream>,
+    prompt: &str,
+) -> std::io::Result<u64> {
+    let (ok, _) = post(conn, "/v1/generate", prompt).await?;
+    if !ok {
+        // The body's framing is unknown here: the caller drops the connection.
+        return Err(std::io::Error::other("generate answered an error"));
+    }
+    // Chunks: a hexadecimal size line, the data, CRLF; a zero size ends the body.
+    let mut events = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if conn.read_line(&mut line).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let size = usize::from_str_radix(line.trim_end().split(';').next().unwrap_or(""), 16)
+            .map_err(|_| std::io::Error::other("a chunk without a size"))?;
+        let mut data = vec![0; size.min(1 << 20) + 2];
+        conn.read_exact(&mut data).await?;
+        if size == 0 {
+            return Ok(events);
+        }
+        events += data.windows(5).filter(|w| w == b"data:").count() as u64;
+    }
+}
+
+/// Sends one prediction request; `Ok(true)` for a 200, `Ok(false)` for another status.
+pub(crate) async fn request(conn: &mut BufReader<TcpStream>, body: &str) -> std::io::Result<bool> {
+    let (ok, content_length) = post(conn, "/v1/predict", body).await?;
     let mut body = vec![0; content_length.min(1 << 20)];
     conn.read_exact(&mut body).await?;
-    Ok(status_ok)
+    Ok(ok)
 }
 
 #[cfg(test)]

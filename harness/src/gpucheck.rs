@@ -12,8 +12,8 @@ use anyhow::Context;
 use serde_json::json;
 use vigil::gpu::{GpuError, GpuReading, GpuSource, NvmlSource};
 
-use super::scenes::cuda::{CudaDevice, Leak, LeakBounds};
-use super::scenes::faults::GPU_LEAK_BYTES_PER_TICK;
+use crate::scenes::cuda::{CudaDevice, Leak, LeakBounds};
+use crate::scenes::faults::GPU_LEAK_BYTES_PER_TICK;
 
 /// Flags of `vigil bench gpu`.
 #[derive(Debug, clap::Args)]
@@ -103,8 +103,8 @@ fn tick_cost(src: &mut NvmlSource, n: u32) -> anyhow::Result<(f64, f64)> {
     }
     us.sort_unstable_by(f64::total_cmp);
     Ok((
-        super::offline::quantile(&us, 0.5),
-        super::offline::quantile(&us, 0.99),
+        vigil_tool::engine::quantile(&us, 0.5),
+        vigil_tool::engine::quantile(&us, 0.99),
     ))
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-use super::scenes::serve_model;
+use crate::scenes::serve_model;
 
 /// Flags of `vigil bench memory`.
 #[derive(Debug, clap::Args)]
@@ -119,7 +119,7 @@ impl Load {
                 let prompt = format!("memory client {i}: classify this prompt please");
                 while !stop.load(Ordering::Relaxed) {
                     if !matches!(
-                        super::scenes::load::request(&mut conn, &prompt).await,
+                        crate::scenes::load::request(&mut conn, &prompt).await,
                         Ok(true)
                     ) {
                         break;
@@ -178,11 +178,11 @@ fn agent_answer(
     path: &str,
     timeout: Duration,
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    super::http::get(
+    vigil_tool::http::get(
         &agent.to_string(),
         path,
         "the agent",
-        super::http::Limits::agent(timeout),
+        vigil_tool::http::Limits::agent(timeout),
     )
 }
 
@@ -266,8 +266,8 @@ fn measure(
     data_dir: &std::path::Path,
 ) -> anyhow::Result<serde_json::Value> {
     let peak = Peak::start()?;
-    let (host, load_rt) = super::overhead::runtimes(2)?;
-    let (addr, _faults, _counters) = serve_model(&host, 1)?;
+    let (host, load_rt) = crate::overhead::runtimes(2)?;
+    let addr = serve_model(&host, 1)?.addr;
     let load = Load::start(&load_rt, addr, args.connections);
     let secs = Duration::from_secs_f64(args.seconds);
 

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use vigil::models::AnomalyKind;
 
 use super::cuda::{CudaDevice, DeviceMemory, Leak, LeakBounds};
+use super::generate::GenerateFaults;
 use super::model::ModelFaults;
 
 /// Leaked tasks per tick, and at most in all.
@@ -155,6 +156,7 @@ pub(crate) struct Injector {
     workers: usize,
     tick: Duration,
     model: Arc<ModelFaults>,
+    generate: Arc<GenerateFaults>,
     gpu: Arc<GpuLeak>,
     active: Option<Active>,
 }
@@ -165,6 +167,7 @@ impl Injector {
         workers: usize,
         tick: Duration,
         model: Arc<ModelFaults>,
+        generate: Arc<GenerateFaults>,
         gpu: Arc<GpuLeak>,
     ) -> Self {
         Self {
@@ -172,6 +175,7 @@ impl Injector {
             workers,
             tick,
             model,
+            generate,
             gpu,
             active: None,
         }
@@ -328,6 +332,32 @@ impl Injector {
                 }
                 None => self.gpu.active.store(true, Ordering::Relaxed),
             },
+            AnomalyKind::FirstTokenRegression => {
+                // A slower prefill: sixteen more passes over the prompt (4 ms → 68 ms).
+                self.generate.prefill_passes.store(16, Ordering::Relaxed);
+            }
+            AnomalyKind::DecodeSlowdown => {
+                // Each decode step takes five times as long.
+                self.generate.decode_passes.store(4, Ordering::Relaxed);
+            }
+            AnomalyKind::QueueBuildup => {
+                // A batch that stalls: the scheduler admits nothing for nine tenths of every tick and
+                // a half (at most 2 s at a time; not a whole tick, so the stalls do not keep step with
+                // the agent's samples), and arriving generations pile up in the queue.
+                let stop = stop.clone();
+                let generate = self.generate.clone();
+                let period = tick * 3 / 2;
+                let stall = (period * 9 / 10).min(Duration::from_secs(2));
+                self.handle.spawn(async move {
+                    let mut every = tokio::time::interval(period);
+                    while !stop.load(Ordering::Relaxed) {
+                        every.tick().await;
+                        generate.stalled.store(true, Ordering::Relaxed);
+                        tokio::time::sleep(stall).await;
+                        generate.stalled.store(false, Ordering::Relaxed);
+                    }
+                });
+            }
             AnomalyKind::Unknown | AnomalyKind::LevelShift => {}
         }
         self.active = Some(Active {
@@ -353,6 +383,9 @@ impl Injector {
         self.model.error_permille.store(0, Ordering::Relaxed);
         self.model.timeout_permille.store(0, Ordering::Relaxed);
         self.model.extra_passes.store(0, Ordering::Relaxed);
+        self.generate.prefill_passes.store(0, Ordering::Relaxed);
+        self.generate.decode_passes.store(0, Ordering::Relaxed);
+        self.generate.stalled.store(false, Ordering::Relaxed);
         self.gpu.active.store(false, Ordering::Relaxed);
     }
 }
@@ -366,7 +399,7 @@ impl Drop for Injector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::scenes::cuda::tests::Fake;
+    use crate::scenes::cuda::tests::Fake;
 
     /// The real GPU leak as the injector runs it, on a fake device: it grows a step a tick up to its
     /// cap while the fault runs, and stopping the fault frees every byte.
@@ -393,6 +426,7 @@ mod tests {
             1,
             Duration::from_millis(5),
             Arc::new(ModelFaults::default()),
+            Arc::new(GenerateFaults::default()),
             gpu.clone(),
         );
         injector.start(AnomalyKind::GpuMemoryLeak).unwrap();

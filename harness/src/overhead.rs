@@ -21,8 +21,8 @@ use serde_json::json;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
-use super::offline::quantile;
-use super::scenes::{load, serve_model};
+use crate::scenes::{load, serve_model};
+use vigil_tool::engine::quantile;
 
 /// Flags of `vigil bench overhead`.
 #[derive(Debug, clap::Args)]
@@ -148,7 +148,7 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
         None => None,
     };
     let tick = parse("--tick", &args.tick)?;
-    let (addr, _faults, _counters) = serve_model(&host, 1)?;
+    let addr = serve_model(&host, 1)?.addr;
     // Warm the server, the allocator and the connections.
     measure(&load_rt, addr, args.connections, 0.5);
     let mut arms = vec![Arm::Plain, Arm::Agent, Arm::Full];
@@ -165,7 +165,7 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
         let mut got = [None; 4];
         for k in 0..n {
             let arm = arms[(k + round as usize) % n];
-            crate::set_alloc_counting(arm == Arm::Full);
+            crate::alloc::set_alloc_counting(arm == Arm::Full);
             vigil::observe::set_enabled(arm != Arm::Plain);
             let agent = if arm == Arm::Plain {
                 None
@@ -229,7 +229,7 @@ pub(crate) fn run(args: OverheadArgs) -> anyhow::Result<()> {
             "profiling": profiling.as_ref().map(j),
         }));
     }
-    crate::set_alloc_counting(true);
+    crate::alloc::set_alloc_counting(true);
     vigil::observe::set_enabled(true);
     let [mut agent_r, mut full_r, mut prof_r, mut prof_agent_r] = ratios;
     let arm_json = |r: &mut [Vec<f64>; 3]| {
@@ -329,11 +329,11 @@ fn start_profile(
     );
     let host = agent.to_string();
     let handle = std::thread::spawn(move || {
-        let (code, body) = super::http::get(
+        let (code, body) = vigil_tool::http::get(
             &host,
             &format!("/debug/pprof/profile?seconds={length}"),
             "the agent",
-            super::http::Limits::agent(Duration::from_secs(length + 30)),
+            vigil_tool::http::Limits::agent(Duration::from_secs(length + 30)),
         )?;
         anyhow::ensure!(
             code == 200,

@@ -341,7 +341,7 @@ pub(crate) mod tests {
 
     /// Counts what is held, and can refuse.
     #[derive(Clone, Default)]
-    pub(crate) struct Fake(pub(crate) Arc<Mutex<FakeState>>);
+    pub(crate) struct Fake(pub Arc<Mutex<FakeState>>);
 
     #[derive(Default)]
     pub(crate) struct FakeState {

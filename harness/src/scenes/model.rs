@@ -86,11 +86,14 @@ impl Mlp {
     /// Hashes the prompt's bytes into an embedding.
     #[vigil::observe(model = "demo-mlp", stage = "embed")]
     fn embed(&self, prompt: &[u8]) -> Array1<f32> {
-        let mut e = Array1::<f32>::zeros(DIM);
-        for (i, b) in prompt.iter().enumerate() {
-            e[(i.wrapping_mul(31) ^ usize::from(*b)) % DIM] += f32::from(*b) / 255.0 - 0.5;
-        }
-        e
+        hash_embed(prompt)
+    }
+
+    /// The dense layers and the head, once.
+    fn dense(&self, x: &Array1<f32>) -> Array1<f32> {
+        let h1 = (self.w1.dot(x) + &self.b1).mapv(f32::tanh);
+        let h2 = (self.w2.dot(&h1) + &self.b2).mapv(f32::tanh);
+        self.head.dot(&h2)
     }
 
     /// The dense layers; `passes` > 1 repeats them (an injected slowdown).
@@ -98,11 +101,26 @@ impl Mlp {
     fn forward(&self, x: &Array1<f32>, passes: u32) -> Vec<f32> {
         let mut logits = Array1::<f32>::zeros(CLASSES);
         for _ in 0..passes.max(1) {
-            let h1 = (self.w1.dot(x) + &self.b1).mapv(f32::tanh);
-            let h2 = (self.w2.dot(&h1) + &self.b2).mapv(f32::tanh);
-            logits = self.head.dot(&h2);
+            logits = self.dense(x);
         }
         logits.to_vec()
+    }
+
+    /// A generation's prefill: the prompt's embedding, the state the decode steps carry.
+    pub(crate) fn prefill(&self, prompt: &[u8]) -> Array1<f32> {
+        let x = hash_embed(prompt);
+        std::hint::black_box(self.dense(&x));
+        x
+    }
+
+    /// One autoregressive decode step: the next token is the head's argmax, and the state takes it
+    /// in (its embedding added, squashed) for the step after.
+    pub(crate) fn decode_step(&self, state: &mut Array1<f32>) -> usize {
+        let logits = self.dense(state);
+        let token = argmax(logits.iter().copied()).0;
+        state[(token * 7) % DIM] += 0.5;
+        state.mapv_inplace(f32::tanh);
+        token
     }
 
     /// One request: embed, forward, argmax; the injected faults apply here.
@@ -138,11 +156,25 @@ impl Mlp {
         }
         let x = self.embed(prompt);
         let logits = self.forward(&x, 1 + faults.extra_passes.load(Ordering::Relaxed));
-        Ok(logits.iter().enumerate().fold(
-            (0, f32::MIN),
-            |best, (i, v)| if *v > best.1 { (i, *v) } else { best },
-        ))
+        Ok(argmax(logits.iter().copied()))
     }
+}
+
+/// A prompt's bytes hashed into an embedding.
+fn hash_embed(prompt: &[u8]) -> Array1<f32> {
+    let mut e = Array1::<f32>::zeros(DIM);
+    for (i, b) in prompt.iter().enumerate() {
+        e[(i.wrapping_mul(31) ^ usize::from(*b)) % DIM] += f32::from(*b) / 255.0 - 0.5;
+    }
+    e
+}
+
+/// `(index, value)` of the largest value (the first of equals).
+fn argmax(values: impl Iterator<Item = f32>) -> (usize, f32) {
+    values.enumerate().fold(
+        (0, f32::MIN),
+        |best, (i, v)| if v > best.1 { (i, v) } else { best },
+    )
 }
 
 #[cfg(test)]

@@ -3,15 +3,19 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use vigil::features::{SignalSet, SignalSpec};
+use vigil_features::{SignalSet, SignalSpec};
 
 /// Bad input: names the file, line and column, and what is wrong. The CLI exits with code 2 on these.
 #[derive(Debug)]
-pub(crate) struct InputError {
-    pub(crate) file: PathBuf,
-    pub(crate) line: Option<u64>,
-    pub(crate) column: Option<String>,
-    pub(crate) message: String,
+pub struct InputError {
+    /// The file.
+    pub file: PathBuf,
+    /// The line, where one is at fault.
+    pub line: Option<u64>,
+    /// The column, where one is at fault.
+    pub column: Option<String>,
+    /// What is wrong.
+    pub message: String,
 }
 
 impl fmt::Display for InputError {
@@ -30,7 +34,8 @@ impl fmt::Display for InputError {
 impl std::error::Error for InputError {}
 
 impl InputError {
-    pub(crate) fn file(file: &Path, message: impl Into<String>) -> Self {
+    /// An error about the whole file.
+    pub fn file(file: &Path, message: impl Into<String>) -> Self {
         Self {
             file: file.to_owned(),
             line: None,
@@ -40,15 +45,15 @@ impl InputError {
     }
 }
 
-pub(crate) use vigil_features::time::parse_timestamp;
+pub use vigil_features::time::parse_timestamp;
 
 /// The longest line (header included) a CSV input may have: 1 MiB, about 50,000 numeric columns. A
 /// longer one is refused naming its line, so `--csv /dev/zero` or a runaway cell cannot take the
 /// machine's memory.
-pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
+pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// A reader that fails as soon as a line grows past `cap` bytes (see [`MAX_LINE_BYTES`]).
-pub(crate) struct LineCap<R> {
+pub struct LineCap<R> {
     inner: R,
     cap: usize,
     line: u64,
@@ -56,7 +61,8 @@ pub(crate) struct LineCap<R> {
 }
 
 impl<R> LineCap<R> {
-    pub(crate) fn new(inner: R, cap: usize) -> Self {
+    /// `inner`, refusing lines longer than `cap` bytes.
+    pub fn new(inner: R, cap: usize) -> Self {
         Self {
             inner,
             cap,
@@ -92,7 +98,7 @@ impl<R: std::io::Read> std::io::Read for LineCap<R> {
 }
 
 /// A cell as error messages quote it: at most 64 characters, then how long it was.
-pub(crate) fn quoted(cell: &str) -> String {
+pub fn quoted(cell: &str) -> String {
     const SHOWN: usize = 64;
     match cell.char_indices().nth(SHOWN) {
         None => cell.to_owned(),
@@ -103,7 +109,7 @@ pub(crate) fn quoted(cell: &str) -> String {
 /// A CSV reader that ends records at `\n` only, so line numbers are exact for CRLF files too (as
 /// Python's csv module writes them); the `\r` left on the last cell is trimmed like other whitespace.
 /// Lines are capped at [`MAX_LINE_BYTES`].
-pub(crate) fn csv_reader<R: std::io::Read>(rdr: R) -> csv::Reader<LineCap<R>> {
+pub fn csv_reader<R: std::io::Read>(rdr: R) -> csv::Reader<LineCap<R>> {
     csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -113,11 +119,11 @@ pub(crate) fn csv_reader<R: std::io::Read>(rdr: R) -> csv::Reader<LineCap<R>> {
 
 /// Reading options shared by `train`, `score` and `eval`.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
-pub(crate) struct ReadOptions {
+pub struct ReadOptions {
     /// Skip rows whose timestamp repeats or goes back (DST repeats, clock steps) instead of refusing the
     /// file; how many were skipped and where is reported on stderr.
     #[arg(long)]
-    pub(crate) skip_unordered: bool,
+    pub skip_unordered: bool,
 }
 
 /// Line numbers of skipped rows kept for the report.
@@ -127,17 +133,17 @@ const SKIPPED_SHOWN: usize = 5;
 /// `<signal>_total`) get their unit and kind, so a recording has the agent's feature schema; other
 /// columns are counters when named `*_total` (Prometheus convention), else gauges, of unknown scale.
 fn spec_for(name: &str) -> SignalSpec {
-    vigil::features::vocab::column_signal(name)
+    vigil_features::vocab::column_signal(name)
 }
 
 /// Whether `path` names a gzip'd file (`.gz`, any case): read through a decoder.
-pub(crate) fn is_gzip(path: &Path) -> bool {
+pub fn is_gzip(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 /// `file` as a buffered stream, through a gzip decoder when `path` names a `.gz` file.
-pub(crate) fn decoded(path: &Path, file: std::fs::File) -> Box<dyn std::io::Read> {
+pub fn decoded(path: &Path, file: std::fs::File) -> Box<dyn std::io::Read> {
     let buffered = std::io::BufReader::with_capacity(1 << 20, file);
     if is_gzip(path) {
         Box::new(std::io::BufReader::with_capacity(
@@ -150,17 +156,21 @@ pub(crate) fn decoded(path: &Path, file: std::fs::File) -> Box<dyn std::io::Read
 }
 
 /// One CSV file (plain, or gzip'd when its name ends in `.gz`) read row by row.
-pub(crate) struct CsvSource {
+pub struct CsvSource {
     path: PathBuf,
     reader: csv::Reader<LineCap<Box<dyn std::io::Read>>>,
     record: csv::StringRecord,
     columns: Vec<String>,
     signals: SignalSet,
     previous: Option<f64>,
-    pub(crate) values: Vec<f64>,
-    pub(crate) timestamp: f64,
-    pub(crate) raw_timestamp: String,
-    pub(crate) line: u64,
+    /// The current row's values, in the order of [`CsvSource::signals`].
+    pub values: Vec<f64>,
+    /// The current row's time, seconds since the Unix epoch.
+    pub timestamp: f64,
+    /// The current row's timestamp cell as written.
+    pub raw_timestamp: String,
+    /// The current row's line in the file.
+    pub line: u64,
     size: u64,
     options: ReadOptions,
     skipped: u64,
@@ -168,7 +178,8 @@ pub(crate) struct CsvSource {
 }
 
 impl CsvSource {
-    pub(crate) fn open(path: &Path, options: ReadOptions) -> Result<Self, InputError> {
+    /// Opens a CSV (plain or gzip'd) and reads its header.
+    pub fn open(path: &Path, options: ReadOptions) -> Result<Self, InputError> {
         let file = std::fs::File::open(path)
             .map_err(|e| InputError::file(path, format!("cannot open: {e}")))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -264,15 +275,18 @@ impl CsvSource {
         })
     }
 
-    pub(crate) fn signals(&self) -> &SignalSet {
+    /// The file's columns as signals.
+    pub fn signals(&self) -> &SignalSet {
         &self.signals
     }
 
-    pub(crate) fn size(&self) -> u64 {
+    /// The file's size in bytes (for progress).
+    pub fn size(&self) -> u64 {
         self.size
     }
 
-    pub(crate) fn position(&self) -> u64 {
+    /// Bytes read so far.
+    pub fn position(&self) -> u64 {
         self.reader.position().byte()
     }
 
@@ -286,12 +300,12 @@ impl CsvSource {
     }
 
     /// The names of the signal columns, in order.
-    pub(crate) fn column_names(&self) -> &[String] {
+    pub fn column_names(&self) -> &[String] {
         &self.columns[1..]
     }
 
     /// With `--skip-unordered`: how many rows were skipped and where, in words (`None` if none).
-    pub(crate) fn skipped_report(&self) -> Option<String> {
+    pub fn skipped_report(&self) -> Option<String> {
         (self.skipped > 0).then(|| {
             let mut lines = self
                 .skipped_lines
@@ -312,7 +326,7 @@ impl CsvSource {
 
     /// Reads the next row into `timestamp`, `raw_timestamp` and `values`; `false` at the end. With
     /// `--skip-unordered`, rows whose timestamp repeats or goes back are skipped and counted.
-    pub(crate) fn next_row(&mut self) -> Result<bool, InputError> {
+    pub fn next_row(&mut self) -> Result<bool, InputError> {
         loop {
             match self.read_one()? {
                 Some(true) => return Ok(true),
@@ -420,7 +434,7 @@ impl CsvSource {
 /// The largest magnitude a CSV value may have: the window statistics square values (a spread), and
 /// squares of values beyond this overflow `f64`. Refused on the value's own line, not on the line where
 /// the first window that holds it fills.
-pub(crate) const MAX_VALUE: f64 = 1e150;
+pub const MAX_VALUE: f64 = 1e150;
 
 #[cfg(test)]
 mod tests {

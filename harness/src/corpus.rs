@@ -32,8 +32,8 @@ use serde_json::{Value, json};
 use vigil::features::{SignalSet, Window};
 use vigil_models::{Engine, EngineConfig, InlineTrainer, TrainJob};
 
-use super::input::{CsvSource, InputError, ReadOptions, csv_reader, decoded, parse_timestamp};
-use super::offline::EngineArgs;
+use vigil_tool::engine::EngineArgs;
+use vigil_tool::input::{CsvSource, InputError, ReadOptions, csv_reader, decoded, parse_timestamp};
 
 /// Flags of `vigil bench corpus`.
 #[derive(Debug, clap::Args)]
@@ -56,7 +56,7 @@ pub(crate) struct CorpusArgs {
     /// Instead of each series' test rows, a joint-move test made from its training rows with this
     /// seed: the first 60 % train, and in the rest, once a day, four columns move together by two of
     /// their robust standard deviations for one to three hours, each staying inside its own training
-    /// range; the labels are the moved rows (see `src/cli/joint.rs`).
+    /// range; the labels are the moved rows (see `harness/src/joint.rs`).
     #[arg(long, value_name = "SEED")]
     joint_moves: Option<u64>,
     /// The engine's settings for both of its ways, as `vigil score` takes them (the false-event
@@ -134,7 +134,7 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
     results.sort_by(|a, b| a.0.cmp(&b.0));
     for (dir, r) in results {
         let Some((name, by)) = r? else {
-            super::say!(
+            vigil_tool::say!(
                 "{}: fewer than two columns with a spread, or under a day of rows to test: no joint moves to make; left out",
                 dir.display()
             )?;
@@ -166,7 +166,7 @@ pub(crate) fn run(args: CorpusArgs) -> anyhow::Result<()> {
         ))).collect::<serde_json::Map<_, _>>(),
     });
     print_table(&report);
-    super::say!(
+    vigil_tool::say!(
         "{} series in {:.1} s",
         per_series.len(),
         started.elapsed().as_secs_f64()
@@ -204,7 +204,7 @@ fn measure(
     let s = load(dir)?;
     let s = match joint_moves {
         None => s,
-        Some(seed) => match super::joint::joint_moves(&s.train, seed, tick_of(&s.train)) {
+        Some(seed) => match crate::joint::joint_moves(&s.train, seed, tick_of(&s.train)) {
             Some(j) => Series {
                 name: s.name,
                 signals: s.signals,
@@ -387,7 +387,7 @@ fn load(dir: &Path) -> anyhow::Result<Series> {
 
 /// The median interval between training rows.
 fn tick_of(rows: &[(f64, Vec<f64>)]) -> f64 {
-    super::offline::median_interval(rows.iter().map(|r| r.0))
+    vigil_tool::engine::median_interval(rows.iter().map(|r| r.0))
 }
 
 /// The engine settings `vigil score` derives for rows of this series with these flags.
@@ -520,7 +520,7 @@ fn mean_sd<'a>(values: impl Iterator<Item = &'a f64>) -> (f64, f64) {
 fn z_rule(train_scores: Vec<f64>, test_scores: Vec<f64>) -> Outcome {
     let mut sorted: Vec<f64> = train_scores.into_iter().filter(|v| v.is_finite()).collect();
     sorted.sort_unstable_by(f64::total_cmp);
-    let threshold = super::offline::quantile(&sorted, 1.0 - Z_RULE_BUDGET);
+    let threshold = vigil_tool::engine::quantile(&sorted, 1.0 - Z_RULE_BUDGET);
     Outcome {
         in_event: test_scores.iter().map(|z| *z > threshold).collect(),
         score: test_scores.into_iter().map(Some).collect(),
@@ -703,13 +703,13 @@ fn print_table(report: &Value) {
             cell(m, "pr_auc"),
         )
     };
-    let _ = super::say!("pooled");
-    let _ = super::say!("{header}");
+    let _ = vigil_tool::say!("pooled");
+    let _ = vigil_tool::say!("{header}");
     for m in METHODS {
-        let _ = super::say!("{}", line(m, &report["pooled"][m]));
+        let _ = vigil_tool::say!("{}", line(m, &report["pooled"][m]));
     }
-    let _ = super::say!("\nper series: fc1 / normal_inside_share");
-    let _ = super::say!(
+    let _ = vigil_tool::say!("\nper series: fc1 / normal_inside_share");
+    let _ = vigil_tool::say!(
         "series     {}",
         METHODS.map(|m| format!("{m:<16}")).join("")
     );
@@ -725,7 +725,7 @@ fn print_table(report: &Value) {
                     )
                 )
             });
-            let _ = super::say!("{name:<10} {}", cells.join(""));
+            let _ = vigil_tool::say!("{name:<10} {}", cells.join(""));
         }
     }
 }

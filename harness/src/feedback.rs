@@ -17,7 +17,7 @@ use vigil::models::labels::Label;
 use vigil::models::retrain::{RetrainInput, retrain};
 use vigil::models::{AnomalyKind, EventParams, LabelledWindow, ModelFile};
 
-use super::input::ReadOptions;
+use vigil_tool::input::ReadOptions;
 
 /// Flags of `vigil bench feedback`.
 #[derive(Debug, clap::Args)]
@@ -48,17 +48,17 @@ fn replay(
     start_with: Option<(ModelFile, Vec<LabelledWindow>)>,
 ) -> anyhow::Result<Replay> {
     let options = ReadOptions::default();
-    let cfg = |tick: f64| super::scenes::bench_engine(Duration::from_secs_f64(tick));
+    let cfg = |tick: f64| crate::scenes::bench_engine(Duration::from_secs_f64(tick));
     let start = match start_with {
-        Some((m, labelled)) => super::offline::Start::Own(m, labelled),
-        None => super::offline::Start::Cold,
+        Some((m, labelled)) => vigil_tool::engine::Start::Own(m, labelled),
+        None => vigil_tool::engine::Start::Cold,
     };
     let (mut windows, mut events) = (Vec::new(), Vec::new());
     let mut open: Option<f64> = None;
     let mut last_t = 0.0;
     let mut model: Option<Arc<ModelFile>> = None;
     let mut schema: Option<vigil::features::FeatureSchema> = None;
-    super::offline::drive_csv(csv, options, cfg, start, false, |src, engine, step| {
+    vigil_tool::engine::drive_csv(csv, options, cfg, start, false, |src, engine, step| {
         last_t = src.timestamp;
         if let Some(e) = &step.opened {
             open = Some(e.start);
@@ -154,7 +154,7 @@ pub(crate) fn run(args: FeedbackArgs) -> anyhow::Result<()> {
     let test = runs.pop().unwrap_or_default();
     let faults_of = |name: &str| -> anyhow::Result<Vec<Label>> {
         Ok(
-            super::labels::read_labels(&args.replay.join(format!("{name}.labels.csv")))?
+            vigil_tool::labels::read_labels(&args.replay.join(format!("{name}.labels.csv")))?
                 .into_iter()
                 .filter(|l| l.anomaly)
                 .collect(),
@@ -196,11 +196,11 @@ pub(crate) fn run(args: FeedbackArgs) -> anyhow::Result<()> {
         anyhow::bail!("the feedback runs never trained a model");
     };
     // 2. The agent's retrain over them, through its gate.
-    let tick = super::offline::estimate_tick(
+    let tick = vigil_tool::engine::estimate_tick(
         &args.replay.join(format!("{}.csv", runs[0])),
         ReadOptions::default(),
     )?;
-    let cfg = super::scenes::bench_engine(Duration::from_secs_f64(tick))?;
+    let cfg = crate::scenes::bench_engine(Duration::from_secs_f64(tick))?;
     let input = RetrainInput {
         schema,
         windows,

@@ -4,6 +4,7 @@
 
 pub(crate) mod cuda;
 pub(crate) mod faults;
+pub(crate) mod generate;
 pub(crate) mod load;
 pub(crate) mod model;
 pub(crate) mod record;
@@ -23,6 +24,7 @@ use vigil::features::Sample;
 use vigil::models::{AnomalyKind, Score};
 
 use faults::{GpuLeak, Injector};
+use generate::GenerateFaults;
 use load::{Counters, LoadPlan, Pace};
 use model::{Mlp, ModelFaults};
 
@@ -82,7 +84,7 @@ pub(crate) struct Tick {
 }
 
 struct ServerState {
-    mlp: Mlp,
+    mlp: Arc<Mlp>,
     faults: Arc<ModelFaults>,
     counters: Arc<Counters>,
 }
@@ -106,21 +108,37 @@ async fn predict(State(s): State<Arc<ServerState>>, body: String) -> (StatusCode
     }
 }
 
-/// Starts the demo inference server (`POST /v1/predict`) on `rt`, bound to a free loopback port.
-pub(crate) fn serve_model(
-    rt: &tokio::runtime::Runtime,
-    seed: u64,
-) -> anyhow::Result<(SocketAddr, Arc<ModelFaults>, Arc<Counters>)> {
+/// The demo server's fault knobs and counters.
+pub(crate) struct Served {
+    pub(crate) addr: SocketAddr,
+    pub(crate) model: Arc<ModelFaults>,
+    pub(crate) generate: Arc<GenerateFaults>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// Starts the demo inference server on `rt`, bound to a free loopback port: `POST /v1/predict` (a
+/// classification) and `POST /v1/generate` (a streamed generation, [`generate`]), both behind
+/// `vigil::observe::http::HttpMetricsLayer`.
+pub(crate) fn serve_model(rt: &tokio::runtime::Runtime, seed: u64) -> anyhow::Result<Served> {
     let model_faults = Arc::new(ModelFaults::default());
+    let generate_faults = Arc::new(GenerateFaults::default());
     let counters = Arc::new(Counters::default());
+    let mlp = Arc::new(Mlp::new(seed));
     let state = Arc::new(ServerState {
-        mlp: Mlp::new(seed),
+        mlp: mlp.clone(),
         faults: model_faults.clone(),
         counters: counters.clone(),
     });
+    let generator = Arc::new(generate::Generator::new(mlp, generate_faults.clone()));
     let app = Router::new()
         .route("/v1/predict", post(predict))
-        .with_state(state);
+        .with_state(state)
+        .merge(
+            Router::new()
+                .route("/v1/generate", post(generate::generate))
+                .with_state(generator),
+        )
+        .layer(vigil::observe::http::HttpMetricsLayer);
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .context("binding the inference server")?;
@@ -130,7 +148,12 @@ pub(crate) fn serve_model(
             tracing::error!("inference server stopped: {e}");
         }
     });
-    Ok((server_addr, model_faults, counters))
+    Ok(Served {
+        addr: server_addr,
+        model: model_faults,
+        generate: generate_faults,
+        counters,
+    })
 }
 
 /// A running scene. Dropping it stops the fault, the agent, the load and the server.
@@ -222,22 +245,28 @@ impl Scene {
         let tick = agent.tick();
         let scores = agent.subscribe_scores();
         let events = agent.subscribe_events();
-        let (server_addr, model_faults, counters) = serve_model(&rt, cfg.seed)?;
+        let served = serve_model(&rt, cfg.seed)?;
+        let (server_addr, counters) = (served.addr, served.counters.clone());
         let plan = LoadPlan::new(cfg.seed);
         let pace = Arc::new(Pace::new(cfg.rps * plan.factor(0)));
-        for id in 0..load::CLIENTS {
+        // Predictions at the plan's rate; streamed generations at a twentieth of it, same shape.
+        let clients = (0..load::CLIENTS).map(|id| (id, load::Ask::Predict));
+        let streams = (0..load::STREAM_CLIENTS).map(|id| (id, load::Ask::Generate));
+        for (id, ask) in clients.chain(streams) {
             rt.spawn(load::client(
                 server_addr,
                 pace.clone(),
                 id,
                 counters.clone(),
+                ask,
             ));
         }
         let injector = Injector::new(
             rt.handle().clone(),
             cfg.workers,
             agent.tick(),
-            model_faults,
+            served.model,
+            served.generate,
             gpu_leak,
         );
         Ok(Self {
@@ -444,10 +473,31 @@ mod tests {
                     let g = d("gpu0_memory_used_bytes");
                     g[g.len() - 1] - median(&b("gpu0_memory_used_bytes")) >= 1e9
                 }
+                AnomalyKind::FirstTokenRegression => {
+                    let ttft = "gen_ai_time_to_first_token_p99_seconds";
+                    median(&d(ttft)[2..]) >= 3.0 * median(&b(ttft))
+                }
+                AnomalyKind::DecodeSlowdown => {
+                    let tpot = "gen_ai_time_per_output_token_p50_seconds";
+                    median(&d(tpot)[2..]) >= 2.5 * median(&b(tpot))
+                }
+                // Nine tenths of every 150 ms stalled: requests wait up to 135 ms, and pile up.
+                AnomalyKind::QueueBuildup => {
+                    median(&d("ai_queue_time_p99_seconds")[2..]) >= 0.03
+                        && max(&d("ai_queue_waiting_requests")) >= 1.0
+                }
                 AnomalyKind::Unknown | AnomalyKind::LevelShift => true,
             };
             if !moved {
-                failures.push(format!("{}: its signal did not move", kind.as_str()));
+                let show = |n: &'static str| format!("{n} {:?} -> {:?}", b(n), d(n));
+                failures.push(format!(
+                    "{}: its signal did not move ({}; {}; {}; {})",
+                    kind.as_str(),
+                    show("gen_ai_time_to_first_token_p99_seconds"),
+                    show("gen_ai_time_per_output_token_p50_seconds"),
+                    show("ai_queue_time_p99_seconds"),
+                    show("ai_queue_waiting_requests")
+                ));
             }
             // Unrelated signals stay put.
             if kind != AnomalyKind::TaskLeak {

@@ -5,13 +5,13 @@ use std::path::Path;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use vigil::features::{FeatureVector, Horizons};
+use vigil_features::{FeatureVector, Horizons};
 use vigil_models::{Engine, EngineConfig, InlineTrainer, ModelError, ModelFile, Step};
 
-use super::input::{CsvSource, InputError, ReadOptions};
+use crate::input::{CsvSource, InputError, ReadOptions};
 
 /// A byte-based progress bar on stderr (hidden when stderr is not a terminal).
-pub(crate) fn progress(total: u64, what: &str) -> ProgressBar {
+pub fn progress(total: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(total);
     pb.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
@@ -21,16 +21,16 @@ pub(crate) fn progress(total: u64, what: &str) -> ProgressBar {
     pb
 }
 
-pub(crate) use vigil_models::evaluation::quantile;
+pub use vigil_models::evaluation::quantile;
 
 /// Loads a model; damage is input error (exit 2).
-pub(crate) fn load_model(path: &Path) -> anyhow::Result<ModelFile> {
+pub fn load_model(path: &Path) -> anyhow::Result<ModelFile> {
     ModelFile::load(path).map_err(|e| anyhow::Error::new(InputError::file(path, e.to_string())))
 }
 
 /// Refuses a window whose features overflowed (values so large that their squares are infinite),
 /// naming the column, instead of training a model that cannot be saved or scoring garbage.
-pub(crate) fn check_features_finite(
+pub fn check_features_finite(
     fv: &FeatureVector,
     names: &[String],
     file: &Path,
@@ -53,7 +53,7 @@ pub(crate) fn check_features_finite(
 }
 
 /// Too few rows for one window (or for training): names the file and how many rows are needed.
-pub(crate) fn too_few_rows(path: &Path, rows: u64, needed: usize, what: &str) -> InputError {
+pub fn too_few_rows(path: &Path, rows: u64, needed: usize, what: &str) -> InputError {
     InputError::file(
         path,
         format!("has {rows} data row(s); {what} needs at least {needed} rows"),
@@ -63,7 +63,7 @@ pub(crate) fn too_few_rows(path: &Path, rows: u64, needed: usize, what: &str) ->
 /// How the engine runs offline: the same settings the agent derives from its builder (`vigil score`
 /// and `vigil eval` with no `--model` run the agent's cold start over the file).
 #[derive(Debug, Clone, Copy, clap::Args)]
-pub(crate) struct EngineArgs {
+pub struct EngineArgs {
     /// Seconds between rows, for the false-alarm budget and rate floors (default: the median interval
     /// of the first 100 rows).
     #[arg(long, value_name = "SECONDS", value_parser = positive)]
@@ -93,7 +93,7 @@ fn positive(text: &str) -> Result<f64, String> {
 impl EngineArgs {
     /// The flags as given (`null`: derived from the rows), for reports that must say what produced
     /// them.
-    pub(crate) fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "tick_seconds": self.tick_seconds,
             "warm_up_windows": self.warm_up_windows,
@@ -103,7 +103,7 @@ impl EngineArgs {
     }
 
     /// The settings of a cold-start run over rows `tick` seconds apart.
-    pub(crate) fn config(&self, tick: f64) -> EngineConfig {
+    pub fn config(&self, tick: f64) -> EngineConfig {
         let tick = self.tick_seconds.unwrap_or(tick);
         EngineConfig::agent(
             tick,
@@ -116,7 +116,7 @@ impl EngineArgs {
 }
 
 /// The median interval between the first 100 rows of `csv` (1 s when it cannot tell).
-pub(crate) fn estimate_tick(csv: &Path, options: ReadOptions) -> Result<f64, InputError> {
+pub fn estimate_tick(csv: &Path, options: ReadOptions) -> Result<f64, InputError> {
     let mut src = CsvSource::open(csv, options)?;
     let mut times = Vec::new();
     while times.len() < TICK_ROWS && src.next_row()? {
@@ -129,22 +129,26 @@ pub(crate) fn estimate_tick(csv: &Path, options: ReadOptions) -> Result<f64, Inp
 const TICK_ROWS: usize = 101;
 
 /// The median interval between consecutive times (1 s when it cannot tell).
-pub(crate) fn median_interval(times: impl IntoIterator<Item = f64>) -> f64 {
-    vigil::features::time::median_interval(times).unwrap_or(1.0)
+pub fn median_interval(times: impl IntoIterator<Item = f64>) -> f64 {
+    vigil_features::time::median_interval(times).unwrap_or(1.0)
 }
 
 /// One row as [`drive_csv`] hands it on.
-pub(crate) struct Row<'a> {
-    pub(crate) timestamp: f64,
+pub struct Row<'a> {
+    /// Seconds since the Unix epoch.
+    pub timestamp: f64,
     /// The timestamp cell as written.
-    pub(crate) raw_timestamp: &'a str,
-    pub(crate) line: u64,
-    pub(crate) values: &'a [f64],
-    pub(crate) signals: &'a vigil::features::SignalSet,
+    pub raw_timestamp: &'a str,
+    /// Line of the file (1 is the header).
+    pub line: u64,
+    /// The row's values, in the order of `signals`.
+    pub values: &'a [f64],
+    /// The file's columns as signals.
+    pub signals: &'a vigil_features::SignalSet,
 }
 
 /// How the engine of [`drive_csv`] starts.
-pub(crate) enum Start {
+pub enum Start {
     /// No model: the agent's cold start, refits and events.
     Cold,
     /// A model file scoring from the first full window, never refitted (`VIGIL_MODEL`, `--model`).
@@ -160,7 +164,7 @@ pub(crate) enum Start {
 /// process substitution work like files); `each(row, engine, step)` per row. Features that overflow
 /// are an error naming the line; with `log`, installs and training failures are reported on stderr as
 /// they happen. Returns the rows read.
-pub(crate) fn drive_csv(
+pub fn drive_csv(
     csv: &Path,
     options: ReadOptions,
     cfg: impl FnOnce(f64) -> anyhow::Result<EngineConfig>,
@@ -271,7 +275,7 @@ pub(crate) fn drive_csv(
 /// Streams `csv` through the engine the agent runs: with `model`, scoring with it from the first full
 /// window (never refitted, like `VIGIL_MODEL`); without, the agent's cold start, refits and events.
 /// Calls `each(source, step)` per row.
-pub(crate) fn score_csv(
+pub fn score_csv(
     model: Option<ModelFile>,
     engine: &EngineArgs,
     csv: &Path,

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-use super::memory::{Load, agent_get, duration_flag, in_scratch_store, mb, rss};
-use super::scenes::serve_model;
+use crate::memory::{Load, agent_get, duration_flag, in_scratch_store, mb, rss};
+use crate::scenes::serve_model;
 
 /// Flags of `vigil bench soak`.
 #[derive(Debug, clap::Args)]
@@ -109,8 +109,8 @@ fn soak(
         full_at
     );
 
-    let (host, load_rt) = super::overhead::runtimes(2)?;
-    let (addr, _faults, _counters) = serve_model(&host, 1)?;
+    let (host, load_rt) = crate::overhead::runtimes(2)?;
+    let addr = serve_model(&host, 1)?.addr;
     let load = Load::start(&load_rt, addr, args.connections);
     std::thread::sleep(Duration::from_secs(1));
     let host_rss = rss();

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use vigil::models::{AnomalyKind, OutputFile};
 
-use super::labels::Label;
-use super::scenes::faults::parse_faults;
-use super::scenes::record::{Recorder, unix_seconds};
-use super::scenes::{Scene, SceneConfig, Tick};
+use crate::scenes::faults::parse_faults;
+use crate::scenes::record::{Recorder, unix_seconds};
+use crate::scenes::{Scene, SceneConfig, Tick};
+use vigil_tool::labels::Label;
 
 /// Quiet ticks before each fault and ticks each fault lasts.
 const QUIET_TICKS: u64 = 30;
@@ -29,7 +29,7 @@ pub(crate) const MAX_COLUMNS: usize = 100;
 
 /// Flags of `vigil demo`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct DemoArgs {
+pub struct DemoArgs {
     /// Exit after this many seconds (default: once every fault has run and the quiet stretch after the
     /// last one is over; Ctrl-C ends it earlier, with the summary).
     #[arg(long, value_name = "SECS")]
@@ -213,7 +213,8 @@ fn tick_line(t: &Tick, elapsed: Duration, req_rate: f64) -> String {
     ))
 }
 
-pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
+/// `vigil demo`: serves, loads, injects the faults and prints what the agent saw, then the summary.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Colour only for a person at a terminal; never escape codes in a log file.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -223,7 +224,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let faults = parse_faults(&args.faults).map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
     let tick = match &args.tick {
         Some(s) => Some(vigil::agent::parse_duration(s).ok_or_else(|| {
-            super::UsageError(format!(
+            vigil_tool::UsageError(format!(
                 "--tick {s:?}: expected {}",
                 vigil::agent::DURATION_SYNTAX
             ))
@@ -245,7 +246,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         listen: args.listen,
         model: args.model.clone(),
         from_env: true,
-        real_gpu: super::scenes::real_gpu_asked(),
+        real_gpu: crate::scenes::real_gpu_asked(),
     };
     let mut scene = Scene::start(&cfg)?;
     let mut recorder = match &args.record {
@@ -438,7 +439,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         OutputFile::write_all_and_commit(
             &svg_path,
             &[],
-            super::eval::svg(&timeline, &labels).as_bytes(),
+            vigil_tool::plot::svg(&timeline, &labels).as_bytes(),
         )?;
         let md = format!(
             "# vigil demo report\n\nSeed {}, {ticks} ticks, {served} requests served.\n\n\

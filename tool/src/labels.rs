@@ -2,14 +2,16 @@
 
 use std::path::Path;
 
-use super::input::{InputError, parse_timestamp, quoted};
+use crate::input::{InputError, parse_timestamp, quoted};
 
-pub(crate) use vigil_models::labels::{Label, LabelSource, label_at};
+pub use vigil_models::labels::{Label, LabelSource, label_at};
 
-pub(crate) fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
+/// Reads a labels CSV (`start,end,label[,anomaly_type,source,confidence]`), naming the line and column
+/// of any bad value.
+pub fn read_labels(path: &Path) -> Result<Vec<Label>, InputError> {
     let file = std::fs::File::open(path)
         .map_err(|e| InputError::file(path, format!("cannot open: {e}")))?;
-    let mut r = super::input::csv_reader(file);
+    let mut r = crate::input::csv_reader(file);
     let headers: Vec<String> = r
         .headers()
         .map_err(|e| InputError::file(path, format!("cannot read the header: {e}")))?

@@ -23,16 +23,16 @@ const AGENT_MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// What one request may take.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+pub struct Limits {
     /// The whole request, from connecting to the last byte of the body.
-    pub(crate) deadline: Duration,
+    pub deadline: Duration,
     /// The most body bytes kept.
-    pub(crate) max_body: usize,
+    pub max_body: usize,
 }
 
 impl Limits {
     /// A request to one of the agent's own endpoints, within `deadline`.
-    pub(crate) fn agent(deadline: Duration) -> Self {
+    pub fn agent(deadline: Duration) -> Self {
         Self {
             deadline,
             max_body: AGENT_MAX_BODY,
@@ -70,12 +70,7 @@ impl Read for Deadline {
 
 /// One GET over HTTP/1.1 to `host` (`what` names the server in errors): the status and the body
 /// (Content-Length, chunked, or until the server closes), within `limits`.
-pub(crate) fn get(
-    host: &str,
-    path: &str,
-    what: &str,
-    limits: Limits,
-) -> anyhow::Result<(u16, Vec<u8>)> {
+pub fn get(host: &str, path: &str, what: &str, limits: Limits) -> anyhow::Result<(u16, Vec<u8>)> {
     let started = Instant::now();
     let until = started + limits.deadline;
     let who = format!("{what} at {host}");

@@ -10,14 +10,14 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use vigil::models::AnomalyKind;
 
-use super::offline::quantile;
-use super::scenes::faults::all_faults;
-use super::scenes::record::Recorder;
-use super::scenes::{Scene, SceneConfig, Tick, WARM_UP_WINDOWS, bench_engine};
+use crate::scenes::faults::all_faults;
+use crate::scenes::record::Recorder;
+use crate::scenes::{Scene, SceneConfig, Tick, WARM_UP_WINDOWS, bench_engine};
+use vigil_tool::engine::quantile;
 
 /// Flags of `vigil bench`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     #[command(subcommand)]
     what: BenchCommand,
 }
@@ -31,24 +31,24 @@ enum BenchCommand {
     /// or .gz) run through the engine the agent's way and the offline way, beside a static and a
     /// rolling z rule: event recall, point precision, Fc1, false events, normal time inside events,
     /// time to detect and PR-AUC of the score.
-    Corpus(super::corpus::CorpusArgs),
+    Corpus(crate::corpus::CorpusArgs),
     /// Does feedback work? On recorded fault runs, one fault type is called benign by people; after the
     /// agent's retrain on their verdicts, the last run is replayed with the model before and after.
-    Feedback(super::feedback::FeedbackArgs),
+    Feedback(crate::feedback::FeedbackArgs),
     /// The GPU half on a real NVIDIA GPU: NVML against nvidia-smi with device memory this process
     /// allocates (device and per-process), the NVML tick's cost, and an agent whose GPU stops answering
     /// mid-run. Needs the NVIDIA driver (libcuda.so.1, libnvidia-ml.so.1) and nvidia-smi.
-    Gpu(super::gpucheck::GpuArgs),
+    Gpu(crate::gpucheck::GpuArgs),
     /// The demo server under a fixed closed-loop load, agent off and on in alternating rounds:
     /// throughput and p50/p99 latency ratios with their spread.
-    Overhead(super::overhead::OverheadArgs),
+    Overhead(crate::overhead::OverheadArgs),
     /// What the agent adds to a host's resident memory: the demo server under load without the agent,
     /// then with it (store on, event profiles on, a cold start) and a CPU profile taken meanwhile.
-    Memory(super::memory::MemoryArgs),
+    Memory(crate::memory::MemoryArgs),
     /// Does the agent's resident memory stay flat over a long run? The demo server under light load
     /// with the agent at a fast tick (store, event profiles, refits on) for 100,000 ticks, scraped
     /// every second: memory when the history is full, at each quarter after, and the slope.
-    Soak(super::soak::SoakArgs),
+    Soak(crate::soak::SoakArgs),
 }
 
 /// Flags of `vigil bench detect`.
@@ -83,15 +83,16 @@ const GRACE_TICKS: u64 = 10;
 /// Give up when scoring has not started after this many ticks.
 const MAX_WARM_UP_TICKS: u64 = 2_000;
 
-pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+/// `vigil bench ...`: runs the chosen yardstick and prints (and with `--json` writes) its results.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Detect(d) => detect(d),
-        BenchCommand::Corpus(c) => super::corpus::run(c),
-        BenchCommand::Overhead(o) => super::overhead::run(o),
-        BenchCommand::Memory(m) => super::memory::run(m),
-        BenchCommand::Soak(s) => super::soak::run(s),
-        BenchCommand::Feedback(f) => super::feedback::run(f),
-        BenchCommand::Gpu(g) => super::gpucheck::run(g),
+        BenchCommand::Corpus(c) => crate::corpus::run(c),
+        BenchCommand::Overhead(o) => crate::overhead::run(o),
+        BenchCommand::Memory(m) => crate::memory::run(m),
+        BenchCommand::Soak(s) => crate::soak::run(s),
+        BenchCommand::Feedback(f) => crate::feedback::run(f),
+        BenchCommand::Gpu(g) => crate::gpucheck::run(g),
     }
 }
 
@@ -328,7 +329,7 @@ fn live_runs(args: &DetectArgs, tick: Duration) -> anyhow::Result<Vec<Run>> {
             model: None,
             from_env: false,
             // VIGIL_GPU=nvml: the GPU leak is real device memory, read back through NVML.
-            real_gpu: super::scenes::real_gpu_asked(),
+            real_gpu: crate::scenes::real_gpu_asked(),
         };
         // Faults in a seeded rotation, each after a quiet stretch.
         let mut schedule = Vec::new();
@@ -373,7 +374,7 @@ fn live_runs(args: &DetectArgs, tick: Duration) -> anyhow::Result<Vec<Run>> {
 /// Replays every `NAME.csv` with a `NAME.labels.csv` beside it in `dir` through the engine, with the
 /// settings the scenes' agents ran with (warm-up, refits, budget) at the recording's own tick.
 fn replay_runs(dir: &std::path::Path) -> anyhow::Result<Vec<Run>> {
-    use super::input::ReadOptions;
+    use vigil_tool::input::ReadOptions;
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot read the directory", dir.display()))?
         .filter_map(Result::ok)
@@ -392,7 +393,7 @@ fn replay_runs(dir: &std::path::Path) -> anyhow::Result<Vec<Run>> {
     let mut out = Vec::new();
     for name in names {
         let csv = dir.join(format!("{name}.csv"));
-        let labels = super::labels::read_labels(&dir.join(format!("{name}.labels.csv")))?;
+        let labels = vigil_tool::labels::read_labels(&dir.join(format!("{name}.labels.csv")))?;
         let options = ReadOptions::default();
         // The recording's tick, as the engine's settings take it from its first rows.
         let tick = std::cell::Cell::new(1.0);
@@ -404,11 +405,11 @@ fn replay_runs(dir: &std::path::Path) -> anyhow::Result<Vec<Run>> {
         let mut history = History::default();
         let mut rows = Vec::new();
         let mut scoring = false;
-        super::offline::drive_csv(
+        vigil_tool::engine::drive_csv(
             &csv,
             options,
             cfg,
-            super::offline::Start::Cold,
+            vigil_tool::engine::Start::Cold,
             false,
             |src, _, step| {
                 let cols = *cols.get_or_insert_with(|| {
@@ -437,7 +438,7 @@ fn replay_runs(dir: &std::path::Path) -> anyhow::Result<Vec<Run>> {
                         opened: step.opened.as_ref().map(|e| e.anomaly_type),
                         retyped: step.retyped.as_ref().map(|e| e.anomaly_type),
                         baseline: base,
-                        fault: super::labels::label_at(&labels, src.timestamp)
+                        fault: vigil_tool::labels::label_at(&labels, src.timestamp)
                             .filter(|l| l.anomaly)
                             .and_then(|l| l.kind),
                     });
@@ -509,6 +510,10 @@ fn detect(args: DetectArgs) -> anyhow::Result<()> {
     let mut scen_b = serde_json::Map::new();
     for k in &faults {
         let name = k.as_str();
+        // A recording made before a fault existed has no instance of it: not a miss.
+        if detector.get(name).is_none_or(|t| t.runs == 0) {
+            continue;
+        }
         scen.insert(name.into(), detector.entry(name).or_default().json());
         scen_b.insert(name.into(), baseline_t.entry(name).or_default().json());
     }
@@ -542,7 +547,7 @@ fn print_table(r: &Value) {
         None => "-".to_owned(),
     };
     println!(
-        "{:<20} | {:>6} {:>7} {:>7} {:>6} {:>6} | {:>6} {:>7} {:>7} {:>6}",
+        "{:<22} | {:>6} {:>7} {:>7} {:>6} {:>6} | {:>6} {:>7} {:>7} {:>6}",
         "fault", "det", "ttd p50", "ttd p95", "type", "@open", "base", "ttd p50", "ttd p95", "type"
     );
     let empty = serde_json::Map::new();
@@ -550,7 +555,7 @@ fn print_table(r: &Value) {
     for (name, d) in scen {
         let b = &r["baseline"]["scenarios"][name];
         println!(
-            "{:<20} | {:>6} {:>7} {:>7} {:>6} {:>6} | {:>6} {:>7} {:>7} {:>6}",
+            "{:<22} | {:>6} {:>7} {:>7} {:>6} {:>6} | {:>6} {:>7} {:>7} {:>6}",
             name,
             num(&d["detection_rate"], 2),
             num(&d["ttd_median_ticks"], 0),

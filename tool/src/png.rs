@@ -2,9 +2,11 @@
 //! library needed; plots are small).
 
 /// An RGB image.
-pub(crate) struct Raster {
-    pub(crate) width: usize,
-    pub(crate) height: usize,
+pub struct Raster {
+    /// Pixels across.
+    pub width: usize,
+    /// Pixels down.
+    pub height: usize,
     pixels: Vec<u8>,
 }
 
@@ -42,7 +44,8 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 }
 
 impl Raster {
-    pub(crate) fn new(width: usize, height: usize) -> Self {
+    /// A white image.
+    pub fn new(width: usize, height: usize) -> Self {
         Self {
             width,
             height,
@@ -50,7 +53,8 @@ impl Raster {
         }
     }
 
-    pub(crate) fn set(&mut self, x: i64, y: i64, rgb: [u8; 3]) {
+    /// Sets one pixel (outside the image: nothing).
+    pub fn set(&mut self, x: i64, y: i64, rgb: [u8; 3]) {
         if x < 0 || y < 0 || x as usize >= self.width || y as usize >= self.height {
             return;
         }
@@ -59,7 +63,7 @@ impl Raster {
     }
 
     /// Blends `rgb` over the rectangle at 50%.
-    pub(crate) fn shade(&mut self, x0: f64, y0: f64, x1: f64, y1: f64, rgb: [u8; 3]) {
+    pub fn shade(&mut self, x0: f64, y0: f64, x1: f64, y1: f64, rgb: [u8; 3]) {
         for y in y0.max(0.0) as usize..(y1.max(0.0) as usize).min(self.height) {
             for x in x0.max(0.0) as usize..(x1.max(0.0) as usize).min(self.width) {
                 let i = (y * self.width + x) * 3;
@@ -71,7 +75,7 @@ impl Raster {
     }
 
     /// Bresenham line; `dash` > 0 draws `dash` pixels on, `dash` off.
-    pub(crate) fn line(&mut self, a: (f64, f64), b: (f64, f64), rgb: [u8; 3], dash: usize) {
+    pub fn line(&mut self, a: (f64, f64), b: (f64, f64), rgb: [u8; 3], dash: usize) {
         let (mut x0, mut y0, x1, y1) = (a.0 as i64, a.1 as i64, b.0 as i64, b.1 as i64);
         let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
         let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
@@ -98,7 +102,7 @@ impl Raster {
     }
 
     /// PNG bytes (8-bit RGB, no filtering, stored deflate).
-    pub(crate) fn to_png(&self) -> Vec<u8> {
+    pub fn to_png(&self) -> Vec<u8> {
         let mut raw = Vec::with_capacity((self.width * 3 + 1) * self.height);
         for row in self.pixels.chunks(self.width * 3) {
             raw.push(0);

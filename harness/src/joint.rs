@@ -54,7 +54,7 @@ fn robust(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 
 /// A number in `[0, 1)` from a seed (deterministic).
 fn unit(seed: u64, k: u64) -> f64 {
-    super::scenes::load::unit(seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    crate::scenes::load::unit(seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// The joint-move test made of a series' training rows `rows` (see the module documentation); `None`
