@@ -125,3 +125,50 @@ fn allocations_on_agent_threads_are_the_agents_not_the_hosts() {
             >= vigil::agent::SHARDS as u64 * 4096
     );
 }
+
+/// The resident-memory signal is the host's: memory the agent's own threads hold (its windows, models,
+/// store cache; stepping up at its first fit) is left out of it, so the detector never reads the
+/// agent's growth as the host's leak. The same memory held by a host thread is in it.
+#[test]
+fn the_resident_memory_signal_leaves_out_the_agents_own_heap() {
+    const HELD: usize = 32 << 20;
+    let rt = host_runtime();
+    let agent = fast_agent(100).start(rt.handle()).unwrap();
+    let rss = |agent: &vigil::AgentHandle| {
+        let s = next_samples(agent, 2);
+        signal(&s[1], "process_resident_memory_bytes")
+    };
+    // Touched pages, so they are resident (a zeroed allocation may stay unmapped).
+    let hold = || {
+        let mut v = vec![0u8; HELD];
+        for b in v.iter_mut().step_by(4096) {
+            *b = 1;
+        }
+        black_box(v)
+    };
+    let base = rss(&agent);
+    let agent_held = std::thread::spawn(move || {
+        vigil::mark_agent_thread();
+        hold()
+    })
+    .join()
+    .unwrap();
+    let with_agents = rss(&agent);
+    assert!(
+        (with_agents - base).abs() < 8.0 * MB,
+        "the agent's own 32 MiB moved the host's resident memory from {base} to {with_agents}"
+    );
+    let scraped = scrape(agent.local_addr()).value("vigil_process_resident_memory_bytes");
+    assert!(
+        (scraped - base).abs() < 8.0 * MB,
+        "/metrics: {scraped}, before {base}"
+    );
+    let host_held = hold();
+    let with_hosts = rss(&agent);
+    assert!(
+        with_hosts - with_agents > 24.0 * MB,
+        "a host thread's 32 MiB moved the resident memory from {with_agents} to {with_hosts} only"
+    );
+    drop(black_box(agent_held));
+    drop(black_box(host_held));
+}

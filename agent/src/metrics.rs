@@ -151,7 +151,7 @@ defs! {
     PROCESS_CPU_SECONDS = "vigil_process_cpu_seconds_total", Counter, [], ALWAYS,
         "CPU time (user + system) used by the process since the agent started";
     PROCESS_RSS = vocab::PROCESS_RESIDENT_MEMORY_BYTES.metric, Gauge, [], ALWAYS,
-        "Resident set size of the process";
+        "Resident set size of the process, less the heap the agent's own threads hold where vigil::CountingAlloc is the global allocator (the agent does not score its own memory; vigil_agent_alloc_live_bytes is that heap)";
     PROCESS_VIRTUAL = vocab::PROCESS_VIRTUAL_MEMORY_BYTES.metric, Gauge, [], ALWAYS,
         "Virtual memory size of the process";
     PROCESS_THREADS = vocab::PROCESS_THREADS.metric, Gauge, [], ALWAYS,

@@ -339,7 +339,8 @@ pub const PROCESS_CPU_RATIO: Known = k(
 )
 .with_load()
 .in_clock_ticks();
-/// `process_resident_memory_bytes` (vigil_process_resident_memory_bytes).
+/// `process_resident_memory_bytes` (vigil_process_resident_memory_bytes): the host's resident memory,
+/// less the agent's own heap where the agent can tell it apart (its counting allocator).
 pub const PROCESS_RESIDENT_MEMORY_BYTES: Known = k(
     "process_resident_memory_bytes",
     Unit::Bytes,

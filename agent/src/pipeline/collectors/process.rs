@@ -102,7 +102,15 @@ impl Collector for ProcessCollector {
             None => f64::NAN,
         };
         self.prev = Some((now, cpu_ms));
-        let rss = p.memory() as f64;
+        // The host's resident memory: where the counting allocator tells the agent's heap apart, the
+        // agent's own (its windows, models, store cache) is left out, as from every alloc_* signal, so
+        // the detector does not read the agent's own growth at its first fit as the host's leak.
+        let agent_heap = if crate::alloc::alloc_tracking_enabled() {
+            crate::alloc::agent_alloc_stats().live_bytes() as f64
+        } else {
+            0.0
+        };
+        let rss = (p.memory() as f64 - agent_heap).max(0.0);
         let virt = p.virtual_memory() as f64;
         let threads = threads().unwrap_or(f64::NAN);
         let fds = open_fds().unwrap_or(f64::NAN);
