@@ -2,6 +2,10 @@
 //! field of their JSON.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
+use support::cli::succeed;
+
 use std::process::Command;
 
 use serde_json::Value;
@@ -16,16 +20,11 @@ fn tmp(name: &str) -> std::path::PathBuf {
 /// `vigil ARGS… EXTRA… --json DIR/out.json`, which must succeed: the JSON it wrote and its output.
 fn run_json(dir: &std::path::Path, args: &[&str], extra: &[&str]) -> (Value, std::process::Output) {
     let json = dir.join("out.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .args(extra)
-        .args(["--json", json.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(args)
+            .args(extra)
+            .args(["--json", json.to_str().unwrap()]),
     );
     let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     (v, out)
@@ -94,15 +93,10 @@ fn bench_detect_quick_measures_the_detector_and_the_static_rules_in_one_run() {
 fn bench_overhead_reports_ratios_with_their_spread() {
     let d = tmp("overhead");
     let json = d.join("overhead.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["bench", "overhead", "--rounds", "2", "--seconds", "1"])
-        .args(["--json", json.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["bench", "overhead", "--rounds", "2", "--seconds", "1"])
+            .args(["--json", json.to_str().unwrap()]),
     );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     // The agent alone and the agent with allocation counting, each against the plain host.

@@ -6,6 +6,10 @@
 //! `vigil bench detect --replay`, once as a model trained offline with `vigil train`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
+use support::cli::succeed;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,15 +20,7 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn vigil(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(Command::new(env!("CARGO_BIN_EXE_vigil")).args(args));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::*;
@@ -31,24 +31,6 @@ impl vigil::observe::ClassifyAnomaly for RateLimited {
 #[vigil::observe(model = "e2e-model", stage = "predict")]
 async fn predict() -> Result<(), RateLimited> {
     Err(RateLimited)
-}
-
-/// Kills the Prometheus it started (exactly that PID) when dropped.
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn urlencode(s: &str) -> String {
@@ -94,7 +76,7 @@ fn prometheus_stores_and_returns_the_trace_id_exemplar() {
         .stderr(Stdio::null())
         .spawn()
         .expect("prometheus not found: `apt-get install -y prometheus` (scripts/test installs it)");
-    let _prometheus = Prometheus(child);
+    let _prometheus = KillOnDrop(child);
     let prom: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     let query = r#"ai_inference_anomaly_total{model="e2e-model",anomaly_type="timeout"}"#;

@@ -63,14 +63,20 @@ fn stream_three_tokens() {
     drop(running);
 }
 
-#[test]
-fn promtool_accepts_the_metrics_endpoint() {
+/// An agent on a host runtime with a GPU, after a stream and a queue ran: every family has a series.
+fn serving_agent() -> (tokio::runtime::Runtime, vigil::AgentHandle) {
     stream_three_tokens();
     let rt = host_runtime();
     let agent = fast_agent(100)
         .gpu_source(FakeGpu::steady(16 << 30, 4 << 30))
         .start(rt.handle())
         .unwrap();
+    (rt, agent)
+}
+
+#[test]
+fn promtool_accepts_the_metrics_endpoint() {
+    let (_rt, agent) = serving_agent();
     next_samples(&agent, 2);
     let body = get(agent.local_addr(), "/metrics", &[]).body;
     let (ok, report) = promtool_check(&body);
@@ -93,12 +99,7 @@ fn promtool_rejects_a_broken_exposition() {
 
 #[test]
 fn every_exported_series_is_in_the_catalogue() {
-    stream_three_tokens();
-    let rt = host_runtime();
-    let agent = fast_agent(100)
-        .gpu_source(FakeGpu::steady(16 << 30, 4 << 30))
-        .start(rt.handle())
-        .unwrap();
+    let (_rt, agent) = serving_agent();
     next_samples(&agent, 1);
     let names = scrape(agent.local_addr()).names();
     let catalogue: Vec<&str> = vigil::agent::CATALOGUE.iter().map(|d| d.name).collect();

@@ -5,20 +5,19 @@
 //! does, with no new events.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
+use support::cli::succeed;
+
 #[test]
 fn a_pattern_marked_normal_stops_alarming_and_every_other_fault_is_still_detected() {
     let out_json = std::env::temp_dir().join(format!("vigil-feedback-{}.json", std::process::id()));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["bench", "feedback", "--replay"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/feedback"))
-        .args(["--benign", "alloc_storm", "--json"])
-        .arg(&out_json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["bench", "feedback", "--replay"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/feedback"))
+            .args(["--benign", "alloc_storm", "--json"])
+            .arg(&out_json),
     );
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();

@@ -8,7 +8,7 @@ use std::process::Command;
 
 mod support;
 
-use support::cli::{s, tmpdir};
+use support::cli::{s, succeed, tmpdir};
 
 /// Crates that belong to the command line, the harness or the benchmarks, never to a host.
 const NOT_FOR_HOSTS: [&str; 7] = [
@@ -44,27 +44,22 @@ fn host_dependencies(features: &str) -> BTreeSet<String> {
     )
     .unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(&d.0)
-        .args([
-            "tree",
-            "--offline",
-            "--edges",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-            "--manifest-path",
-            s(&d.0.join("Cargo.toml")),
-        ])
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cargo tree for a host crate failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new(cargo)
+            .current_dir(&d.0)
+            .args([
+                "tree",
+                "--offline",
+                "--edges",
+                "normal",
+                "--prefix",
+                "none",
+                "--format",
+                "{p}",
+                "--manifest-path",
+                s(&d.0.join("Cargo.toml")),
+            ])
+            .env_remove("CARGO_TARGET_DIR"),
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()

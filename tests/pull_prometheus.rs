@@ -64,11 +64,7 @@ fn pulled_history_matches_the_agents_and_trains_a_model_for_the_fleet() {
     };
     let dir = temp_dir("pull");
     std::fs::create_dir_all(&dir).unwrap();
-    let prom_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let prom_port = free_port();
     let targets: Vec<String> = agents
         .iter()
         .map(|a| format!("\"{}\"", a.local_addr()))

@@ -8,6 +8,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::cli::succeed;
 use support::*;
 use vigil::store::{LabelQuery, Store, Write};
 
@@ -488,15 +489,10 @@ fn retrains_are_gated_counted_and_recorded_and_a_model_reloads_and_rolls_back() 
     // Offline: `vigil train --store` makes a model from the stored windows and labels; a second agent
     // loads it (VIGIL_MODEL), reloads it and rolls back once.
     let model_file = dir.join("model.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["train", "--store", dir.to_str().unwrap(), "--out"])
-        .arg(&model_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["train", "--store", dir.to_str().unwrap(), "--out"])
+            .arg(&model_file),
     );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("stored windows"),
@@ -535,11 +531,7 @@ fn kill_9_of_the_agent_loses_no_acknowledged_label_and_the_store_reopens() {
     let dir = temp_dir("agent-kill9");
     let mut acked: Vec<u64> = Vec::new();
     for round in 0..4u64 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args([
@@ -854,14 +846,9 @@ fn a_full_disk_says_so_and_keeps_what_it_acknowledged() {
         err.contains("database or disk is full") && !err.contains("vanished"),
         "{err}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["labels", "list", "--store", d])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["labels", "list", "--store", d]),
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).lines().count(),

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::{Value, json};
 use vigil::features::{SignalSet, Window};
-use vigil_models::{Engine, EngineConfig, InlineTrainer, TrainJob};
+use vigil_models::{Engine, EngineConfig, InlineTrainer, ModelFile, TrainJob};
 
 use vigil_tool::engine::EngineArgs;
 use vigil_tool::input::{CsvSource, InputError, ReadOptions, csv_reader, decoded, parse_timestamp};
@@ -410,13 +410,19 @@ fn empty_outcome(n: usize) -> Outcome {
 
 /// Training then test rows through one engine with no model.
 fn agent_way(s: &Series, engine: &EngineArgs) -> anyhow::Result<Outcome> {
-    let mut engine = Engine::new(
-        &s.signals,
-        config(s, engine),
-        None,
-        Box::new(InlineTrainer::default()),
-    )?;
-    for (t, row) in &s.train {
+    run_engine(s, config(s, engine), None, &s.train)
+}
+
+/// One engine (with `model`, or none: it trains its own) fed the `warm` rows, then the test rows,
+/// whose verdicts are the outcome.
+fn run_engine(
+    s: &Series,
+    cfg: EngineConfig,
+    model: Option<ModelFile>,
+    warm: &[(f64, Vec<f64>)],
+) -> anyhow::Result<Outcome> {
+    let mut engine = Engine::new(&s.signals, cfg, model, Box::new(InlineTrainer::default()))?;
+    for (t, row) in warm {
         engine.push(*t, row)?;
     }
     let mut o = empty_outcome(s.test.len());
@@ -465,21 +471,7 @@ fn offline_way(s: &Series, hold_back: usize, engine: &EngineArgs) -> anyhow::Res
     let model = job
         .run()
         .with_context(|| format!("{}: training on train.csv", s.name))?;
-    let mut engine = Engine::new(
-        &s.signals,
-        cfg,
-        Some(model),
-        Box::new(InlineTrainer::default()),
-    )?;
-    for (t, row) in held {
-        engine.push(*t, row)?;
-    }
-    let mut o = empty_outcome(s.test.len());
-    for (t, row) in &s.test {
-        let step = engine.push(*t, row)?;
-        record(&mut o, &step);
-    }
-    Ok(o)
+    run_engine(s, cfg, Some(model), held)
 }
 
 /// `max over columns |x − mean| / sd` against each column's `(mean, sd)`; columns with no spread

@@ -3,12 +3,16 @@
 //! stops), and a feature that was constant in training moving a little without alarming.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 
 use vigil_features::{Horizons, SignalSet, SignalSpec, Unit};
 use vigil_models::{
     Engine, EngineConfig, EventEnd, InlineTrainer, Step, TrainJob, Trained, Trainer,
 };
+
+use support::Noise;
 
 fn signals() -> SignalSet {
     SignalSet::new(vec![
@@ -17,17 +21,6 @@ fn signals() -> SignalSet {
         SignalSpec::gauge("threads", Unit::Count),
     ])
     .unwrap()
-}
-
-/// xorshift noise in [-0.5, 0.5).
-struct Noise(u64);
-impl Noise {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % 10_000) as f64 / 10_000.0 - 0.5
-    }
 }
 
 /// Normal rows: queue ~ 20 ± 3, latency ~ 10 ms ± 1 ms, threads constant at 8.

@@ -4,6 +4,8 @@
 //! event windows never train a model.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::sync::Arc;
 
 use vigil_features::{FeatureVector, Horizons, SignalSet, SignalSpec, Unit, Window};
@@ -12,23 +14,14 @@ use vigil_models::labels::Label;
 use vigil_models::retrain::{RetrainInput, retrain};
 use vigil_models::{EngineConfig, EventParams, ModelFile, TrainJob};
 
+use support::Noise;
+
 fn signals() -> SignalSet {
     SignalSet::new(vec![
         SignalSpec::gauge("queue", Unit::Count),
         SignalSpec::gauge("latency", Unit::Seconds),
     ])
     .unwrap()
-}
-
-/// xorshift noise in [-0.5, 0.5).
-struct Noise(u64);
-impl Noise {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % 10_000) as f64 / 10_000.0 - 0.5
-    }
 }
 
 const PATTERN: [usize; 4] = [800, 1400, 2000, 2600];

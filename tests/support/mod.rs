@@ -309,6 +309,15 @@ pub fn go_tool_pprof(gz: &[u8], flag: &str) -> String {
     text
 }
 
+/// A loopback port free at the time of asking (for a server the test starts in another process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A child process killed and reaped when dropped (a test's server, whatever the test's outcome).
 pub struct KillOnDrop(pub std::process::Child);
 
