@@ -93,7 +93,7 @@ fn bench_detect_quick_measures_the_detector_and_the_static_rules_in_one_run() {
 fn bench_overhead_reports_ratios_with_their_spread() {
     let d = tmp("overhead");
     let json = d.join("overhead.json");
-    let out = succeed(
+    succeed(
         Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(["bench", "overhead", "--rounds", "2", "--seconds", "1"])
             .args(["--json", json.to_str().unwrap()]),

@@ -12,7 +12,7 @@ use support::cli::succeed;
 #[test]
 fn a_pattern_marked_normal_stops_alarming_and_every_other_fault_is_still_detected() {
     let out_json = std::env::temp_dir().join(format!("vigil-feedback-{}.json", std::process::id()));
-    let out = succeed(
+    succeed(
         std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(["bench", "feedback", "--replay"])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/feedback"))

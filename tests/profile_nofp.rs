@@ -41,7 +41,7 @@ fn build_host() -> std::path::PathBuf {
     std::fs::copy(repo.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
     let target = repo.join("target/nofp-host");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = succeed(
+    succeed(
         Command::new(cargo)
             .args(["build", "--release", "--offline", "--quiet"])
             .current_dir(&dir)
