@@ -229,7 +229,7 @@ fn demo_with_vigil_gpu_nvml_and_no_driver_says_why_and_uses_the_scripted_device(
         .args([
             "demo",
             "--duration",
-            "25",
+            "40",
             "--listen",
             "127.0.0.1:0",
             "--tick",
@@ -238,7 +238,8 @@ fn demo_with_vigil_gpu_nvml_and_no_driver_says_why_and_uses_the_scripted_device(
             "--faults",
             "gpu_memory_leak",
         ])
-        .env("VIGIL_WARMUP", "5s")
+        // A warm-up that covers the load's bursts, as `the_demo_ends_by_itself_...` says why.
+        .env("VIGIL_WARMUP", "20s")
         .env("VIGIL_GPU", "nvml")
         .output()
         .unwrap();
